@@ -1,0 +1,1 @@
+"""The conformance suite joining :mod:`refsim` and :mod:`kernels` (in progress)."""

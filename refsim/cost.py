@@ -1,0 +1,51 @@
+"""The cost model: how long a work item, a store or a fixup step takes on a simulated CU.
+
+Per K-iteration of a ``BM x BN x BK`` block, on a CU running ``r`` resident programs::
+
+    t_iter    = max(t_compute, t_memory)
+    t_compute = 2*BM*BN*BK / (peak[dtype] / CUs) * r
+    t_memory  = (R*BM*BK*e + C*BK*BN*e) / (HBM / X)
+
+``e`` is the element size. L2 reuse, per XCD (one L2): the programs streaming on an XCD touch
+``R`` distinct tile rows ``pid_m`` and ``C`` distinct tile columns ``pid_n``; each A and B block
+is fetched from HBM once per K-step by whoever comes first and hit in L2 by the rest. The XCD
+streams those blocks at its share of HBM bandwidth, ``HBM / X`` with ``X`` the XCDs that have a
+program streaming, and all of its programs advance at that pace. The counts are taken when the
+item starts, this item included. The model assumes the blocks in flight fit in L2 (4 MB per XCD
+holds the 38 programs' 256x64 bf16 A and B blocks) and ignores DRAM page and NUMA effects.
+
+Epilogue and fixup traffic: a program moving ``b`` bytes while ``p`` programs stream on its
+XCD takes ``b * p / (HBM / X)``. A finished tile stores ``BM*BN*e`` bytes (plus ``BN*e`` of
+bias); an fp32 partial stores or loads ``BM*BN*4``. Atomics and flags: an atomic returns
+``atomic_latency`` after it is served; atomics on one address are served one at a time,
+``atomic_interval`` apart. A flag wait ends ``atomic_latency`` after the flag is set (the poll
+that sees it). Every launch costs ``launch_overhead`` before its first program starts.
+"""
+
+
+class CostModel:
+    """Times in microseconds for one configuration on one profile."""
+
+    def __init__(self, config, profile):
+        bm, bn, bk, e = config.block_m, config.block_n, config.block_k, config.elem_bytes
+        cu_flops_per_us = profile.peak_tflops[config.dtype] * 1e6 / config.cus
+        self.compute_iter_us = 2.0 * bm * bn * bk / cu_flops_per_us
+        self.hbm_bytes_per_us = profile.hbm_gbps * 1e3
+        self.a_block_bytes = float(bm * bk * e)
+        self.b_block_bytes = float(bk * bn * e)
+        self.tile_store_bytes = float(bm * bn * e)
+        self.bias_bytes = float(bn * e)
+        self.partial_bytes = float(bm * bn * 4)
+        self.atomic_latency_us = profile.atomic_latency_us
+        self.atomic_interval_us = profile.atomic_interval_us
+        self.launch_overhead_us = profile.launch_overhead_us
+
+    def iteration_us(self, distinct_rows, distinct_cols, active_xcds, cu_programs):
+        """One K-iteration of one program (see the module docstring)."""
+        xcd_bytes = distinct_rows * self.a_block_bytes + distinct_cols * self.b_block_bytes
+        memory = xcd_bytes * active_xcds / self.hbm_bytes_per_us
+        return max(self.compute_iter_us * cu_programs, memory)
+
+    def transfer_us(self, nbytes, xcd_programs, active_xcds):
+        """Moving ``nbytes`` to or from HBM at this program's share of bandwidth."""
+        return nbytes * xcd_programs * active_xcds / self.hbm_bytes_per_us

@@ -1,0 +1,148 @@
+"""Exact numerics of a simulated run: every partial buffer and the output, in float32.
+
+Inputs are first rounded to the configuration's dtype (as the kernel would load them), then
+every work item accumulates ``acc += A_k @ B_k`` one BLOCK_K slice at a time in float32, and
+split tiles are reduced in the order the run's :class:`~refsim.simulator.Fixup` records:
+
+* ``owner-waits`` / ``last-arriver`` / ``split-k``: ``((p0 + p1) + p2) + ...`` in K order; each
+  contributor's own partial is a workspace buffer.
+* ``turnstile``: the same sums, but the workspace holds the running sum ``p0 + ... + pi``.
+* ``atomic``: the owner adds ``p0 + bias``, everyone adds into a zeroed output in arrival order.
+
+Bias is added once, in float32, by whoever finalises the tile. The output is the float32 value
+before the kernel's final cast; tiles nobody finalised (a deadlocked run) stay NaN. With
+integer-valued inputs in -4..4 every fp32 operation is exact, so the output equals the float64
+product bit for bit.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Partial:
+    """A workspace buffer written by ``program`` for ``tile``, holding K-iterations ``[k_begin, k_end)``.
+
+    ``kind`` is ``"own"`` (the program's own K-range) or ``"running"`` (turnstile: the sum of
+    every K-range up to and including this program's).
+    """
+
+    program: int
+    tile: int
+    k_begin: int
+    k_end: int
+    kind: str
+    value: np.ndarray
+
+
+def round_to_dtype(x, dtype):
+    """``x`` rounded to fp16/bf16/fp32 (round to nearest even), returned as float32."""
+    x32 = np.asarray(x, dtype=np.float32)
+    if dtype == "fp16":
+        return x32.astype(np.float16).astype(np.float32)
+    if dtype == "bf16":
+        bits = np.ascontiguousarray(x32).view(np.uint32).astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return rounded.astype(np.uint32).view(np.float32).reshape(x32.shape)
+    return x32.copy()
+
+
+def check_inputs(config, a, b, bias):
+    """Raise ValueError unless ``a`` is (M, K), ``b`` is (K, N), ``bias`` is (N,) or None, all finite."""
+    expected = {"a": (config.m, config.k), "b": (config.k, config.n)}
+    if bias is not None:
+        expected["bias"] = (config.n,)
+    for name, array in (("a", a), ("b", b), ("bias", bias)):
+        if name not in expected:
+            continue
+        array = np.asarray(array)
+        if array.shape != expected[name]:
+            raise ValueError(f"{name} has shape {array.shape}, expected {expected[name]}")
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise ValueError(f"{name} has dtype {array.dtype}, expected a real numeric array")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} contains NaN or infinity")
+
+
+class TileMath:
+    """Block products of one problem, tile by tile."""
+
+    def __init__(self, config, a, b, bias):
+        self.config = config
+        self.a = round_to_dtype(a, config.dtype)
+        self.b = round_to_dtype(b, config.dtype)
+        self.bias = None if bias is None else round_to_dtype(bias, config.dtype)
+
+    def region(self, pid_m, pid_n):
+        c = self.config
+        return (slice(pid_m * c.block_m, min(c.m, (pid_m + 1) * c.block_m)),
+                slice(pid_n * c.block_n, min(c.n, (pid_n + 1) * c.block_n)))
+
+    def accumulate(self, pid_m, pid_n, k_begin, k_end):
+        """fp32 accumulator of one tile over K-iterations ``[k_begin, k_end)``, in K order."""
+        c = self.config
+        rows, cols = self.region(pid_m, pid_n)
+        acc = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=np.float32)
+        for kk in range(k_begin, k_end):
+            ks = slice(kk * c.block_k, min(c.k, (kk + 1) * c.block_k))
+            acc += self.a[rows, ks] @ self.b[ks, cols]
+        return acc
+
+    def with_bias(self, acc, pid_n):
+        if self.bias is None:
+            return acc
+        return acc + self.bias[self.region(0, pid_n)[1]]
+
+
+def compute(config, records, fixups, a, b, bias=None):
+    """``(output, partials)`` for a run's records and fixups; see the module docstring."""
+    check_inputs(config, a, b, bias)
+    math = TileMath(config, a, b, bias)
+    output = np.full((config.m, config.n), np.nan, dtype=np.float32)
+    split = {f.tile: f for f in fixups}
+    own = {}
+    coords = {}
+    for r in records:
+        if r.kernel != "gemm":
+            continue
+        acc = math.accumulate(r.pid_m, r.pid_n, r.k_begin, r.k_end)
+        coords[r.tile] = (r.pid_m, r.pid_n)
+        if r.tile in split:
+            own[(r.tile, r.program)] = (acc, r.k_begin, r.k_end)
+        elif r.finalizes:
+            output[math.region(r.pid_m, r.pid_n)] = math.with_bias(acc, r.pid_n)
+    partials = []
+    for fixup in fixups:
+        if any((fixup.tile, p) not in own for p in fixup.contributors):
+            continue  # a contributor never ran (deadlock): the tile stays unfinalised
+        pid_m, pid_n = coords[fixup.tile]
+        total, stored = _reduce(fixup, own, math, pid_n)
+        partials.extend(stored)
+        output[math.region(pid_m, pid_n)] = total
+    return output, partials
+
+
+def _reduce(fixup, own, math, pid_n):
+    """The finalised value of a split tile and the workspace buffers written on the way."""
+    tile, programs = fixup.tile, fixup.contributors
+    parts = [own[(tile, p)] for p in programs]
+    stored = []
+    if fixup.protocol == "atomic":
+        total = np.zeros_like(parts[0][0])
+        for program in fixup.order:
+            acc = own[(tile, program)][0]
+            total = total + (math.with_bias(acc, pid_n) if program == programs[0] else acc)
+        return total, stored
+    total = parts[0][0]
+    if fixup.protocol == "turnstile":
+        stored.append(Partial(programs[0], tile, 0, parts[0][2], "running", total))
+    for i, (acc, k_begin, k_end) in enumerate(parts[1:], start=1):
+        total = total + acc
+        if fixup.protocol == "turnstile" and i < len(parts) - 1:
+            stored.append(Partial(programs[i], tile, 0, k_end, "running", total))
+    if fixup.protocol != "turnstile":
+        writers = programs[1:] if fixup.protocol == "owner-waits" else programs
+        stored = [Partial(p, tile, own[(tile, p)][1], own[(tile, p)][2], "own", own[(tile, p)][0])
+                  for p in writers]
+    return math.with_bias(total, pid_n), stored

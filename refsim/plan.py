@@ -1,0 +1,163 @@
+"""The static plan: which program computes which tile and K-range, in which order.
+
+Built only from :mod:`refsim.tiling` and a :class:`~refsim.config.GemmConfig`, so the kernels,
+which call the same functions, follow the same plan. Work stealing has no static tile order
+(tickets are a race); its plan fixes only each program's counter.
+"""
+
+import dataclasses
+import typing
+
+from . import tiling
+
+
+class WorkItem(typing.NamedTuple):
+    """One piece of work of one program: tile ``tile`` over K-iterations ``[k_begin, k_end)``.
+
+    Roles: ``dp`` (whole tile, data-parallel or persistent), ``sk-owner`` (holds the tile's first
+    K-iteration, whole tile included), ``sk-contributor`` (a later K-range of an SK tile),
+    ``split`` (one split-K slice).
+    """
+
+    program: int
+    step: int
+    tile: int
+    pid_m: int
+    pid_n: int
+    k_begin: int
+    k_end: int
+    role: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitTile:
+    """A tile whose K-range is spread over several programs (Stream-K SK tile or split-K)."""
+
+    tile: int
+    programs: tuple  # hardware program ids in K order; the first holds k_begin == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    config: object
+    programs: tuple  # per hardware program id: tuple of WorkItem in execution order
+    split_tiles: dict  # tile -> SplitTile, for tiles computed by more than one program
+    counters: tuple  # per hardware program id: work-stealing counter (empty otherwise)
+
+    def items(self):
+        """Every planned work item, program by program."""
+        return [item for program in self.programs for item in program]
+
+
+def build_plan(config):
+    """The plan for ``config``; see the module docstring."""
+    builders = {
+        "data_parallel": _data_parallel,
+        "persistent": _persistent,
+        "streamk": _streamk,
+        "work_stealing": _work_stealing,
+        "split_k": _split_k,
+    }
+    programs, split_tiles, counters = builders[config.strategy](config)
+    return Plan(config, tuple(map(tuple, programs)), split_tiles, tuple(counters))
+
+
+def _item(config, program, step, tile, k_begin, k_end, role):
+    pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
+    return WorkItem(program, step, tile, pid_m, pid_n, k_begin, k_end, role)
+
+
+def _logical_ids(config):
+    if not config.xcd_remap:
+        return range(config.grid), range(config.grid)
+    logical = [config.logical_program(pid) for pid in range(config.grid)]
+    hardware = [0] * config.grid
+    for pid, lp in enumerate(logical):
+        hardware[lp] = pid
+    return logical, hardware
+
+
+def _data_parallel(config):
+    logical, _ = _logical_ids(config)
+    iters = config.iters_per_tile
+    programs = [[_item(config, pid, 0, logical[pid], 0, iters, "dp")] for pid in range(config.grid)]
+    return programs, {}, ()
+
+
+def _persistent_steps(config, pid, lp, num_tiles):
+    iters = config.iters_per_tile
+    count = tiling.persistent_tile_count(lp, num_tiles, config.grid)
+    return [_item(config, pid, step, tiling.persistent_tile(lp, step, config.grid), 0, iters, "dp")
+            for step in range(count)]
+
+
+def _persistent(config):
+    logical, _ = _logical_ids(config)
+    programs = [_persistent_steps(config, pid, logical[pid], config.total_tiles)
+                for pid in range(config.grid)]
+    return programs, {}, ()
+
+
+def _streamk(config):
+    logical, hardware = _logical_ids(config)
+    grid, iters, first_sk = config.grid, config.iters_per_tile, config.dp_tiles
+    sk_iters = config.sk_iters
+    programs = []
+    for pid in range(grid):
+        lp = logical[pid]
+        items = _persistent_steps(config, pid, lp, first_sk)
+        start, end = tiling.streamk_iter_range(lp, sk_iters, grid)
+        for tile, k_begin, k_end in _sk_segments(start, end, iters, first_sk, config.fixup):
+            role = "sk-owner" if k_begin == 0 else "sk-contributor"
+            items.append(_item(config, pid, len(items), tile, k_begin, k_end, role))
+        programs.append(items)
+    split_tiles = {}
+    for tile in range(first_sk, config.total_tiles):
+        owner, last = tiling.streamk_tile_programs(tile, first_sk, iters, sk_iters, grid)
+        if last > owner:
+            split_tiles[tile] = SplitTile(tile, tuple(hardware[lp] for lp in range(owner, last + 1)))
+    return programs, split_tiles, ()
+
+
+def _sk_segments(start, end, iters, first_sk, fixup):
+    """A program's SK segments in execution order.
+
+    Forwards, except for ``turnstile``: there the partial holding k = 0 must be produced first,
+    so each program walks its range backwards and starts with the tile it owns; walking forwards
+    would chain every program behind the end of its predecessor's whole range.
+    """
+    segments = []
+    if fixup == "turnstile":
+        it = end
+        while it > start:
+            tile, k_begin, k_end = tiling.streamk_segment_back(it, start, iters, first_sk)
+            segments.append((tile, k_begin, k_end))
+            it -= k_end - k_begin
+    else:
+        it = start
+        while it < end:
+            tile, k_begin, k_end = tiling.streamk_segment(it, end, iters, first_sk)
+            segments.append((tile, k_begin, k_end))
+            it += k_end - k_begin
+    return segments
+
+
+def _split_k(config):
+    logical, hardware = _logical_ids(config)
+    splits, iters = config.split_k, config.iters_per_tile
+    programs = []
+    for pid in range(config.grid):
+        tile, split = tiling.split_k_work(logical[pid], splits)
+        k_begin, k_end = tiling.split_k_range(split, iters, splits)
+        programs.append([_item(config, pid, 0, tile, k_begin, k_end, "split")])
+    split_tiles = {}
+    if splits > 1:
+        split_tiles = {tile: SplitTile(tile, tuple(hardware[tile * splits + s] for s in range(splits)))
+                       for tile in range(config.total_tiles)}
+    return programs, split_tiles, ()
+
+
+def _work_stealing(config):
+    xcds, per_xcd = config.counter_layout
+    counters = [tiling.ws_counter(pid, xcds, per_xcd) for pid in range(config.grid)]
+    return [[] for _ in range(config.grid)], {}, counters

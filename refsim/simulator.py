@@ -1,0 +1,340 @@
+"""The discrete-event simulation: programs on CUs, the dispatcher, atomics, flags and fixups.
+
+One SimPy process per resident program slot (CUs x residency) pulls program ids from the
+dispatcher: on AMD profiles workgroup ``i`` queues on XCD ``i % XCDS`` and starts on the first
+free CU of that XCD; on NVIDIA profiles any free SM takes the next program. Ties are broken by
+creation order, so a run is a pure function of its inputs. A program waiting on a flag holds
+its slot; when every live program waits and nothing is scheduled, SimPy runs out of events and
+the run ends with a :class:`Deadlock` describing who waits on whom.
+"""
+
+import collections
+import dataclasses
+import random
+
+import simpy
+
+from . import tiling
+from .cost import CostModel
+from .plan import WorkItem
+from .trace import WorkRecord
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixup:
+    """How one split tile was reduced.
+
+    ``contributors`` are the programs holding the tile's K-ranges, in K order; ``order`` is the
+    order their partials were summed (K order, or arrival order for the ``atomic`` protocol);
+    ``reducer`` finalised the tile (bias included). For split-K the reducer is a program of
+    the reduction launch. ``wait_us`` is the time programs spent blocked on this tile's flags.
+    """
+
+    tile: int
+    protocol: str
+    reducer: int
+    contributors: tuple
+    order: tuple
+    wait_us: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Deadlock:
+    """Every live program waits and nothing can run."""
+
+    at_us: float
+    waiting: tuple  # (program, unit, tile, program it waits for)
+    undispatched: tuple  # program ids still queued for a free slot
+
+    def __str__(self):
+        lines = [f"deadlock at t={self.at_us:.3f} us: {len(self.waiting)} programs wait, "
+                 f"{len(self.undispatched)} never started"]
+        for program, unit, tile, awaited in self.waiting:
+            started = "never started" if awaited in self.undispatched else "not yet flagged"
+            lines.append(f"  program {program} on CU {unit} waits for program {awaited}'s partial "
+                         f"of tile {tile} ({started})")
+        if self.undispatched:
+            shown = ", ".join(map(str, self.undispatched[:16]))
+            more = "" if len(self.undispatched) <= 16 else f", ... ({len(self.undispatched)} in all)"
+            lines.append(f"  queued for a slot that never frees: {shown}{more}")
+        return "\n".join(lines)
+
+
+class L2Occupancy:
+    """How many programs stream on one XCD, and which tile rows and columns they work on."""
+
+    def __init__(self, num_pid_m, num_pid_n):
+        self.rows = [0] * num_pid_m
+        self.cols = [0] * num_pid_n
+        self.distinct_rows = 0
+        self.distinct_cols = 0
+        self.streaming = 0
+
+
+class Simulation:
+    """Runs one plan in simulated time; ``run()`` returns ``(records, fixups, deadlock, makespan)``."""
+
+    def __init__(self, config, plan, *, with_bias=False, jitter=0.0, seed=0):
+        self.config, self.plan = config, plan
+        self.profile = config.profile
+        self.cost = CostModel(config, self.profile)
+        self.with_bias = with_bias
+        self.env = simpy.Environment()
+        rng = random.Random(seed)
+        self.slowdown = [1.0 + jitter * rng.random() for _ in range(config.cus)]
+        self.cus_per_xcd = config.cus // config.xcds
+        self.records = []
+        self.fixups = {}
+        self.busy_us = [0.0] * config.cus
+        self.active_xcds = 0
+        self.cu_load = [0] * config.cus
+        self.l2 = [L2Occupancy(config.num_pid_m, config.num_pid_n) for _ in range(config.xcds)]
+        self.flags = {}
+        self.atomic_free_at = {}
+        self.atomic_count = collections.Counter()
+        self.arrivals = collections.defaultdict(list)
+        self.fixup_wait = collections.Counter()
+        self.waiting = {}
+        self.queues = []
+        self.kernel_spans = []
+
+    # Running --------------------------------------------------------------------------------
+    def run(self):
+        main = self.env.process(self._main())
+        self.env.run()
+        deadlock = None
+        if not main.triggered:
+            undispatched = tuple(sorted(pid for queue in self.queues for pid in queue))
+            deadlock = Deadlock(self.env.now, tuple(sorted(self.waiting.values())), undispatched)
+        self.records.sort(key=lambda r: (r.kernel != "gemm", r.program, r.step))
+        return self.records, [self.fixups[t] for t in sorted(self.fixups)], deadlock, self.env.now
+
+    def _main(self):
+        config, cost = self.config, self.cost
+        setup_us = cost.launch_overhead_us
+        if config.strategy == "streamk" and config.fixup == "atomic" and self.plan.split_tiles:
+            # the output must be zeroed by a memset launch before atomics add into it
+            setup_us += cost.launch_overhead_us + cost.transfer_us(config.m * config.n * 4, 1, 1)
+        yield self.env.timeout(setup_us)
+        body = self._ws_program if config.strategy == "work_stealing" else self._static_program
+        yield from self._launch(config.grid, body)
+        if config.strategy == "split_k" and self.plan.split_tiles:
+            yield self.env.timeout(cost.launch_overhead_us)
+            yield from self._launch(config.total_tiles, self._reduce_program)
+
+    def _launch(self, grid, body):
+        config = self.config
+        if self.profile.vendor == "amd":
+            queues = [collections.deque(range(x, grid, config.xcds)) for x in range(config.xcds)]
+        else:
+            queues = [collections.deque(range(grid))]
+        self.queues = queues
+        start = self.env.now
+        workers = []
+        for _ in range(self.profile.resident_per_cu):
+            for cu in range(config.cus):
+                queue = queues[cu // self.cus_per_xcd] if len(queues) > 1 else queues[0]
+                if queue:
+                    workers.append(self.env.process(self._worker(queue, cu, body)))
+        yield self.env.all_of(workers)
+        self.kernel_spans.append((start, self.env.now))
+
+    def _worker(self, queue, cu, body):
+        while queue:
+            pid = queue.popleft()
+            self.cu_load[cu] += 1
+            yield from body(pid, cu)
+            self.cu_load[cu] -= 1
+
+    # Building blocks ------------------------------------------------------------------------
+    def _compute_begin(self, item, cu, xcd, tail_bytes=0.0):
+        """Start the K-loop of a work item, then ``tail_bytes`` of stores; returns its duration.
+
+        The caller yields a timeout of that duration, then calls :meth:`_compute_end`. This is
+        the hot path of every run, hence the two halves instead of a nested generator.
+        """
+        l2 = self.l2[xcd]
+        pid_m, pid_n = item.pid_m, item.pid_n
+        l2.rows[pid_m] += 1
+        l2.distinct_rows += l2.rows[pid_m] == 1
+        l2.cols[pid_n] += 1
+        l2.distinct_cols += l2.cols[pid_n] == 1
+        if l2.streaming == 0:
+            self.active_xcds += 1
+        l2.streaming += 1
+        cost = self.cost
+        duration = (item.k_end - item.k_begin) * cost.iteration_us(
+            l2.distinct_rows, l2.distinct_cols, self.active_xcds, self.cu_load[cu])
+        if tail_bytes:
+            duration += cost.transfer_us(tail_bytes, l2.streaming, self.active_xcds)
+        duration *= self.slowdown[cu]
+        self.busy_us[cu] += duration
+        return duration
+
+    def _compute_end(self, item, xcd):
+        l2 = self.l2[xcd]
+        l2.rows[item.pid_m] -= 1
+        l2.distinct_rows -= l2.rows[item.pid_m] == 0
+        l2.cols[item.pid_n] -= 1
+        l2.distinct_cols -= l2.cols[item.pid_n] == 0
+        l2.streaming -= 1
+        if l2.streaming == 0:
+            self.active_xcds -= 1
+
+    def _transfer(self, cu, nbytes):
+        """A store or load that is not part of a K-loop (partials, fixups, reductions)."""
+        l2 = self.l2[cu // self.cus_per_xcd]
+        if l2.streaming == 0:
+            self.active_xcds += 1
+        l2.streaming += 1
+        duration = self.cost.transfer_us(nbytes, l2.streaming, self.active_xcds) * self.slowdown[cu]
+        self.busy_us[cu] += duration
+        yield self.env.timeout(duration)
+        l2.streaming -= 1
+        if l2.streaming == 0:
+            self.active_xcds -= 1
+
+    def _atomic(self, address):
+        """One atomic on ``address``; returns its ticket (how many came before it)."""
+        now = self.env.now
+        served = max(now, self.atomic_free_at.get(address, 0.0))
+        self.atomic_free_at[address] = served + self.cost.atomic_interval_us
+        ticket = self.atomic_count[address]
+        self.atomic_count[address] += 1
+        yield self.env.timeout(served - now + self.cost.atomic_latency_us)
+        return ticket
+
+    def _flag(self, tile, program):
+        key = (tile, program)
+        if key not in self.flags:
+            self.flags[key] = self.env.event()
+        return self.flags[key]
+
+    def _set_flag(self, tile, program):
+        yield self.env.timeout(self.cost.atomic_latency_us)
+        self._flag(tile, program).succeed()
+
+    def _wait_flag(self, pid, cu, tile, awaited):
+        flag = self._flag(tile, awaited)
+        if not flag.triggered:
+            self.waiting[pid] = (pid, cu, tile, awaited)
+            began = self.env.now
+            yield flag
+            del self.waiting[pid]
+            self.fixup_wait[tile] += self.env.now - began
+        yield self.env.timeout(self.cost.atomic_latency_us)
+
+    def _tile_bytes(self):
+        return self.cost.tile_store_bytes + (self.cost.bias_bytes if self.with_bias else 0.0)
+
+    def _record(self, item, cu, start, finalizes, ticket=-1, counter=-1, kernel="gemm"):
+        self.records.append(WorkRecord(
+            item.program, item.step, item.tile, item.pid_m, item.pid_n, item.k_begin, item.k_end,
+            item.role, cu, cu // self.cus_per_xcd, start, self.env.now, ticket, counter,
+            finalizes, kernel))
+
+    def _add_fixup(self, tile, reducer, contributors, order):
+        self.fixups[tile] = Fixup(tile, self.config.fixup if self.config.strategy == "streamk"
+                                  else "split-k", reducer, tuple(contributors), tuple(order),
+                                  self.fixup_wait[tile])
+
+    # Program bodies -------------------------------------------------------------------------
+    def _static_program(self, pid, cu):
+        xcd = cu // self.cus_per_xcd
+        split_tiles = self.plan.split_tiles
+        timeout = self.env.timeout
+        tile_bytes = self._tile_bytes()
+        for item in self.plan.programs[pid]:
+            start = self.env.now
+            whole = item.tile not in split_tiles
+            yield timeout(self._compute_begin(item, cu, xcd, tile_bytes if whole else 0.0))
+            self._compute_end(item, xcd)
+            if whole:
+                self._record(item, cu, start, True)
+                continue
+            if item.role == "split":
+                yield from self._transfer(cu, self.cost.partial_bytes)
+                finalizes = False
+            else:
+                protocol = getattr(self, "_fixup_" + self.config.fixup.replace("-", "_"))
+                finalizes = yield from protocol(pid, cu, item, split_tiles[item.tile].programs)
+            self._record(item, cu, start, finalizes)
+
+    def _fixup_owner_waits(self, pid, cu, item, programs):
+        if pid != programs[0]:
+            yield from self._transfer(cu, self.cost.partial_bytes)
+            yield from self._set_flag(item.tile, pid)
+            return False
+        for other in programs[1:]:
+            yield from self._wait_flag(pid, cu, item.tile, other)
+            yield from self._transfer(cu, self.cost.partial_bytes)
+        yield from self._transfer(cu, self._tile_bytes())
+        self._add_fixup(item.tile, pid, programs, programs)
+        return True
+
+    def _fixup_turnstile(self, pid, cu, item, programs):
+        position = programs.index(pid)
+        if position > 0:
+            yield from self._wait_flag(pid, cu, item.tile, programs[position - 1])
+            yield from self._transfer(cu, self.cost.partial_bytes)
+        if position < len(programs) - 1:
+            yield from self._transfer(cu, self.cost.partial_bytes)
+            yield from self._set_flag(item.tile, pid)
+            return False
+        yield from self._transfer(cu, self._tile_bytes())
+        self._add_fixup(item.tile, pid, programs, programs)
+        return True
+
+    def _fixup_last_arriver(self, pid, cu, item, programs):
+        yield from self._transfer(cu, self.cost.partial_bytes)
+        ticket = yield from self._atomic(("tile", item.tile))
+        self.arrivals[item.tile].append(pid)
+        if ticket < len(programs) - 1:
+            return False
+        for _ in range(len(programs) - 1):
+            yield from self._transfer(cu, self.cost.partial_bytes)
+        yield from self._transfer(cu, self._tile_bytes())
+        self._add_fixup(item.tile, pid, programs, programs)
+        return True
+
+    def _fixup_atomic(self, pid, cu, item, programs):
+        yield from self._transfer(cu, self.cost.partial_bytes)
+        yield self.env.timeout(self.cost.atomic_latency_us)
+        arrivals = self.arrivals[item.tile]
+        arrivals.append(pid)
+        if len(arrivals) < len(programs):
+            return False
+        self._add_fixup(item.tile, pid, programs, arrivals)
+        return True
+
+    def _ws_program(self, pid, cu):
+        config = self.config
+        xcd = cu // self.cus_per_xcd
+        counter = self.plan.counters[pid]
+        tiles, counters = config.total_tiles, config.num_counters
+        _, end = tiling.ws_counter_range(counter, tiles, counters)
+        step = 0
+        while True:
+            start = self.env.now
+            ticket = yield from self._atomic(("counter", counter))
+            tile = tiling.ws_ticket_tile(counter, ticket, tiles, counters)
+            if tile >= end:
+                return
+            pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
+            item = WorkItem(pid, step, tile, pid_m, pid_n, 0, config.iters_per_tile, "ws")
+            yield self.env.timeout(self._compute_begin(item, cu, xcd, self._tile_bytes()))
+            self._compute_end(item, xcd)
+            self._record(item, cu, start, True, ticket, counter)
+            step += 1
+
+    def _reduce_program(self, pid, cu):
+        config = self.config
+        tile = pid
+        start = self.env.now
+        pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
+        item = WorkItem(pid, 0, tile, pid_m, pid_n, 0, 0, "reduce")
+        nbytes = config.split_k * self.cost.partial_bytes + self._tile_bytes()
+        yield from self._transfer(cu, nbytes)
+        programs = self.plan.split_tiles[tile].programs
+        self._add_fixup(tile, pid, programs, programs)
+        self._record(item, cu, start, True, kernel="reduce")

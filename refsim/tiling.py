@@ -1,0 +1,232 @@
+"""The tiling contract: every index computation shared by the simulator and the kernels.
+
+Each function is plain Python over non-negative integers and uses only ``+ - * // %``,
+comparisons, ``min``/``max`` and ``if``, so the same source runs from Python (the simulator,
+the planner) and inside a Triton kernel once wrapped by :func:`triton_namespace`.
+
+Conventions
+-----------
+* ``pid`` is the hardware program id (``tl.program_id(0)``); on AMD, workgroup ``pid`` is
+  dispatched to XCD ``pid % NUM_XCDS``.
+* Tiles are numbered ``0 .. num_pid_m * num_pid_n - 1`` and mapped to ``(pid_m, pid_n)`` by
+  :func:`grouped_tile`.
+* K is counted in ``BLOCK_K`` iterations; a tile has ``iters_per_tile = cdiv(K, BLOCK_K)``.
+* Stream-K: tiles ``[0, dp_tiles)`` are data-parallel (persistent stride over the grid), tiles
+  ``[dp_tiles, total_tiles)`` are split into one contiguous range of K-iterations per program.
+* Arguments written in UPPER_CASE are compile-time constants in the kernels.
+"""
+
+import types
+
+
+def cdiv(a, b):
+    """Ceiling division of non-negative ``a`` by positive ``b``."""
+    return (a + b - 1) // b
+
+
+def grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M):
+    """Tile id -> (pid_m, pid_n), walking GROUP_M rows of tiles column by column (L2 reuse)."""
+    group_width = GROUP_M * num_pid_n
+    group_id = tile_id // group_width
+    first_pid_m = group_id * GROUP_M
+    group_rows = min(num_pid_m - first_pid_m, GROUP_M)
+    within_group = tile_id % group_width
+    pid_m = first_pid_m + within_group % group_rows
+    pid_n = within_group // group_rows
+    return pid_m, pid_n
+
+
+def xcd_of_program(pid, NUM_XCDS):
+    """XCD a workgroup lands on under AMD's round-robin dispatch."""
+    return pid % NUM_XCDS
+
+
+def xcd_remap(pid, num_programs, NUM_XCDS):
+    """Hardware program id -> logical id such that each XCD owns one contiguous block of ids.
+
+    XCD ``x`` receives hardware ids ``x, x + NUM_XCDS, ...``; after the remap they become the
+    consecutive logical ids of block ``x``, so neighbouring tiles share an XCD's L2. Blocks differ
+    in size by at most one when ``num_programs`` is not a multiple of ``NUM_XCDS``.
+    """
+    per_xcd = cdiv(num_programs, NUM_XCDS)
+    tall_xcds = num_programs - (per_xcd - 1) * NUM_XCDS
+    xcd = pid % NUM_XCDS
+    local = pid // NUM_XCDS
+    return xcd * (per_xcd - 1) + min(xcd, tall_xcds) + local
+
+
+def xcd_remap_chunked(pid, num_programs, NUM_XCDS, CHUNK):
+    """Like :func:`xcd_remap` but in chunks: each XCD gets CHUNK consecutive logical ids in turn.
+
+    Programs past the last whole round of ``NUM_XCDS * CHUNK`` keep their id.
+    """
+    round_size = NUM_XCDS * CHUNK
+    whole_rounds_end = (num_programs // round_size) * round_size
+    local = pid // NUM_XCDS
+    remapped = (local // CHUNK) * round_size + (pid % NUM_XCDS) * CHUNK + local % CHUNK
+    logical = pid
+    if pid < whole_rounds_end:
+        logical = remapped
+    return logical
+
+
+def persistent_tile_count(pid, num_tiles, num_programs):
+    """How many of tiles ``pid, pid + num_programs, ...`` below ``num_tiles`` a program owns."""
+    return cdiv(max(num_tiles - pid, 0), num_programs)
+
+
+def persistent_tile(pid, step, num_programs):
+    """The tile a persistent program processes at its ``step``-th iteration (static stride)."""
+    return pid + step * num_programs
+
+
+def streamk_sk_tiles(total_tiles, num_programs, TWO_TILE):
+    """Number of tiles processed Stream-K style (the rest are data-parallel).
+
+    ``TWO_TILE`` true: the Stream-K paper's "two-tile SK + DP" hybrid -- SK covers the partial
+    last wave plus one full wave, so every program gets between one and two tiles of SK work;
+    no SK at all when the tiles divide into whole waves. ``TWO_TILE`` false: "one-wave SK",
+    every tile is split over the grid in a single wave.
+    """
+    sk_tiles = total_tiles
+    if TWO_TILE:
+        waves = total_tiles // num_programs
+        leftover = total_tiles % num_programs
+        sk_tiles = leftover + min(waves, 1) * num_programs
+        if leftover == 0:
+            sk_tiles = 0
+    return sk_tiles
+
+
+def streamk_iter_range(pid, sk_iters, num_programs):
+    """``[start, end)`` of the SK iterations owned by a program; the first ones get one extra."""
+    base = sk_iters // num_programs
+    extra = sk_iters % num_programs
+    start = pid * base + min(pid, extra)
+    end = (pid + 1) * base + min(pid + 1, extra)
+    return start, end
+
+
+def streamk_program_of_iter(it, sk_iters, num_programs):
+    """Inverse of :func:`streamk_iter_range`: the program that owns SK iteration ``it``."""
+    base = sk_iters // num_programs
+    extra = sk_iters % num_programs
+    threshold = extra * (base + 1)
+    return min(it // (base + 1), extra) + max(it - threshold, 0) // max(base, 1)
+
+
+def streamk_segment(it, end, iters_per_tile, first_sk_tile):
+    """The piece of work starting at SK iteration ``it`` of a range ending at ``end``.
+
+    Returns ``(tile, k_begin, k_end)``: the segment never crosses a tile boundary; the next
+    segment starts at ``it + k_end - k_begin``.
+    """
+    tile = first_sk_tile + it // iters_per_tile
+    k_begin = it % iters_per_tile
+    k_end = min(iters_per_tile, k_begin + end - it)
+    return tile, k_begin, k_end
+
+
+def streamk_segment_back(it_end, start, iters_per_tile, first_sk_tile):
+    """The piece of work ending at SK iteration ``it_end`` (exclusive) of a range from ``start``.
+
+    For walking a program's range backwards: returns ``(tile, k_begin, k_end)``; the previous
+    segment ends at ``it_end - (k_end - k_begin)``.
+    """
+    last = it_end - 1
+    tile = first_sk_tile + last // iters_per_tile
+    k_end = last % iters_per_tile + 1
+    k_begin = max(k_end - (it_end - start), 0)
+    return tile, k_begin, k_end
+
+
+def streamk_tile_programs(tile, first_sk_tile, iters_per_tile, sk_iters, num_programs):
+    """``(owner, last)``: the programs holding an SK tile's first and last K-iteration.
+
+    The owner holds ``k_begin == 0``; the contributors are ``owner + 1 .. last`` in K order.
+    """
+    first_iter = (tile - first_sk_tile) * iters_per_tile
+    owner = streamk_program_of_iter(first_iter, sk_iters, num_programs)
+    last = streamk_program_of_iter(first_iter + iters_per_tile - 1, sk_iters, num_programs)
+    return owner, last
+
+
+def ws_counter(pid, NUM_XCDS, COUNTERS_PER_XCD):
+    """The tile counter a work-stealing program draws tickets from.
+
+    Programs on one XCD share that XCD's ``COUNTERS_PER_XCD`` counters round-robin; pass
+    ``NUM_XCDS = COUNTERS_PER_XCD = 1`` for a single global counter.
+    """
+    xcd = pid % NUM_XCDS
+    local = pid // NUM_XCDS
+    return xcd * COUNTERS_PER_XCD + local % COUNTERS_PER_XCD
+
+
+def ws_counter_range(counter, total_tiles, num_counters):
+    """``[begin, end)``: the tiles a counter hands out; the counters split the tiles evenly."""
+    begin = counter * total_tiles // num_counters
+    end = (counter + 1) * total_tiles // num_counters
+    return begin, end
+
+
+def ws_ticket_tile(counter, ticket, total_tiles, num_counters):
+    """Tile for a counter's ``ticket``; a value ``>= end`` of the counter's range means done."""
+    begin = counter * total_tiles // num_counters
+    return begin + ticket
+
+
+def split_k_work(pid, SPLIT_K):
+    """Split-K program -> ``(tile, split)``: the splits of one tile are neighbouring programs."""
+    return pid // SPLIT_K, pid % SPLIT_K
+
+
+def split_k_range(split, iters_per_tile, SPLIT_K):
+    """``[k_begin, k_end)`` of a split: the tile's iterations divided as evenly as possible."""
+    k_begin = split * iters_per_tile // SPLIT_K
+    k_end = (split + 1) * iters_per_tile // SPLIT_K
+    return k_begin, k_end
+
+
+CONTRACT = (
+    cdiv,
+    grouped_tile,
+    xcd_of_program,
+    xcd_remap,
+    xcd_remap_chunked,
+    persistent_tile_count,
+    persistent_tile,
+    streamk_sk_tiles,
+    streamk_iter_range,
+    streamk_program_of_iter,
+    streamk_segment,
+    streamk_segment_back,
+    streamk_tile_programs,
+    ws_counter,
+    ws_counter_range,
+    ws_ticket_tile,
+    split_k_work,
+    split_k_range,
+)
+
+
+def triton_namespace():
+    """The contract as ``triton.jit`` functions, calling one another as jit functions.
+
+    Each function is rebuilt over a private globals dict whose names point at the jitted
+    versions, so a jitted :func:`streamk_tile_programs` calls the jitted
+    :func:`streamk_program_of_iter`. Imports triton; call it when building kernels, not at import.
+    """
+    import triton
+    import triton.language
+
+    # The interpreter patches triton.language only if the function's globals can see it.
+    scope = {"__builtins__": __builtins__, "__name__": __name__, "tl": triton.language}
+    jitted = {}
+    for fn in CONTRACT:
+        clone = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+        clone.__doc__ = fn.__doc__
+        clone.__module__ = fn.__module__
+        clone.__qualname__ = fn.__qualname__
+        jitted[fn.__name__] = triton.jit(clone)
+    scope.update(jitted)
+    return types.SimpleNamespace(**jitted)

@@ -1,0 +1,105 @@
+"""Trace records (one per work item) and their exports: Chrome trace JSON and a Gantt PNG."""
+
+import json
+import typing
+
+ROLES = ("dp", "sk-owner", "sk-contributor", "ws", "split", "reduce")
+ROLE_COLOURS = {
+    "dp": "#4c72b0",
+    "sk-owner": "#dd8452",
+    "sk-contributor": "#55a868",
+    "ws": "#8172b3",
+    "split": "#937860",
+    "reduce": "#c44e52",
+}
+
+
+class WorkRecord(typing.NamedTuple):
+    """What one program did in one work item, and when.
+
+    ``k_begin``/``k_end`` count BLOCK_K iterations. ``unit`` is the CU/SM the program ran on and
+    ``xcd`` its chiplet. ``ticket``/``counter`` are set (else -1) for work stealing.
+    ``finalizes`` is true when this item wrote the tile's final value (bias included).
+    ``kernel`` is ``"gemm"``, or ``"reduce"`` for split-K's reduction launch.
+    """
+
+    program: int
+    step: int
+    tile: int
+    pid_m: int
+    pid_n: int
+    k_begin: int
+    k_end: int
+    role: str
+    unit: int
+    xcd: int
+    t_start_us: float
+    t_end_us: float
+    ticket: int = -1
+    counter: int = -1
+    finalizes: bool = False
+    kernel: str = "gemm"
+
+
+def chrome_trace(records, metadata=None):
+    """The records as a Chrome trace event document (Perfetto and chrome://tracing open it).
+
+    One complete event (``ph: "X"``) per record; process = XCD, thread = CU, times in us.
+    """
+    events = []
+    for xcd in sorted({r.xcd for r in records}):
+        events.append({"name": "process_name", "ph": "M", "pid": xcd, "tid": 0,
+                       "args": {"name": f"XCD {xcd}"}})
+    for unit, xcd in sorted({(r.unit, r.xcd) for r in records}):
+        events.append({"name": "thread_name", "ph": "M", "pid": xcd, "tid": unit,
+                       "args": {"name": f"CU {unit}"}})
+    for r in records:
+        events.append({
+            "name": f"{r.role} tile {r.tile} k[{r.k_begin},{r.k_end})",
+            "cat": r.role,
+            "ph": "X",
+            "ts": r.t_start_us,
+            "dur": r.t_end_us - r.t_start_us,
+            "pid": r.xcd,
+            "tid": r.unit,
+            "args": r._asdict(),
+        })
+    return {"traceEvents": events, "displayTimeUnit": "ns", "otherData": dict(metadata or {})}
+
+
+def write_chrome_trace(records, path, metadata=None):
+    with open(path, "w") as f:
+        json.dump(chrome_trace(records, metadata), f)
+
+
+def plot_gantt(records, path, title=""):
+    """A Gantt chart, one row per CU, one bar per work item coloured by role. Needs matplotlib."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise RuntimeError("plot_gantt needs matplotlib: pip install 'refsim[plot]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    units = sorted({r.unit for r in records})
+    row = {u: i for i, u in enumerate(units)}
+    fig, ax = plt.subplots(figsize=(12, max(3.0, min(0.12 * len(units) + 1.5, 40.0))))
+    spans = {}
+    for r in records:
+        spans.setdefault((r.role, r.unit), []).append((r.t_start_us, r.t_end_us - r.t_start_us))
+    for (role, unit), bars in spans.items():
+        ax.broken_barh(bars, (row[unit] - 0.4, 0.8), facecolors=ROLE_COLOURS.get(role, "grey"),
+                       edgecolor="black", linewidth=0.2)
+    roles_present = {role for role, _ in spans}
+    ax.set_xlabel("time (us)")
+    ax.set_ylabel("CU")
+    ax.set_ylim(len(units) - 0.5, -0.5)
+    if len(units) <= 40:
+        ax.set_yticks(range(len(units)), [str(u) for u in units])
+    ax.set_title(title)
+    ax.legend(handles=[Patch(color=ROLE_COLOURS[r], label=r) for r in ROLES if r in roles_present],
+              loc="upper right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
