@@ -44,7 +44,8 @@ class CostModel:
         """One K-iteration of one program (see the module docstring)."""
         xcd_bytes = distinct_rows * self.a_block_bytes + distinct_cols * self.b_block_bytes
         memory = xcd_bytes * active_xcds / self.hbm_bytes_per_us
-        return max(self.compute_iter_us * cu_programs, memory)
+        compute = self.compute_iter_us * cu_programs
+        return compute if compute > memory else memory
 
     def transfer_us(self, nbytes, xcd_programs, active_xcds):
         """Moving ``nbytes`` to or from HBM at this program's share of bandwidth."""

@@ -40,7 +40,8 @@ def round_to_dtype(x, dtype):
     """``x`` rounded to fp16/bf16/fp32 (round to nearest even), returned as float32."""
     x32 = np.asarray(x, dtype=np.float32)
     if dtype == "fp16":
-        return x32.astype(np.float16).astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond fp16's range becomes inf, as on the GPU
+            return x32.astype(np.float16).astype(np.float32)
     if dtype == "bf16":
         bits = np.ascontiguousarray(x32).view(np.uint32).astype(np.uint64)
         rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000

@@ -228,10 +228,8 @@ class Simulation:
         return self.cost.tile_store_bytes + (self.cost.bias_bytes if self.with_bias else 0.0)
 
     def _record(self, item, cu, start, finalizes, ticket=-1, counter=-1, kernel="gemm"):
-        self.records.append(WorkRecord(
-            item.program, item.step, item.tile, item.pid_m, item.pid_n, item.k_begin, item.k_end,
-            item.role, cu, cu // self.cus_per_xcd, start, self.env.now, ticket, counter,
-            finalizes, kernel))
+        self.records.append(WorkRecord(*item, cu, cu // self.cus_per_xcd, start, self.env.now,
+                                       ticket, counter, finalizes, kernel))
 
     def _add_fixup(self, tile, reducer, contributors, order):
         self.fixups[tile] = Fixup(tile, self.config.fixup if self.config.strategy == "streamk"

@@ -84,16 +84,21 @@ def plot_gantt(records, path, title=""):
 
     units = sorted({r.unit for r in records})
     row = {u: i for i, u in enumerate(units)}
-    fig, ax = plt.subplots(figsize=(12, max(3.0, min(0.12 * len(units) + 1.5, 40.0))))
+    fig, ax = plt.subplots(figsize=(12, max(3.0, min(0.25 * len(units) + 1.5, 12.0))))
+    edge = {"edgecolor": "black", "linewidth": 0.2} if len(units) <= 64 else {"linewidth": 0}
     spans = {}
     for r in records:
         spans.setdefault((r.role, r.unit), []).append((r.t_start_us, r.t_end_us - r.t_start_us))
     for (role, unit), bars in spans.items():
         ax.broken_barh(bars, (row[unit] - 0.4, 0.8), facecolors=ROLE_COLOURS.get(role, "grey"),
-                       edgecolor="black", linewidth=0.2)
+                       **edge)
+    xcd_of = dict((r.unit, r.xcd) for r in records)
+    for i in range(1, len(units)):
+        if xcd_of[units[i]] != xcd_of[units[i - 1]]:
+            ax.axhline(i - 0.5, color="grey", linewidth=0.6)
     roles_present = {role for role, _ in spans}
     ax.set_xlabel("time (us)")
-    ax.set_ylabel("CU")
+    ax.set_ylabel("CU (lines separate XCDs)" if len(set(xcd_of.values())) > 1 else "CU")
     ax.set_ylim(len(units) - 0.5, -0.5)
     if len(units) <= 40:
         ax.set_yticks(range(len(units)), [str(u) for u in units])

@@ -1,0 +1,432 @@
+"""Tests of the tiling contract (:mod:`refsim.tiling`).
+
+* Python vs Triton: every function in ``tiling.CONTRACT`` returns the same values as plain Python
+  and as a ``triton.jit`` function called from a kernel that Triton's interpreter runs on CPU.
+* Semantics: pure-Python properties of the formulas (bijections, permutations, partitions,
+  exact coverage of the Stream-K and split-K work).
+"""
+
+import inspect
+from collections import defaultdict
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from triton.runtime.interpreter import InterpretedFunction
+
+from refsim import tiling
+
+MAX_TILES = 5_000
+MAX_ITERS = 100_000
+MAX_PROGRAMS = 1024
+MAX_ITERS_PER_TILE = 1024
+
+PROGRAM_COUNTS = st.integers(1, MAX_PROGRAMS)
+XCD_COUNTS = st.sampled_from([1, 2, 4, 8])
+GROUP_MS = st.integers(1, 16)
+CHUNKS = st.integers(1, 8)
+SPLIT_KS = st.integers(1, 16)
+COUNTERS_PER_XCD = st.integers(1, 8)
+ITERS_PER_TILE = st.integers(1, MAX_ITERS_PER_TILE)
+
+# The interpreter flag when this module is imported; it must be back to this after decoration.
+INTERPRET_AT_IMPORT = triton.knobs.runtime.interpret
+
+
+# --------------------------------------------------------------------------------------------
+# Argument tuples, in signature order, within each function's preconditions.
+
+
+def below(draw, bound):
+    """An integer in ``[0, bound)``."""
+    return draw(st.integers(0, bound - 1))
+
+
+@st.composite
+def grouped_tile_args(draw):
+    num_pid_m = draw(st.integers(1, MAX_TILES))
+    num_pid_n = draw(st.integers(1, MAX_TILES // num_pid_m))
+    return below(draw, num_pid_m * num_pid_n), num_pid_m, num_pid_n, draw(GROUP_MS)
+
+
+@st.composite
+def xcd_remap_args(draw):
+    num_programs = draw(PROGRAM_COUNTS)
+    return below(draw, num_programs), num_programs, draw(XCD_COUNTS)
+
+
+@st.composite
+def xcd_remap_chunked_args(draw):
+    num_programs = draw(PROGRAM_COUNTS)
+    return below(draw, num_programs), num_programs, draw(XCD_COUNTS), draw(CHUNKS)
+
+
+@st.composite
+def persistent_tile_count_args(draw):
+    num_programs = draw(PROGRAM_COUNTS)
+    return below(draw, num_programs), draw(st.integers(0, MAX_TILES)), num_programs
+
+
+@st.composite
+def persistent_tile_args(draw):
+    num_programs = draw(PROGRAM_COUNTS)
+    step = draw(st.integers(0, MAX_TILES // num_programs))
+    return below(draw, num_programs), step, num_programs
+
+
+@st.composite
+def streamk_iter_range_args(draw):
+    num_programs = draw(PROGRAM_COUNTS)
+    return below(draw, num_programs), draw(st.integers(0, MAX_ITERS)), num_programs
+
+
+@st.composite
+def streamk_program_of_iter_args(draw):
+    sk_iters = draw(st.integers(1, MAX_ITERS))
+    return below(draw, sk_iters), sk_iters, draw(PROGRAM_COUNTS)
+
+
+@st.composite
+def streamk_segment_args(draw):
+    end = draw(st.integers(1, MAX_ITERS))
+    return below(draw, end), end, draw(ITERS_PER_TILE), draw(st.integers(0, MAX_TILES))
+
+
+@st.composite
+def streamk_segment_back_args(draw):
+    it_end = draw(st.integers(1, MAX_ITERS))
+    return it_end, below(draw, it_end), draw(ITERS_PER_TILE), draw(st.integers(0, MAX_TILES))
+
+
+@st.composite
+def streamk_tile_programs_args(draw):
+    iters_per_tile = draw(ITERS_PER_TILE)
+    sk_tiles = draw(st.integers(1, min(MAX_TILES, MAX_ITERS // iters_per_tile)))
+    first_sk_tile = draw(st.integers(0, MAX_TILES - sk_tiles))
+    tile = first_sk_tile + below(draw, sk_tiles)
+    return tile, first_sk_tile, iters_per_tile, sk_tiles * iters_per_tile, draw(PROGRAM_COUNTS)
+
+
+@st.composite
+def ws_counter_range_args(draw):
+    num_counters = draw(st.integers(1, 64))
+    return below(draw, num_counters), draw(st.integers(0, MAX_TILES)), num_counters
+
+
+@st.composite
+def ws_ticket_tile_args(draw):
+    num_counters = draw(st.integers(1, 64))
+    counter = below(draw, num_counters)
+    ticket = draw(st.integers(0, MAX_TILES))
+    return counter, ticket, draw(st.integers(0, MAX_TILES)), num_counters
+
+
+@st.composite
+def split_k_range_args(draw):
+    split_k = draw(SPLIT_KS)
+    return below(draw, split_k), draw(ITERS_PER_TILE), split_k
+
+
+ARGUMENTS = {
+    "cdiv": st.tuples(st.integers(0, MAX_ITERS), st.integers(1, MAX_TILES)),
+    "grouped_tile": grouped_tile_args(),
+    "xcd_of_program": st.tuples(st.integers(0, MAX_PROGRAMS - 1), XCD_COUNTS),
+    "xcd_remap": xcd_remap_args(),
+    "xcd_remap_chunked": xcd_remap_chunked_args(),
+    "persistent_tile_count": persistent_tile_count_args(),
+    "persistent_tile": persistent_tile_args(),
+    "streamk_sk_tiles": st.tuples(st.integers(0, MAX_TILES), PROGRAM_COUNTS, st.booleans()),
+    "streamk_iter_range": streamk_iter_range_args(),
+    "streamk_program_of_iter": streamk_program_of_iter_args(),
+    "streamk_segment": streamk_segment_args(),
+    "streamk_segment_back": streamk_segment_back_args(),
+    "streamk_tile_programs": streamk_tile_programs_args(),
+    "ws_counter": st.tuples(st.integers(0, MAX_PROGRAMS - 1), XCD_COUNTS, COUNTERS_PER_XCD),
+    "ws_counter_range": ws_counter_range_args(),
+    "ws_ticket_tile": ws_ticket_tile_args(),
+    "split_k_work": st.tuples(st.integers(0, MAX_TILES * 16 - 1), SPLIT_KS),
+    "split_k_range": split_k_range_args(),
+}
+
+CASES_PER_FUNCTION = 200
+
+
+# --------------------------------------------------------------------------------------------
+# Python vs Triton interpreter.
+#
+# UPPER_CASE parameters are tested as compile-time constants, as the kernels use them: the cases
+# of one function are grouped by their constexpr values and each group is one kernel launch,
+# one program per case. The harness needs the UPPER_CASE parameters to come last.
+
+
+def contract_kernel(args_ptr, results_ptr, FN: tl.constexpr, NUM_RUNTIME_ARGS: tl.constexpr,
+                    CONSTEXPR_ARGS: tl.constexpr, NUM_RESULTS: tl.constexpr):
+    """Program ``i`` stores ``FN(*args[i], *CONSTEXPR_ARGS)`` in ``results[i]``."""
+    case = tl.program_id(0)
+    runtime_args = ()
+    for i in tl.static_range(NUM_RUNTIME_ARGS):
+        runtime_args = runtime_args + (tl.load(args_ptr + case * NUM_RUNTIME_ARGS + i),)
+    results = FN(*runtime_args, *CONSTEXPR_ARGS)
+    if NUM_RESULTS == 1:
+        results = (results,)
+    for i in tl.static_range(NUM_RESULTS):
+        tl.store(results_ptr + case * NUM_RESULTS + i, results[i])
+
+
+@pytest.fixture(scope="module")
+def interpreted():
+    """``(jitted contract namespace, jitted contract_kernel)``, both built for the interpreter.
+
+    Triton reads TRITON_INTERPRET when ``triton.jit`` decorates a function, so the flag is set
+    (through its knob, which also sets the environment variable) only around the decoration and
+    restored afterwards: other test modules in the same process are unaffected.
+    """
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = True
+        return tiling.triton_namespace(), triton.jit(contract_kernel)
+
+
+def test_interpreter_flag_does_not_leak(interpreted):
+    """Building the interpreted kernels leaves TRITON_INTERPRET as this module found it."""
+    assert triton.knobs.runtime.interpret == INTERPRET_AT_IMPORT
+
+
+def test_every_contract_function_has_an_argument_strategy():
+    assert sorted(fn.__name__ for fn in tiling.CONTRACT) == sorted(ARGUMENTS)
+
+
+def runtime_parameter_count(fn):
+    """Number of leading lowercase (runtime) parameters; the UPPER_CASE ones must all follow."""
+    names = list(inspect.signature(fn).parameters)
+    count = sum(not name.isupper() for name in names)
+    assert all(name.isupper() for name in names[count:]), f"{fn.__name__}: UPPER_CASE last"
+    return count
+
+
+def as_tuple(value):
+    """A function's result as a tuple (single values become 1-tuples)."""
+    return value if isinstance(value, tuple) else (value, )
+
+
+def run_interpreted(kernel, jitted_fn, num_runtime, cases, num_results):
+    """Results of ``jitted_fn`` on every case, one launch per distinct set of constexpr values."""
+    groups = defaultdict(list)
+    for case in cases:
+        groups[case[num_runtime:]].append(case)
+    results = {}
+    for constexpr_args, group in groups.items():
+        args = torch.tensor([case[:num_runtime] for case in group], dtype=torch.int32)
+        out = torch.full((len(group), num_results), -1, dtype=torch.int32)
+        kernel[(len(group),)](args, out, FN=jitted_fn, NUM_RUNTIME_ARGS=num_runtime,
+                               CONSTEXPR_ARGS=constexpr_args, NUM_RESULTS=num_results)
+        results.update(zip(group, map(tuple, out.tolist())))
+    return results
+
+
+# One Hypothesis example per function: a batch of CASES_PER_FUNCTION distinct tuples, run in one
+# interpreted launch per constexpr group. The list is unique, so Hypothesis's all-minimal first
+# example is not a valid batch and the one example run is a random one. No shrinking (each try
+# would relaunch): the failure message lists the bad cases instead.
+@pytest.mark.parametrize("fn", tiling.CONTRACT, ids=lambda fn: fn.__name__)
+@settings(max_examples=1, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_jitted_function_matches_python(fn, interpreted, data):
+    """The jitted function, run by Triton's interpreter, returns what the Python one does."""
+    namespace, kernel = interpreted
+    jitted_fn = getattr(namespace, fn.__name__)
+    assert isinstance(kernel, InterpretedFunction) and isinstance(jitted_fn, InterpretedFunction)
+    cases = data.draw(st.lists(ARGUMENTS[fn.__name__], min_size=CASES_PER_FUNCTION,
+                               max_size=CASES_PER_FUNCTION, unique=True), label="cases")
+    expected = {case: as_tuple(fn(*case)) for case in cases}
+    num_results = len(expected[cases[0]])
+
+    actual = run_interpreted(kernel, jitted_fn, runtime_parameter_count(fn), cases, num_results)
+
+    mismatches = [f"args={case} python={expected[case]} triton={actual[case]}"
+                  for case in cases if actual[case] != expected[case]]
+    assert not mismatches, (f"{fn.__name__}: {len(mismatches)} of {len(cases)} cases differ: "
+                            + "; ".join(mismatches[:10]))
+
+
+# --------------------------------------------------------------------------------------------
+# Semantics (pure Python; sizes kept small enough to enumerate every tile / iteration).
+
+PROPERTY_SETTINGS = settings(max_examples=100, deadline=None)
+
+
+def assert_even_partition(ranges, total):
+    """``ranges`` are consecutive ``[begin, end)`` covering ``[0, total)``, sizes within one."""
+    assert ranges[0][0] == 0 and ranges[-1][1] == total
+    assert all(end == next_begin for (_, end), (next_begin, _) in zip(ranges, ranges[1:]))
+    sizes = [end - begin for begin, end in ranges]
+    assert min(sizes) >= 0 and max(sizes) - min(sizes) <= 1
+
+
+@PROPERTY_SETTINGS
+@given(a=st.integers(0, MAX_ITERS), b=st.integers(1, MAX_TILES))
+def test_cdiv_is_ceiling_division(a, b):
+    quotient = tiling.cdiv(a, b)
+    assert (quotient - 1) * b < a <= quotient * b
+
+
+@PROPERTY_SETTINGS
+@given(num_pid_m=st.integers(1, 64), num_pid_n=st.integers(1, 64), group_m=GROUP_MS)
+def test_grouped_tile_is_a_bijection_onto_the_tile_grid(num_pid_m, num_pid_n, group_m):
+    num_tiles = num_pid_m * num_pid_n
+    mapped = [tiling.grouped_tile(t, num_pid_m, num_pid_n, group_m) for t in range(num_tiles)]
+    assert sorted(mapped) == [(m, n) for m in range(num_pid_m) for n in range(num_pid_n)]
+
+
+@PROPERTY_SETTINGS
+@given(num_programs=PROGRAM_COUNTS, num_xcds=XCD_COUNTS)
+def test_xcd_remap_gives_each_xcd_one_contiguous_block(num_programs, num_xcds):
+    pids = range(num_programs)
+    logical = [tiling.xcd_remap(pid, num_programs, num_xcds) for pid in pids]
+    assert sorted(logical) == list(pids)
+    for xcd in range(min(num_xcds, num_programs)):
+        on_xcd = [logical[pid] for pid in pids if tiling.xcd_of_program(pid, num_xcds) == xcd]
+        assert on_xcd == list(range(on_xcd[0], on_xcd[0] + len(on_xcd)))
+
+
+@PROPERTY_SETTINGS
+@given(num_programs=PROGRAM_COUNTS, num_xcds=XCD_COUNTS, chunk=CHUNKS)
+def test_xcd_remap_chunked_is_a_permutation_dealing_chunks_to_xcds(num_programs, num_xcds, chunk):
+    pids = range(num_programs)
+    logical = [tiling.xcd_remap_chunked(pid, num_programs, num_xcds, chunk) for pid in pids]
+    assert sorted(logical) == list(pids)
+    round_size = num_xcds * chunk
+    for pid in range(num_programs // round_size * round_size):
+        assert logical[pid] % round_size // chunk == tiling.xcd_of_program(pid, num_xcds)
+
+
+@PROPERTY_SETTINGS
+@given(num_tiles=st.integers(0, MAX_TILES), num_programs=PROGRAM_COUNTS)
+def test_persistent_programs_cover_every_tile_once(num_tiles, num_programs):
+    tiles = [tiling.persistent_tile(pid, step, num_programs)
+             for pid in range(num_programs)
+             for step in range(tiling.persistent_tile_count(pid, num_tiles, num_programs))]
+    assert sorted(tiles) == list(range(num_tiles))
+
+
+@PROPERTY_SETTINGS
+@given(total_tiles=st.integers(0, MAX_TILES), num_programs=PROGRAM_COUNTS, two_tile=st.booleans())
+def test_streamk_sk_tiles(total_tiles, num_programs, two_tile):
+    if not two_tile:
+        expected = total_tiles
+    elif total_tiles % num_programs == 0:
+        expected = 0
+    elif total_tiles < num_programs:
+        expected = total_tiles
+    else:
+        expected = total_tiles % num_programs + num_programs
+    sk_tiles = tiling.streamk_sk_tiles(total_tiles, num_programs, two_tile)
+    assert sk_tiles == expected
+    assert (total_tiles - sk_tiles) % num_programs == 0
+
+
+@PROPERTY_SETTINGS
+@given(sk_iters=st.integers(0, 4000), num_programs=PROGRAM_COUNTS)
+def test_streamk_iter_ranges_partition_the_sk_iterations(sk_iters, num_programs):
+    ranges = [tiling.streamk_iter_range(pid, sk_iters, num_programs) for pid in range(num_programs)]
+    assert_even_partition(ranges, sk_iters)
+    sizes = [end - begin for begin, end in ranges]
+    assert sizes == sorted(sizes, reverse=True)
+    owners = [tiling.streamk_program_of_iter(it, sk_iters, num_programs) for it in range(sk_iters)]
+    assert owners == [pid for pid, (begin, end) in enumerate(ranges) for _ in range(begin, end)]
+
+
+def segments_forward(start, end, iters_per_tile, first_sk_tile):
+    """The ``(tile, k_begin, k_end)`` pieces of ``[start, end)``, walked with streamk_segment."""
+    segments = []
+    it = start
+    while it < end:
+        tile, k_begin, k_end = tiling.streamk_segment(it, end, iters_per_tile, first_sk_tile)
+        assert 0 <= k_begin < k_end <= iters_per_tile
+        segments.append((tile, k_begin, k_end))
+        it += k_end - k_begin
+    assert it == end
+    return segments
+
+
+def segments_backward(start, end, iters_per_tile, first_sk_tile):
+    """The same pieces walked back with streamk_segment_back, returned in forward order."""
+    segments = []
+    it_end = end
+    while it_end > start:
+        tile, k_begin, k_end = tiling.streamk_segment_back(it_end, start, iters_per_tile,
+                                                           first_sk_tile)
+        assert 0 <= k_begin < k_end <= iters_per_tile
+        segments.append((tile, k_begin, k_end))
+        it_end -= k_end - k_begin
+    assert it_end == start
+    return segments[::-1]
+
+
+@PROPERTY_SETTINGS
+@given(total_tiles=st.integers(1, 200), num_programs=st.integers(1, 128), two_tile=st.booleans(),
+       iters_per_tile=st.integers(1, 32))
+def test_streamk_segments_cover_the_sk_region_once(total_tiles, num_programs, two_tile,
+                                                   iters_per_tile):
+    """Each (tile, k) of the SK region is in exactly one segment; owners and lasts agree."""
+    sk_tiles = tiling.streamk_sk_tiles(total_tiles, num_programs, two_tile)
+    first_sk_tile = total_tiles - sk_tiles
+    sk_iters = sk_tiles * iters_per_tile
+    holder = {}  # (tile, k) -> program
+    for pid in range(num_programs):
+        start, end = tiling.streamk_iter_range(pid, sk_iters, num_programs)
+        segments = segments_forward(start, end, iters_per_tile, first_sk_tile)
+        assert segments_backward(start, end, iters_per_tile, first_sk_tile) == segments
+        for tile, k_begin, k_end in segments:
+            for k in range(k_begin, k_end):
+                assert (tile, k) not in holder
+                holder[tile, k] = pid
+    sk_tile_ids = range(first_sk_tile, total_tiles)
+    assert sorted(holder) == [(tile, k) for tile in sk_tile_ids for k in range(iters_per_tile)]
+    for tile in sk_tile_ids:
+        owner, last = tiling.streamk_tile_programs(tile, first_sk_tile, iters_per_tile, sk_iters,
+                                                   num_programs)
+        programs_in_k_order = [holder[tile, k] for k in range(iters_per_tile)]
+        assert programs_in_k_order == sorted(programs_in_k_order)
+        assert sorted(set(programs_in_k_order)) == list(range(owner, last + 1))
+
+
+@PROPERTY_SETTINGS
+@given(num_xcds=XCD_COUNTS, counters_per_xcd=COUNTERS_PER_XCD, data=st.data())
+def test_ws_counter_serves_every_counter_from_its_own_xcd(num_xcds, counters_per_xcd, data):
+    num_counters = num_xcds * counters_per_xcd
+    # At least COUNTERS_PER_XCD programs on every XCD.
+    num_programs = data.draw(st.integers(num_counters, MAX_PROGRAMS), label="num_programs")
+    counters = [tiling.ws_counter(pid, num_xcds, counters_per_xcd) for pid in range(num_programs)]
+    assert set(counters) == set(range(num_counters))
+    for pid, counter in enumerate(counters):
+        assert counter // counters_per_xcd == tiling.xcd_of_program(pid, num_xcds)
+
+
+@PROPERTY_SETTINGS
+@given(num_counters=st.integers(1, 64), total_tiles=st.integers(0, MAX_TILES))
+def test_ws_counters_split_the_tiles_and_tickets_count_from_begin(num_counters, total_tiles):
+    ranges = [tiling.ws_counter_range(c, total_tiles, num_counters) for c in range(num_counters)]
+    assert_even_partition(ranges, total_tiles)
+    for counter, (begin, end) in enumerate(ranges):
+        tiles = [tiling.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
+                 for ticket in range(end - begin + 1)]
+        assert tiles == list(range(begin, end + 1))
+
+
+@PROPERTY_SETTINGS
+@given(num_tiles=st.integers(1, 64), iters_per_tile=st.integers(1, 256), data=st.data())
+def test_split_k_covers_every_tile_iteration_once(num_tiles, iters_per_tile, data):
+    split_k = data.draw(st.integers(1, min(16, iters_per_tile)), label="split_k")
+    splits = [tiling.split_k_range(split, iters_per_tile, split_k) for split in range(split_k)]
+    assert_even_partition(splits, iters_per_tile)
+    covered = []
+    for pid in range(num_tiles * split_k):
+        tile, split = tiling.split_k_work(pid, split_k)
+        k_begin, k_end = tiling.split_k_range(split, iters_per_tile, split_k)
+        assert k_begin < k_end
+        covered += [(tile, k) for k in range(k_begin, k_end)]
+    assert sorted(covered) == [(t, k) for t in range(num_tiles) for k in range(iters_per_tile)]
