@@ -2,11 +2,19 @@
 
 import argparse
 import json
+import re
 import sys
 
 from . import simulate
 from .config import FIXUPS, SK_HYBRIDS, STRATEGIES
 from .hardware import DEFAULT_DEVICE, PROFILES
+
+
+CLI_NAMES = {"m": "M", "n": "N", "k": "K", "block_m": "--block", "block_n": "--block",
+             "block_k": "--block"}
+CLI_NAMES.update({name: "--" + name.replace("_", "-") for name in (
+    "cus", "xcds", "grid", "fixup", "strategy", "device", "dtype", "jitter", "seed", "group_m",
+    "sk_tiles", "sk_hybrid", "split_k", "counters_per_xcd", "global_counter")})
 
 
 class UsageError(Exception):
@@ -87,6 +95,18 @@ def _simulate(args):
     return 1 if res.deadlock is not None else 0
 
 
+def _flag_names(message):
+    """Say ``--sk-hybrid``/``M`` where the library says ``sk_hybrid``/``m``."""
+    return re.sub(r"\b(m|n|k|[a-z]+_[a-z_]+|cus|xcds|grid|fixup|strategy|device|dtype|jitter|seed)=",
+                  lambda match: CLI_NAMES.get(match.group(1), match.group(1)) + "=", message)
+
+
+def _check_writable(path):
+    if path is not None:
+        with open(path, "a"):
+            pass
+
+
 def main(argv=None):
     """Entry point; returns the exit code (0 ok, 1 deadlock predicted, 2 bad input)."""
     try:
@@ -94,7 +114,11 @@ def main(argv=None):
         if args.command == "devices":
             _devices()
             return 0
+        _check_writable(args.trace)
+        _check_writable(args.gantt)
         return _simulate(args)
+    except SystemExit as exc:  # --help
+        return exc.code
     except (UsageError, ValueError, OSError, RuntimeError) as exc:
-        print(f"refsim: error: {exc}", file=sys.stderr)
+        print(f"refsim: error: {_flag_names(str(exc))}", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ import dataclasses
 import functools
 
 from . import tiling
-from .hardware import DEFAULT_DEVICE, HardwareProfile, get_profile
+from .hardware import DEFAULT_DEVICE, PROFILES, HardwareProfile, get_profile
 
 STRATEGIES = ("data_parallel", "persistent", "streamk", "work_stealing", "split_k")
 FIXUPS = ("owner-waits", "turnstile", "last-arriver", "atomic")
@@ -16,6 +16,7 @@ DTYPE_ALIASES = {
 }
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
 PERSISTENT_STRATEGIES = ("persistent", "streamk", "work_stealing")
+DERIVED_FIELDS = ("cus", "xcds", "grid", "sk_tiles", "split_k", "xcd_remap")
 
 
 def _positive_int(name, value):
@@ -71,6 +72,11 @@ class GemmConfig:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        # Which derivable fields were left to the defaults, so replace() can derive them again.
+        set_("_derived", frozenset(name for name in DERIVED_FIELDS if getattr(self, name) is None))
+        for name in ("global_counter",) + (("xcd_remap",) if self.xcd_remap is not None else ()):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be True or False")
         for name in ("m", "n", "k", "block_m", "block_n", "block_k", "group_m", "counters_per_xcd"):
             _positive_int(name, getattr(self, name))
         for name in ("block_m", "block_n", "block_k"):
@@ -85,7 +91,8 @@ class GemmConfig:
             _choice("dtype", self.dtype, tuple(DTYPE_ALIASES))
         set_("dtype", DTYPE_ALIASES[self.dtype])
         profile = get_profile(self.device)
-        set_("device", profile.name if isinstance(self.device, str) else self.device)
+        preset = isinstance(self.device, str) or PROFILES.get(profile.name) == profile
+        set_("device", profile.name if preset else profile)
         self._fill_machine(profile)
         self._fill_grid()
         self._check_work_stealing()
@@ -102,7 +109,7 @@ class GemmConfig:
                              f"is a multiple of {xcds}, or xcds= to match")
         object.__setattr__(self, "cus", cus)
         object.__setattr__(self, "xcds", xcds)
-        remap = xcds > 1 if self.xcd_remap is None else bool(self.xcd_remap)
+        remap = xcds > 1 if self.xcd_remap is None else self.xcd_remap
         object.__setattr__(self, "xcd_remap", remap)
         if self.xcd_chunk is not None:
             _positive_int("xcd_chunk", self.xcd_chunk)
@@ -208,10 +215,13 @@ class GemmConfig:
         return tiling.xcd_remap_chunked(pid, self.grid, self.xcds, self.xcd_chunk)
 
     def replace(self, **changes):
-        """A copy with some fields changed; derived fields are re-derived unless given."""
+        """A copy with some fields changed.
+
+        Fields that were derived (left as None) are derived again for the new values; fields
+        that were given keep their value unless changed.
+        """
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        derived = {"grid", "sk_tiles", "split_k", "xcd_remap"}
-        for name in derived - set(changes):
+        for name in self._derived:
             fields[name] = None
         fields.update(changes)
         return GemmConfig(**fields)

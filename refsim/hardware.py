@@ -8,9 +8,15 @@ such, in the range reported by public microbenchmark studies. Build a custom pro
 """
 
 import dataclasses
+import math
 from typing import Mapping
 
 DTYPES = ("fp16", "bf16", "fp32")
+
+
+def _is_real(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,17 +46,24 @@ class HardwareProfile:
             raise ValueError(f"vendor={self.vendor!r}: accepted values are 'amd', 'nvidia'")
         for field in ("cus", "xcds", "clock_mhz", "resident_per_cu"):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field}={value!r}: must be a positive integer")
-        for field in ("hbm_gbps", "l2_mib_per_xcd", "atomic_latency_us", "atomic_interval_us",
-                      "launch_overhead_us"):
-            if not getattr(self, field) >= 0:
-                raise ValueError(f"{field}={getattr(self, field)!r}: must be >= 0")
+        for field, minimum in (("hbm_gbps", 0), ("l2_mib_per_xcd", 0), ("atomic_latency_us", 0),
+                               ("atomic_interval_us", 0), ("launch_overhead_us", 0)):
+            value = getattr(self, field)
+            if not _is_real(value) or value < minimum or (field == "hbm_gbps" and value == 0):
+                bound = "> 0" if field == "hbm_gbps" else ">= 0"
+                raise ValueError(f"{field}={value!r}: must be a finite number {bound}")
         if self.xcds > self.cus or self.cus % self.xcds:
             raise ValueError(f"cus={self.cus} must be a multiple of xcds={self.xcds}")
-        missing = [d for d in DTYPES if not self.peak_tflops.get(d, 0) > 0]
+        missing = [d for d in DTYPES
+                   if not (_is_real(self.peak_tflops.get(d)) and self.peak_tflops[d] > 0)]
         if missing:
             raise ValueError(f"peak_tflops lacks a positive value for {', '.join(missing)}")
+
+    def __hash__(self):
+        return hash((self.name, self.vendor, self.cus, self.xcds, self.clock_mhz,
+                     tuple(sorted(self.peak_tflops.items())), self.hbm_gbps))
 
     @property
     def cus_per_xcd(self):

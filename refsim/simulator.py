@@ -95,6 +95,7 @@ class Simulation:
         self.arrivals = collections.defaultdict(list)
         self.fixup_wait = collections.Counter()
         self.waiting = {}
+        self.in_fixup = {}
         self.queues = []
         self.kernel_spans = []
 
@@ -106,6 +107,8 @@ class Simulation:
         if not main.triggered:
             undispatched = tuple(sorted(pid for queue in self.queues for pid in queue))
             deadlock = Deadlock(self.env.now, tuple(sorted(self.waiting.values())), undispatched)
+            for item, cu, start in self.in_fixup.values():
+                self._record(item, cu, start, False)  # cut short: ends when the run stalled
         self.records.sort(key=lambda r: (r.kernel != "gemm", r.program, r.step))
         return self.records, [self.fixups[t] for t in sorted(self.fixups)], deadlock, self.env.now
 
@@ -255,7 +258,9 @@ class Simulation:
                 finalizes = False
             else:
                 protocol = getattr(self, "_fixup_" + self.config.fixup.replace("-", "_"))
+                self.in_fixup[pid] = (item, cu, start)
                 finalizes = yield from protocol(pid, cu, item, split_tiles[item.tile].programs)
+                del self.in_fixup[pid]
             self._record(item, cu, start, finalizes)
 
     def _fixup_owner_waits(self, pid, cu, item, programs):

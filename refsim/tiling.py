@@ -84,8 +84,9 @@ def streamk_sk_tiles(total_tiles, num_programs, TWO_TILE):
     """Number of tiles processed Stream-K style (the rest are data-parallel).
 
     ``TWO_TILE`` true: the Stream-K paper's "two-tile SK + DP" hybrid -- SK covers the partial
-    last wave plus one full wave, so every program gets between one and two tiles of SK work;
-    no SK at all when the tiles divide into whole waves. ``TWO_TILE`` false: "one-wave SK",
+    last wave plus one full wave, so every program gets between one and two tiles of SK work
+    (less than one when there are fewer tiles than programs: then every tile is SK); no SK at
+    all when the tiles divide into whole waves. ``TWO_TILE`` false: "one-wave SK",
     every tile is split over the grid in a single wave.
     """
     sk_tiles = total_tiles
@@ -94,7 +95,7 @@ def streamk_sk_tiles(total_tiles, num_programs, TWO_TILE):
         leftover = total_tiles % num_programs
         sk_tiles = leftover + min(waves, 1) * num_programs
         if leftover == 0:
-            sk_tiles = 0
+            sk_tiles = leftover  # 0, of the arguments' integer type (a literal would be int32)
     return sk_tiles
 
 

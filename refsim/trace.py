@@ -41,19 +41,39 @@ class WorkRecord(typing.NamedTuple):
     kernel: str = "gemm"
 
 
+def _lanes(records):
+    """A lane per record so that slices on one CU never overlap (several resident programs)."""
+    lane_ends = {}
+    lanes = {}
+    for i in sorted(range(len(records)), key=lambda i: (records[i].t_start_us, i)):
+        r = records[i]
+        ends = lane_ends.setdefault(r.unit, [])
+        lane = next((j for j, end in enumerate(ends) if end <= r.t_start_us), len(ends))
+        if lane == len(ends):
+            ends.append(r.t_end_us)
+        ends[lane] = r.t_end_us
+        lanes[i] = lane
+    return lanes
+
+
 def chrome_trace(records, metadata=None):
     """The records as a Chrome trace event document (Perfetto and chrome://tracing open it).
 
-    One complete event (``ph: "X"``) per record; process = XCD, thread = CU, times in us.
+    One complete event (``ph: "X"``) per record; process = XCD, thread = CU (a CU running
+    several programs at once gets one thread per concurrent program), times in us.
     """
+    lanes = _lanes(records)
+    threads = sorted({(r.xcd, r.unit, lanes[i]) for i, r in enumerate(records)})
+    width = 1 + max((lane for _, _, lane in threads), default=0)
     events = []
     for xcd in sorted({r.xcd for r in records}):
         events.append({"name": "process_name", "ph": "M", "pid": xcd, "tid": 0,
                        "args": {"name": f"XCD {xcd}"}})
-    for unit, xcd in sorted({(r.unit, r.xcd) for r in records}):
-        events.append({"name": "thread_name", "ph": "M", "pid": xcd, "tid": unit,
-                       "args": {"name": f"CU {unit}"}})
-    for r in records:
+    for xcd, unit, lane in threads:
+        name = f"CU {unit}" if width == 1 else f"CU {unit} slot {lane}"
+        events.append({"name": "thread_name", "ph": "M", "pid": xcd, "tid": unit * width + lane,
+                       "args": {"name": name}})
+    for i, r in enumerate(records):
         events.append({
             "name": f"{r.role} tile {r.tile} k[{r.k_begin},{r.k_end})",
             "cat": r.role,
@@ -61,7 +81,7 @@ def chrome_trace(records, metadata=None):
             "ts": r.t_start_us,
             "dur": r.t_end_us - r.t_start_us,
             "pid": r.xcd,
-            "tid": r.unit,
+            "tid": r.unit * width + lanes[i],
             "args": r._asdict(),
         })
     return {"traceEvents": events, "displayTimeUnit": "ns", "otherData": dict(metadata or {})}
@@ -82,6 +102,8 @@ def plot_gantt(records, path, title=""):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
+    if not records:
+        raise ValueError("no work items to plot (the run recorded none)")
     units = sorted({r.unit for r in records})
     row = {u: i for i, u in enumerate(units)}
     fig, ax = plt.subplots(figsize=(12, max(3.0, min(0.25 * len(units) + 1.5, 12.0))))

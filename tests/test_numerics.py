@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import refsim
 from refsim import numerics
@@ -154,3 +156,33 @@ def test_deadlocked_run_leaves_unfinalised_tiles_nan():
 def test_bad_arrays_are_rejected_before_simulating(inputs, message):
     with pytest.raises(ValueError, match=message):
         refsim.simulate(4, 6, 5, block_m=16, block_n=16, block_k=16, **inputs)
+
+
+@st.composite
+def small_runs(draw):
+    """Random small problems on small machines, every strategy and fixup, bias or not."""
+    m, n, k = draw(st.integers(1, 150)), draw(st.integers(1, 150)), draw(st.integers(1, 200))
+    blocks = st.sampled_from([16, 32, 64])
+    kwargs = {"block_m": draw(blocks), "block_n": draw(blocks), "block_k": draw(blocks),
+              "cus": draw(st.integers(1, 24)), "xcds": 1,
+              "device": draw(st.sampled_from(["mi300x", "h100"])),
+              "strategy": draw(st.sampled_from(refsim.STRATEGIES)), "group_m": draw(st.integers(1, 4))}
+    iters = -(-k // kwargs["block_k"])
+    if kwargs["strategy"] == "streamk":
+        kwargs["fixup"] = draw(st.sampled_from(refsim.FIXUPS))
+        kwargs["sk_hybrid"] = draw(st.sampled_from(["two-tile", "one-wave"]))
+    if kwargs["strategy"] == "split_k":
+        kwargs["split_k"] = draw(st.integers(1, min(iters, 5)))
+    return (m, n, k), kwargs, draw(st.booleans()), draw(st.integers(0, 2**32 - 1))
+
+
+@settings(max_examples=120, deadline=None)
+@given(small_runs())
+def test_random_small_runs_are_exact_with_bias_added_once(run):
+    (m, n, k), kwargs, with_bias, seed = run
+    a, b, bias = integer_inputs(m, n, k, seed)
+    bias = bias if with_bias else None
+    result = refsim.simulate(m, n, k, a=a, b=b, bias=bias, **kwargs)
+    expected = a @ b + (0.0 if bias is None else bias)
+    mismatch = np.argwhere(result.output.astype(np.float64) != expected)
+    assert mismatch.size == 0, f"first mismatches at {mismatch[:5].tolist()}"

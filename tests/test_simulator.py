@@ -212,3 +212,8 @@ def test_every_random_run_keeps_the_invariants(config):
     assert all_problems(result) == []
     assert result.makespan_us >= max(r.t_end_us for r in result.records)
     assert result.tflops > 0
+
+
+def test_records_extend_plan_items_field_for_field():
+    """The simulator builds a WorkRecord from a WorkItem positionally: the fields must line up."""
+    assert refsim.WorkRecord._fields[:len(refsim.plan.WorkItem._fields)] == refsim.plan.WorkItem._fields

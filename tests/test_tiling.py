@@ -159,7 +159,8 @@ CASES_PER_FUNCTION = 200
 #
 # UPPER_CASE parameters are tested as compile-time constants, as the kernels use them: the cases
 # of one function are grouped by their constexpr values and each group is one kernel launch,
-# one program per case. The harness needs the UPPER_CASE parameters to come last.
+# one program per case. The harness needs the UPPER_CASE parameters to come last. It is plain
+# Triton (it also compiles for a GPU); here it only ever runs in the interpreter.
 
 
 def contract_kernel(args_ptr, results_ptr, FN: tl.constexpr, NUM_RUNTIME_ARGS: tl.constexpr,
@@ -189,6 +190,7 @@ def interpreted():
         return tiling.triton_namespace(), triton.jit(contract_kernel)
 
 
+@pytest.mark.interpreter
 def test_interpreter_flag_does_not_leak(interpreted):
     """Building the interpreted kernels leaves TRITON_INTERPRET as this module found it."""
     assert triton.knobs.runtime.interpret == INTERPRET_AT_IMPORT
@@ -230,6 +232,7 @@ def run_interpreted(kernel, jitted_fn, num_runtime, cases, num_results):
 # interpreted launch per constexpr group. The list is unique, so Hypothesis's all-minimal first
 # example is not a valid batch and the one example run is a random one. No shrinking (each try
 # would relaunch): the failure message lists the bad cases instead.
+@pytest.mark.interpreter
 @pytest.mark.parametrize("fn", tiling.CONTRACT, ids=lambda fn: fn.__name__)
 @settings(max_examples=1, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow])
