@@ -164,17 +164,49 @@ CASES_PER_FUNCTION = 200
 
 
 def contract_kernel(args_ptr, results_ptr, FN: tl.constexpr, NUM_RUNTIME_ARGS: tl.constexpr,
-                    CONSTEXPR_ARGS: tl.constexpr, NUM_RESULTS: tl.constexpr):
-    """Program ``i`` stores ``FN(*args[i], *CONSTEXPR_ARGS)`` in ``results[i]``."""
+                    C0: tl.constexpr, C1: tl.constexpr, NUM_CONSTEXPR_ARGS: tl.constexpr,
+                    NUM_RESULTS: tl.constexpr):
+    """Program ``i`` stores ``FN(*args[i], C0, C1)`` (as many constexprs as FN takes) in ``results[i]``.
+
+    Written out per arity, without starred calls, so that it compiles on every Triton version
+    the kernels support.
+    """
     case = tl.program_id(0)
-    runtime_args = ()
-    for i in tl.static_range(NUM_RUNTIME_ARGS):
-        runtime_args = runtime_args + (tl.load(args_ptr + case * NUM_RUNTIME_ARGS + i),)
-    results = FN(*runtime_args, *CONSTEXPR_ARGS)
+    row = args_ptr + case * NUM_RUNTIME_ARGS
+    a0 = tl.load(row)
+    a1 = tl.load(row + min(1, NUM_RUNTIME_ARGS - 1))
+    a2 = tl.load(row + min(2, NUM_RUNTIME_ARGS - 1))
+    a3 = tl.load(row + min(3, NUM_RUNTIME_ARGS - 1))
+    a4 = tl.load(row + min(4, NUM_RUNTIME_ARGS - 1))
+    if NUM_CONSTEXPR_ARGS == 0:
+        if NUM_RUNTIME_ARGS == 2:
+            results = FN(a0, a1)
+        elif NUM_RUNTIME_ARGS == 3:
+            results = FN(a0, a1, a2)
+        elif NUM_RUNTIME_ARGS == 4:
+            results = FN(a0, a1, a2, a3)
+        else:
+            results = FN(a0, a1, a2, a3, a4)
+    elif NUM_CONSTEXPR_ARGS == 1:
+        if NUM_RUNTIME_ARGS == 1:
+            results = FN(a0, C0)
+        elif NUM_RUNTIME_ARGS == 2:
+            results = FN(a0, a1, C0)
+        else:
+            results = FN(a0, a1, a2, C0)
+    else:
+        if NUM_RUNTIME_ARGS == 1:
+            results = FN(a0, C0, C1)
+        else:
+            results = FN(a0, a1, C0, C1)
+    out = results_ptr + case * NUM_RESULTS
     if NUM_RESULTS == 1:
-        results = (results,)
-    for i in tl.static_range(NUM_RESULTS):
-        tl.store(results_ptr + case * NUM_RESULTS + i, results[i])
+        tl.store(out, results)
+    else:
+        tl.store(out, results[0])
+        tl.store(out + 1, results[1])
+        if NUM_RESULTS == 3:
+            tl.store(out + 2, results[2])
 
 
 @pytest.fixture(scope="module")
@@ -213,17 +245,18 @@ def as_tuple(value):
     return value if isinstance(value, tuple) else (value, )
 
 
-def run_interpreted(kernel, jitted_fn, num_runtime, cases, num_results):
+def run_kernel(kernel, jitted_fn, num_runtime, cases, num_results, device="cpu"):
     """Results of ``jitted_fn`` on every case, one launch per distinct set of constexpr values."""
     groups = defaultdict(list)
     for case in cases:
         groups[case[num_runtime:]].append(case)
     results = {}
     for constexpr_args, group in groups.items():
-        args = torch.tensor([case[:num_runtime] for case in group], dtype=torch.int32)
-        out = torch.full((len(group), num_results), -1, dtype=torch.int32)
-        kernel[(len(group),)](args, out, FN=jitted_fn, NUM_RUNTIME_ARGS=num_runtime,
-                               CONSTEXPR_ARGS=constexpr_args, NUM_RESULTS=num_results)
+        args = torch.tensor([case[:num_runtime] for case in group], dtype=torch.int32, device=device)
+        out = torch.full((len(group), num_results), -1, dtype=torch.int32, device=device)
+        c0, c1 = (constexpr_args + (0, 0))[:2]
+        kernel[(len(group),)](args, out, FN=jitted_fn, NUM_RUNTIME_ARGS=num_runtime, C0=c0, C1=c1,
+                               NUM_CONSTEXPR_ARGS=len(constexpr_args), NUM_RESULTS=num_results)
         results.update(zip(group, map(tuple, out.tolist())))
     return results
 
@@ -240,19 +273,44 @@ def run_interpreted(kernel, jitted_fn, num_runtime, cases, num_results):
 def test_jitted_function_matches_python(fn, interpreted, data):
     """The jitted function, run by Triton's interpreter, returns what the Python one does."""
     namespace, kernel = interpreted
-    jitted_fn = getattr(namespace, fn.__name__)
-    assert isinstance(kernel, InterpretedFunction) and isinstance(jitted_fn, InterpretedFunction)
+    assert isinstance(kernel, InterpretedFunction)
+    assert isinstance(getattr(namespace, fn.__name__), InterpretedFunction)
+    assert_jitted_matches_python(fn, namespace, kernel, data, "cpu")
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """The contract and the harness compiled for the GPU (the interpreter switched off)."""
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = False
+        return tiling.triton_namespace(), triton.jit(contract_kernel)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fn", tiling.CONTRACT, ids=lambda fn: fn.__name__)
+@settings(max_examples=1, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_compiled_function_matches_python(fn, compiled, data):
+    """The same check with the functions compiled for and run on the GPU."""
+    namespace, kernel = compiled
+    assert not isinstance(kernel, InterpretedFunction)
+    assert_jitted_matches_python(fn, namespace, kernel, data, "cuda")
+
+
+def assert_jitted_matches_python(fn, namespace, kernel, data, device):
     cases = data.draw(st.lists(ARGUMENTS[fn.__name__], min_size=CASES_PER_FUNCTION,
                                max_size=CASES_PER_FUNCTION, unique=True), label="cases")
     expected = {case: as_tuple(fn(*case)) for case in cases}
     num_results = len(expected[cases[0]])
 
-    actual = run_interpreted(kernel, jitted_fn, runtime_parameter_count(fn), cases, num_results)
+    actual = run_kernel(kernel, getattr(namespace, fn.__name__), runtime_parameter_count(fn),
+                        cases, num_results, device)
 
     mismatches = [f"args={case} python={expected[case]} triton={actual[case]}"
                   for case in cases if actual[case] != expected[case]]
-    assert not mismatches, (f"{fn.__name__}: {len(mismatches)} of {len(cases)} cases differ: "
-                            + "; ".join(mismatches[:10]))
+    assert not mismatches, (f"{fn.__name__}: {len(mismatches)} of {len(cases)} cases differ on "
+                            f"{device}: " + "; ".join(mismatches[:10]))
 
 
 # --------------------------------------------------------------------------------------------
