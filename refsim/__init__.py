@@ -5,6 +5,7 @@ Stream-K partial sums are reduced, how long it takes, and (given input arrays) t
 of every partial buffer and of the output.
 """
 
+import inspect
 import math
 
 from . import numerics
@@ -33,8 +34,13 @@ def simulate(m, n=None, k=None, cus=None, *, device=DEFAULT_DEVICE, strategy="st
     ``1 + jitter * U[0, 1)`` with ``random.Random(seed)``: the same seed, the same run.
     """
     if isinstance(m, GemmConfig):
-        if n is not None or k is not None:
-            raise ValueError("pass either a GemmConfig or M, N, K, not both")
+        given = {name: value for name, value in locals().items()
+                 if name in _CONFIG_OPTIONS and value is not _CONFIG_OPTIONS[name]
+                 and value != _CONFIG_OPTIONS[name]}
+        if n is not None or k is not None or given:
+            raise ValueError("pass either a GemmConfig or sizes and options, not both (got "
+                             f"{', '.join(sorted(given)) or 'N, K'} with a GemmConfig); use "
+                             "config.replace(...) to change a config")
         config = m
     else:
         if n is None or k is None:
@@ -62,3 +68,8 @@ def simulate(m, n=None, k=None, cus=None, *, device=DEFAULT_DEVICE, strategy="st
     if a is not None:
         output, partials = numerics.compute(config, records, fixups, a, b, bias)
     return SimResult(config, plan, records, fixups, deadlock, makespan, sim.busy_us, output, partials)
+
+
+# The configuration options of simulate() and their defaults: with a GemmConfig they must stay unset.
+_CONFIG_OPTIONS = {name: p.default for name, p in inspect.signature(simulate).parameters.items()
+                   if name not in ("m", "n", "k", "a", "b", "bias", "jitter", "seed")}

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import re
 import sys
 
@@ -102,9 +103,14 @@ def _flag_names(message):
 
 
 def _check_writable(path):
-    if path is not None:
-        with open(path, "a"):
-            pass
+    """Fail before simulating if an output file cannot be written (without creating it)."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OSError(f"cannot write {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise OSError(f"cannot write {path}: permission denied")
 
 
 def main(argv=None):

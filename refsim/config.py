@@ -179,7 +179,9 @@ class GemmConfig:
 
     @property
     def dp_tiles(self):
-        """Tiles computed whole by one program (all of them except Stream-K's SK tiles)."""
+        """Tiles computed whole by one program (all but Stream-K's SK tiles and split-K's splits)."""
+        if self.strategy == "split_k" and self.split_k > 1:
+            return 0
         return self.total_tiles - (self.sk_tiles if self.strategy == "streamk" else 0)
 
     @property

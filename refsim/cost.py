@@ -3,7 +3,7 @@
 Per K-iteration of a ``BM x BN x BK`` block, on a CU running ``r`` resident programs::
 
     t_iter    = max(t_compute, t_memory)
-    t_compute = 2*BM*BN*BK / (peak[dtype] / CUs) * r
+    t_compute = 2*BM*BN*BK / (peak[dtype] / CUs_of_the_device) * r
     t_memory  = (R*BM*BK*e + C*BK*BN*e) / (HBM / X)
 
 ``e`` is the element size. L2 reuse, per XCD (one L2): the programs streaming on an XCD touch
@@ -28,7 +28,9 @@ class CostModel:
 
     def __init__(self, config, profile):
         bm, bn, bk, e = config.block_m, config.block_n, config.block_k, config.elem_bytes
-        cu_flops_per_us = profile.peak_tflops[config.dtype] * 1e6 / config.cus
+        # A CU's share is the device's peak over the device's CUs: cus= below the profile's
+        # count models part of the GPU, not a GPU with fewer, faster CUs.
+        cu_flops_per_us = profile.peak_tflops[config.dtype] * 1e6 / profile.cus
         self.compute_iter_us = 2.0 * bm * bn * bk / cu_flops_per_us
         self.hbm_bytes_per_us = profile.hbm_gbps * 1e3
         self.a_block_bytes = float(bm * bk * e)

@@ -80,7 +80,9 @@ class SimResult:
             + (f", split_k {c.split_k}" if c.strategy == "split_k" else "")
             + f", blocks {c.block_m}x{c.block_n}x{c.block_k}, group_m {c.group_m}, grid {c.grid}",
             f"tiles {c.total_tiles} ({c.num_pid_m}x{c.num_pid_n}), {c.iters_per_tile} K-iterations each: "
-            f"{s['dp_tiles']} DP, {s['sk_tiles']} SK; {s['work_items']} work items",
+            + (f"each split {c.split_k} ways" if c.strategy == "split_k" and c.split_k > 1
+               else f"{s['dp_tiles']} DP, {s['sk_tiles']} SK")
+            + f"; {s['work_items']} work items",
             f"makespan {self.makespan_us:.2f} us, predicted {self.tflops:.1f} TFLOP/s",
             "XCD utilisation " + " ".join(f"{u:.0%}" for u in s["xcd_utilisation"]),
             f"fixups {s['fixups']}, longest wait {s['longest_wait_us']:.2f} us"

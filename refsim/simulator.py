@@ -26,8 +26,10 @@ class Fixup:
 
     ``contributors`` are the programs holding the tile's K-ranges, in K order; ``order`` is the
     order their partials were summed (K order, or arrival order for the ``atomic`` protocol);
-    ``reducer`` finalised the tile (bias included). For split-K the reducer is a program of
-    the reduction launch. ``wait_us`` is the time programs spent blocked on this tile's flags.
+    ``reducer`` wrote the tile's final value: it added the bias, except under ``atomic``, where
+    the reducer is the last to add and the bias came with the owner's (first K-range's)
+    contribution. For split-K the reducer is a program of the reduction launch. ``wait_us`` is
+    the time programs spent blocked on this tile's flags.
     """
 
     tile: int
@@ -47,8 +49,8 @@ class Deadlock:
     undispatched: tuple  # program ids still queued for a free slot
 
     def __str__(self):
-        lines = [f"deadlock at t={self.at_us:.3f} us: {len(self.waiting)} programs wait, "
-                 f"{len(self.undispatched)} never started"]
+        lines = [f"deadlock at t={self.at_us:.3f} us: programs waiting: {len(self.waiting)}, "
+                 f"never started: {len(self.undispatched)}"]
         for program, unit, tile, awaited in self.waiting:
             started = "never started" if awaited in self.undispatched else "not yet flagged"
             lines.append(f"  program {program} on CU {unit} waits for program {awaited}'s partial "
