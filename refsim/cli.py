@@ -106,6 +106,8 @@ def _check_writable(path):
     """Fail before simulating if an output file cannot be written (without creating it)."""
     if path is None:
         return
+    if os.path.isdir(path):
+        raise OSError(f"cannot write {path}: it is a folder")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OSError(f"cannot write {path}: no folder {folder}")

@@ -102,6 +102,9 @@ class GemmConfig:
         xcds = (profile.xcds if self.xcds is None else self.xcds)
         _positive_int("cus", cus)
         _positive_int("xcds", xcds)
+        if cus > profile.cus:
+            raise ValueError(f"cus={cus}: {profile.name} has {profile.cus}; for a bigger device "
+                             "build a HardwareProfile (dataclasses.replace on a preset)")
         if xcds > cus:
             raise ValueError(f"xcds={xcds}: more XCDs than cus={cus}")
         if cus % xcds:

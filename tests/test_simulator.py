@@ -174,11 +174,14 @@ def test_stream_k_beats_data_parallel_on_a_quantised_wave():
 
 SHAPES = st.integers(1, 5000)
 BLOCKS = st.sampled_from([64, 128, 256])
+# 512-CU versions of the presets, so that any CU count in 1..512 is part of a device.
+BIG = {name: dataclasses.replace(refsim.PROFILES[name], name=f"{name}-512", cus=512)
+       for name in ("mi300x", "h100", "mi355x")}
 MACHINES = st.one_of(
-    st.tuples(st.just("mi300x"), st.integers(1, 64).map(lambda c: 8 * c), st.just(8)),
-    st.tuples(st.just("mi300x"), st.integers(1, 512), st.just(1)),
-    st.tuples(st.just("h100"), st.integers(1, 512), st.just(1)),
-    st.tuples(st.just("mi355x"), st.integers(1, 128).map(lambda c: 4 * c), st.just(4)),
+    st.tuples(st.just(BIG["mi300x"]), st.integers(1, 64).map(lambda c: 8 * c), st.just(8)),
+    st.tuples(st.just(BIG["mi300x"]), st.integers(1, 512), st.just(1)),
+    st.tuples(st.just(BIG["h100"]), st.integers(1, 512), st.just(1)),
+    st.tuples(st.just(BIG["mi355x"]), st.integers(1, 128).map(lambda c: 4 * c), st.just(4)),
 )
 
 
