@@ -1,0 +1,202 @@
+"""Shared jit helpers: the tiling contract as jit functions, the one K-loop, the one epilogue,
+partial-buffer access, and the trace writer. Every strategy's kernel is built from these.
+"""
+
+import triton
+import triton.language as tl
+
+from refsim import tiling
+
+from .backend import read_clock, read_unit
+
+_contract = tiling.triton_namespace()
+cdiv = _contract.cdiv
+grouped_tile = _contract.grouped_tile
+xcd_remap = _contract.xcd_remap
+xcd_remap_chunked = _contract.xcd_remap_chunked
+persistent_tile_count = _contract.persistent_tile_count
+persistent_tile = _contract.persistent_tile
+streamk_iter_range = _contract.streamk_iter_range
+streamk_segment = _contract.streamk_segment
+streamk_segment_back = _contract.streamk_segment_back
+streamk_tile_programs = _contract.streamk_tile_programs
+ws_counter = _contract.ws_counter
+ws_counter_range = _contract.ws_counter_range
+ws_ticket_tile = _contract.ws_ticket_tile
+split_k_work = _contract.split_k_work
+split_k_range = _contract.split_k_range
+
+# Role codes in trace records: the index in refsim.trace.ROLES.
+ROLE_DP = tl.constexpr(0)
+ROLE_SK_OWNER = tl.constexpr(1)
+ROLE_SK_CONTRIBUTOR = tl.constexpr(2)
+ROLE_WS = tl.constexpr(3)
+ROLE_SPLIT = tl.constexpr(4)
+ROLE_REDUCE = tl.constexpr(5)
+
+# One trace record: int64 fields in this order; role -1 marks an unused record.
+TRACE_FIELDS = ("tile", "k_begin", "k_end", "role", "unit", "xcd", "t_start", "t_end", "ticket",
+                "counter", "finalizes")
+NUM_TRACE_FIELDS = tl.constexpr(len(TRACE_FIELDS))
+
+# XCD remap modes.
+REMAP_NONE = 0
+REMAP_PLAIN = 1
+REMAP_CHUNKED = 2
+
+
+@triton.jit
+def logical_program(pid, num_programs, NUM_XCDS: tl.constexpr, REMAP: tl.constexpr,
+                    CHUNK: tl.constexpr):
+    """The program id the tiling functions see (GemmConfig.logical_program, on the device)."""
+    lp = pid
+    if REMAP == 1:
+        lp = xcd_remap(pid, num_programs, NUM_XCDS)
+    elif REMAP == 2:
+        lp = xcd_remap_chunked(pid, num_programs, NUM_XCDS, CHUNK)
+    return lp
+
+
+@triton.jit
+def tile_accumulate(a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
+                    pid_m, pid_n, k_begin, k_end,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+                    BACKEND: tl.constexpr):
+    """fp32 accumulator of tile (pid_m, pid_n) over K-iterations [k_begin, k_end), in K order.
+
+    Rows and columns past M and N are read wrapped (in bounds, never stored); K past the end
+    reads zeros. Under the interpreter, whose bf16 ``tl.dot`` returns garbage, bf16 blocks are
+    multiplied in fp32 (exact: a bf16 product fits in fp32).
+    """
+    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
+    offs_n = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
+    offs_k = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kk in range(k_begin, k_end):
+        k_idx = kk * BLOCK_K + offs_k
+        a_ptrs = a_ptr + offs_m[:, None] * stride_am + k_idx[None, :] * stride_ak
+        b_ptrs = b_ptr + k_idx[:, None] * stride_bk + offs_n[None, :] * stride_bn
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            b = tl.load(b_ptrs)
+        else:
+            a = tl.load(a_ptrs, mask=k_idx[None, :] < K, other=0.0)
+            b = tl.load(b_ptrs, mask=k_idx[:, None] < K, other=0.0)
+        if BACKEND == 0 and a_ptr.dtype.element_ty == tl.bfloat16:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    return acc
+
+
+@triton.jit
+def round_to_bf16(x):
+    """fp32 -> the nearest bf16 value (ties to even), still in fp32, by integer arithmetic."""
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  BACKEND: tl.constexpr):
+    """Add bias (fp32, once, one value per column), cast to the output dtype and store.
+
+    The interpreter truncates fp32 -> bf16 where GPUs round to nearest even, so there the
+    rounding is done first, by integer arithmetic, and the cast is exact.
+    """
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)
+        acc = acc + bias.to(tl.float32)[None, :]
+    if BACKEND == 0 and c_ptr.dtype.element_ty == tl.bfloat16:
+        acc = round_to_bf16(acc)
+    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def store_partial(ws_ptr, slot, acc, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Write an fp32 partial tile into workspace slot ``slot`` (BLOCK_M x BLOCK_N, row-major)."""
+    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    tl.store(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, acc)
+
+
+@triton.jit
+def load_partial(ws_ptr, slot, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Read workspace slot ``slot``, bypassing L1 (another program wrote it)."""
+    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    return tl.load(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
+
+
+@triton.jit
+def publish(flag_ptr, epoch):
+    """Release: every thread's earlier stores are visible before the flag reads ``epoch``."""
+    tl.debug_barrier()
+    tl.atomic_xchg(flag_ptr, epoch, sem="release", scope="gpu")
+
+
+@triton.jit
+def wait_for(flag_ptr, epoch):
+    """Acquire: spin until the flag reads ``epoch``."""
+    while tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu") != epoch:
+        pass
+    tl.debug_barrier()
+
+
+@triton.jit
+def trace_begin(step, TRACE: tl.constexpr, BACKEND: tl.constexpr):
+    """The start timestamp of a work item (0 when not tracing)."""
+    t = tl.full((), 0, tl.int64)
+    if TRACE:
+        t = read_clock(2 * step, BACKEND)
+    return t
+
+
+@triton.jit
+def trace_end(trace_ptr, pid, step, tile, k_begin, k_end, role, t_start, ticket, counter,
+              finalizes, MAX_STEPS: tl.constexpr, TRACE: tl.constexpr, BACKEND: tl.constexpr):
+    """Write one record (fields in TRACE_FIELDS order) at row ``pid``, column ``step``."""
+    if TRACE:
+        t_end = read_clock(2 * step + 1, BACKEND)
+        unit, xcd = read_unit(BACKEND)
+        rec = trace_ptr + ((tl.full((), 0, tl.int64) + pid) * MAX_STEPS + step) * NUM_TRACE_FIELDS
+        zero = tl.full((), 0, tl.int64)  # `zero + x` widens ints and loop counters alike
+        tl.store(rec + 0, zero + tile)
+        tl.store(rec + 1, zero + k_begin)
+        tl.store(rec + 2, zero + k_end)
+        tl.store(rec + 3, zero + role)
+        tl.store(rec + 4, zero + unit)
+        tl.store(rec + 5, zero + xcd)
+        tl.store(rec + 6, t_start)
+        tl.store(rec + 7, t_end)
+        tl.store(rec + 8, zero + ticket)
+        tl.store(rec + 9, zero + counter)
+        tl.store(rec + 10, zero + finalizes)
+
+
+@triton.jit
+def whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
+               stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, step, tile,
+               ticket, counter, role,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+               GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+               HAS_BIAS: tl.constexpr, MAX_STEPS: tl.constexpr, TRACE: tl.constexpr,
+               BACKEND: tl.constexpr):
+    """Compute and store one tile over its whole K range: the data-parallel work item."""
+    num_pid_m = cdiv(M, BLOCK_M)
+    num_pid_n = cdiv(N, BLOCK_N)
+    iters = cdiv(K, BLOCK_K)
+    pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)
+    t_start = trace_begin(step, TRACE, BACKEND)
+    acc = tile_accumulate(a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
+                          pid_m, pid_n, 0, iters, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K,
+                          INPUT_PRECISION, BACKEND)
+    tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
+                  BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
+    trace_end(trace_ptr, pid, step, tile, tile * 0, iters, role, t_start, ticket, counter,
+              tile * 0 + 1, MAX_STEPS, TRACE, BACKEND)

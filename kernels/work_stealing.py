@@ -1,0 +1,50 @@
+"""Work-stealing GEMM: persistent programs draw tile tickets from atomic counters.
+
+Program ``pid`` draws from counter ``refsim.tiling.ws_counter(pid, ...)`` (one per XCD, several
+per XCD, or one global counter); counter ``c`` hands out the tiles of
+``ws_counter_range(c, ...)`` in ticket order and the program stops at the first ticket past
+the range. Counters sit ``COUNTER_STRIDE`` int32s apart (their own 128-byte line each) and are
+zeroed on the launch stream before every launch.
+"""
+
+import triton
+import triton.language as tl
+
+from .tile import ROLE_WS, cdiv, whole_tile, ws_counter, ws_counter_range, ws_ticket_tile
+
+COUNTER_STRIDE = 32
+
+
+@triton.jit
+def work_stealing_kernel(
+    # tensors
+    a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr,
+    # sizes and strides
+    M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_bias,
+    # counters
+    counters_ptr, num_counters,
+    # tiling
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
+    # numerics and tracing
+    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, HAS_BIAS: tl.constexpr,
+    MAX_STEPS: tl.constexpr, TRACE: tl.constexpr, BACKEND: tl.constexpr,
+    # counter layout (ws_counter's constants) and padding
+    WS_XCDS: tl.constexpr, WS_PER_XCD: tl.constexpr, COUNTER_STRIDE: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    total_tiles = cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N)
+    counter = ws_counter(pid, WS_XCDS, WS_PER_XCD)
+    _, end = ws_counter_range(counter, total_tiles, num_counters)
+    counter_ptr = counters_ptr + counter * COUNTER_STRIDE
+    ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
+    tile = ws_ticket_tile(counter, ticket, total_tiles, num_counters)
+    step = pid * 0
+    while tile < end:
+        whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
+                   stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, step, tile,
+                   ticket, counter, ROLE_WS, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
+                   INPUT_PRECISION, HAS_BIAS, MAX_STEPS, TRACE, BACKEND)
+        ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
+        tile = ws_ticket_tile(counter, ticket, total_tiles, num_counters)
+        step += 1

@@ -1,0 +1,58 @@
+"""Per-device, per-stream scratch buffers: partials, flags and counters.
+
+Created lazily on first use (never at import), grown when a launch needs more, and kept per
+(device, stream) so launches on different streams never share one. Flags hold the epoch of the
+launch that set them: a new launch takes a new epoch instead of clearing them. Counters are
+zeroed on the launch's stream by the launcher, with no host synchronisation.
+"""
+
+import threading
+
+import torch
+
+_EPOCH_LIMIT = 2**31 - 1
+
+
+class Workspace:
+    """Scratch buffers of one (device, stream)."""
+
+    def __init__(self, device):
+        self.device = device
+        self._buffers = {}
+        self._epoch = 0
+        self.lock = threading.Lock()
+
+    def buffer(self, name, numel, dtype):
+        """A 1-D view of at least ``numel`` elements; flag buffers start zeroed."""
+        current = self._buffers.get(name)
+        if current is None or current.numel() < numel or current.dtype != dtype:
+            current = torch.zeros(max(numel, 1), dtype=dtype, device=self.device)
+            self._buffers[name] = current
+        return current[:max(numel, 1)]
+
+    def next_epoch(self, flags):
+        """The epoch of a new launch; restarts (clearing ``flags``) before int32 overflows."""
+        self._epoch += 1
+        if self._epoch >= _EPOCH_LIMIT:
+            flags.zero_()
+            self._epoch = 1
+        return self._epoch
+
+
+_registry = {}
+_registry_lock = threading.Lock()
+
+
+def _stream_key(device):
+    if device.type == "cuda":
+        return torch.cuda.current_stream(device).cuda_stream
+    return 0
+
+
+def workspace_for(device):
+    """The workspace of ``device`` and its current stream."""
+    key = (device.type, device.index, _stream_key(device))
+    with _registry_lock:
+        if key not in _registry:
+            _registry[key] = Workspace(device)
+        return _registry[key]

@@ -1,0 +1,212 @@
+"""The Triton kernels against refsim and float64: Triton's interpreter on the CPU, or the GPU.
+
+Without a GPU, conftest turns the interpreter on before the kernels are decorated and these
+tests run on CPU tensors with small blocks; with a GPU the same tests run compiled.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+import kernels
+import refsim
+from kernel_checks import (LAYOUTS, TORCH_DTYPES, exact_output_problems, make_inputs,
+                           order_problems, partial_problems, simulate_like, tolerance_problems)
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# The same tests are the interpreter tier on a CPU machine and part of `pytest -m gpu` on a GPU.
+pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else [pytest.mark.interpreter]
+SMALL = {"block_m": 16, "block_n": 32, "block_k": 16, "cus": 4, "xcds": 1, "device": "h100"}
+
+# Every strategy and fixup; Stream-K in both hybrids' worth of splitting (one-wave splits
+# every tile; the default two-tile hybrid mixes DP and SK tiles).
+RUNS = {
+    "data_parallel": {"strategy": "data_parallel"},
+    "persistent": {"strategy": "persistent"},
+    "persistent-remap": {"strategy": "persistent", "xcds": 2},
+    "work_stealing": {"strategy": "work_stealing"},
+    "work_stealing-2-per-xcd": {"strategy": "work_stealing", "xcds": 2, "counters_per_xcd": 2},
+    "work_stealing-global": {"strategy": "work_stealing", "global_counter": True},
+    "split_k": {"strategy": "split_k", "split_k": 3},
+    "owner-waits": {"strategy": "streamk", "fixup": "owner-waits", "sk_hybrid": "one-wave"},
+    "owner-waits-hybrid": {"strategy": "streamk", "fixup": "owner-waits", "cus": 3},
+    "turnstile": {"strategy": "streamk", "fixup": "turnstile", "sk_hybrid": "one-wave"},
+    "turnstile-remap": {"strategy": "streamk", "fixup": "turnstile", "sk_hybrid": "one-wave",
+                        "xcds": 2},
+    "last-arriver": {"strategy": "streamk", "fixup": "last-arriver", "sk_hybrid": "one-wave"},
+    "atomic": {"strategy": "streamk", "fixup": "atomic", "sk_hybrid": "one-wave"},
+}
+
+# 1x1x1, K < BLOCK_K, K not a multiple of BLOCK_K, M = 1, N = 1, and tile counts at the
+# 4-program grid -1, +0 and +1 (16x32 tiles).
+SHAPES = [(1, 1, 1), (17, 33, 5), (130, 70, 300), (1, 100, 40), (40, 1, 40), (48, 32, 40),
+          (64, 32, 40), (80, 32, 40)]
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def config_for(run, shape, dtype="fp32"):
+    options = dict(SMALL, **RUNS[run], dtype=dtype)
+    if options.get("split_k", 1) > -(-shape[2] // options["block_k"]):
+        options["split_k"] = -(-shape[2] // options["block_k"])
+    return refsim.GemmConfig(*shape, **options)
+
+
+def launch(config, a, b, bias, **kwargs):
+    """Traced run; the atomic fixup (nondeterministic, fp32 atomics) gets a float32 out=."""
+    if config.strategy == "streamk" and config.fixup == "atomic":
+        kwargs.setdefault("out", torch.empty((config.m, config.n), device=a.device))
+        kwargs["deterministic"] = False
+    return kernels.run(config, a, b, bias, trace=True, **kwargs)
+
+
+def all_problems(config, run, a, b, bias, exact=True):
+    sim = simulate_like(run, a, b, bias)
+    problems = order_problems(run, sim)
+    if exact:
+        problems += exact_output_problems(run, a, b, bias)
+        problems += partial_problems(run, sim)
+    else:
+        problems += tolerance_problems(run, a, b, bias, config.dtype)
+    return problems
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("run_name", sorted(RUNS))
+def test_integer_inputs_exact_with_refsim_order_and_partials(run_name, shape):
+    """Bias on, layouts and dtypes rotating with the shape so that every pair occurs."""
+    index = SHAPES.index(shape)
+    dtype = DTYPES[index % len(DTYPES)]
+    layouts = (LAYOUTS[index % 4], LAYOUTS[(index // 2) % 4])
+    config = config_for(run_name, shape, dtype)
+    a, b, bias = make_inputs(config, layouts, with_bias=index % 3 != 2, device=DEVICE, seed=index)
+    run = launch(config, a, b, bias)
+    assert all_problems(config, run, a, b, bias) == []
+
+
+@pytest.mark.parametrize("layouts", list(itertools.product(LAYOUTS[:2], LAYOUTS)),
+                         ids=lambda p: "-".join(p))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("run_name", ["owner-waits", "split_k", "work_stealing", "persistent"])
+def test_every_dtype_and_layout_is_exact(run_name, dtype, layouts):
+    config = config_for(run_name, (50, 70, 45), dtype)
+    a, b, bias = make_inputs(config, layouts, device=DEVICE, seed=7)
+    run = launch(config, a, b, bias)
+    assert run.output.dtype == TORCH_DTYPES[dtype]
+    assert exact_output_problems(run, a, b, bias) == []
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("run_name", sorted(RUNS))
+def test_random_inputs_within_the_dtype_tolerance(run_name, dtype):
+    config = config_for(run_name, (70, 90, 100), dtype)
+    a, b, bias = make_inputs(config, integer=False, device=DEVICE, seed=3)
+    run = launch(config, a, b, bias)
+    assert all_problems(config, run, a, b, bias, exact=False) == []
+
+
+@pytest.mark.parametrize("run_name", ["owner-waits", "turnstile", "last-arriver", "split_k"])
+def test_repeated_runs_reuse_workspaces_and_give_identical_bits(run_name):
+    """Flags (epochs) and counters are reset by the launch path itself, not by the caller."""
+    config = config_for(run_name, (130, 70, 300))
+    a, b, bias = make_inputs(config, integer=False, device=DEVICE, seed=5)
+    first = launch(config, a, b, bias).output.clone()
+    for _ in range(3):
+        assert torch.equal(launch(config, a, b, bias).output, first)
+
+
+def test_out_is_written_and_returned():
+    config = config_for("persistent", (33, 17, 20))
+    a, b, bias = make_inputs(config, device=DEVICE)
+    out = torch.full((33, 17), float("nan"), device=DEVICE)
+    run = kernels.run(config, a, b, bias, out=out)
+    assert run.output is out
+    assert exact_output_problems(run, a, b, bias) == []
+
+
+def test_out_may_have_another_dtype():
+    config = config_for("data_parallel", (33, 17, 20), "bf16")
+    a, b, bias = make_inputs(config, device=DEVICE)
+    out = torch.empty((33, 17), dtype=torch.float32, device=DEVICE)
+    run = kernels.run(config, a, b, bias, out=out)
+    assert run.output.dtype == torch.float32
+    assert exact_output_problems(run, a, b, bias) == []
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 3), (4, 0, 3), (4, 5, 0)])
+def test_zero_sizes_behave_like_torch_matmul(shape):
+    m, n, k = shape
+    a = torch.ones((m, k), device=DEVICE)
+    b = torch.ones((k, n), device=DEVICE)
+    bias = torch.arange(n, dtype=torch.float32, device=DEVICE)
+    run = kernels.run(None, a, b, bias)
+    assert run.output.shape == (m, n)
+    assert torch.equal(run.output, torch.matmul(a, b) + bias)
+
+
+def test_default_config_derives_sizes_from_the_tensors():
+    a = torch.randint(-4, 5, (40, 24), device=DEVICE).float()
+    b = torch.randint(-4, 5, (24, 56), device=DEVICE).float()
+    run = kernels.run({"strategy": "persistent"}, a, b)
+    assert (run.config.m, run.config.n, run.config.k) == (40, 56, 24)
+    assert torch.equal(run.output.cpu().double(), a.cpu().double() @ b.cpu().double())
+
+
+def test_atomic_fixup_is_refused_in_deterministic_mode_and_without_fp32_output():
+    config = config_for("atomic", (64, 32, 40), "bf16")
+    a, b, bias = make_inputs(config, device=DEVICE)
+    with pytest.raises(ValueError, match="not deterministic"):
+        kernels.run(config, a, b, bias)
+    with pytest.raises(ValueError, match="float32"):
+        kernels.run(config, a, b, bias, deterministic=False)
+
+
+def _bad(config, **changes):
+    a, b, bias = make_inputs(config, device=DEVICE)
+    args = {"a": a, "b": b, "bias": bias, "out": None}
+    args.update(changes)
+    return args
+
+
+BAD_INPUTS = [
+    ("a has shape", lambda c: _bad(c, a=torch.ones((5, 5), device=DEVICE)), ValueError, "does not match"),
+    ("b has shape", lambda c: _bad(c, b=torch.ones((3, 17), device=DEVICE)), ValueError, "does not match"),
+    ("a is 3-D", lambda c: _bad(c, a=torch.ones((1, 33, 20), device=DEVICE)), ValueError, "2-D"),
+    ("dtypes differ", lambda c: _bad(c, b=_bad(c)["b"].half()), TypeError, "b has dtype torch.float16"),
+    ("int dtype", lambda c: _bad(c, a=torch.ones((33, 20), dtype=torch.int32, device=DEVICE)),
+     TypeError, "supported"),
+    ("bias length", lambda c: _bad(c, bias=torch.ones(16, device=DEVICE)), ValueError, "length N=17"),
+    ("bias rank", lambda c: _bad(c, bias=torch.ones((1, 17), device=DEVICE)), ValueError, "1-D"),
+    ("out shape", lambda c: _bad(c, out=torch.empty((17, 33), device=DEVICE)), ValueError, "out has shape"),
+    ("out dtype", lambda c: _bad(c, out=torch.empty((33, 17), dtype=torch.int64, device=DEVICE)),
+     TypeError, "out has dtype"),
+    ("not a tensor", lambda c: _bad(c, bias=[1.0] * 17), TypeError, "bias must be a torch.Tensor"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", [case[1:] for case in BAD_INPUTS],
+                         ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_is_rejected_before_launch(make, error, message):
+    config = config_for("persistent", (33, 17, 20))
+    with pytest.raises(error, match=message):
+        kernels.run(config, **make(config))
+
+
+@pytest.mark.skipif(DEVICE == "cpu", reason="needs a second device")
+def test_tensors_on_different_devices_are_rejected():
+    config = config_for("persistent", (33, 17, 20))
+    a, b, bias = make_inputs(config, device="cuda")
+    with pytest.raises(ValueError, match="different devices"):
+        kernels.run(config, a, b.cpu(), bias)
+
+
+def test_importing_kernels_allocates_no_workspace():
+    """Workspaces appear on first launch only (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import kernels, kernels.workspace as w; "
+            "assert w._registry == {}, w._registry; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**__import__("os").environ})
+    assert result.stdout.strip() == "ok", result.stderr
