@@ -186,7 +186,7 @@ def run(config, a, b, bias=None, out=None, trace=False, deterministic=True, num_
                     if v is not None})
     workspace = workspace_for(device)
     with workspace.lock:
-        traces, partials = _launch(config, a, b, bias, c, trace, deterministic, backend, options,
+        traces, partials = _launch(config, a, b, bias, c, trace, backend, options,
                                    workspace)
         partials = partials.clone() if (trace and partials is not None) else None
     records = _decode(config, traces, backend) if trace else None
@@ -203,7 +203,7 @@ def _empty_product(a, b, bias, out):
     return result
 
 
-def _launch(config, a, b, bias, c, trace, deterministic, backend, options, workspace):
+def _launch(config, a, b, bias, c, trace, backend, options, workspace):
     """Enqueue the strategy's launches; returns (trace buffers, partial workspace or None)."""
     device = a.device
     grid = config.grid
@@ -220,8 +220,7 @@ def _launch(config, a, b, bias, c, trace, deterministic, backend, options, works
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
         GROUP_M=config.group_m, NUM_XCDS=config.xcds, REMAP=remap, CHUNK=config.xcd_chunk or 1,
         EVEN_K=config.k % config.block_k == 0,
-        INPUT_PRECISION="ieee" if (config.dtype == "fp32" and deterministic) or backend == 0
-        else "tf32",
+        INPUT_PRECISION="ieee",
         HAS_BIAS=bias is not None, MAX_STEPS=max_steps, TRACE=trace, BACKEND=backend, **options)
     traces = [("gemm", trace_buf)]
     partials = None

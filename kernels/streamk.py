@@ -120,7 +120,10 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
               lp * 0 - 1, finalizes, MAX_STEPS, TRACE, BACKEND)
 
 
-@triton.jit
+# dp_tiles, sk_iters and the epoch change between launches; specialising them (Triton treats
+# an int equal to 1 as a constant) would recompile per launch. Triton 3.6 also fails to
+# compile this kernel (TritonGPUCoalesce) with sk_iters == 1 or K == 1 specialised.
+@triton.jit(do_not_specialize=["K", "dp_tiles", "sk_iters", "epoch"])
 def streamk_kernel(
     # tensors
     a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr,

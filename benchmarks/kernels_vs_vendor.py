@@ -1,0 +1,97 @@
+"""Every kernel strategy side by side with torch.matmul, on the GPU, in one process.
+
+``triton.testing.do_bench`` median with the L2 flushed between runs (do_bench's default),
+random bf16 inputs, TFLOP/s and the ratio to torch.matmul (cuBLAS/hipBLASLt) measured in the
+same process. Writes a Markdown table (GPU, driver, versions, date) with ``--markdown PATH``.
+"""
+
+import argparse
+import datetime
+import subprocess
+
+import torch
+import triton
+from triton.testing import do_bench
+
+import kernels
+
+SHAPES = [(4096, 4096, 4096), (8192, 8192, 8192), (3072, 4224, 8192), (1920, 2176, 4096),
+          (32, 32, 28672)]
+STRATEGIES = {
+    "data_parallel": {"strategy": "data_parallel"},
+    "persistent": {"strategy": "persistent"},
+    "streamk owner-waits": {"strategy": "streamk", "fixup": "owner-waits"},
+    "streamk turnstile": {"strategy": "streamk", "fixup": "turnstile"},
+    "streamk last-arriver": {"strategy": "streamk", "fixup": "last-arriver"},
+    "work_stealing": {"strategy": "work_stealing"},
+    "split_k": {"strategy": "split_k"},
+}
+NVIDIA_BLOCKS = {"block_m": 128, "block_n": 256, "block_k": 64}
+AMD_BLOCKS = {"block_m": 256, "block_n": 256, "block_k": 64}
+
+
+def environment():
+    props = torch.cuda.get_device_properties(0)
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        driver = "unknown"
+    return {"gpu": props.name, "sms": props.multi_processor_count, "driver": driver,
+            "torch": torch.__version__, "triton": triton.__version__,
+            "date": datetime.date.today().isoformat()}
+
+
+def blocks_for(shape):
+    blocks = AMD_BLOCKS if getattr(torch.version, "hip", None) else NVIDIA_BLOCKS
+    m, n, _ = shape
+    # Skinny problems: shrink the tile so that there are tiles to spread.
+    return {**blocks, "block_m": min(blocks["block_m"], max(16, triton.next_power_of_2(m))),
+            "block_n": min(blocks["block_n"], max(16, triton.next_power_of_2(n)))}
+
+
+def measure(shape):
+    m, n, k = shape
+    a = torch.randn((m, k), device="cuda", dtype=torch.bfloat16)
+    b = torch.randn((k, n), device="cuda", dtype=torch.bfloat16)
+    flops = 2 * m * n * k
+    rows = []
+    vendor_ms = do_bench(lambda: torch.matmul(a, b), return_mode="median")
+    rows.append(("torch.matmul", vendor_ms, flops / vendor_ms / 1e9, 1.0))
+    for name, options in STRATEGIES.items():
+        config = kernels.default_config(a, b, **blocks_for(shape), **options)
+        out = torch.empty((m, n), device="cuda", dtype=torch.bfloat16)
+        reference = torch.matmul(a, b).float()
+        kernels.run(config, a, b, out=out)
+        error = ((out.float() - reference).abs().max() / reference.abs().max()).item()
+        if error > 2e-2:
+            raise AssertionError(f"{name} on {shape}: relative error {error:.3g}")
+        ms = do_bench(lambda: kernels.run(config, a, b, out=out), return_mode="median")
+        rows.append((name, ms, flops / ms / 1e9, vendor_ms / ms))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", help="also write the table to this Markdown file")
+    args = parser.parse_args()
+    env = environment()
+    lines = [f"# Kernels vs torch.matmul on {env['gpu']}", "",
+             f"GPU {env['gpu']} ({env['sms']} SMs), driver {env['driver']}, torch {env['torch']}, "
+             f"Triton {env['triton']}, {env['date']}. bf16 inputs (random normal), "
+             "do_bench median, L2 flushed; ratio = torch.matmul time / kernel time.", "",
+             "| M x N x K | kernel | ms | TFLOP/s | ratio to torch.matmul |",
+             "|---|---|---:|---:|---:|"]
+    for shape in SHAPES:
+        for name, ms, tflops, ratio in measure(shape):
+            lines.append(f"| {'x'.join(map(str, shape))} | {name} | {ms:.4f} | {tflops:.1f} | "
+                         f"{ratio:.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
