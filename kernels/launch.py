@@ -7,6 +7,7 @@ import torch
 
 from refsim import tiling
 from refsim.config import GemmConfig
+from refsim.hardware import PROFILES
 from refsim.trace import ROLES, WorkRecord
 
 from . import split_k, streamk, work_stealing
@@ -51,7 +52,9 @@ def partial_slot(config, program, tile):
 def default_config(a, b, **overrides):
     """A GemmConfig for these tensors: device profile by GPU name, SM count from the device.
 
-    On the CPU (Triton's interpreter) the default is a small 4-program H100-like grid.
+    NVIDIA GPUs take the H200 or H100 profile (by name), ROCm GPUs the MI300X profile; a device
+    with more units than its preset gets a copy of the preset with its own count. On the CPU
+    (Triton's interpreter) the default is a small 4-program H100-like grid.
     """
     m, k = a.shape
     n = b.shape[1]
@@ -61,11 +64,15 @@ def default_config(a, b, **overrides):
     options = {"dtype": dtype}
     if a.device.type == "cuda":
         props = torch.cuda.get_device_properties(a.device)
-        name = props.name.upper()
-        options["device"] = "mi300x" if getattr(torch.version, "hip", None) else (
-            "h200" if "H200" in name else "h100")
+        preset = PROFILES["mi300x" if getattr(torch.version, "hip", None) else (
+            "h200" if "H200" in props.name.upper() else "h100")]
+        if props.multi_processor_count > preset.cus:
+            # A bigger part than the preset: its numbers, with this device's unit count.
+            preset = dataclasses.replace(preset, name=props.name, cus=props.multi_processor_count,
+                                         xcds=1)
+        options["device"] = preset
         options["cus"] = props.multi_processor_count
-        if options["device"] != "mi300x":
+        if preset.vendor == "nvidia":
             options["xcds"] = 1
     else:
         options.update(device="h100", cus=4, xcds=1, block_m=32, block_n=32, block_k=32)
@@ -169,8 +176,10 @@ def run(config, a, b, bias=None, out=None, trace=False, deterministic=True, num_
     """
     if config is None or isinstance(config, dict):
         for name, t in (("a", a), ("b", b)):
-            if not isinstance(t, torch.Tensor) or t.dim() != 2:
-                raise ValueError(f"{name} must be a 2-D torch.Tensor")
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dim() != 2:
+                raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}")
         if a.shape[1] != b.shape[0]:
             raise ValueError(f"a {tuple(a.shape)} @ b {tuple(b.shape)}: inner sizes differ")
         if 0 in (a.shape[0], a.shape[1], b.shape[1]):
@@ -188,7 +197,9 @@ def run(config, a, b, bias=None, out=None, trace=False, deterministic=True, num_
     with workspace.lock:
         traces, partials = _launch(config, a, b, bias, c, trace, backend, options,
                                    workspace)
-        partials = partials.clone() if (trace and partials is not None) else None
+        written = (config.strategy == "streamk" and config.sk_tiles > 0
+                   or config.strategy == "split_k" and config.split_k > 1)
+        partials = partials.clone() if (trace and written) else None
     records = _decode(config, traces, backend) if trace else None
     return KernelRun(c, config, records, partials)
 
@@ -207,7 +218,7 @@ def _launch(config, a, b, bias, c, trace, backend, options, workspace):
     """Enqueue the strategy's launches; returns (trace buffers, partial workspace or None)."""
     device = a.device
     grid = config.grid
-    max_steps = _max_steps(config)
+    max_steps = _max_steps(config) if trace else 1
     trace_buf = (torch.full((grid, max_steps, len(TRACE_FIELDS)), -1, dtype=torch.int64,
                             device=device) if trace else workspace.buffer("no-trace", 1, torch.int64))
     dummy_bias = bias if bias is not None else c
@@ -221,7 +232,8 @@ def _launch(config, a, b, bias, c, trace, backend, options, workspace):
         GROUP_M=config.group_m, NUM_XCDS=config.xcds, REMAP=remap, CHUNK=config.xcd_chunk or 1,
         EVEN_K=config.k % config.block_k == 0,
         INPUT_PRECISION="ieee",
-        HAS_BIAS=bias is not None, MAX_STEPS=max_steps, TRACE=trace, BACKEND=backend, **options)
+        HAS_BIAS=bias is not None, MAX_STEPS=max_steps if trace else 1, TRACE=trace,
+        BACKEND=backend, **options)
     traces = [("gemm", trace_buf)]
     partials = None
     if config.strategy == "data_parallel":
@@ -286,10 +298,9 @@ def _decode(config, traces, backend):
     scale = TICKS_PER_US[backend]
     records = []
     for kernel, program, step, r in rows:
-        pid_m, pid_n = tiling.grouped_tile(r["tile"], config.num_pid_m, config.num_pid_n,
-                                           config.group_m)
         records.append(WorkRecord(
-            program, step, r["tile"], pid_m, pid_n, r["k_begin"], r["k_end"], ROLES[r["role"]],
+            program, step, r["tile"], r["pid_m"], r["pid_n"], r["k_begin"], r["k_end"],
+            ROLES[r["role"]],
             r["unit"], r["xcd"], (r["t_start"] - origin) / scale, (r["t_end"] - origin) / scale,
             r["ticket"], r["counter"], bool(r["finalizes"]), kernel))
     return records

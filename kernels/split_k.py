@@ -44,8 +44,8 @@ def split_k_kernel(
                       pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
     else:
         store_partial(partials_ptr, tile * SPLIT_K + split, acc, BLOCK_M, BLOCK_N)
-    trace_end(trace_ptr, pid, pid * 0, tile, k_begin, k_end, ROLE_SPLIT, t_start, pid * 0 - 1,
-              pid * 0 - 1, pid * 0 + (SPLIT_K == 1), MAX_STEPS, TRACE, BACKEND)
+    trace_end(trace_ptr, pid, pid * 0, tile, pid_m, pid_n, k_begin, k_end, ROLE_SPLIT, t_start,
+              pid * 0 - 1, pid * 0 - 1, pid * 0 + (SPLIT_K == 1), MAX_STEPS, TRACE, BACKEND)
 
 
 @triton.jit
@@ -65,5 +65,5 @@ def split_k_reduce_kernel(
         total += load_partial(partials_ptr, tile * SPLIT_K + split, BLOCK_M, BLOCK_N)
     tile_epilogue(total, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
                   BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
-    trace_end(trace_ptr, tile, tile * 0, tile, tile * 0, tile * 0, ROLE_REDUCE, t_start,
-              tile * 0 - 1, tile * 0 - 1, tile * 0 + 1, 1, TRACE, BACKEND)
+    trace_end(trace_ptr, tile, tile * 0, tile, pid_m, pid_n, tile * 0, tile * 0, ROLE_REDUCE,
+              t_start, tile * 0 - 1, tile * 0 - 1, tile * 0 + 1, 1, TRACE, BACKEND)

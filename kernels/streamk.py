@@ -72,7 +72,7 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
             publish(flags_ptr + lp, epoch)
         else:
             for q in range(lp + 1, last + 1):
-                wait_for(flags_ptr + q, epoch)
+                wait_for(flags_ptr + q, epoch, BACKEND)
                 q_slot = partial_slot_of(q, tile, dp_tiles, iters, sk_iters, num_programs)
                 acc += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
             tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m,
@@ -80,7 +80,7 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
             finalizes = lp * 0 + 1
     elif FIXUP == 1:
         if lp > owner:
-            wait_for(flags_ptr + (lp - 1), epoch)
+            wait_for(flags_ptr + (lp - 1), epoch, BACKEND)
             prev_slot = partial_slot_of(lp - 1, tile, dp_tiles, iters, sk_iters, num_programs)
             acc = load_partial(partials_ptr, prev_slot, BLOCK_M, BLOCK_N) + acc
         if lp < last:
@@ -116,8 +116,8 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
         arrived = tl.atomic_add(counters_ptr + (tile - dp_tiles), 1, sem="relaxed", scope="gpu")
         finalizes = (arrived == last - owner).to(tl.int32)
     role = ROLE_SK_CONTRIBUTOR - (k_begin == 0).to(tl.int32)
-    trace_end(trace_ptr, pid, step, tile, k_begin, k_end, role, t_start, lp * 0 - 1,
-              lp * 0 - 1, finalizes, MAX_STEPS, TRACE, BACKEND)
+    trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, k_begin, k_end, role, t_start,
+              lp * 0 - 1, lp * 0 - 1, finalizes, MAX_STEPS, TRACE, BACKEND)
 
 
 # dp_tiles, sk_iters and the epoch change between launches; specialising them (Triton treats
@@ -185,8 +185,8 @@ def partial_slot(config, program, tile):
 def execution_order(config):
     """Hardware program ids in an order the sequential interpreter can run without spinning.
 
-    Owner-waits: highest logical id first (owners wait on later programs); turnstile:
-    lowest first (each waits on its predecessor); otherwise launch order.
+    Owner-waits: highest logical id first (owners wait on later programs); otherwise lowest
+    logical id first (turnstile's programs wait on their predecessor; the others never wait).
     """
     by_logical = sorted(range(config.grid), key=config.logical_program)
     if config.fixup == "owner-waits":

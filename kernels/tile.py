@@ -35,8 +35,8 @@ ROLE_SPLIT = tl.constexpr(4)
 ROLE_REDUCE = tl.constexpr(5)
 
 # One trace record: int64 fields in this order; role -1 marks an unused record.
-TRACE_FIELDS = ("tile", "k_begin", "k_end", "role", "unit", "xcd", "t_start", "t_end", "ticket",
-                "counter", "finalizes")
+TRACE_FIELDS = ("tile", "pid_m", "pid_n", "k_begin", "k_end", "role", "unit", "xcd", "t_start",
+                "t_end", "ticket", "counter", "finalizes")
 NUM_TRACE_FIELDS = tl.constexpr(len(TRACE_FIELDS))
 
 # XCD remap modes.
@@ -141,10 +141,16 @@ def publish(flag_ptr, epoch):
 
 
 @triton.jit
-def wait_for(flag_ptr, epoch):
-    """Acquire: spin until the flag reads ``epoch``."""
-    while tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu") != epoch:
-        pass
+def wait_for(flag_ptr, epoch, BACKEND: tl.constexpr):
+    """Acquire: spin until the flag reads ``epoch``.
+
+    The interpreter runs one program at a time and the launcher orders them so that every flag
+    a program waits on is already set; a flag not set then never would be, so there the wait
+    does not spin (a kernel waiting on a flag nobody sets reads whatever the workspace holds).
+    """
+    if BACKEND != 0:
+        while tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu") != epoch:
+            pass
     tl.debug_barrier()
 
 
@@ -158,25 +164,31 @@ def trace_begin(step, TRACE: tl.constexpr, BACKEND: tl.constexpr):
 
 
 @triton.jit
-def trace_end(trace_ptr, pid, step, tile, k_begin, k_end, role, t_start, ticket, counter,
-              finalizes, MAX_STEPS: tl.constexpr, TRACE: tl.constexpr, BACKEND: tl.constexpr):
-    """Write one record (fields in TRACE_FIELDS order) at row ``pid``, column ``step``."""
+def trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, k_begin, k_end, role, t_start, ticket,
+              counter, finalizes, MAX_STEPS: tl.constexpr, TRACE: tl.constexpr,
+              BACKEND: tl.constexpr):
+    """Write one record (fields in TRACE_FIELDS order) at row ``pid``, column ``step``.
+
+    ``pid_m``/``pid_n`` are where the kernel computed the tile, so a wrong swizzle shows.
+    """
     if TRACE:
         t_end = read_clock(2 * step + 1, BACKEND)
         unit, xcd = read_unit(BACKEND)
         rec = trace_ptr + ((tl.full((), 0, tl.int64) + pid) * MAX_STEPS + step) * NUM_TRACE_FIELDS
         zero = tl.full((), 0, tl.int64)  # `zero + x` widens ints and loop counters alike
         tl.store(rec + 0, zero + tile)
-        tl.store(rec + 1, zero + k_begin)
-        tl.store(rec + 2, zero + k_end)
-        tl.store(rec + 3, zero + role)
-        tl.store(rec + 4, zero + unit)
-        tl.store(rec + 5, zero + xcd)
-        tl.store(rec + 6, t_start)
-        tl.store(rec + 7, t_end)
-        tl.store(rec + 8, zero + ticket)
-        tl.store(rec + 9, zero + counter)
-        tl.store(rec + 10, zero + finalizes)
+        tl.store(rec + 1, zero + pid_m)
+        tl.store(rec + 2, zero + pid_n)
+        tl.store(rec + 3, zero + k_begin)
+        tl.store(rec + 4, zero + k_end)
+        tl.store(rec + 5, zero + role)
+        tl.store(rec + 6, zero + unit)
+        tl.store(rec + 7, zero + xcd)
+        tl.store(rec + 8, t_start)
+        tl.store(rec + 9, t_end)
+        tl.store(rec + 10, zero + ticket)
+        tl.store(rec + 11, zero + counter)
+        tl.store(rec + 12, zero + finalizes)
 
 
 @triton.jit
@@ -198,5 +210,5 @@ def whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, str
                           INPUT_PRECISION, BACKEND)
     tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
                   BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
-    trace_end(trace_ptr, pid, step, tile, tile * 0, iters, role, t_start, ticket, counter,
-              tile * 0 + 1, MAX_STEPS, TRACE, BACKEND)
+    trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, tile * 0, iters, role, t_start, ticket,
+              counter, tile * 0 + 1, MAX_STEPS, TRACE, BACKEND)

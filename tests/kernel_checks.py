@@ -83,8 +83,8 @@ def tolerance_problems(run, a, b, bias, dtype):
 
 
 def _key(record, with_final):
-    fields = (record.kernel, record.program, record.step, record.tile, record.k_begin,
-              record.k_end, record.role)
+    fields = (record.kernel, record.program, record.step, record.tile, record.pid_m,
+              record.pid_n, record.k_begin, record.k_end, record.role)
     return fields + ((record.finalizes,) if with_final else ())
 
 

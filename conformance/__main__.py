@@ -1,0 +1,63 @@
+"""``python -m conformance --device cpu|cuda [--set quick|full] [--cases FILE] [--report DIR]``.
+
+Runs the cases against the project's kernels and the known-wrong mutants, prints a table,
+writes JSON and Markdown to ``--report``, and exits non-zero on any failure (a case failing,
+or a mutant not caught with its expected cause).
+"""
+
+import argparse
+import os
+import sys
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), required=True,
+                        help="cpu: Triton's interpreter; cuda: the GPU")
+    parser.add_argument("--set", dest="case_set", choices=("quick", "full"), default=None,
+                        help="named case set (default: quick on cpu, full on cuda)")
+    parser.add_argument("--cases", help="a JSON file of cases instead of a named set")
+    parser.add_argument("--report", help="folder for report.json and report.md")
+    parser.add_argument("--determinism-runs", type=int, default=3)
+    parser.add_argument("--no-mutants", action="store_true", help="skip the known-wrong kernels")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = _parse(argv)
+    if args.device == "cpu":
+        os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
+    import torch
+    from tqdm import tqdm
+
+    from . import report
+    from .adapter import reference
+    from .cases import full_set, load_cases, quick_set
+    from .mutants import MUTANTS
+    from .runner import run_cases, run_mutants
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("conformance: error: --device cuda but no GPU is visible", file=sys.stderr)
+        return 2
+    if args.cases:
+        cases = load_cases(args.cases)
+    elif (args.case_set or ("quick" if args.device == "cpu" else "full")) == "quick":
+        cases = quick_set()
+    else:
+        cases = full_set(torch.cuda.get_device_properties(0).multi_processor_count)
+    mutants = () if args.no_mutants else MUTANTS
+    with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
+        step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())  # noqa: E731
+        case_results = run_cases(reference(), cases, args.device, args.determinism_runs, step)
+        mutant_results = run_mutants(mutants, args.device, args.determinism_runs, step)
+    print(report.table(case_results, mutant_results))
+    if args.report:
+        report.write(args.report, report.environment(args.device), case_results, mutant_results)
+        print(f"report written to {args.report}/report.json and report.md")
+    totals = report.totals(case_results, mutant_results)
+    bad = totals["failed"] + totals["mutants"] - totals["mutants_caught_with_right_cause"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The conformance suite itself: decoding, the mutants, the adapter, the quick set, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conformance import Case, KernelUnderTest, check_case, load_cases, quick_set
+from conformance.__main__ import main
+from conformance.checks import POISON, decode_probe
+from conformance.inputs import BIAS_UNIT, probe_expected
+from conformance.mutants import MUTANTS, build
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else [pytest.mark.interpreter]
+
+CONFIG = Case("probe", 40, 64, 80).config()  # 16x32 tiles, 5 K-iterations of 16
+
+
+def _decoded(change):
+    """decode_probe of tile (1, 1) of a correct probe output changed by ``change``."""
+    out = probe_expected(CONFIG).astype(np.float64)
+    change(out, np.arange(CONFIG.m)[:, None], np.arange(CONFIG.n)[None, :])
+    return decode_probe(CONFIG, out, 1, 1)
+
+
+def _drop_iteration(out, m, n):
+    out[:, (n[0] % 5) == 3] -= ((1 + m % 3) * 16).repeat((n[0] % 5 == 3).sum(), axis=1)
+
+
+DECODING = {
+    "missing K-segment": _drop_iteration,
+    "duplicated K-segment": lambda out, m, n: out.__iadd__(((1 + m % 3) * 16) * (n % 5 == 1)),
+    "bias missing": lambda out, m, n: out.__isub__(BIAS_UNIT * (1 + n % 3)),
+    "bias applied more than once": lambda out, m, n: out.__iadd__(BIAS_UNIT * (1 + n % 3)),
+    "bias along the wrong axis": lambda out, m, n: out.__iadd__(
+        BIAS_UNIT * (np.where(m < CONFIG.n, 1 + m % 3, 0) - (1 + n % 3))),
+    "tile never written": lambda out, m, n: out.fill(np.nan),
+    "partial read before it was written": lambda out, m, n: out.__iadd__(POISON),
+}
+
+
+@pytest.mark.parametrize("cause", sorted(DECODING))
+def test_probe_values_decode_to_their_cause(cause):
+    assert _decoded(DECODING[cause])[0] == cause
+
+
+def test_a_correct_probe_tile_is_not_blamed():
+    assert _decoded(lambda out, m, n: None)[0] == "unclassified"
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
+def test_every_mutant_is_caught_with_its_cause(mutant):
+    result = check_case(build(mutant), mutant.case, DEVICE)
+    assert not result.passed
+    assert mutant.expected_cause in result.causes, result.causes
+
+
+def test_the_diagnosis_names_the_tile_plan_and_cause():
+    mutant = next(m for m in MUTANTS if m.name == "bias-every-contributor")
+    result = check_case(build(mutant), mutant.case, DEVICE)
+    exact = next(f for f in result.findings if f.check == "exact output")
+    assert exact.cause == "bias applied more than once"
+    diagnosis = exact.diagnosis
+    assert {"tile", "pid_m", "pid_n", "element", "plan", "detail"} <= set(diagnosis)
+    roles = {role for _, _, _, role in diagnosis["plan"]}
+    assert roles == {"sk-owner", "sk-contributor"}, diagnosis["plan"]
+
+
+def test_a_users_kernel_is_checked_through_the_adapter():
+    """A plain callable, no traces: the output checks still catch the row-indexed bias."""
+    mutant_run = build(next(m for m in MUTANTS if m.name == "bias-by-row")).run
+
+    def my_kernel(config, a, b, bias=None, out=None, trace=False):
+        return mutant_run(config, a, b, bias, out=out, trace=False)
+
+    result = check_case(KernelUnderTest("mine", my_kernel), Case("adapter", 64, 64, 40,
+                                                                 strategy="persistent"), DEVICE)
+    assert result.cause == "bias along the wrong axis"
+    assert "tile order" not in [f.check for f in result.findings]
+
+
+def test_cases_round_trip_through_json(tmp_path):
+    cases = quick_set()[:5]
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps([c.to_dict() for c in cases]))
+    assert load_cases(path) == cases
+    path.write_text(json.dumps([{"name": "x", "m": 1, "n": 1, "k": 1, "colour": "red"}]))
+    with pytest.raises(ValueError, match="colour"):
+        load_cases(path)
+
+
+def test_quick_set_passes_and_every_mutant_is_caught(tmp_path, capsys):
+    """The CI run of the suite: `python -m conformance --device cpu --set quick --report DIR`."""
+    code = main(["--device", DEVICE, "--set", "quick", "--report", str(tmp_path),
+                 "--determinism-runs", "2"])
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["totals"]["failed"] == 0, printed
+    assert report["totals"]["mutation_score"] == 1.0, printed
+    assert code == 0
+    assert "mutation score 100%" in printed
+    assert (tmp_path / "report.md").read_text().startswith("# Conformance report")
