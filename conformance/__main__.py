@@ -11,20 +11,26 @@ import sys
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance",
+        description="Check the kernels against refsim, and that known-wrong kernels are caught.")
     parser.add_argument("--device", choices=("cpu", "cuda"), required=True,
                         help="cpu: Triton's interpreter; cuda: the GPU")
     parser.add_argument("--set", dest="case_set", choices=("quick", "full"), default=None,
                         help="named case set (default: quick on cpu, full on cuda)")
     parser.add_argument("--cases", help="a JSON file of cases instead of a named set")
     parser.add_argument("--report", help="folder for report.json and report.md")
-    parser.add_argument("--determinism-runs", type=int, default=3)
+    parser.add_argument("--determinism-runs", type=int, default=3,
+                        help="launches on the same random inputs that must agree bit for bit")
     parser.add_argument("--no-mutants", action="store_true", help="skip the known-wrong kernels")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = _parse(argv)
+    if args.determinism_runs < 2:
+        print("conformance: error: --determinism-runs must be at least 2", file=sys.stderr)
+        return 2
     if args.device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
     import torch
@@ -36,15 +42,25 @@ def main(argv=None):
     from .mutants import MUTANTS
     from .runner import run_cases, run_mutants
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("conformance: error: --device cuda but no GPU is visible", file=sys.stderr)
+    case_set = args.case_set or ("quick" if args.device == "cpu" else "full")
+    try:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda but no GPU is visible")
+        if args.cases and args.case_set:
+            raise ValueError("pass --cases or --set, not both")
+        if args.cases:
+            cases = load_cases(args.cases)
+        elif case_set == "quick":
+            cases = quick_set()
+        elif args.device == "cpu":
+            raise ValueError("the full set is for a GPU (--device cuda); the CPU runs --set quick")
+        else:
+            cases = full_set(torch.cuda.get_device_properties(0).multi_processor_count)
+        for case in cases:
+            case.config()
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
-    if args.cases:
-        cases = load_cases(args.cases)
-    elif (args.case_set or ("quick" if args.device == "cpu" else "full")) == "quick":
-        cases = quick_set()
-    else:
-        cases = full_set(torch.cuda.get_device_properties(0).multi_processor_count)
     mutants = () if args.no_mutants else MUTANTS
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
         step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())  # noqa: E731

@@ -1,6 +1,7 @@
-"""Known-wrong kernels: each is the real ``kernels`` package with exactly one line changed.
+"""Known-wrong kernels: each is the real ``kernels`` package with one small, local change.
 
-A mutant is data -- the file, the line as it is, the line as the mutant has it, the case that
+A mutant is data -- the file, the lines as they are, the lines as the mutant has them (one or
+two lines changed, swapped or added), the case that
 exposes it and the cause the suite must report. :func:`build` writes the patched package to a
 private folder under a new package name and imports it, so each mutant is a real Triton kernel
 (compiled on a GPU, interpreted on a CPU) that differs from ``kernels`` only where stated.

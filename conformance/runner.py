@@ -51,7 +51,8 @@ def _memory_order(kut, case, config, device):
     bad = log.violations()
     if bad:
         return Finding("memory order", False,
-                       [f"program(s) {bad[:5]} stored a partial after publishing its flag"],
+                       [f"the programs at interpreter grid index {[i[0] for i in bad[:5]]} stored a "
+                        "partial after publishing their flag"],
                        "flag set before its partial is stored")
     return Finding("memory order", True, [])
 
