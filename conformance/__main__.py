@@ -23,6 +23,8 @@ def _parse(argv):
     parser.add_argument("--determinism-runs", type=int, default=3,
                         help="launches on the same random inputs that must agree bit for bit")
     parser.add_argument("--no-mutants", action="store_true", help="skip the known-wrong kernels")
+    parser.add_argument("--shard", default="1/1", metavar="I/N",
+                        help="run every N-th case starting at the I-th (mutants go with shard 1)")
     return parser.parse_args(argv)
 
 
@@ -58,10 +60,14 @@ def main(argv=None):
             cases = full_set(torch.cuda.get_device_properties(0).multi_processor_count)
         for case in cases:
             case.config()
+        index, count = (int(part) for part in args.shard.split("/"))
+        if not 1 <= index <= count:
+            raise ValueError(f"--shard {args.shard}: expected I/N with 1 <= I <= N")
+        cases = cases[index - 1::count]
     except (OSError, ValueError, TypeError) as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
-    mutants = () if args.no_mutants else MUTANTS
+    mutants = () if args.no_mutants or index != 1 else MUTANTS
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
         step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())  # noqa: E731
         case_results = run_cases(reference(), cases, args.device, args.determinism_runs, step)

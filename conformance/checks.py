@@ -179,6 +179,10 @@ def diagnose(kut, case, config, got, expected, sim, device):
     info = {"tile": tile, "pid_m": pid_m, "pid_n": pid_n, "element": list(element),
             "got": float(got[element]), "expected": float(expected[element]),
             "plan": plan_segments(config, sim, tile)}
+    rows, cols = _tile_region(config, pid_m, pid_n)
+    if (np.abs(np.nan_to_num(got[rows, cols])) >= POISON / 2).any():
+        info["detail"] = "the tile contains the poison value the partial workspace was filled with"
+        return "partial read before it was written", info
     other = _wrong_place(config, got, expected, tile, pid_m, pid_n)
     if other is not None:
         info["holds_tile"] = other

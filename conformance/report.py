@@ -55,7 +55,7 @@ def table(case_results, mutant_results):
         lines.append(f"{'mutant':26} {'expected cause':38} caught  cause found")
         for m in mutant_results:
             verdict = "yes" if m.caught and m.right_cause else ("wrong" if m.caught else "NO")
-            lines.append(f"{m.mutant.name:26} {m.mutant.expected_cause:38} {verdict:7} "
+            lines.append(f"{m.mutant.name:26} {m.expected_cause:38} {verdict:7} "
                          f"{', '.join(dict.fromkeys(m.result.causes)) or '-'}")
         score = totals(case_results, mutant_results)["mutation_score"]
         lines.append(f"mutation score {score:.0%} "
@@ -88,7 +88,7 @@ def write(folder, env, case_results, mutant_results):
         lines += ["", "| mutant | what is wrong | expected cause | caught | causes found |",
                   "|---|---|---|---|---|"]
         for m in mutant_results:
-            lines.append(f"| {m.mutant.name} | {m.mutant.description} | {m.mutant.expected_cause} "
+            lines.append(f"| {m.mutant.name} | {m.mutant.description} | {m.expected_cause} "
                          f"| {'yes' if m.caught and m.right_cause else 'no'} | "
                          f"{', '.join(dict.fromkeys(m.result.causes))} |")
     failures = [r for r in case_results if not r.passed] + [m.result for m in mutant_results]

@@ -57,12 +57,24 @@ def _memory_order(kut, case, config, device):
     return Finding("memory order", True, [])
 
 
+def warm_up(kut, case, config, device):
+    import torch
+
+    from .inputs import as_tensors, integer_inputs
+
+    a, b, bias = as_tensors(case, *integer_inputs(case), device)
+    kut.run(config, a, b, bias, out=torch.empty((config.m, config.n), dtype=torch.float32,
+                                                device=device))
+
+
 def check_case(kut, case, device, determinism_runs=3):
     """Every check of one case against one kernel; a crash is a failed finding, not an abort."""
     start = time.perf_counter()
     config = case.config()
     findings = []
     try:
+        if kut.poison is not None:  # create the scratch memory, so that it can be poisoned
+            warm_up(kut, case, config, device)
         exact, run, _, sim = check_exact(kut, case, config, device)
         findings.append(exact)
         if getattr(run, "records", None) is not None:
@@ -100,13 +112,19 @@ class MutantResult:
     def caught(self):
         return not self.result.passed
 
+    device: str = "cpu"
+
+    @property
+    def expected_cause(self):
+        return self.mutant.cause_for(self.device)
+
     @property
     def right_cause(self):
-        return self.mutant.expected_cause in self.result.causes
+        return self.expected_cause in self.result.causes
 
     def to_dict(self):
         return {"mutant": self.mutant.name, "description": self.mutant.description,
-                "expected_cause": self.mutant.expected_cause, "caught": self.caught,
+                "expected_cause": self.expected_cause, "caught": self.caught,
                 "right_cause": self.right_cause, "causes": self.result.causes,
                 "result": self.result.to_dict()}
 
@@ -116,8 +134,9 @@ def run_mutants(mutants, device, determinism_runs=3, progress=None):
 
     results = []
     for mutant in mutants:
-        results.append(MutantResult(mutant, check_case(build(mutant), mutant.case, device,
-                                                       determinism_runs)))
+        case = mutant.case_for(device)
+        results.append(MutantResult(mutant, check_case(build(mutant), case, device,
+                                                       determinism_runs), device))
         if progress is not None:
             progress(results[-1].result)
     return results

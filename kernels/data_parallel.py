@@ -17,12 +17,12 @@ def data_parallel_kernel(
     NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
     # numerics and tracing
     EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, HAS_BIAS: tl.constexpr,
-    MAX_STEPS: tl.constexpr, TRACE: tl.constexpr, BACKEND: tl.constexpr,
+    max_steps, TRACE: tl.constexpr, BACKEND: tl.constexpr,
 ):
     pid = tl.program_id(0)
     tile = logical_program(pid, tl.num_programs(0), NUM_XCDS, REMAP, CHUNK)
     whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
                stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, pid * 0, tile,
                pid * 0 - 1, pid * 0 - 1, ROLE_DP, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
-               INPUT_PRECISION, HAS_BIAS, MAX_STEPS, TRACE, BACKEND)
+               INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND)
 

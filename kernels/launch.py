@@ -232,7 +232,7 @@ def _launch(config, a, b, bias, c, trace, backend, options, workspace):
         GROUP_M=config.group_m, NUM_XCDS=config.xcds, REMAP=remap, CHUNK=config.xcd_chunk or 1,
         EVEN_K=config.k % config.block_k == 0,
         INPUT_PRECISION="ieee",
-        HAS_BIAS=bias is not None, MAX_STEPS=max_steps if trace else 1, TRACE=trace,
+        HAS_BIAS=bias is not None, max_steps=max_steps, TRACE=trace,
         BACKEND=backend, **options)
     traces = [("gemm", trace_buf)]
     partials = None

@@ -27,7 +27,7 @@ def split_k_kernel(
     NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
     # numerics and tracing
     EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, HAS_BIAS: tl.constexpr,
-    MAX_STEPS: tl.constexpr, TRACE: tl.constexpr, BACKEND: tl.constexpr,
+    max_steps, TRACE: tl.constexpr, BACKEND: tl.constexpr,
     SPLIT_K: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -45,7 +45,7 @@ def split_k_kernel(
     else:
         store_partial(partials_ptr, tile * SPLIT_K + split, acc, BLOCK_M, BLOCK_N)
     trace_end(trace_ptr, pid, pid * 0, tile, pid_m, pid_n, k_begin, k_end, ROLE_SPLIT, t_start,
-              pid * 0 - 1, pid * 0 - 1, pid * 0 + (SPLIT_K == 1), MAX_STEPS, TRACE, BACKEND)
+              pid * 0 - 1, pid * 0 - 1, pid * 0 + (SPLIT_K == 1), max_steps, TRACE, BACKEND)
 
 
 @triton.jit

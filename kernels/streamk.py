@@ -50,7 +50,7 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
                num_programs, epoch,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-               HAS_BIAS: tl.constexpr, MAX_STEPS: tl.constexpr, TRACE: tl.constexpr,
+               HAS_BIAS: tl.constexpr, max_steps, TRACE: tl.constexpr,
                BACKEND: tl.constexpr, FIXUP: tl.constexpr):
     """One SK segment of one tile: K-loop, then this program's part of the tile's fixup."""
     iters = cdiv(K, BLOCK_K)
@@ -117,7 +117,7 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
         finalizes = (arrived == last - owner).to(tl.int32)
     role = ROLE_SK_CONTRIBUTOR - (k_begin == 0).to(tl.int32)
     trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, k_begin, k_end, role, t_start,
-              lp * 0 - 1, lp * 0 - 1, finalizes, MAX_STEPS, TRACE, BACKEND)
+              lp * 0 - 1, lp * 0 - 1, finalizes, max_steps, TRACE, BACKEND)
 
 
 # dp_tiles, sk_iters and the epoch change between launches; specialising them (Triton treats
@@ -136,7 +136,7 @@ def streamk_kernel(
     NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
     # numerics and tracing
     EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, HAS_BIAS: tl.constexpr,
-    MAX_STEPS: tl.constexpr, TRACE: tl.constexpr, BACKEND: tl.constexpr,
+    max_steps, TRACE: tl.constexpr, BACKEND: tl.constexpr,
     # fixup protocol; ORDERED: take the program id from order_ptr (sequential interpreter)
     FIXUP: tl.constexpr, ORDERED: tl.constexpr,
 ):
@@ -152,7 +152,7 @@ def streamk_kernel(
         whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
                    stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, step, tile,
                    pid * 0 - 1, pid * 0 - 1, ROLE_DP, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
-                   EVEN_K, INPUT_PRECISION, HAS_BIAS, MAX_STEPS, TRACE, BACKEND)
+                   EVEN_K, INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND)
     start, end = streamk_iter_range(lp, sk_iters, num_programs)
     step = dp_steps
     it = start
@@ -170,7 +170,7 @@ def streamk_kernel(
                    counters_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm,
                    stride_cn, stride_bias, pid, lp, step, tile, k_begin, k_end, dp_tiles,
                    sk_iters, num_programs, epoch, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
-                   INPUT_PRECISION, HAS_BIAS, MAX_STEPS, TRACE, BACKEND, FIXUP)
+                   INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND, FIXUP)
         remaining -= k_end - k_begin
         step += 1
 

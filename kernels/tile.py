@@ -165,7 +165,7 @@ def trace_begin(step, TRACE: tl.constexpr, BACKEND: tl.constexpr):
 
 @triton.jit
 def trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, k_begin, k_end, role, t_start, ticket,
-              counter, finalizes, MAX_STEPS: tl.constexpr, TRACE: tl.constexpr,
+              counter, finalizes, max_steps, TRACE: tl.constexpr,
               BACKEND: tl.constexpr):
     """Write one record (fields in TRACE_FIELDS order) at row ``pid``, column ``step``.
 
@@ -174,7 +174,8 @@ def trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, k_begin, k_end, role, t_
     if TRACE:
         t_end = read_clock(2 * step + 1, BACKEND)
         unit, xcd = read_unit(BACKEND)
-        rec = trace_ptr + ((tl.full((), 0, tl.int64) + pid) * MAX_STEPS + step) * NUM_TRACE_FIELDS
+        row = (tl.full((), 0, tl.int64) + pid) * max_steps + step
+        rec = trace_ptr + row * NUM_TRACE_FIELDS
         zero = tl.full((), 0, tl.int64)  # `zero + x` widens ints and loop counters alike
         tl.store(rec + 0, zero + tile)
         tl.store(rec + 1, zero + pid_m)
@@ -197,7 +198,7 @@ def whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, str
                ticket, counter, role,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-               HAS_BIAS: tl.constexpr, MAX_STEPS: tl.constexpr, TRACE: tl.constexpr,
+               HAS_BIAS: tl.constexpr, max_steps, TRACE: tl.constexpr,
                BACKEND: tl.constexpr):
     """Compute and store one tile over its whole K range: the data-parallel work item."""
     num_pid_m = cdiv(M, BLOCK_M)
@@ -211,4 +212,4 @@ def whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, str
     tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
                   BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
     trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, tile * 0, iters, role, t_start, ticket,
-              counter, tile * 0 + 1, MAX_STEPS, TRACE, BACKEND)
+              counter, tile * 0 + 1, max_steps, TRACE, BACKEND)

@@ -28,7 +28,7 @@ def work_stealing_kernel(
     NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
     # numerics and tracing
     EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, HAS_BIAS: tl.constexpr,
-    MAX_STEPS: tl.constexpr, TRACE: tl.constexpr, BACKEND: tl.constexpr,
+    max_steps, TRACE: tl.constexpr, BACKEND: tl.constexpr,
     # counter layout (ws_counter's constants) and padding
     WS_XCDS: tl.constexpr, WS_PER_XCD: tl.constexpr, COUNTER_STRIDE: tl.constexpr,
 ):
@@ -44,7 +44,7 @@ def work_stealing_kernel(
         whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
                    stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, step, tile,
                    ticket, counter, ROLE_WS, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
-                   INPUT_PRECISION, HAS_BIAS, MAX_STEPS, TRACE, BACKEND)
+                   INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND)
         ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
         tile = ws_ticket_tile(counter, ticket, total_tiles, num_counters)
         step += 1

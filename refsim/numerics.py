@@ -81,14 +81,27 @@ class TileMath:
                 slice(pid_n * c.block_n, min(c.n, (pid_n + 1) * c.block_n)))
 
     def accumulate(self, pid_m, pid_n, k_begin, k_end):
-        """fp32 accumulator of one tile over K-iterations ``[k_begin, k_end)``, in K order."""
+        """fp32 accumulator of one tile over K-iterations ``[k_begin, k_end)``, in K order.
+
+        The block products come from one batched matmul (a short last block is zero-padded,
+        which adds exact zeros); ``np.add.accumulate`` then adds them one after another in
+        float32, as ``acc += A_k @ B_k`` does.
+        """
         c = self.config
         rows, cols = self.region(pid_m, pid_n)
-        acc = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=np.float32)
-        for kk in range(k_begin, k_end):
-            ks = slice(kk * c.block_k, min(c.k, (kk + 1) * c.block_k))
-            acc += self.a[rows, ks] @ self.b[ks, cols]
-        return acc
+        shape = (rows.stop - rows.start, cols.stop - cols.start)
+        if k_end <= k_begin:
+            return np.zeros(shape, dtype=np.float32)
+        k0, k1 = k_begin * c.block_k, min(c.k, k_end * c.block_k)
+        width = (k_end - k_begin) * c.block_k
+        a = np.zeros((shape[0], width), dtype=np.float32)
+        b = np.zeros((width, shape[1]), dtype=np.float32)
+        a[:, :k1 - k0] = self.a[rows, k0:k1]
+        b[:k1 - k0] = self.b[k0:k1, cols]
+        blocks = k_end - k_begin
+        products = np.matmul(a.reshape(shape[0], blocks, c.block_k).transpose(1, 0, 2),
+                             b.reshape(blocks, c.block_k, shape[1]))
+        return np.add.accumulate(products, axis=0, dtype=np.float32)[-1]
 
     def with_bias(self, acc, pid_n):
         if self.bias is None:
