@@ -29,14 +29,6 @@ class Mutant:
     mutated: str
     case: Case
     expected_cause: str
-    gpu_case: Case = None  # where the fault shows differently on a GPU: the case and cause there
-    gpu_cause: str = None
-
-    def case_for(self, device):
-        return self.gpu_case if device == "cuda" and self.gpu_case else self.case
-
-    def cause_for(self, device):
-        return self.gpu_cause if device == "cuda" and self.gpu_cause else self.expected_cause
 
 
 _SK = {"strategy": "streamk", "fixup": "owner-waits", "options": (("sk_hybrid", "one-wave"),)}
@@ -90,12 +82,7 @@ MUTANTS = (
            "            publish(flags_ptr + lp, epoch)\n"
            "            store_partial(partials_ptr, my_slot, acc, BLOCK_M, BLOCK_N)",
            Case("mutant-flag-before-store", 64, 64, 80, cus=3, **_SK),
-           "flag set before its partial is stored",
-           # One tile split evenly over 132 programs: the owner finishes with the contributors
-           # and is already spinning when the first flags flip, ahead of their partials.
-           gpu_case=Case("mutant-flag-before-store-gpu", 128, 128, 64 * 132 * 2, block_m=128,
-                         block_n=128, block_k=64, cus=132, **_SK),
-           gpu_cause="partial read before it was written"),
+           "flag set before its partial is stored"),
     Mutant("ws-counter-gap", "each work-stealing counter stops one tile short of its range",
            "work_stealing.py",
            "    _, end = ws_counter_range(counter, total_tiles, num_counters)",

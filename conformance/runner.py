@@ -112,11 +112,9 @@ class MutantResult:
     def caught(self):
         return not self.result.passed
 
-    device: str = "cpu"
-
     @property
     def expected_cause(self):
-        return self.mutant.cause_for(self.device)
+        return self.mutant.expected_cause
 
     @property
     def right_cause(self):
@@ -134,9 +132,8 @@ def run_mutants(mutants, device, determinism_runs=3, progress=None):
 
     results = []
     for mutant in mutants:
-        case = mutant.case_for(device)
-        results.append(MutantResult(mutant, check_case(build(mutant), case, device,
-                                                       determinism_runs), device))
+        results.append(MutantResult(mutant, check_case(build(mutant), mutant.case, device,
+                                                       determinism_runs)))
         if progress is not None:
             progress(results[-1].result)
     return results
