@@ -15,8 +15,8 @@ import torch
 import refsim
 from refsim import numerics, tiling
 
-from .inputs import (BIAS_UNIT, TORCH_DTYPES, as_tensors, integer_inputs, probe_expected,
-                     probe_inputs, random_inputs)
+from .inputs import (BIAS_UNIT, TORCH_DTYPES, as_tensors, integer_inputs, probe_inputs,
+                     random_inputs)
 
 # Random inputs: |out - ref| <= TOLERANCE[dtype] * (|a| @ |b| + |bias|), ref in float64 from the
 # dtype-rounded inputs (fp32 accumulation; fp16/bf16 outputs are rounded once more).

@@ -14,7 +14,7 @@ from . import split_k, streamk, work_stealing
 from .backend import TICKS_PER_US, backend_for, interpreting
 from .data_parallel import data_parallel_kernel
 from .persistent import persistent_kernel
-from .tile import NUM_TRACE_FIELDS, REMAP_CHUNKED, REMAP_NONE, REMAP_PLAIN, TRACE_FIELDS
+from .tile import REMAP_CHUNKED, REMAP_NONE, REMAP_PLAIN, TRACE_FIELDS
 from .workspace import workspace_for
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}

@@ -24,7 +24,7 @@ import triton.language as tl
 
 from refsim import tiling
 
-from .tile import (ROLE_DP, ROLE_SK_CONTRIBUTOR, ROLE_SK_OWNER, cdiv, grouped_tile, load_partial,
+from .tile import (ROLE_DP, ROLE_SK_CONTRIBUTOR, cdiv, grouped_tile, load_partial,
                    logical_program, persistent_tile, persistent_tile_count, publish,
                    store_partial, streamk_iter_range, streamk_segment, streamk_segment_back,
                    streamk_tile_programs, tile_accumulate, tile_epilogue, trace_begin, trace_end,

@@ -14,7 +14,7 @@ import pytest
 import refsim
 from refsim import PROFILES, HardwareProfile, get_profile
 from refsim import hardware
-from refsim.hardware import DEFAULT_DEVICE, DTYPES
+from refsim.hardware import DEFAULT_DEVICE
 
 MI300X = PROFILES["mi300x"]
 H100 = PROFILES["h100"]
