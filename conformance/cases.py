@@ -77,7 +77,8 @@ def _fit_split(options, k, block_k):
 
 
 def quick_set():
-    """Small shapes for the interpreter: every strategy x (odd shapes, dtypes, layouts, bias)."""
+    """Small shapes for the interpreter: every strategy x (odd shapes, dtypes, layouts, bias),
+    plus the atomic fixup (fp32 only: it adds with fp32 atomics)."""
     shapes = [(1, 1, 1), (17, 33, 5), (130, 70, 300), (1, 64, 40), (40, 1, 40), (64, 32, 40),
               (80, 32, 40)]
     dtypes = ("fp32", "fp16", "bf16")
@@ -88,30 +89,36 @@ def quick_set():
                               dtype=dtypes[i % 3], bias=i % 3 != 2, transpose_a=i % 2 == 1,
                               transpose_b=i % 4 >= 2, seed=i,
                               options=_fit_split(options, k, 16)))
+    cases += [Case(f"atomic-{m}x{n}x{k}", m, n, k, "streamk", "atomic", dtype="fp32", seed=i,
+                   options=(("sk_hybrid", "one-wave"),))
+              for i, (m, n, k) in enumerate([(17, 33, 5), (130, 70, 300)])]
     return cases
 
 
 def full_set(sm_count):
     """GPU cases: large shapes and wave edges for ``sm_count`` SMs and for 304 CUs / 8 XCDs."""
     blocks = {"block_m": 128, "block_n": 128, "block_k": 64, "group_m": 8, "cus": sm_count}
-    edges = [sm_count - 1, sm_count, sm_count + 1, 2 * sm_count - 1, 2 * sm_count + 1]
-    shapes = [(4096, 4096, 4096), (8192, 8192, 4096), (1, 4096, 4096), (4096, 1, 4096),
-              (3072, 4224, 32), (1920, 2176, 4096)]
-    shapes += [(128, 128 * tiles, 2048) for tiles in edges]
+    # 4096^3, M = 1, N = 1, K < BLOCK_K, and one wave + 1 / two waves - 1 of 128x128 tiles.
+    shapes = [(4096, 4096, 4096), (1, 4096, 4096), (4096, 1, 4096), (3072, 4224, 32),
+              (128, 128 * (sm_count + 1), 2048), (128, 128 * (2 * sm_count - 1), 2048)]
     cases = []
     for label, strategy, fixup, options in _strategy_runs():
-        for i, (m, n, k) in enumerate(shapes):
+        big = [(8192, 8192, 4096)] if label in ("owner-waits-hybrid", "work_stealing") else []
+        for i, (m, n, k) in enumerate(shapes + big):
             cases.append(Case(f"{label}-{m}x{n}x{k}", m, n, k, strategy, fixup,
                               dtype=("bf16", "fp16", "fp32")[i % 3], bias=i % 2 == 0,
                               transpose_a=i % 3 == 1, transpose_b=i % 4 == 3, seed=i,
                               options=_fit_split(tuple(o for o in options if o[0] != "sk_hybrid"),
                                                  k, blocks["block_k"]), **blocks))
+    # The atomic fixup (nondeterministic by design: no determinism check; fp32 output).
+    cases.append(Case("atomic-4096x4096x4096", 4096, 4096, 4096, "streamk", "atomic",
+                      dtype="fp32", **blocks))
     # 304 CUs in 8 XCDs, emulated by the grid: the XCD remap and per-XCD counters as on MI300X.
     mi300x = dict(blocks, cus=304, xcds=8, device="mi300x")
     for strategy, fixup, options in (("persistent", "owner-waits", ()),
                                      ("work_stealing", "owner-waits", (("counters_per_xcd", 2),)),
                                      ("streamk", "last-arriver", ())):
-        for tiles in (303, 304, 305, 607, 609):
+        for tiles in (303, 305):
             cases.append(Case(f"{strategy}-{fixup}-xcd8-{tiles}tiles", 128, 128 * tiles, 1024,
                               strategy, fixup, dtype="bf16", seed=tiles, options=options,
                               **mi300x))
