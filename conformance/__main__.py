@@ -23,6 +23,8 @@ def _parse(argv):
     parser.add_argument("--determinism-runs", type=int, default=3,
                         help="launches on the same random inputs that must agree bit for bit")
     parser.add_argument("--no-mutants", action="store_true", help="skip the known-wrong kernels")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes (each compiles its own kernels; try one per core)")
     parser.add_argument("--shard", default="1/1", metavar="I/N",
                         help="run every N-th case starting at the I-th (mutants go with shard 1)")
     return parser.parse_args(argv)
@@ -30,8 +32,9 @@ def _parse(argv):
 
 def main(argv=None):
     args = _parse(argv)
-    if args.determinism_runs < 2:
-        print("conformance: error: --determinism-runs must be at least 2", file=sys.stderr)
+    if args.determinism_runs < 2 or args.jobs < 1:
+        print("conformance: error: --determinism-runs must be at least 2 and --jobs at least 1",
+              file=sys.stderr)
         return 2
     if args.device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
@@ -42,7 +45,7 @@ def main(argv=None):
     from .adapter import reference
     from .cases import full_set, load_cases, quick_set
     from .mutants import MUTANTS
-    from .runner import run_cases, run_mutants
+    from .runner import run_cases, run_mutants, run_parallel
 
     case_set = args.case_set or ("quick" if args.device == "cpu" else "full")
     try:
@@ -70,8 +73,12 @@ def main(argv=None):
     mutants = () if args.no_mutants or index != 1 else MUTANTS
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
         step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())  # noqa: E731
-        case_results = run_cases(reference(), cases, args.device, args.determinism_runs, step)
-        mutant_results = run_mutants(mutants, args.device, args.determinism_runs, step)
+        if args.jobs > 1:
+            case_results, mutant_results = run_parallel(cases, mutants, args.device, args.jobs,
+                                                        args.determinism_runs, step)
+        else:
+            case_results = run_cases(reference(), cases, args.device, args.determinism_runs, step)
+            mutant_results = run_mutants(mutants, args.device, args.determinism_runs, step)
     print(report.table(case_results, mutant_results))
     if args.report:
         report.write(args.report, report.environment(args.device), case_results, mutant_results)

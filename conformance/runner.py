@@ -103,6 +103,40 @@ def run_cases(kut, cases, device, determinism_runs=3, progress=None):
     return results
 
 
+def _reference_case(case, device, determinism_runs):
+    from .adapter import reference
+
+    return check_case(reference(), case, device, determinism_runs)
+
+
+def _mutant_case(mutant, device, determinism_runs):
+    from .mutants import build
+
+    return check_case(build(mutant), mutant.case, device, determinism_runs)
+
+
+def run_parallel(cases, mutants, device, jobs, determinism_runs=3, progress=None):
+    """The reference kernels on ``cases`` and the ``mutants``, in ``jobs`` worker processes.
+
+    Each worker compiles its own kernels, so compilation -- most of a GPU case's time -- runs
+    on several CPU cores at once. Results come back in the order given.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # CUDA cannot follow a fork
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = [pool.submit(_reference_case, case, device, determinism_runs)
+                   for case in cases]
+        futures += [pool.submit(_mutant_case, mutant, device, determinism_runs)
+                    for mutant in mutants]
+        if progress is not None:
+            for future in concurrent.futures.as_completed(futures):
+                progress(future.result())
+        results = [future.result() for future in futures]
+    return results[:len(cases)], [MutantResult(m, r) for m, r in zip(mutants, results[len(cases):])]
+
+
 @dataclasses.dataclass
 class MutantResult:
     mutant: object

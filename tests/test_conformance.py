@@ -110,3 +110,16 @@ def test_quick_set_passes_and_every_mutant_is_caught(tmp_path, capsys):
     assert missed == GPU_GAPS, printed
     assert code == (1 if GPU_GAPS else 0)
     assert (tmp_path / "report.md").read_text().startswith("# Conformance report")
+
+
+def test_worker_processes_give_the_same_verdicts_in_order(tmp_path, capsys):
+    """--jobs N runs cases in N processes (each compiles its own kernels) and keeps their order."""
+    cases = [quick_set()[i] for i in (1, 9, 30)]
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps([c.to_dict() for c in cases]))
+    code = main(["--device", DEVICE, "--cases", str(path), "--no-mutants", "--jobs", "2",
+                 "--report", str(tmp_path / "report")])
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert code == 0, capsys.readouterr().out
+    assert [r["case"]["name"] for r in report["cases"]] == [c.name for c in cases]
+    assert all(r["passed"] for r in report["cases"])
