@@ -259,6 +259,9 @@ def check_work_stealing(config, run):
         if not begin <= r.tile < end or r.tile != begin + r.ticket:
             reasons.append(f"program {r.program}: tile {r.tile} is not ticket {r.ticket} of "
                            f"counter {r.counter}'s range [{begin}, {end})")
+        if r.counter != tiling.ws_counter(r.program, *config.counter_layout):
+            reasons.append(f"program {r.program} drew from counter {r.counter}, not its own "
+                           f"{tiling.ws_counter(r.program, *config.counter_layout)}")
         tickets[r.counter].append(r.ticket)
     for counter in range(config.num_counters):
         begin, end = tiling.ws_counter_range(counter, config.total_tiles, config.num_counters)

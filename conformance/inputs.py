@@ -16,7 +16,8 @@ multiplicity 0, a duplicated one 2, a missing bias ``q = 0``, a bias added twice
 import numpy as np
 import torch
 
-TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+from kernels.launch import TORCH_DTYPES
+
 BIAS_UNIT = 4096.0
 
 

@@ -3,19 +3,16 @@
 Shared by the interpreter tests and the GPU tests, so both hold the kernels to the same bar.
 """
 
-import collections
 
 import numpy as np
 import torch
 
 import refsim
-from refsim import tiling
+from conformance.checks import TOLERANCE, check_work_stealing
+from kernels.launch import TORCH_DTYPES
 
-TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-# Random inputs: |out - ref| <= TOLERANCE[dtype] * (|a| @ |b| + |bias|), ref in float64 from the
-# dtype-rounded inputs. fp32 accumulates in IEEE fp32; fp16/bf16 also round the output once.
-TOLERANCE = {"fp32": 2e-6, "fp16": 1e-3, "bf16": 8e-3}
+# TOLERANCE (per dtype, defined once in the conformance suite): |out - ref| <= TOLERANCE[dtype] *
+# (|a| @ |b| + |bias|), ref in float64 from the dtype-rounded inputs.
 
 # The four ways an operand can be laid out: contiguous, a transposed view, a strided slice of a
 # wider buffer (non-contiguous rows), and a transposed strided slice.
@@ -109,26 +106,7 @@ def order_problems(run, sim):
 
 def work_stealing_problems(run):
     """Every tile once, every ticket of every counter once, each tile from its counter's range."""
-    config = run.config
-    problems = []
-    tiles = collections.Counter(r.tile for r in run.records)
-    if sorted(tiles) != list(range(config.total_tiles)) or set(tiles.values()) != {1}:
-        problems.append(f"tiles not each computed once: {sorted(tiles.items())[:8]}")
-    tickets = collections.defaultdict(list)
-    for r in run.records:
-        begin, end = tiling.ws_counter_range(r.counter, config.total_tiles, config.num_counters)
-        if r.tile != begin + r.ticket or not begin <= r.tile < end:
-            problems.append(f"program {r.program} took tile {r.tile} with ticket {r.ticket} of "
-                            f"counter {r.counter} (range [{begin}, {end}))")
-        xcds, per_xcd = config.counter_layout
-        if r.counter != tiling.ws_counter(r.program, xcds, per_xcd):
-            problems.append(f"program {r.program} drew from counter {r.counter}")
-        tickets[r.counter].append(r.ticket)
-    for counter, used in tickets.items():
-        begin, end = tiling.ws_counter_range(counter, config.total_tiles, config.num_counters)
-        if sorted(used) != list(range(end - begin)):
-            problems.append(f"counter {counter}: tickets {sorted(used)[:8]} not 0..{end - begin - 1}")
-    return problems
+    return check_work_stealing(run.config, run).reasons
 
 
 def partial_problems(run, sim):
