@@ -103,6 +103,43 @@ class TileMath:
                              b.reshape(blocks, c.block_k, shape[1]))
         return np.add.accumulate(products, axis=0, dtype=np.float32)[-1]
 
+    def accumulate_all(self, records):
+        """The fp32 accumulator of every record, in order, as :meth:`accumulate` computes it.
+
+        When no two records of a tile overlap in K (every valid run), this sweeps K once: each
+        K-iteration's block products for the whole output come from one matmul and are added
+        into a running M x N accumulator, which is zeroed where a record starts and copied out
+        where one ends. That is the same ``acc += A_k @ B_k`` sequence per tile, at the speed
+        of a few large matmuls instead of one small batched matmul per record.
+        """
+        c = self.config
+        ranges = {}
+        for r in records:
+            ranges.setdefault(r.tile, []).append((r.k_begin, r.k_end))
+        overlapping = any(a[1] > b[0] for spans in ranges.values()
+                          for a, b in zip(sorted(spans), sorted(spans)[1:]))
+        if overlapping:
+            return [self.accumulate(r.pid_m, r.pid_n, r.k_begin, r.k_end) for r in records]
+        starts, ends = {}, {}
+        results = [None] * len(records)
+        for i, r in enumerate(records):
+            if r.k_end <= r.k_begin:
+                rows, cols = self.region(r.pid_m, r.pid_n)
+                results[i] = np.zeros((rows.stop - rows.start, cols.stop - cols.start), np.float32)
+            else:
+                starts.setdefault(r.k_begin, []).append(r)
+                ends.setdefault(r.k_end - 1, []).append(i)
+        acc = np.zeros((c.m, c.n), dtype=np.float32)
+        for k in range(min(starts, default=0), max(ends, default=-1) + 1):
+            for r in starts.get(k, ()):
+                acc[self.region(r.pid_m, r.pid_n)] = 0.0
+            k0, k1 = k * c.block_k, min(c.k, (k + 1) * c.block_k)
+            acc += np.matmul(self.a[:, k0:k1], self.b[k0:k1])
+            for i in ends.get(k, ()):
+                r = records[i]
+                results[i] = acc[self.region(r.pid_m, r.pid_n)].copy()
+        return results
+
     def with_bias(self, acc, pid_n):
         if self.bias is None:
             return acc
@@ -117,10 +154,8 @@ def compute(config, records, fixups, a, b, bias=None):
     split = {f.tile: f for f in fixups}
     own = {}
     coords = {}
-    for r in records:
-        if r.kernel != "gemm":
-            continue
-        acc = math.accumulate(r.pid_m, r.pid_n, r.k_begin, r.k_end)
+    records = [r for r in records if r.kernel == "gemm"]
+    for r, acc in zip(records, math.accumulate_all(records)):
         coords[r.tile] = (r.pid_m, r.pid_n)
         if r.tile in split:
             own[(r.tile, r.program)] = (acc, r.k_begin, r.k_end)
