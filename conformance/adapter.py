@@ -20,22 +20,16 @@ from .checks import POISON, KernelUnderTest
 def for_package(module, name):
     """A KernelUnderTest over a package shaped like ``kernels`` (run, partial_slot, workspace)."""
 
-    def workspace_buffer(device, buffer):
-        return module.workspace.workspace_for(device)._buffers.get(buffer)
-
     def poison(device):
-        partials = workspace_buffer(device, "partials")
+        partials = module.workspace.workspace_for(device)._buffers.get("partials")
         if partials is not None:
             partials.fill_(POISON)
-
-    def scratch(device):
-        return workspace_buffer(device, "partials"), workspace_buffer(device, "flags")
 
     def run(config, a, b, bias=None, out=None, trace=False):
         atomic = config.strategy == "streamk" and config.fixup == "atomic"
         return module.run(config, a, b, bias, out=out, trace=trace, deterministic=not atomic)
 
-    return KernelUnderTest(name, run, module.partial_slot, poison=poison, scratch=scratch)
+    return KernelUnderTest(name, run, module.partial_slot, poison=poison)
 
 
 def reference():

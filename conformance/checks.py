@@ -28,7 +28,8 @@ CAUSES = (
     "missing K-segment", "duplicated K-segment", "bias missing", "bias applied more than once",
     "bias along the wrong axis", "tile written to the wrong place", "tile never written",
     "wrong tile order", "nondeterminism", "partial read before it was written",
-    "flag set before its partial is stored", "inaccurate", "unclassified",
+    "flag set before its partial is stored", "partial never released", "inaccurate",
+    "unclassified",
 )
 
 
@@ -39,15 +40,14 @@ class KernelUnderTest:
     ``run(config, a, b, bias=None, out=None, trace=False)`` must compute ``a @ b + bias`` into
     ``out`` following ``config``. ``partial_slot(config, program, tile)`` (optional) maps refsim's
     partials to rows of the returned ``partials``; ``poison(device)`` (optional) fills its scratch
-    memory with :data:`POISON`; ``scratch`` (optional) names the partial and flag buffers for
-    the interpreter's memory-order check, ``scratch(device) -> (partials, flags)``.
+    memory with :data:`POISON`. A traced run may also return ``events``, the order in which each
+    program stored partials and released them (see :func:`check_memory_order`).
     """
 
     name: str
     run: object
     partial_slot: object = None
     poison: object = None
-    scratch: object = None
 
 
 @dataclasses.dataclass
@@ -224,6 +224,36 @@ def check_partials(kut, config, run, sim):
                            f"{p.k_begin}..{p.k_end}) differs in slot {slot}")
     cause = "missing K-segment" if reasons else None
     return Finding("partials", not reasons, reasons[:5], cause)
+
+
+def check_memory_order(run):
+    """Every partial a program stores is followed by a release (a flag published or a counter
+    arrived at) of that same program, so no reader can be told "ready" before the data is.
+
+    Reads ``run.events``: ``(program, kind, index)`` in each program's order, kinds ``store``,
+    ``publish`` and ``arrive``. The order is the kernel's program order, so the check does not
+    depend on a race showing up: it holds on a GPU exactly as in the interpreter.
+    """
+    events = getattr(run, "events", None)
+    if events is None:
+        return None
+    pending = {}
+    released = collections.defaultdict(list)
+    for program, kind, index in events:
+        if kind == "store":
+            pending.setdefault(program, []).append(index)
+        else:
+            pending.pop(program, None)
+            released[program].append((kind, index))
+    if not pending:
+        return Finding("memory order", True, [f"{len(events)} events, every store released"])
+    late = {p: slots for p, slots in pending.items() if released[p]}
+    reasons = [f"program {p} stored partial slot(s) {slots} after its last release "
+               f"({released[p][-1][0]} {released[p][-1][1]})" for p, slots in sorted(late.items())]
+    reasons += [f"program {p} stored partial slot(s) {slots} and never released them"
+                for p, slots in sorted(pending.items()) if p not in late]
+    cause = "flag set before its partial is stored" if late else "partial never released"
+    return Finding("memory order", False, reasons[:5], cause)
 
 
 def check_order(config, run, sim):

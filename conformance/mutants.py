@@ -37,13 +37,14 @@ MUTANTS = (
     Mutant("bias-every-contributor", "every Stream-K contributor adds the bias to its partial",
            "streamk.py",
            "        if k_begin != 0:\n"
-           "            store_partial(partials_ptr, my_slot, acc, BLOCK_M, BLOCK_N)\n"
-           "            publish(flags_ptr + lp, epoch)",
+           "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
+           " TRACE)\n"
+           "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
            "        if k_begin != 0:\n"
            "            store_partial(partials_ptr, my_slot, acc + tl.load(bias_ptr + (pid_n * BLOCK_N"
            " + tl.arange(0, BLOCK_N)) * stride_bias, mask=(pid_n * BLOCK_N + tl.arange(0, BLOCK_N))"
-           " < N, other=0.0).to(tl.float32)[None, :], BLOCK_M, BLOCK_N)\n"
-           "            publish(flags_ptr + lp, epoch)",
+           " < N, other=0.0).to(tl.float32)[None, :], events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)\n"
+           "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
            Case("mutant-bias-every-contributor", 64, 64, 80, cus=3, **_SK),
            "bias applied more than once"),
     Mutant("bias-by-row", "the epilogue indexes the bias by row instead of column", "tile.py",
@@ -76,11 +77,13 @@ MUTANTS = (
     Mutant("flag-before-store", "a contributor publishes its flag before storing its partial",
            "streamk.py",
            "        if k_begin != 0:\n"
-           "            store_partial(partials_ptr, my_slot, acc, BLOCK_M, BLOCK_N)\n"
-           "            publish(flags_ptr + lp, epoch)",
+           "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
+           " TRACE)\n"
+           "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
            "        if k_begin != 0:\n"
-           "            publish(flags_ptr + lp, epoch)\n"
-           "            store_partial(partials_ptr, my_slot, acc, BLOCK_M, BLOCK_N)",
+           "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)\n"
+           "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
+           " TRACE)",
            Case("mutant-flag-before-store", 64, 64, 80, cus=3, **_SK),
            "flag set before its partial is stored"),
     Mutant("ws-counter-gap", "each work-stealing counter stops one tile short of its range",

@@ -3,9 +3,8 @@
 import dataclasses
 import time
 
-from .checks import (Finding, check_accuracy, check_determinism, check_exact, check_order,
-                     check_partials)
-from .memory_order import recording
+from .checks import (Finding, check_accuracy, check_determinism, check_exact,
+                     check_memory_order, check_order, check_partials)
 
 
 @dataclasses.dataclass
@@ -34,29 +33,6 @@ class CaseResult:
                 "findings": [dataclasses.asdict(f) for f in self.findings]}
 
 
-def _memory_order(kut, case, config, device):
-    """Interpreter only: re-run traced while logging partial stores and flag publishes."""
-    import torch
-
-    from .inputs import as_tensors, integer_inputs
-
-    if device != "cpu" or kut.scratch is None or config.strategy != "streamk":
-        return None
-    partials, flags = kut.scratch(torch.device(device))
-    if partials is None or flags is None:
-        return None
-    a, b, bias = as_tensors(case, *integer_inputs(case), device)
-    with recording(partials, flags) as log:
-        kut.run(config, a, b, bias)
-    bad = log.violations()
-    if bad:
-        return Finding("memory order", False,
-                       [f"the programs at interpreter grid index {[i[0] for i in bad[:5]]} stored a "
-                        "partial after publishing their flag"],
-                       "flag set before its partial is stored")
-    return Finding("memory order", True, [])
-
-
 def warm_up(kut, case, config, device):
     import torch
 
@@ -82,7 +58,7 @@ def check_case(kut, case, device, determinism_runs=3):
         partials = check_partials(kut, config, run, sim)
         if partials is not None:
             findings.append(partials)
-        memory = _memory_order(kut, case, config, device)
+        memory = check_memory_order(run)
         if memory is not None:
             findings.append(memory)
         if not (config.strategy == "streamk" and config.fixup == "atomic"):
@@ -115,6 +91,9 @@ def _mutant_case(mutant, device, determinism_runs):
     return check_case(build(mutant), mutant.case, device, determinism_runs)
 
 
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def run_parallel(cases, mutants, device, jobs, determinism_runs=3, progress=None):
     """The reference kernels on ``cases`` and the ``mutants``, in ``jobs`` worker processes.
 
@@ -123,13 +102,27 @@ def run_parallel(cases, mutants, device, jobs, determinism_runs=3, progress=None
     """
     import concurrent.futures
     import multiprocessing
+    import os
 
     context = multiprocessing.get_context("spawn")  # CUDA cannot follow a fork
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+    # Workers inherit the environment: share the cores out so that their numpy (BLAS) threads
+    # -- refsim's predictions -- do not oversubscribe the machine.
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, threads))
+    try:
+        pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context)
         futures = [pool.submit(_reference_case, case, device, determinism_runs)
                    for case in cases]
         futures += [pool.submit(_mutant_case, mutant, device, determinism_runs)
                     for mutant in mutants]
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    with pool:
         if progress is not None:
             for future in concurrent.futures.as_completed(futures):
                 progress(future.result())

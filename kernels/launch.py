@@ -14,7 +14,7 @@ from . import split_k, streamk, work_stealing
 from .backend import TICKS_PER_US, backend_for, interpreting
 from .data_parallel import data_parallel_kernel
 from .persistent import persistent_kernel
-from .tile import REMAP_CHUNKED, REMAP_NONE, REMAP_PLAIN, TRACE_FIELDS
+from .tile import EVENTS, REMAP_CHUNKED, REMAP_NONE, REMAP_PLAIN, TRACE_FIELDS
 from .workspace import workspace_for
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -28,13 +28,17 @@ class KernelRun:
     ``records``: one :class:`refsim.trace.WorkRecord` per work item (``trace=True``), times in
     us from the first start (the step counter under the interpreter). ``partials``: a copy of
     the fp32 partial workspace, ``(slots, BLOCK_M, BLOCK_N)``; the slot of a program's partial
-    of a tile is :func:`partial_slot` (Stream-K and split-K only, ``trace=True``).
+    of a tile is :func:`partial_slot` (Stream-K and split-K only, ``trace=True``). ``events``:
+    Stream-K's event log (``trace=True``), ``(program, kind, index)`` in the order they
+    happened per program: ``("store", slot)`` for a partial stored, ``("publish", flag)`` and
+    ``("arrive", counter)`` for a release.
     """
 
     output: torch.Tensor
     config: GemmConfig
     records: list = None
     partials: torch.Tensor = None
+    events: list = None
 
 
 def partial_slot(config, program, tile):
@@ -195,13 +199,13 @@ def run(config, a, b, bias=None, out=None, trace=False, deterministic=True, num_
                     if v is not None})
     workspace = workspace_for(device)
     with workspace.lock:
-        traces, partials = _launch(config, a, b, bias, c, trace, backend, options,
-                                   workspace)
+        traces, partials, events = _launch(config, a, b, bias, c, trace, backend, options,
+                                           workspace)
         written = (config.strategy == "streamk" and config.sk_tiles > 0
                    or config.strategy == "split_k" and config.split_k > 1)
         partials = partials.clone() if (trace and written) else None
     records = _decode(config, traces, backend) if trace else None
-    return KernelRun(c, config, records, partials)
+    return KernelRun(c, config, records, partials, _decode_events(events))
 
 
 def _empty_product(a, b, bias, out):
@@ -215,7 +219,8 @@ def _empty_product(a, b, bias, out):
 
 
 def _launch(config, a, b, bias, c, trace, backend, options, workspace):
-    """Enqueue the strategy's launches; returns (trace buffers, partial workspace or None)."""
+    """Enqueue the strategy's launches; returns (trace buffers, partial workspace or None,
+    event log or None)."""
     device = a.device
     grid = config.grid
     max_steps = _max_steps(config) if trace else 1
@@ -235,7 +240,7 @@ def _launch(config, a, b, bias, c, trace, backend, options, workspace):
         HAS_BIAS=bias is not None, max_steps=max_steps, TRACE=trace,
         BACKEND=backend, **options)
     traces = [("gemm", trace_buf)]
-    partials = None
+    partials = events = None
     if config.strategy == "data_parallel":
         data_parallel_kernel[(grid,)](*tensors, *sizes, **meta)
     elif config.strategy == "persistent":
@@ -259,9 +264,10 @@ def _launch(config, a, b, bias, c, trace, backend, options, workspace):
         ordered = backend == 0
         order = (torch.tensor(streamk.execution_order(config), dtype=torch.int32, device=device)
                  if ordered else flags)
+        events = _event_log(4 * grid, device) if trace else trace_buf
         streamk.streamk_kernel[(grid,)](
             *tensors, *sizes, partials, flags, counters, order, config.dp_tiles, config.sk_iters,
-            workspace.next_epoch(flags), **meta, FIXUP=streamk.FIXUP_CODES[config.fixup],
+            workspace.next_epoch(flags), events, **meta, FIXUP=streamk.FIXUP_CODES[config.fixup],
             ORDERED=ordered)
         partials = partials.view(2 * grid, config.block_m, config.block_n)
     else:
@@ -278,7 +284,26 @@ def _launch(config, a, b, bias, c, trace, backend, options, workspace):
                 GROUP_M=config.group_m, HAS_BIAS=bias is not None, TRACE=trace, BACKEND=backend,
                 SPLIT_K=config.split_k, num_warps=options["num_warps"])
             traces.append(("reduce", reduce_trace))
-    return traces, partials
+    return traces, partials, events if trace else None
+
+
+def _event_log(capacity, device):
+    """An empty event log (layout in ``tile.log_event``): count 0, then ``capacity`` entries."""
+    log = torch.full((2 + 3 * capacity,), -1, dtype=torch.int64, device=device)
+    log[0], log[1] = 0, capacity
+    return log
+
+
+def _decode_events(log):
+    """An event log -> ``[(program, kind, index), ...]`` in log order, or None."""
+    if log is None:
+        return None
+    data = log.cpu().tolist()
+    count, capacity = data[0], data[1]
+    if count > capacity:
+        raise RuntimeError(f"event log overflow: {count} events, room for {capacity}")
+    return [(program, EVENTS[kind], index)
+            for program, kind, index in zip(*[iter(data[2:2 + 3 * count])] * 3)]
 
 
 def _decode(config, traces, backend):

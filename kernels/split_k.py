@@ -43,7 +43,9 @@ def split_k_kernel(
         tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m,
                       pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
     else:
-        store_partial(partials_ptr, tile * SPLIT_K + split, acc, BLOCK_M, BLOCK_N)
+        # released by the launch boundary (the reduction is a second kernel): no event log
+        store_partial(partials_ptr, tile * SPLIT_K + split, acc, trace_ptr, pid, BLOCK_M, BLOCK_N,
+                      False)
     trace_end(trace_ptr, pid, pid * 0, tile, pid_m, pid_n, k_begin, k_end, ROLE_SPLIT, t_start,
               pid * 0 - 1, pid * 0 - 1, pid * 0 + (SPLIT_K == 1), max_steps, TRACE, BACKEND)
 

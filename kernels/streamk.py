@@ -17,6 +17,8 @@ Partial workspace layout: ``(2 * grid, BLOCK_M, BLOCK_N)`` fp32, slot ``2 * lp``
 segment at the start of logical program ``lp``'s range, ``2 * lp + 1`` for the one at its end
 (see :func:`partial_slot`). Flags: one int32 per logical program, holding the launch's epoch
 once its partial is published. Counters (last-arriver, atomic): one int32 per SK tile.
+When tracing, every partial store and every release (flag published, counter arrived at) is
+appended to an event log (``tile.log_event``), so a checker can see each program's order.
 """
 
 import triton
@@ -24,7 +26,7 @@ import triton.language as tl
 
 from refsim import tiling
 
-from .tile import (ROLE_DP, ROLE_SK_CONTRIBUTOR, cdiv, grouped_tile, load_partial,
+from .tile import (ROLE_DP, ROLE_SK_CONTRIBUTOR, arrive, cdiv, grouped_tile, load_partial,
                    logical_program, persistent_tile, persistent_tile_count, publish,
                    store_partial, streamk_iter_range, streamk_segment, streamk_segment_back,
                    streamk_tile_programs, tile_accumulate, tile_epilogue, trace_begin, trace_end,
@@ -45,6 +47,7 @@ def partial_slot_of(program, tile, dp_tiles, iters, sk_iters, num_programs):
 
 @triton.jit
 def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr, counters_ptr,
+               events_ptr,
                M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                stride_bias, pid, lp, step, tile, k_begin, k_end, dp_tiles, sk_iters,
                num_programs, epoch,
@@ -68,8 +71,8 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
         finalizes = lp * 0 + 1
     elif FIXUP == 0:
         if k_begin != 0:
-            store_partial(partials_ptr, my_slot, acc, BLOCK_M, BLOCK_N)
-            publish(flags_ptr + lp, epoch)
+            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
+            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
         else:
             for q in range(lp + 1, last + 1):
                 wait_for(flags_ptr + q, epoch, BACKEND)
@@ -84,16 +87,15 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
             prev_slot = partial_slot_of(lp - 1, tile, dp_tiles, iters, sk_iters, num_programs)
             acc = load_partial(partials_ptr, prev_slot, BLOCK_M, BLOCK_N) + acc
         if lp < last:
-            store_partial(partials_ptr, my_slot, acc, BLOCK_M, BLOCK_N)
-            publish(flags_ptr + lp, epoch)
+            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
+            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
         else:
             tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m,
                           pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
             finalizes = lp * 0 + 1
     elif FIXUP == 2:
-        store_partial(partials_ptr, my_slot, acc, BLOCK_M, BLOCK_N)
-        tl.debug_barrier()
-        arrived = tl.atomic_add(counters_ptr + (tile - dp_tiles), 1, sem="acq_rel", scope="gpu")
+        store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
+        arrived = arrive(counters_ptr, tile - dp_tiles, events_ptr, pid, TRACE)
         if arrived == last - owner:
             owner_slot = partial_slot_of(owner, tile, dp_tiles, iters, sk_iters, num_programs)
             total = load_partial(partials_ptr, owner_slot, BLOCK_M, BLOCK_N)
@@ -131,6 +133,8 @@ def streamk_kernel(
     M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_bias,
     # Stream-K workspace and split
     partials_ptr, flags_ptr, counters_ptr, order_ptr, dp_tiles, sk_iters, epoch,
+    # the event log of partial stores and releases (written when TRACE)
+    events_ptr,
     # tiling
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
@@ -167,8 +171,8 @@ def streamk_kernel(
             tile, k_begin, k_end = streamk_segment(it, end, iters, dp_tiles)
             it += k_end - k_begin
         sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr,
-                   counters_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm,
-                   stride_cn, stride_bias, pid, lp, step, tile, k_begin, k_end, dp_tiles,
+                   counters_ptr, events_ptr, M, N, K, stride_am, stride_ak, stride_bk,
+                   stride_bn, stride_cm, stride_cn, stride_bias, pid, lp, step, tile, k_begin, k_end, dp_tiles,
                    sk_iters, num_programs, epoch, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
                    INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND, FIXUP)
         remaining -= k_end - k_begin

@@ -39,6 +39,12 @@ TRACE_FIELDS = ("tile", "pid_m", "pid_n", "k_begin", "k_end", "role", "unit", "x
                 "t_end", "ticket", "counter", "finalizes")
 NUM_TRACE_FIELDS = tl.constexpr(len(TRACE_FIELDS))
 
+# Event log kinds (see log_event): the order of a program's partial stores and releases.
+EVENTS = ("store", "publish", "arrive")
+EVENT_STORE = tl.constexpr(0)
+EVENT_PUBLISH = tl.constexpr(1)
+EVENT_ARRIVE = tl.constexpr(2)
+
 # XCD remap modes.
 REMAP_NONE = 0
 REMAP_PLAIN = 1
@@ -120,10 +126,31 @@ def tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias,
 
 
 @triton.jit
-def store_partial(ws_ptr, slot, acc, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def log_event(events_ptr, pid, kind, index, LOG: tl.constexpr):
+    """Append ``(pid, kind, index)`` to the launch's event log (when ``LOG``).
+
+    Log layout (int64): ``[count, capacity, (pid, kind, index) * capacity]``. Entries take their
+    position from one atomic counter, so one program's events stay in its program order (atomics
+    on one address are coherent) on a GPU as in the interpreter; entries past the capacity are
+    counted but not written.
+    """
+    if LOG:
+        position = tl.atomic_add(events_ptr, 1, sem="relaxed", scope="gpu")
+        capacity = tl.load(events_ptr + 1)
+        entry = events_ptr + 2 + 3 * position
+        zero = tl.full((), 0, tl.int64)
+        tl.store(entry, zero + pid, mask=position < capacity)
+        tl.store(entry + 1, zero + kind, mask=position < capacity)
+        tl.store(entry + 2, zero + index, mask=position < capacity)
+
+
+@triton.jit
+def store_partial(ws_ptr, slot, acc, events_ptr, pid, BLOCK_M: tl.constexpr,
+                  BLOCK_N: tl.constexpr, LOG: tl.constexpr):
     """Write an fp32 partial tile into workspace slot ``slot`` (BLOCK_M x BLOCK_N, row-major)."""
     offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
     tl.store(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, acc)
+    log_event(events_ptr, pid, EVENT_STORE, slot, LOG)
 
 
 @triton.jit
@@ -134,10 +161,21 @@ def load_partial(ws_ptr, slot, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def publish(flag_ptr, epoch):
-    """Release: every thread's earlier stores are visible before the flag reads ``epoch``."""
+def publish(flags_ptr, index, epoch, events_ptr, pid, LOG: tl.constexpr):
+    """Release flag ``index``: every thread's earlier stores are visible before it reads ``epoch``."""
     tl.debug_barrier()
-    tl.atomic_xchg(flag_ptr, epoch, sem="release", scope="gpu")
+    tl.atomic_xchg(flags_ptr + index, epoch, sem="release", scope="gpu")
+    log_event(events_ptr, pid, EVENT_PUBLISH, index, LOG)
+
+
+@triton.jit
+def arrive(counters_ptr, index, events_ptr, pid, LOG: tl.constexpr):
+    """Release this program's partial and count it in at counter ``index``; returns the count
+    before (acquire: the last to arrive sees every earlier arrival's partial)."""
+    tl.debug_barrier()
+    arrived = tl.atomic_add(counters_ptr + index, 1, sem="acq_rel", scope="gpu")
+    log_event(events_ptr, pid, EVENT_ARRIVE, index, LOG)
+    return arrived
 
 
 @triton.jit

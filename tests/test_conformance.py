@@ -1,6 +1,7 @@
 """The conformance suite itself: decoding, the mutants, the adapter, the quick set, the CLI."""
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -8,9 +9,11 @@ import torch
 
 from conformance import Case, KernelUnderTest, check_case, load_cases, quick_set
 from conformance.__main__ import main
-from conformance.checks import POISON, decode_probe
+from conformance.checks import POISON, check_memory_order, decode_probe
 from conformance.inputs import BIAS_UNIT, probe_expected
 from conformance.mutants import MUTANTS, build
+import kernels
+import refsim
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else [pytest.mark.interpreter]
@@ -50,19 +53,46 @@ def test_a_correct_probe_tile_is_not_blamed():
     assert _decoded(lambda out, m, n: None)[0] == "unclassified"
 
 
-# On a GPU nothing checks memory order yet, and on an H200 the flag-before-store race never
-# showed (also not with one tile split evenly over 132 programs): a known gap, marked strict so
-# that the day it is caught this test says so.
-GPU_GAPS = {"flag-before-store"} if DEVICE == "cuda" else set()
-
-
-@pytest.mark.parametrize("mutant", [pytest.param(m, marks=pytest.mark.xfail(
-    m.name in GPU_GAPS, reason="no memory-order check on the GPU", strict=True))
-    for m in MUTANTS], ids=lambda m: m.name)
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
 def test_every_mutant_is_caught_with_its_cause(mutant):
     result = check_case(build(mutant), mutant.case, DEVICE)
     assert not result.passed
     assert mutant.expected_cause in result.causes, result.causes
+
+
+EVENT_LOGS = [  # (events, passes, cause): the memory-order rule on hand-made logs
+    ([(0, "store", 0), (0, "publish", 0), (1, "store", 2), (1, "arrive", 5)], True, None),
+    ([(3, "publish", 3), (3, "store", 6)], False, "flag set before its partial is stored"),
+    ([(0, "store", 0), (1, "publish", 1)], False, "partial never released"),
+    ([(2, "store", 4), (2, "publish", 2), (2, "store", 5)], False,
+     "flag set before its partial is stored"),
+    ([], True, None),
+]
+
+
+@pytest.mark.parametrize("events, passes, cause", EVENT_LOGS)
+def test_memory_order_rule_on_event_logs(events, passes, cause):
+    finding = check_memory_order(types.SimpleNamespace(events=events))
+    assert (finding.passed, finding.cause) == (passes, cause), finding.reasons
+
+
+@pytest.mark.parametrize("fixup, release", [("owner-waits", "publish"), ("turnstile", "publish"),
+                                            ("last-arriver", "arrive")])
+def test_streamk_logs_each_store_before_its_release(fixup, release):
+    config = Case("events", 64, 64, 80, fixup=fixup, options=(("sk_hybrid", "one-wave"),),
+                  cus=3).config()
+    a, b = (torch.randint(-4, 5, shape, dtype=torch.float32, device=DEVICE)
+            for shape in ((64, 80), (80, 64)))
+    events = kernels.run(config, a, b, trace=True).events
+    by_program = {}
+    for program, kind, index in events:
+        by_program.setdefault(program, []).append((kind, index))
+    assert by_program and all(kinds[-1][0] == release for kinds in by_program.values()), events
+    stores = sorted(index for program, kind, index in events if kind == "store")
+    assert stores == sorted(kernels.partial_slot(config, p.program, p.tile)
+                            for p in refsim.simulate(config, a=a.cpu().numpy(),
+                                                     b=b.cpu().numpy()).partials)
+    assert check_memory_order(types.SimpleNamespace(events=events)).passed
 
 
 def test_the_diagnosis_names_the_tile_plan_and_cause():
@@ -107,8 +137,8 @@ def test_quick_set_passes_and_every_mutant_is_caught(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["totals"]["failed"] == 0, printed
     missed = {m["mutant"] for m in report["mutants"] if not (m["caught"] and m["right_cause"])}
-    assert missed == GPU_GAPS, printed
-    assert code == (1 if GPU_GAPS else 0)
+    assert not missed, printed
+    assert code == 0
     assert (tmp_path / "report.md").read_text().startswith("# Conformance report")
 
 
