@@ -210,20 +210,43 @@ def check_exact(kut, case, config, device):
     return Finding("exact output", False, [reason], cause, info), run, tensors, sim
 
 
-def check_partials(kut, config, run, sim):
-    """Every partial refsim predicts equals the kernel's, bit for bit."""
+def _partial_cause(math, config, partial, got):
+    """``(cause, detail)`` of one wrong partial, decoded from its difference to refsim's."""
+    diff = got - partial.value
+    if np.all(np.abs(got) >= POISON / 2):
+        return "missing K-segment", "the slot still holds POISON: the partial was never stored"
+    pid_m, pid_n = tiling.grouped_tile(partial.tile, config.num_pid_m, config.num_pid_n,
+                                       config.group_m)
+    if math.bias is not None:
+        bias = np.broadcast_to(math.with_bias(np.zeros_like(diff), pid_n), diff.shape)
+        if np.array_equal(diff, bias):
+            return "bias applied more than once", "the partial already includes the bias"
+    for k in range(config.iters_per_tile):
+        product = math.accumulate(pid_m, pid_n, k, k + 1)
+        if partial.k_begin <= k < partial.k_end and np.array_equal(diff, -product):
+            return "missing K-segment", f"K-iteration {k} is missing from it"
+        if np.array_equal(diff, product):
+            return "duplicated K-segment", f"K-iteration {k} is in it once too often"
+    return "unclassified", "no single K-iteration or bias explains the difference"
+
+
+def check_partials(kut, config, run, sim, tensors):
+    """Every partial refsim predicts equals the kernel's, bit for bit; a difference is decoded
+    into a missing or extra K-iteration, or a bias that a partial should not hold."""
     if kut.partial_slot is None or getattr(run, "partials", None) is None or sim is None:
         return None
-    reasons = []
+    math = numerics.TileMath(config, *map(_numpy, tensors))
+    reasons, causes = [], []
     for p in sim.partials:
         slot = kut.partial_slot(config, p.program, p.tile)
         rows, cols = p.value.shape
         got = run.partials[slot, :rows, :cols].double().cpu().numpy()
         if not np.array_equal(got, p.value):
+            cause, detail = _partial_cause(math, config, p, got)
+            causes.append(cause)
             reasons.append(f"partial of program {p.program} for tile {p.tile} (K-iterations "
-                           f"{p.k_begin}..{p.k_end}) differs in slot {slot}")
-    cause = "missing K-segment" if reasons else None
-    return Finding("partials", not reasons, reasons[:5], cause)
+                           f"{p.k_begin}..{p.k_end}) differs in slot {slot}: {detail}")
+    return Finding("partials", not reasons, reasons[:5], causes[0] if causes else None)
 
 
 def check_memory_order(run):

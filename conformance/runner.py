@@ -51,11 +51,11 @@ def check_case(kut, case, device, determinism_runs=3):
     try:
         if kut.poison is not None:  # create the scratch memory, so that it can be poisoned
             warm_up(kut, case, config, device)
-        exact, run, _, sim = check_exact(kut, case, config, device)
+        exact, run, tensors, sim = check_exact(kut, case, config, device)
         findings.append(exact)
         if getattr(run, "records", None) is not None:
             findings.append(check_order(config, run, sim))
-        partials = check_partials(kut, config, run, sim)
+        partials = check_partials(kut, config, run, sim, tensors)
         if partials is not None:
             findings.append(partials)
         memory = check_memory_order(run)

@@ -9,11 +9,13 @@ import torch
 
 from conformance import Case, KernelUnderTest, check_case, load_cases, quick_set
 from conformance.__main__ import main
-from conformance.checks import POISON, check_memory_order, decode_probe
-from conformance.inputs import BIAS_UNIT, probe_expected
+from conformance.adapter import reference
+from conformance.checks import POISON, check_memory_order, check_partials, decode_probe
+from conformance.inputs import BIAS_UNIT, integer_inputs, probe_expected
 from conformance.mutants import MUTANTS, build
 import kernels
 import refsim
+from refsim import numerics
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else [pytest.mark.interpreter]
@@ -93,6 +95,38 @@ def test_streamk_logs_each_store_before_its_release(fixup, release):
                             for p in refsim.simulate(config, a=a.cpu().numpy(),
                                                      b=b.cpu().numpy()).partials)
     assert check_memory_order(types.SimpleNamespace(events=events)).passed
+
+
+PARTIAL_FAULTS = {  # a wrong partial, made from the right one, and what it must decode to
+    "never stored": (lambda value, product, bias: value * 0 + POISON, "missing K-segment"),
+    "one K-iteration short": (lambda value, product, bias: value - product, "missing K-segment"),
+    "one K-iteration twice": (lambda value, product, bias: value + product,
+                              "duplicated K-segment"),
+    "holds the bias": (lambda value, product, bias: value + bias, "bias applied more than once"),
+    "off by one": (lambda value, product, bias: value + 1, "unclassified"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(PARTIAL_FAULTS))
+def test_partials_check_decodes_what_is_wrong_with_a_partial(fault):
+    case = Case("partials", 64, 64, 80, options=(("sk_hybrid", "one-wave"),), cus=3)
+    config = case.config()
+    a, b, bias = (torch.from_numpy(x).float() for x in integer_inputs(case))
+    run = kernels.run(config, a.to(DEVICE), b.to(DEVICE), bias.to(DEVICE), trace=True)
+    sim = refsim.simulate(config, a=a.numpy(), b=b.numpy(), bias=bias.numpy())
+    partial = sim.partials[0]
+    slot = kernels.partial_slot(config, partial.program, partial.tile)
+    rows, cols = partial.value.shape
+    math = numerics.TileMath(config, a.numpy(), b.numpy(), bias.numpy())
+    pid_m, pid_n = refsim.tiling.grouped_tile(partial.tile, config.num_pid_m, config.num_pid_n,
+                                              config.group_m)
+    product = math.accumulate(pid_m, pid_n, partial.k_begin, partial.k_begin + 1)
+    change, cause = PARTIAL_FAULTS[fault]
+    wrong = change(partial.value, product, math.with_bias(np.zeros_like(product), pid_n))
+    run.partials[slot, :rows, :cols] = torch.from_numpy(wrong.astype(np.float32))
+    finding = check_partials(reference(), config, run, sim, (a, b, bias))
+    assert (finding.passed, finding.cause) == (False, cause), finding.reasons
+    assert f"slot {slot}" in finding.reasons[0]
 
 
 def test_the_diagnosis_names_the_tile_plan_and_cause():
