@@ -60,28 +60,38 @@ def default_config(a, b, **overrides):
     with more units than its preset gets a copy of the preset with its own count. On the CPU
     (Triton's interpreter) the default is a small 4-program H100-like grid.
     """
-    m, k = a.shape
-    n = b.shape[1]
     dtype = next((name for name, dt in TORCH_DTYPES.items() if dt == a.dtype), None)
     if dtype is None:
         raise TypeError(f"a has dtype {a.dtype}; supported: float16, bfloat16, float32")
+    return device_config(a.shape[0], b.shape[1], a.shape[1], dtype, a.device, **overrides)
+
+
+def device_config(m, n, k, dtype, device, **overrides):
+    """A GemmConfig for an (m, n, k) GEMM in ``dtype`` ("fp16", ...) on a torch ``device``."""
     options = {"dtype": dtype}
-    if a.device.type == "cuda":
-        props = torch.cuda.get_device_properties(a.device)
-        preset = PROFILES["mi300x" if getattr(torch.version, "hip", None) else (
-            "h200" if "H200" in props.name.upper() else "h100")]
-        if props.multi_processor_count > preset.cus:
-            # A bigger part than the preset: its numbers, with this device's unit count.
-            preset = dataclasses.replace(preset, name=props.name, cus=props.multi_processor_count,
-                                         xcds=1)
-        options["device"] = preset
-        options["cus"] = props.multi_processor_count
+    if device.type == "cuda":
+        preset, units = _device_profile(device.index if device.index is not None
+                                        else torch.cuda.current_device())
+        options.update(device=preset, cus=units)
         if preset.vendor == "nvidia":
             options["xcds"] = 1
     else:
         options.update(device="h100", cus=4, xcds=1, block_m=32, block_n=32, block_k=32)
     options.update(overrides)
     return GemmConfig(m, n, k, **options)
+
+
+@functools.cache
+def _device_profile(index):
+    """``(profile, units)`` of CUDA device ``index``, probed once."""
+    props = torch.cuda.get_device_properties(index)
+    preset = PROFILES["mi300x" if getattr(torch.version, "hip", None) else (
+        "h200" if "H200" in props.name.upper() else "h100")]
+    if props.multi_processor_count > preset.cus:
+        # A bigger part than the preset: its numbers, with this device's unit count.
+        preset = dataclasses.replace(preset, name=props.name, cus=props.multi_processor_count,
+                                     xcds=1)
+    return preset, props.multi_processor_count
 
 
 def _check(config, a, b, bias, out):

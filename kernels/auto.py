@@ -1,0 +1,67 @@
+"""``strategy="auto"``: a strategy and configuration per (shape, dtype, device), by a fixed rule.
+
+The rule (documented in docs/torch-api.md), with ``units`` the device's SMs/CUs, ``tiles`` the
+output tiles and ``iters`` the K-iterations of one tile:
+
+1. ``iters < 4``: ``data_parallel`` -- too little K to be worth splitting.
+2. ``tiles % units == 0`` or ``tiles >= 4 * units``: ``data_parallel`` -- whole waves, or a
+   partial last wave that costs at most a fifth of the run.
+3. ``tiles * 2 <= units``: ``split_k`` with ``min(units // tiles, iters // 2)`` slices -- too
+   few tiles to fill the device.
+4. otherwise ``streamk`` (two-tile hybrid) with the ``last-arriver`` fixup: the partial last
+   wave is shared out by K-iterations, and no program ever waits on another, so any grid runs.
+
+Blocks: 128x128x64 for fp16/bf16 and 128x128x32 for fp32 on a GPU; 32x32x32 under the
+interpreter. Explicit overrides (``block_m=...``, ``strategy=...``, ``fixup=...``) win over
+the rule. Configurations are cached per key, so a repeated call does no host work beyond
+one dictionary lookup.
+"""
+
+import ast
+import functools
+
+import torch
+
+from .launch import device_config
+
+GPU_BLOCKS = {"fp16": (128, 128, 64), "bf16": (128, 128, 64), "fp32": (128, 128, 32)}
+INTERPRETER_BLOCKS = (32, 32, 32)
+DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def choose(m, n, k, units, block_m, block_n, block_k):
+    """``(strategy, options)`` of the rule in the module docstring."""
+    tiles = _cdiv(m, block_m) * _cdiv(n, block_n)
+    iters = _cdiv(k, block_k)
+    if iters < 4 or tiles % units == 0 or tiles >= 4 * units:
+        return "data_parallel", {}
+    if tiles * 2 <= units:
+        return "split_k", {"split_k": max(2, min(units // tiles, iters // 2))}
+    return "streamk", {"fixup": "last-arriver", "sk_hybrid": "two-tile"}
+
+
+@functools.lru_cache(maxsize=4096)
+def config_for(m, n, k, dtype, device, strategy="auto", overrides=""):
+    """The GemmConfig for one GEMM: ``strategy`` (or the rule, for ``"auto"``) and
+    ``overrides``, GemmConfig fields as ``"name=repr;..."`` (a string: it is part of the cache
+    key).
+    """
+    name = DTYPE_NAMES[dtype]
+    options = {}
+    for item in filter(None, overrides.split(";")):
+        field, _, value = item.partition("=")
+        options[field] = ast.literal_eval(value)
+    blocks = GPU_BLOCKS[name] if device.type == "cuda" else INTERPRETER_BLOCKS
+    for field, value in zip(("block_m", "block_n", "block_k"), blocks):
+        options.setdefault(field, value)
+    if strategy == "auto":
+        probe = device_config(m, n, k, name, device, **dict(options, strategy="data_parallel"))
+        strategy, chosen = choose(m, n, k, probe.cus, probe.block_m, probe.block_n, probe.block_k)
+        for field, value in chosen.items():
+            options.setdefault(field, value)
+    return device_config(m, n, k, name, device, **dict(options, strategy=strategy))
+

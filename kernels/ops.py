@@ -1,0 +1,278 @@
+"""The torch front end: ``matmul``, ``addmm``, ``bmm`` as PyTorch operators with autograd.
+
+Two operators carry the work, registered with ``torch.library.custom_op`` (so that
+``torch.compile`` sees one opaque node each, with a fake implementation for shapes):
+
+* ``refsim::mm(a, b, bias, strategy, deterministic, options)``: ``a @ b (+ bias)`` for 2-D
+  ``a``, ``b`` and an optional 1-D ``bias``; ``refsim::mm_out`` writes into ``out``.
+* ``refsim::bmm(a, b, strategy, deterministic, options)``: one product per batch entry;
+  ``refsim::bmm_out`` writes into ``out``.
+
+``options`` is the configuration overrides as a string (operator arguments must be plain types).
+Backward runs our own kernels too: ``grad_a = grad @ b^T`` and ``grad_b = a^T @ grad`` on
+transposed views (the kernels take any strides, so nothing is copied), ``grad_bias`` a sum.
+"""
+
+import torch
+
+from .auto import DTYPE_NAMES, config_for
+from .launch import run
+
+SUPPORTED = ", ".join(str(d).removeprefix("torch.") for d in DTYPE_NAMES)
+
+
+def _options(overrides):
+    """Config overrides as an operator argument: ``"name=repr;..."`` (plain enough for dynamo
+    to build while tracing); :func:`kernels.auto.config_for` reads it back."""
+    return ";".join(f"{name}={value!r}" for name, value in sorted(overrides.items()))
+
+
+def _product(a, b, bias, out, strategy, deterministic, options):
+    """One 2-D GEMM into ``out`` (allocated when None) with the cached configuration."""
+    m, k = a.shape
+    n = b.shape[1]
+    if out is None:
+        out = torch.empty((m, n), dtype=a.dtype, device=a.device)
+    if 0 in (m, n, k):
+        out.zero_()
+        if bias is not None and m and n:
+            out.copy_(bias.expand(m, n))
+        return out
+    config = config_for(m, n, k, a.dtype, a.device, strategy, options)
+    run(config, a, b, bias, out=out, deterministic=deterministic)
+    return out
+
+
+@torch.library.custom_op("refsim::mm", mutates_args=())
+def _mm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None, strategy: str,
+        deterministic: bool, options: str) -> torch.Tensor:
+    return _product(a, b, bias, None, strategy, deterministic, options)
+
+
+@_mm.register_fake
+def _mm_fake(a, b, bias, strategy, deterministic, options):
+    return a.new_empty((a.shape[0], b.shape[1]))
+
+
+@torch.library.custom_op("refsim::mm_out", mutates_args=("out",))
+def _mm_out(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
+            strategy: str, deterministic: bool, options: str) -> None:
+    _product(a, b, bias, out, strategy, deterministic, options)
+
+
+@_mm_out.register_fake
+def _mm_out_fake(a, b, bias, out, strategy, deterministic, options):
+    return None
+
+
+def _batched(a, b, out, strategy, deterministic, options):
+    if out is None:
+        out = torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype, device=a.device)
+    for i in range(a.shape[0]):
+        _product(a[i], b[i], None, out[i], strategy, deterministic, options)
+    return out
+
+
+@torch.library.custom_op("refsim::bmm", mutates_args=())
+def _bmm(a: torch.Tensor, b: torch.Tensor, strategy: str, deterministic: bool,
+         options: str) -> torch.Tensor:
+    return _batched(a, b, None, strategy, deterministic, options)
+
+
+@_bmm.register_fake
+def _bmm_fake(a, b, strategy, deterministic, options):
+    return a.new_empty((a.shape[0], a.shape[1], b.shape[2]))
+
+
+@torch.library.custom_op("refsim::bmm_out", mutates_args=("out",))
+def _bmm_out(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, strategy: str,
+             deterministic: bool, options: str) -> None:
+    _batched(a, b, out, strategy, deterministic, options)
+
+
+@_bmm_out.register_fake
+def _bmm_out_fake(a, b, out, strategy, deterministic, options):
+    return None
+
+
+def _setup_mm(ctx, inputs, output):
+    a, b, bias, strategy, deterministic, _ = inputs
+    ctx.save_for_backward(a, b)
+    ctx.has_bias = bias is not None
+    ctx.bias_dtype = None if bias is None else bias.dtype
+    ctx.flags = (strategy, deterministic)
+
+
+def _backward_mm(ctx, grad):
+    a, b = ctx.saved_tensors
+    strategy, deterministic = ctx.flags
+    grad_a = grad_b = grad_bias = None
+    auto = ("auto", deterministic, _options({}))
+    if ctx.needs_input_grad[0]:
+        grad_a = _mm(grad, b.t(), None, *auto)
+    if ctx.needs_input_grad[1]:
+        grad_b = _mm(a.t(), grad, None, *auto)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_bias = grad.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
+    return grad_a, grad_b, grad_bias, None, None, None
+
+
+def _setup_bmm(ctx, inputs, output):
+    a, b, strategy, deterministic, _ = inputs
+    ctx.save_for_backward(a, b)
+    ctx.deterministic = deterministic
+
+
+def _backward_bmm(ctx, grad):
+    a, b = ctx.saved_tensors
+    auto = ("auto", ctx.deterministic, _options({}))
+    grad_a = _bmm(grad, b.transpose(1, 2), *auto) if ctx.needs_input_grad[0] else None
+    grad_b = _bmm(a.transpose(1, 2), grad, *auto) if ctx.needs_input_grad[1] else None
+    return grad_a, grad_b, None, None, None
+
+
+torch.library.register_autograd("refsim::mm", _backward_mm, setup_context=_setup_mm)
+torch.library.register_autograd("refsim::bmm", _backward_bmm, setup_context=_setup_bmm)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks: the errors torch raises, in the same words where there is an equivalent.
+
+def _check_operands(name, a, b):
+    for t in (a, b):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}(): expected a Tensor, got {type(t).__name__}")
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{name}(): expected both operands to have the same dtype, but got "
+                           f"{a.dtype} and {b.dtype}")
+    if a.dtype not in DTYPE_NAMES:
+        raise TypeError(f"{name}(): dtype {a.dtype} is not supported; supported: {SUPPORTED}")
+    if a.device != b.device:
+        raise RuntimeError(f"{name}(): expected both operands on the same device, but got "
+                           f"{a.device} and {b.device}")
+
+
+def _check_out(name, out, shape, dtype, device, *inputs):
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{name}(): out must be a Tensor, got {type(out).__name__}")
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                       for t in (*inputs, out)):
+        raise RuntimeError(f"{name}(): functions with out=... arguments don't support automatic "
+                           "differentiation, but one of the arguments requires grad.")
+    if out.dtype != dtype:
+        raise RuntimeError(f"{name}(): expected out tensor to have dtype {dtype}, but got "
+                           f"{out.dtype} instead")
+    if out.device != device:
+        raise RuntimeError(f"{name}(): expected out tensor on {device}, but got {out.device}")
+    if tuple(out.shape) != tuple(shape):
+        raise RuntimeError(f"{name}(): out has shape {tuple(out.shape)}, expected {tuple(shape)} "
+                           "(torch would resize it; kernels does not)")
+
+
+def _mat_shapes_error(a, b):
+    return RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
+                        f"({'x'.join(map(str, a.shape))} and {'x'.join(map(str, b.shape))})")
+
+
+# ---------------------------------------------------------------------------------------------
+# The public functions.
+
+def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_overrides):
+    """``torch.matmul(a, b)`` on our kernels: 2-D, ``(..., M, K) @ (K, N)`` and batched
+    ``(..., M, K) @ (..., K, N)`` (batch dimensions broadcast as in torch).
+
+    ``strategy``: ``"auto"`` (see :mod:`kernels.auto`) or a refsim strategy name;
+    ``config_overrides``: any :class:`refsim.GemmConfig` field (``block_m=64``,
+    ``fixup="turnstile"``, ...). ``deterministic=False`` allows the atomic fixup.
+    """
+    _check_operands("matmul", a, b)
+    if a.dim() < 2 or b.dim() < 2:
+        raise RuntimeError(f"matmul(): both operands need at least 2 dimensions, got "
+                           f"{a.dim()} and {b.dim()} (vectors are not supported)")
+    if a.shape[-1] != b.shape[-2]:
+        raise _mat_shapes_error(a.flatten(0, -2), b)
+    flags = (strategy, deterministic, _options(config_overrides))
+    if b.dim() == 2:
+        lead = a.shape[:-1]
+        shape = (*lead, b.shape[1])
+        a2 = a.flatten(0, -2)
+        if out is not None:
+            _check_out("matmul", out, shape, a.dtype, a.device, a, b)
+            if out.is_contiguous():
+                _mm_out(a2, b, None, out.flatten(0, -2), *flags)
+            else:
+                out.copy_(_mm(a2, b, None, *flags).view(shape))
+            return out
+        return _mm(a2, b, None, *flags).view(shape)
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    m, n, k = a.shape[-2], b.shape[-1], a.shape[-1]
+    a3 = a.expand(*batch, m, k).flatten(0, -3)
+    b3 = b.expand(*batch, k, n).flatten(0, -3)
+    shape = (*batch, m, n)
+    if out is not None:
+        _check_out("matmul", out, shape, a.dtype, a.device, a, b)
+        if out.is_contiguous():
+            _bmm_out(a3, b3, out.flatten(0, -3), *flags)
+        else:
+            out.copy_(_bmm(a3, b3, *flags).view(shape))
+        return out
+    return _bmm(a3, b3, *flags).view(shape)
+
+
+def bmm(a, b, *, out=None, strategy="auto", deterministic=True, **config_overrides):
+    """``torch.bmm(a, b)``: ``(B, M, K) @ (B, K, N)``, the same B on both sides."""
+    _check_operands("bmm", a, b)
+    if a.dim() != 3 or b.dim() != 3:
+        raise RuntimeError(f"bmm(): batch1 and batch2 must be 3-D tensors, got {a.dim()}-D and "
+                           f"{b.dim()}-D")
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise RuntimeError(f"bmm(): shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                           "multiplied (need (B, M, K) and (B, K, N))")
+    return matmul(a, b, out=out, strategy=strategy, deterministic=deterministic,
+                  **config_overrides)
+
+
+def addmm(bias, a, b, *, beta=1, alpha=1, out=None, strategy="auto", deterministic=True,
+          **config_overrides):
+    """``torch.addmm(bias, a, b, beta=beta, alpha=alpha)`` = ``beta * bias + alpha * (a @ b)``.
+
+    With ``beta == alpha == 1`` and a bias of shape ``(N,)`` or ``(1, N)`` the bias is added in
+    the kernel's fp32 epilogue (one rounding, as refsim predicts); otherwise the product is
+    scaled and the bias added by torch afterwards.
+    """
+    _check_operands("addmm", a, b)
+    if not isinstance(bias, torch.Tensor):
+        raise TypeError(f"addmm(): expected a Tensor bias, got {type(bias).__name__}")
+    if a.dim() != 2 or b.dim() != 2:
+        raise RuntimeError(f"addmm(): mat1 and mat2 must be matrices, got {a.dim()}-D and "
+                           f"{b.dim()}-D")
+    if a.shape[1] != b.shape[0]:
+        raise _mat_shapes_error(a, b)
+    shape = (a.shape[0], b.shape[1])
+    if bias.dtype != a.dtype or bias.device != a.device:
+        raise RuntimeError(f"addmm(): bias is {bias.dtype} on {bias.device}, the matrices "
+                           f"{a.dtype} on {a.device}")
+    try:
+        torch.broadcast_shapes(bias.shape, shape)
+    except RuntimeError:
+        raise RuntimeError(f"addmm(): bias of shape {tuple(bias.shape)} does not broadcast to "
+                           f"{shape}") from None
+    flags = (strategy, deterministic, _options(config_overrides))
+    fused = beta == 1 and alpha == 1 and bias.shape[-1] == shape[1] and bias.numel() == shape[1]
+    if out is not None:
+        _check_out("addmm", out, shape, a.dtype, a.device, bias, a, b)
+    if fused:
+        vector = bias.reshape(shape[1])
+        if out is not None and out.is_contiguous():
+            _mm_out(a, b, vector, out, *flags)
+            return out
+        result = _mm(a, b, vector, *flags)
+    else:
+        product = _mm(a, b, None, *flags)
+        scaled = product if alpha == 1 else alpha * product
+        # as torch: beta = 0 ignores the bias, NaN and inf included
+        result = scaled if beta == 0 else scaled + (bias if beta == 1 else beta * bias)
+    if out is not None:
+        out.copy_(result)
+        return out
+    return result

@@ -1,0 +1,421 @@
+"""The torch front end: matmul, addmm, bmm, nn.Linear -- forward, backward, out=, errors,
+the auto rule and its cache, torch.compile, threads. Runs in the interpreter without a GPU
+(small shapes) and compiled with one (``-m gpu``)."""
+
+import threading
+
+import pytest
+import torch
+
+import kernels
+from conformance.checks import TOLERANCE
+from kernels.auto import choose, config_for
+from kernels.launch import TORCH_DTYPES
+from refsim import STRATEGIES
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else [pytest.mark.interpreter]
+DTYPES = sorted(TORCH_DTYPES)
+
+
+def integers(*shape, dtype="fp32", seed=0, grad=False):
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.randint(-4, 5, shape, generator=generator).to(TORCH_DTYPES[dtype]).to(DEVICE)
+    return t.requires_grad_(grad)
+
+
+def normals(*shape, dtype="fp32", seed=0, grad=False):
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.randn(shape, generator=generator).to(TORCH_DTYPES[dtype]).to(DEVICE)
+    return t.requires_grad_(grad)
+
+
+def assert_same(got, expected, what="output"):
+    """Bit-equal tensors, or a message naming the first differing index and the count."""
+    assert got.shape == expected.shape and got.dtype == expected.dtype, \
+        f"{what}: {got.dtype}{tuple(got.shape)} vs {expected.dtype}{tuple(expected.shape)}"
+    bad = (got != expected).nonzero()
+    if len(bad):
+        index = tuple(bad[0].tolist())
+        raise AssertionError(f"{what}: {len(bad)} elements differ; first at {index}: "
+                             f"{got[index].item()} != {expected[index].item()}")
+
+
+def assert_within(got, reference, scale, dtype, what="output"):
+    """|got - reference| <= TOLERANCE[dtype] * scale, elementwise (float64 reference and scale)."""
+    error = (got.double() - reference).abs() / (scale + 1e-30)
+    worst = error.max().item()
+    if worst > TOLERANCE[dtype]:
+        index = tuple(int(i) for i in torch.unravel_index(error.argmax(), error.shape))
+        raise AssertionError(f"{what}: relative error {worst:.3g} at {index} exceeds "
+                             f"{TOLERANCE[dtype]} for {dtype}")
+
+
+def exact(a, b, bias=None):
+    """The float64 product (plus bias) rounded once to the inputs' dtype: what torch gives
+    on integer inputs when it accumulates exactly."""
+    result = a.detach().double() @ b.detach().double()
+    if bias is not None:
+        result = result + bias.detach().double()
+    return result.to(a.dtype)
+
+
+# Forward cases as data: (name, make inputs, our call, torch's call).
+FORWARD = {
+    "matmul 2-D": (lambda d, s: (integers(37, 70, dtype=d, seed=s), integers(70, 29, dtype=d,
+                                                                             seed=s + 1)),
+                   lambda a, b: kernels.matmul(a, b), torch.matmul),
+    "matmul (..., M, K) @ (K, N)": (
+        lambda d, s: (integers(2, 3, 11, 40, dtype=d, seed=s), integers(40, 9, dtype=d,
+                                                                        seed=s + 1)),
+        lambda a, b: kernels.matmul(a, b), torch.matmul),
+    "matmul batched, broadcast": (
+        lambda d, s: (integers(3, 1, 10, 33, dtype=d, seed=s), integers(4, 33, 12, dtype=d,
+                                                                        seed=s + 1)),
+        lambda a, b: kernels.matmul(a, b), torch.matmul),
+    "bmm": (lambda d, s: (integers(3, 17, 45, dtype=d, seed=s), integers(3, 45, 20, dtype=d,
+                                                                         seed=s + 1)),
+            lambda a, b: kernels.bmm(a, b), torch.bmm),
+    "matmul transposed operands": (
+        lambda d, s: (integers(70, 37, dtype=d, seed=s).t(), integers(29, 70, dtype=d,
+                                                                      seed=s + 1).t()),
+        lambda a, b: kernels.matmul(a, b), torch.matmul),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", sorted(FORWARD))
+def test_forward_is_torchs_result_on_integer_inputs(case, dtype):
+    make, ours, theirs = FORWARD[case]
+    a, b = make(dtype, 3)
+    expected = theirs(a.double(), b.double()).to(a.dtype)
+    assert_same(ours(a, b), expected, case)
+    assert_same(ours(a, b), theirs(a.float(), b.float()).to(a.dtype), case + " vs torch fp32")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_addmm_and_linear_add_the_bias_once(dtype):
+    a, b, bias = integers(33, 50, dtype=dtype), integers(50, 21, dtype=dtype, seed=1), \
+        integers(21, dtype=dtype, seed=2)
+    assert_same(kernels.addmm(bias, a, b), exact(a, b, bias), "addmm")
+    row = bias.reshape(1, -1)
+    assert_same(kernels.addmm(row, a, b), exact(a, b, bias), "addmm, (1, N) bias")
+    full = integers(33, 21, dtype=dtype, seed=3)
+    expected = (3 * full.double() + 2 * (a.double() @ b.double())).to(a.dtype)
+    assert_same(kernels.addmm(full, a, b, beta=3, alpha=2), expected, "addmm beta=3 alpha=2")
+    linear = kernels.nn.Linear(50, 21, device=DEVICE, dtype=TORCH_DTYPES[dtype])
+    with torch.no_grad():
+        linear.weight.copy_(b.t())
+        linear.bias.copy_(bias)
+    assert_same(linear(a), exact(a, b, bias), "Linear")
+
+
+def test_the_atomic_fixup_when_determinism_is_waived():
+    a, b = integers(70, 150), integers(150, 90, seed=1)
+    got = kernels.matmul(a, b, strategy="streamk", fixup="atomic", sk_hybrid="one-wave",
+                         deterministic=False)
+    assert_same(got, exact(a, b), "atomic")
+
+
+def test_addmm_beta_zero_ignores_nan_in_the_bias():
+    a, b = integers(8, 40), integers(40, 8, seed=1)
+    bias = torch.full((8, 8), float("nan"), device=DEVICE)
+    assert_same(kernels.addmm(bias, a, b, beta=0), exact(a, b), "beta=0")
+
+
+@pytest.mark.parametrize("strategy", ["auto", *STRATEGIES])
+def test_every_strategy_behind_matmul(strategy):
+    a, b = integers(70, 150), integers(150, 90, seed=1)
+    options = {"fixup": "last-arriver"} if strategy == "streamk" else {}
+    assert_same(kernels.matmul(a, b, strategy=strategy, **options), exact(a, b), strategy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_inputs_within_the_dtype_tolerance(dtype):
+    a, b, bias = normals(65, 130, dtype=dtype), normals(130, 47, dtype=dtype, seed=1), \
+        normals(47, dtype=dtype, seed=2)
+    reference = a.double() @ b.double() + bias.double()
+    scale = a.double().abs() @ b.double().abs() + bias.double().abs()
+    assert_within(kernels.addmm(bias, a, b), reference, scale, dtype, "addmm")
+    assert_within(kernels.matmul(a, b), a.double() @ b.double(), scale, dtype, "matmul")
+
+
+# Gradients: integer inputs and an integer upstream gradient make every fp32 sum exact.
+GRADIENTS = {
+    "matmul": (lambda g: (integers(21, 40, grad=g), integers(40, 19, seed=1, grad=g)),
+               kernels.matmul, torch.matmul),
+    "matmul batched": (lambda g: (integers(2, 21, 40, grad=g), integers(40, 19, seed=1, grad=g)),
+                       kernels.matmul, torch.matmul),
+    "bmm": (lambda g: (integers(2, 21, 40, grad=g), integers(2, 40, 19, seed=1, grad=g)),
+            kernels.bmm, torch.bmm),
+    "addmm": (lambda g: (integers(19, grad=g, seed=2), integers(21, 40, grad=g),
+                         integers(40, 19, seed=1, grad=g)),
+              kernels.addmm, torch.addmm),
+    "addmm beta alpha": (lambda g: (integers(21, 19, grad=g, seed=2), integers(21, 40, grad=g),
+                                    integers(40, 19, seed=1, grad=g)),
+                         lambda *t: kernels.addmm(*t, beta=2, alpha=3),
+                         lambda *t: torch.addmm(*t, beta=2, alpha=3)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRADIENTS))
+def test_gradients_equal_torchs(case):
+    make, ours, theirs = GRADIENTS[case]
+    inputs = make(True)
+    reference = [t.detach().double().requires_grad_() for t in inputs]
+    out = ours(*inputs)
+    upstream = integers(*out.shape, seed=7)
+    out.backward(upstream)
+    theirs(*reference).backward(upstream.double())
+    for i, (mine, ref) in enumerate(zip(inputs, reference)):
+        assert_same(mine.grad, ref.grad.to(mine.dtype), f"{case}: gradient of input {i}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_gradients_within_tolerance_of_torch_linear(dtype):
+    ours = kernels.nn.Linear(48, 24, device=DEVICE, dtype=TORCH_DTYPES[dtype])
+    theirs = torch.nn.Linear(48, 24, device=DEVICE, dtype=torch.float64)
+    theirs.load_state_dict({k: v.double() for k, v in ours.state_dict().items()})
+    x = normals(5, 7, 48, dtype=dtype, seed=4)
+    upstream = normals(5, 7, 24, dtype=dtype, seed=5)
+    ours(x).backward(upstream)
+    theirs(x.double()).backward(upstream.double())
+    rows = upstream.double().abs().reshape(-1, 24)
+    scale_w = rows.t() @ x.double().abs().reshape(-1, 48)
+    assert_within(ours.weight.grad, theirs.weight.grad, scale_w, dtype, "weight grad")
+    assert_within(ours.bias.grad, theirs.bias.grad, rows.sum(0), dtype, "bias grad")
+
+
+def test_linear_is_a_drop_in_for_torch_linear():
+    ours = kernels.nn.Linear(16, 8, device=DEVICE)
+    theirs = torch.nn.Linear(16, 8, device=DEVICE)
+    assert isinstance(ours, torch.nn.Linear)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    theirs.load_state_dict(ours.state_dict())
+    x = integers(3, 16)
+    with torch.no_grad():
+        ours.weight.copy_(integers(8, 16, seed=1))
+        ours.bias.copy_(integers(8, seed=2))
+        theirs.load_state_dict(ours.state_dict())
+    assert_same(ours(x), theirs(x).detach(), "Linear vs torch.nn.Linear")
+    assert not kernels.nn.Linear(16, 8, bias=False).state_dict().keys() - {"weight"}
+
+
+# out=
+def test_out_gives_the_same_bits_as_out_of_place():
+    a, b, bias = normals(37, 70), normals(70, 29, seed=1), normals(29, seed=2)
+    for call in (lambda out: kernels.matmul(a, b, out=out),
+                 lambda out: kernels.addmm(bias, a, b, out=out)):
+        expected = call(None)
+        out = torch.full_like(expected, float("nan"))
+        assert call(out) is out
+        assert_same(out, expected, "out=")
+        strided = torch.full((29, 37), float("nan"), device=DEVICE).t()
+        call(strided)
+        assert_same(strided, expected, "non-contiguous out=")
+    a3, b3 = normals(2, 9, 40), normals(2, 40, 11, seed=1)
+    out3 = torch.empty(2, 9, 11, device=DEVICE)
+    assert kernels.bmm(a3, b3, out=out3) is out3
+    assert_same(out3, kernels.bmm(a3, b3), "bmm out=")
+
+
+OUT_ERRORS = {  # (out, expected message)
+    "wrong dtype": (lambda: torch.empty(8, 6, dtype=torch.float16, device=DEVICE),
+                    "expected out tensor to have dtype torch.float32"),
+    "wrong shape": (lambda: torch.empty(6, 8, device=DEVICE), r"out has shape \(6, 8\)"),
+    "wrong device": (lambda: torch.empty(8, 6, device="meta"), "expected out tensor on"),
+    "not a tensor": (lambda: [[0.0] * 6] * 8, "out must be a Tensor"),
+}
+
+
+@pytest.mark.parametrize("error", sorted(OUT_ERRORS))
+def test_a_bad_out_is_refused_like_torch(error):
+    make, message = OUT_ERRORS[error]
+    with pytest.raises((RuntimeError, TypeError), match=message):
+        kernels.matmul(integers(8, 40), integers(40, 6), out=make())
+
+
+def test_out_with_autograd_raises_the_error_torch_raises():
+    a, b = integers(8, 40, grad=True), integers(40, 6)
+    out = torch.empty(8, 6, device=DEVICE)
+    with pytest.raises(RuntimeError, match="don't support automatic differentiation") as ours:
+        kernels.matmul(a, b, out=out)
+    with pytest.raises(RuntimeError) as theirs:
+        torch.matmul(a, b, out=out)
+    assert type(ours.value) is type(theirs.value)
+    assert "automatic differentiation" in str(theirs.value)
+    with torch.no_grad():
+        kernels.matmul(a, b, out=out)
+    assert_same(out, exact(a, b), "out= under no_grad")
+
+
+BAD_CALLS = {  # (call, exception, message)
+    "shapes": (lambda: kernels.matmul(integers(3, 4), integers(5, 6)), RuntimeError,
+               r"cannot be multiplied \(3x4 and 5x6\)"),
+    "dtypes": (lambda: kernels.matmul(integers(3, 4), integers(4, 6, dtype="fp16")),
+               RuntimeError, "same dtype"),
+    "float64": (lambda: kernels.matmul(integers(3, 4).double(), integers(4, 6).double()),
+                TypeError, "float64 is not supported"),
+    "vector": (lambda: kernels.matmul(integers(3, 4), integers(4)), RuntimeError,
+               "at least 2 dimensions"),
+    "devices": (lambda: kernels.matmul(integers(3, 4), torch.ones(4, 6, device="meta")),
+                RuntimeError, "same device"),
+    "bmm batch": (lambda: kernels.bmm(integers(2, 3, 4), integers(3, 4, 5)), RuntimeError,
+                  "cannot be multiplied"),
+    "bmm 2-D": (lambda: kernels.bmm(integers(3, 4), integers(4, 5)), RuntimeError, "3-D"),
+    "addmm bias": (lambda: kernels.addmm(integers(5), integers(3, 4), integers(4, 6)),
+                   RuntimeError, "does not broadcast"),
+    "addmm bias dtype": (lambda: kernels.addmm(integers(6, dtype="fp16"), integers(3, 4),
+                                               integers(4, 6)), RuntimeError, "bias is"),
+    "not a tensor": (lambda: kernels.matmul([[1.0]], integers(1, 1)), TypeError,
+                     "expected a Tensor"),
+    "Linear features": (lambda: kernels.nn.Linear(4, 2, device=DEVICE)(integers(3, 5)),
+                        RuntimeError, "expected 4"),
+    "bad override": (lambda: kernels.matmul(integers(3, 4), integers(4, 6), block_m=-1),
+                     ValueError, "block_m"),
+    "atomic, deterministic": (lambda: kernels.matmul(integers(70, 150), integers(150, 90),
+                                                     strategy="streamk", fixup="atomic"),
+                              ValueError, "deterministic=False"),
+}
+
+
+@pytest.mark.parametrize("call", sorted(BAD_CALLS))
+def test_bad_calls_raise_clear_errors(call):
+    make, exception, message = BAD_CALLS[call]
+    with pytest.raises(exception, match=message):
+        make()
+
+
+def test_zero_sized_products_match_torch():
+    for a, b in ((integers(0, 4), integers(4, 3)), (integers(3, 0), integers(0, 5)),
+                 (integers(2, 0, 4), integers(2, 4, 3))):
+        assert_same(kernels.matmul(a, b), torch.matmul(a, b), f"{tuple(a.shape)} @ {tuple(b.shape)}")
+    bias = integers(5)
+    assert_same(kernels.addmm(bias, integers(3, 0), integers(0, 5)), bias.expand(3, 5).clone(),
+                "addmm with K = 0")
+
+
+# The auto rule and its cache.
+RULE = [  # (m, n, k, units, blocks, expected strategy)
+    (128, 128, 32, 4, (32, 32, 32), "data_parallel"),          # one K-iteration
+    (128, 128, 512, 4, (32, 32, 32), "data_parallel"),         # 16 tiles: whole waves
+    (160, 160, 512, 4, (32, 32, 32), "data_parallel"),         # 25 tiles >= 4 waves
+    (32, 32, 512, 4, (32, 32, 32), "split_k"),                 # 1 tile on 4 units
+    (96, 64, 512, 4, (32, 32, 32), "streamk"),                 # 6 tiles: 1.5 waves
+    (4096, 4096, 4096, 132, (128, 128, 64), "data_parallel"),  # 1024 tiles
+    (1920, 2176, 4096, 132, (128, 128, 64), "streamk"),        # 255 tiles
+    (256, 256, 8192, 132, (128, 128, 64), "split_k"),          # 4 tiles
+]
+
+
+@pytest.mark.parametrize("m, n, k, units, blocks, expected", RULE)
+def test_the_auto_rule(m, n, k, units, blocks, expected):
+    strategy, options = choose(m, n, k, units, *blocks)
+    assert strategy == expected
+    if strategy == "split_k":
+        assert 2 <= options["split_k"] <= -(-k // blocks[2])
+
+
+def test_the_auto_choice_is_cached_per_shape():
+    a, b = integers(96, 64), integers(64, 80, seed=1)
+    kernels.matmul(a, b)
+    before = config_for.cache_info()
+    kernels.matmul(a, b)
+    after = config_for.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    assert config_for(96, 80, 64, torch.float32, a.device) is \
+        config_for(96, 80, 64, torch.float32, a.device)
+
+
+def test_two_threads_on_one_device_get_their_own_results():
+    problems = [(integers(40 + i, 70, seed=i), integers(70, 30 + i, seed=100 + i))
+                for i in range(6)]
+    results = {}
+
+    def work(indices):
+        for i in indices:
+            results[i] = kernels.matmul(*problems[i], strategy="streamk", fixup="last-arriver")
+
+    threads = [threading.Thread(target=work, args=(range(j, 6, 2),)) for j in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (a, b) in enumerate(problems):
+        assert_same(results[i], exact(a, b), f"problem {i}")
+
+
+# torch.compile: on the CPU with the aot_eager backend (dynamo's graph and the autograd
+# tracing, no code generation), on a GPU with inductor.
+def _mlp(dtype=torch.float32, layer=None):
+    torch.manual_seed(0)
+    layer = layer or kernels.nn.Linear
+    return torch.nn.Sequential(layer(32, 64, device=DEVICE, dtype=dtype), torch.nn.ReLU(),
+                               layer(64, 16, device=DEVICE, dtype=dtype))
+
+
+COMPILED = {  # name -> a function of (x (M, 32), w (32, 16), bias (16,)) to a scalar
+    "matmul": lambda x, w, bias: kernels.matmul(x, w).square().sum(),
+    "addmm": lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(),
+    "mlp": lambda x, w, bias, mlp=_mlp(): mlp(x).square().sum(),
+}
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+@pytest.mark.parametrize("target", sorted(COMPILED))
+def test_compiles_without_graph_breaks_or_recompiles(target, dynamic):
+    """fullgraph=True (a graph break raises); forward and backward agree with eager; one
+    compilation for two calls of one shape, or for three sizes of a dynamic dimension."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager" if DEVICE == "cpu" else "inductor")
+    function = COMPILED[target]
+    compiled = torch.compile(function, backend=counter, fullgraph=True)
+    for m in (24, 40, 56) if dynamic else (24, 24):
+        x, w, bias = normals(m, 32, seed=m, grad=True), normals(32, 16, seed=1, grad=True), \
+            normals(16, seed=2, grad=True)
+        if dynamic:
+            torch._dynamo.mark_dynamic(x, 0)
+        loss = compiled(x, w, bias)
+        loss.backward()
+        reference = [t.detach().clone().requires_grad_() for t in (x, w, bias)]
+        expected = function(*reference)
+        expected.backward()
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-4)
+        for mine, ref in zip((x, w, bias), reference):
+            if ref.grad is not None:
+                torch.testing.assert_close(mine.grad, ref.grad, rtol=1e-5, atol=1e-4)
+    assert counter.frame_count == 1, f"compiled {counter.frame_count} times"
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_training_an_mlp_tracks_torch_linear(dtype, compiled):
+    """20 SGD steps of the same two-layer MLP, from the same weights and data: kernels.nn.Linear
+    against torch.nn.Linear, the losses within a dtype-sized tolerance at every step."""
+    torch_dtype = TORCH_DTYPES[dtype]
+    ours, theirs = _mlp(torch_dtype), _mlp(torch_dtype, torch.nn.Linear)
+    theirs.load_state_dict(ours.state_dict())
+    teacher = normals(32, 16, seed=99) / 4
+    inputs = [normals(48, 32, dtype=dtype, seed=s) for s in range(20)]
+    data = [(x, (x.float() @ teacher).to(torch_dtype)) for x in inputs]
+    losses = []
+    for model in (ours, theirs):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        step = torch.compile(model, fullgraph=True,
+                             backend="aot_eager" if DEVICE == "cpu" else "inductor") \
+            if compiled else model
+        history = []
+        for x, target in data:
+            optimizer.zero_grad()
+            loss = (step(x).float() - target.float()).square().mean()
+            loss.backward()
+            optimizer.step()
+            history.append(loss.item())
+        losses.append(history)
+    tolerance = {"fp32": 1e-4, "bf16": 3e-2}[dtype]
+    for i, (mine, reference) in enumerate(zip(*losses)):
+        assert abs(mine - reference) <= tolerance * abs(reference), \
+            f"step {i}: loss {mine} vs torch.nn.Linear's {reference}"
+    assert losses[1][-1] < losses[1][0], "the reference loop did not learn: a useless test"
