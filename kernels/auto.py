@@ -12,7 +12,8 @@ output tiles and ``iters`` the K-iterations of one tile:
    wave is shared out by K-iterations, and no program ever waits on another, so any grid runs.
 
 Blocks: 128x128x64 for fp16/bf16 and 128x128x32 for fp32 on a GPU; 32x32x32 under the
-interpreter. Explicit overrides (``block_m=...``, ``strategy=...``, ``fixup=...``) win over
+interpreter. A skinny side takes a smaller block: ``block_m`` at most the next power of two
+of M (at least 16), likewise ``block_n`` for N, so that M = 1 does not compute 127 dead rows. Explicit overrides (``block_m=...``, ``strategy=...``, ``fixup=...``) win over
 the rule. Configurations are cached per key, so a repeated call does no host work beyond
 one dictionary lookup.
 """
@@ -31,6 +32,11 @@ DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp
 
 def _cdiv(a, b):
     return -(-a // b)
+
+
+def _fitting_block(size):
+    """The next power of two of ``size``, at least 16 (tl.dot's smallest)."""
+    return max(16, 1 << (size - 1).bit_length())
 
 
 def choose(m, n, k, units, block_m, block_n, block_k):
@@ -55,9 +61,10 @@ def config_for(m, n, k, dtype, device, strategy="auto", overrides=""):
     for item in filter(None, overrides.split(";")):
         field, _, value = item.partition("=")
         options[field] = ast.literal_eval(value)
-    blocks = GPU_BLOCKS[name] if device.type == "cuda" else INTERPRETER_BLOCKS
-    for field, value in zip(("block_m", "block_n", "block_k"), blocks):
-        options.setdefault(field, value)
+    block_m, block_n, block_k = GPU_BLOCKS[name] if device.type == "cuda" else INTERPRETER_BLOCKS
+    options.setdefault("block_m", min(block_m, _fitting_block(m)))
+    options.setdefault("block_n", min(block_n, _fitting_block(n)))
+    options.setdefault("block_k", block_k)
     if strategy == "auto":
         probe = device_config(m, n, k, name, device, **dict(options, strategy="data_parallel"))
         strategy, chosen = choose(m, n, k, probe.cus, probe.block_m, probe.block_n, probe.block_k)

@@ -144,7 +144,8 @@ def _check_launchable(config, device, deterministic, out_dtype):
                              f"pass out= a float32 tensor (the output would be {out_dtype})")
     if (device.type == "cuda" and config.strategy == "streamk" and config.fixup in WAITING_FIXUPS
             and config.sk_tiles > 0):
-        resident = torch.cuda.get_device_properties(device).multi_processor_count
+        resident = _device_profile(device.index if device.index is not None
+                                   else torch.cuda.current_device())[1]
         if config.grid > resident:
             raise ValueError(f"fixup={config.fixup!r} spins on flags of other programs, so all "
                              f"{config.grid} programs must be resident at once, but the device "

@@ -2,7 +2,7 @@
 
 import torch
 
-from .ops import _mm, _options
+from .ops import _options, mm
 
 
 class Linear(torch.nn.Linear):
@@ -23,8 +23,8 @@ class Linear(torch.nn.Linear):
         if x.shape[-1] != self.in_features:
             raise RuntimeError(f"Linear: input has {x.shape[-1]} features, expected "
                                f"{self.in_features}")
-        y = _mm(x.flatten(0, -2), self.weight.t(), self.bias, self.strategy,
-                self.deterministic, self.options)
+        y = mm(x.flatten(0, -2), self.weight.t(), self.bias,
+               (self.strategy, self.deterministic, self.options))
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self):

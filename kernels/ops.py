@@ -9,6 +9,9 @@ Two operators carry the work, registered with ``torch.library.custom_op`` (so th
   ``refsim::bmm_out`` writes into ``out``.
 
 ``options`` is the configuration overrides as a string (operator arguments must be plain types).
+When neither autograd nor ``torch.compile`` is involved (no input requires grad, or grad mode
+is off), the public functions skip the dispatcher and call the kernels directly (:func:`mm`,
+:func:`batched_mm`): the same launches, tens of microseconds less host time per call.
 Backward runs our own kernels too: ``grad_a = grad @ b^T`` and ``grad_b = a^T @ grad`` on
 transposed views (the kernels take any strides, so nothing is copied), ``grad_bias`` a sum.
 """
@@ -95,6 +98,35 @@ def _bmm_out_fake(a, b, out, strategy, deterministic, options):
     return None
 
 
+def _direct(*tensors):
+    """True when neither autograd nor torch.compile needs the operator, so the kernels can be
+    called without the dispatcher's cost (tens of microseconds a call)."""
+    if torch.compiler.is_compiling():
+        return False
+    return not (torch.is_grad_enabled()
+                and any(t is not None and t.requires_grad for t in tensors))
+
+
+def mm(a, b, bias, flags, out=None):
+    """``a @ b (+ bias)`` into ``out`` or a new tensor: the operator, or the kernels directly."""
+    if _direct(a, b, bias):
+        return _product(a, b, bias, out, *flags)
+    if out is None:
+        return _mm(a, b, bias, *flags)
+    _mm_out(a, b, bias, out, *flags)
+    return out
+
+
+def batched_mm(a, b, flags, out=None):
+    """The batched :func:`mm`, without bias."""
+    if _direct(a, b):
+        return _batched(a, b, out, *flags)
+    if out is None:
+        return _bmm(a, b, *flags)
+    _bmm_out(a, b, out, *flags)
+    return out
+
+
 def _setup_mm(ctx, inputs, output):
     a, b, bias, strategy, deterministic, _ = inputs
     ctx.save_for_backward(a, b)
@@ -109,9 +141,9 @@ def _backward_mm(ctx, grad):
     grad_a = grad_b = grad_bias = None
     auto = ("auto", deterministic, _options({}))
     if ctx.needs_input_grad[0]:
-        grad_a = _mm(grad, b.t(), None, *auto)
+        grad_a = mm(grad, b.t(), None, auto)
     if ctx.needs_input_grad[1]:
-        grad_b = _mm(a.t(), grad, None, *auto)
+        grad_b = mm(a.t(), grad, None, auto)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
     return grad_a, grad_b, grad_bias, None, None, None
@@ -126,8 +158,8 @@ def _setup_bmm(ctx, inputs, output):
 def _backward_bmm(ctx, grad):
     a, b = ctx.saved_tensors
     auto = ("auto", ctx.deterministic, _options({}))
-    grad_a = _bmm(grad, b.transpose(1, 2), *auto) if ctx.needs_input_grad[0] else None
-    grad_b = _bmm(a.transpose(1, 2), grad, *auto) if ctx.needs_input_grad[1] else None
+    grad_a = batched_mm(grad, b.transpose(1, 2), auto) if ctx.needs_input_grad[0] else None
+    grad_b = batched_mm(a.transpose(1, 2), grad, auto) if ctx.needs_input_grad[1] else None
     return grad_a, grad_b, None, None, None
 
 
@@ -199,11 +231,11 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
         if out is not None:
             _check_out("matmul", out, shape, a.dtype, a.device, a, b)
             if out.is_contiguous():
-                _mm_out(a2, b, None, out.flatten(0, -2), *flags)
+                mm(a2, b, None, flags, out.flatten(0, -2))
             else:
-                out.copy_(_mm(a2, b, None, *flags).view(shape))
+                out.copy_(mm(a2, b, None, flags).view(shape))
             return out
-        return _mm(a2, b, None, *flags).view(shape)
+        return mm(a2, b, None, flags).view(shape)
     batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     m, n, k = a.shape[-2], b.shape[-1], a.shape[-1]
     a3 = a.expand(*batch, m, k).flatten(0, -3)
@@ -212,11 +244,11 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
     if out is not None:
         _check_out("matmul", out, shape, a.dtype, a.device, a, b)
         if out.is_contiguous():
-            _bmm_out(a3, b3, out.flatten(0, -3), *flags)
+            batched_mm(a3, b3, flags, out.flatten(0, -3))
         else:
-            out.copy_(_bmm(a3, b3, *flags).view(shape))
+            out.copy_(batched_mm(a3, b3, flags).view(shape))
         return out
-    return _bmm(a3, b3, *flags).view(shape)
+    return batched_mm(a3, b3, flags).view(shape)
 
 
 def bmm(a, b, *, out=None, strategy="auto", deterministic=True, **config_overrides):
@@ -264,11 +296,11 @@ def addmm(bias, a, b, *, beta=1, alpha=1, out=None, strategy="auto", determinist
     if fused:
         vector = bias.reshape(shape[1])
         if out is not None and out.is_contiguous():
-            _mm_out(a, b, vector, out, *flags)
+            mm(a, b, vector, flags, out)
             return out
-        result = _mm(a, b, vector, *flags)
+        result = mm(a, b, vector, flags)
     else:
-        product = _mm(a, b, None, *flags)
+        product = mm(a, b, None, flags)
         scaled = product if alpha == 1 else alpha * product
         # as torch: beta = 0 ignores the bias, NaN and inf included
         result = scaled if beta == 0 else scaled + (bias if beta == 1 else beta * bias)

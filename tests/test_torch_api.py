@@ -123,6 +123,16 @@ def test_addmm_beta_zero_ignores_nan_in_the_bias():
     assert_same(kernels.addmm(bias, a, b, beta=0), exact(a, b), "beta=0")
 
 
+def test_the_operator_and_the_direct_call_give_the_same_bits():
+    """Without autograd the front end calls the kernels directly; with it, refsim::mm."""
+    a, b, bias = normals(37, 70), normals(70, 29, seed=1), normals(29, seed=2)
+    direct = kernels.addmm(bias, a, b)
+    through_operator = kernels.addmm(bias, a.requires_grad_(), b)
+    assert direct.grad_fn is None and through_operator.grad_fn is not None
+    assert_same(through_operator.detach(), direct, "operator vs direct")
+    assert_same(torch.ops.refsim.mm(a.detach(), b, bias, "auto", True, ""), direct, "refsim::mm")
+
+
 @pytest.mark.parametrize("strategy", ["auto", *STRATEGIES])
 def test_every_strategy_behind_matmul(strategy):
     a, b = integers(70, 150), integers(150, 90, seed=1)
