@@ -42,6 +42,15 @@ def environment():
             "date": datetime.date.today().isoformat()}
 
 
+def publish(lines, path):
+    """Print the Markdown lines, and write them to ``path`` when given."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+
+
 def blocks_for(shape):
     blocks = AMD_BLOCKS if getattr(torch.version, "hip", None) else NVIDIA_BLOCKS
     m, n, _ = shape
@@ -86,11 +95,7 @@ def main():
         for name, ms, tflops, ratio in measure(shape):
             lines.append(f"| {'x'.join(map(str, shape))} | {name} | {ms:.4f} | {tflops:.1f} | "
                          f"{ratio:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+    publish(lines, args.markdown)
 
 
 if __name__ == "__main__":

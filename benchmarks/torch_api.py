@@ -15,7 +15,7 @@ from triton.testing import do_bench
 import kernels
 from kernels.auto import config_for
 
-from kernels_vs_vendor import environment
+from kernels_vs_vendor import environment, publish
 
 SHAPES = [(4096, 4096, 4096), (8192, 8192, 8192), (1920, 2176, 4096), (256, 256, 8192),
           (1, 4096, 4096), (16384, 1024, 1024)]
@@ -87,11 +87,7 @@ def main():
     lines += ["", "Host time of one call, 128x128x128 (launch-bound, no synchronisation):", "",
               "| call | us per call |", "|---|---:|"]
     lines += [f"| {name} | {us:.1f} |" for name, us in host]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+    publish(lines, args.markdown)
 
 
 if __name__ == "__main__":
