@@ -17,6 +17,7 @@ transposed views (the kernels take any strides, so nothing is copied), ``grad_bi
 """
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .auto import DTYPE_NAMES, config_for
 from .launch import run
@@ -99,12 +100,18 @@ def _bmm_out_fake(a, b, out, strategy, deterministic, options):
 
 
 def _direct(*tensors):
-    """True when neither autograd nor torch.compile needs the operator, so the kernels can be
-    called without the dispatcher's cost (tens of microseconds a call)."""
-    if torch.compiler.is_compiling():
+    """True when neither autograd nor a tracer needs the operator, so the kernels can be called
+    without the dispatcher's cost (tens of microseconds a call).
+
+    Tracers show as a compiling dynamo, an active dispatch mode (AOTAutograd tracing a
+    backward runs with grad off) or tensor subclasses (fake and functional tensors).
+    """
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
         return False
-    return not (torch.is_grad_enabled()
-                and any(t is not None and t.requires_grad for t in tensors))
+    present = [t for t in tensors if t is not None]
+    if any(type(t) is not torch.Tensor for t in present):
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in present))
 
 
 def mm(a, b, bias, flags, out=None):

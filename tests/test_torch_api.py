@@ -357,6 +357,8 @@ def test_two_threads_on_one_device_get_their_own_results():
 
 # torch.compile: on the CPU with the aot_eager backend (dynamo's graph and the autograd
 # tracing, no code generation), on a GPU with inductor.
+BACKEND = "aot_eager" if DEVICE == "cpu" else "inductor"
+
 def _mlp(dtype=torch.float32, layer=None):
     torch.manual_seed(0)
     layer = layer or kernels.nn.Linear
@@ -379,7 +381,7 @@ def test_compiles_without_graph_breaks_or_recompiles(target, dynamic):
     from torch._dynamo.testing import CompileCounterWithBackend
 
     torch._dynamo.reset()
-    counter = CompileCounterWithBackend("aot_eager" if DEVICE == "cpu" else "inductor")
+    counter = CompileCounterWithBackend(BACKEND)
     function = COMPILED[target]
     compiled = torch.compile(function, backend=counter, fullgraph=True)
     for m in (24, 40, 56) if dynamic else (24, 24):
@@ -413,9 +415,7 @@ def test_training_an_mlp_tracks_torch_linear(dtype, compiled):
     losses = []
     for model in (ours, theirs):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        step = torch.compile(model, fullgraph=True,
-                             backend="aot_eager" if DEVICE == "cpu" else "inductor") \
-            if compiled else model
+        step = torch.compile(model, fullgraph=True, backend=BACKEND) if compiled else model
         history = []
         for x, target in data:
             optimizer.zero_grad()
@@ -429,3 +429,20 @@ def test_training_an_mlp_tracks_torch_linear(dtype, compiled):
         assert abs(mine - reference) <= tolerance * abs(reference), \
             f"step {i}: loss {mine} vs torch.nn.Linear's {reference}"
     assert losses[1][-1] < losses[1][0], "the reference loop did not learn: a useless test"
+
+
+def test_tracing_never_reaches_the_kernels_with_fake_tensors(monkeypatch):
+    """Under torch.compile (forward and the AOT-traced backward) the kernels run only on real
+    tensors: the direct path must step aside for every tracer."""
+    from kernels import ops
+
+    seen = []
+    product = ops._product
+    monkeypatch.setattr(ops, "_product", lambda a, *rest: (seen.append(type(a)), product(a, *rest))[1])
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(),
+                             fullgraph=True, backend=BACKEND)
+    x, w, bias = normals(24, 32, grad=True), normals(32, 16, seed=1, grad=True), \
+        normals(16, seed=2, grad=True)
+    compiled(x, w, bias).backward()
+    assert seen and set(seen) == {torch.Tensor}, seen
