@@ -28,7 +28,7 @@ class Workspace:
         if current is None or current.numel() < numel or current.dtype != dtype:
             current = torch.zeros(max(numel, 1), dtype=dtype, device=self.device)
             self._buffers[name] = current
-        return current[:max(numel, 1)]
+        return current if current.numel() == max(numel, 1) else current[:max(numel, 1)]
 
     def next_epoch(self, flags):
         """The epoch of a new launch; restarts (clearing ``flags``) before int32 overflows."""
@@ -45,7 +45,9 @@ _registry_lock = threading.Lock()
 
 def _stream_key(device):
     if device.type == "cuda":
-        return torch.cuda.current_stream(device).cuda_stream
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        # the raw handle of torch.cuda.current_stream(device), without building a Stream object
+        return torch._C._cuda_getCurrentRawStream(index)
     return 0
 
 

@@ -449,3 +449,21 @@ def test_tracing_never_reaches_the_kernels_with_fake_tensors(monkeypatch):
         normals(16, seed=2, grad=True)
     compiled(x, w, bias).backward()
     assert seen and set(seen) == {torch.Tensor}, seen
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="streams need a GPU")
+def test_each_stream_gets_its_own_workspace():
+    from kernels.workspace import workspace_for
+
+    a, b = integers(70, 150), integers(150, 90, seed=1)
+    device = a.device
+    side = torch.cuda.Stream(device)
+    default_workspace = workspace_for(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        assert workspace_for(device) is not default_workspace
+        assert workspace_for(device) is workspace_for(device)
+        got = kernels.matmul(a, b, strategy="streamk", fixup="last-arriver")
+    torch.cuda.current_stream(device).wait_stream(side)
+    assert workspace_for(device) is default_workspace
+    assert_same(got, exact(a, b), "on a side stream")
