@@ -16,6 +16,8 @@ Backward runs our own kernels too: ``grad_a = grad @ b^T`` and ``grad_b = a^T @ 
 transposed views (the kernels take any strides, so nothing is copied), ``grad_bias`` a sum.
 """
 
+from typing import Optional
+
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
@@ -48,7 +50,7 @@ def _product(a, b, bias, out, strategy, deterministic, options):
 
 
 @torch.library.custom_op("refsim::mm", mutates_args=())
-def _mm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None, strategy: str,
+def _mm(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], strategy: str,
         deterministic: bool, options: str) -> torch.Tensor:
     return _product(a, b, bias, None, strategy, deterministic, options)
 
@@ -59,7 +61,7 @@ def _mm_fake(a, b, bias, strategy, deterministic, options):
 
 
 @torch.library.custom_op("refsim::mm_out", mutates_args=("out",))
-def _mm_out(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
+def _mm_out(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor,
             strategy: str, deterministic: bool, options: str) -> None:
     _product(a, b, bias, out, strategy, deterministic, options)
 
