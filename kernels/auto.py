@@ -21,17 +21,13 @@ one dictionary lookup.
 import ast
 import functools
 
-import torch
+from refsim.tiling import cdiv
 
-from .launch import device_config
+from .launch import TORCH_DTYPES, device_config
 
 GPU_BLOCKS = {"fp16": (128, 128, 64), "bf16": (128, 128, 64), "fp32": (128, 128, 32)}
 INTERPRETER_BLOCKS = (32, 32, 32)
-DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
-
-
-def _cdiv(a, b):
-    return -(-a // b)
+DTYPE_NAMES = {dtype: name for name, dtype in TORCH_DTYPES.items()}
 
 
 def _fitting_block(size):
@@ -41,8 +37,8 @@ def _fitting_block(size):
 
 def choose(m, n, k, units, block_m, block_n, block_k):
     """``(strategy, options)`` of the rule in the module docstring."""
-    tiles = _cdiv(m, block_m) * _cdiv(n, block_n)
-    iters = _cdiv(k, block_k)
+    tiles = cdiv(m, block_m) * cdiv(n, block_n)
+    iters = cdiv(k, block_k)
     if iters < 4 or tiles % units == 0 or tiles >= 4 * units:
         return "data_parallel", {}
     if tiles * 2 <= units:
