@@ -468,3 +468,18 @@ def test_each_stream_gets_its_own_workspace():
     torch.cuda.current_stream(device).wait_stream(side)
     assert workspace_for(device) is default_workspace
     assert_same(got, exact(a, b), "on a side stream")
+
+
+def test_importing_kernels_allocates_and_registers_nothing():
+    """No workspace and no operator exists until the first call (checked in a fresh process)."""
+    import subprocess
+    import sys
+
+    probe = ("import torch, kernels, kernels.workspace as w; "
+             "assert not w._registry, w._registry; "
+             "assert not hasattr(torch.ops.refsim, 'mm'); "
+             "kernels.matmul; assert hasattr(torch.ops.refsim, 'mm'); "
+             "assert not w._registry; print('ok')")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=300)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]
