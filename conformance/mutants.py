@@ -32,14 +32,17 @@ class Mutant:
 
 
 _SK = {"strategy": "streamk", "fixup": "owner-waits", "options": (("sk_hybrid", "one-wave"),)}
+# The owner-waits contributor's store and publish, as kernels/streamk.py has them.
+_CONTRIBUTOR_RELEASE = (
+    "        if k_begin != 0:\n"
+    "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
+    " TRACE)\n"
+    "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)")
 
 MUTANTS = (
     Mutant("bias-every-contributor", "every Stream-K contributor adds the bias to its partial",
            "streamk.py",
-           "        if k_begin != 0:\n"
-           "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
-           " TRACE)\n"
-           "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
+           _CONTRIBUTOR_RELEASE,
            "        if k_begin != 0:\n"
            "            store_partial(partials_ptr, my_slot, acc + tl.load(bias_ptr + (pid_n * BLOCK_N"
            " + tl.arange(0, BLOCK_N)) * stride_bias, mask=(pid_n * BLOCK_N + tl.arange(0, BLOCK_N))"
@@ -76,10 +79,7 @@ MUTANTS = (
            "wrong tile order"),
     Mutant("flag-before-store", "a contributor publishes its flag before storing its partial",
            "streamk.py",
-           "        if k_begin != 0:\n"
-           "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
-           " TRACE)\n"
-           "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
+           _CONTRIBUTOR_RELEASE,
            "        if k_begin != 0:\n"
            "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)\n"
            "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"

@@ -28,4 +28,3 @@ def __getattr__(name):
     value = module if _FRONT_END[name] is None else getattr(module, name)
     globals()[name] = value
     return value
-

@@ -13,9 +13,10 @@ output tiles and ``iters`` the K-iterations of one tile:
 
 Blocks: 128x128x64 for fp16/bf16 and 128x128x32 for fp32 on a GPU; 32x32x32 under the
 interpreter. A skinny side takes a smaller block: ``block_m`` at most the next power of two
-of M (at least 16), likewise ``block_n`` for N, so that M = 1 does not compute 127 dead rows. Explicit overrides (``block_m=...``, ``strategy=...``, ``fixup=...``) win over
-the rule. Configurations are cached per key, so a repeated call does no host work beyond
-one dictionary lookup.
+of M (at least 16), likewise ``block_n`` for N, so that M = 1 does not compute 127 dead rows.
+Explicit overrides (``block_m=...``, ``strategy=...``, ``fixup=...``) win over the rule.
+Configurations are cached per key, so a repeated call does no host work beyond one dictionary
+lookup.
 """
 
 import ast

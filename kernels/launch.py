@@ -15,7 +15,7 @@ from .backend import TICKS_PER_US, backend_for, interpreting
 from .data_parallel import data_parallel_kernel
 from .persistent import persistent_kernel
 from .tile import EVENTS, REMAP_CHUNKED, REMAP_NONE, REMAP_PLAIN, TRACE_FIELDS
-from .workspace import workspace_for
+from .workspace import cuda_index, workspace_for
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 WAITING_FIXUPS = ("owner-waits", "turnstile")
@@ -70,8 +70,7 @@ def device_config(m, n, k, dtype, device, **overrides):
     """A GemmConfig for an (m, n, k) GEMM in ``dtype`` ("fp16", ...) on a torch ``device``."""
     options = {"dtype": dtype}
     if device.type == "cuda":
-        preset, units = _device_profile(device.index if device.index is not None
-                                        else torch.cuda.current_device())
+        preset, units = _device_profile(cuda_index(device))
         options.update(device=preset, cus=units)
         if preset.vendor == "nvidia":
             options["xcds"] = 1
@@ -144,8 +143,7 @@ def _check_launchable(config, device, deterministic, out_dtype):
                              f"pass out= a float32 tensor (the output would be {out_dtype})")
     if (device.type == "cuda" and config.strategy == "streamk" and config.fixup in WAITING_FIXUPS
             and config.sk_tiles > 0):
-        resident = _device_profile(device.index if device.index is not None
-                                   else torch.cuda.current_device())[1]
+        resident = _device_profile(cuda_index(device))[1]
         if config.grid > resident:
             raise ValueError(f"fixup={config.fixup!r} spins on flags of other programs, so all "
                              f"{config.grid} programs must be resident at once, but the device "

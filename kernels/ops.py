@@ -137,18 +137,17 @@ def batched_mm(a, b, flags, out=None):
 
 
 def _setup_mm(ctx, inputs, output):
-    a, b, bias, strategy, deterministic, _ = inputs
+    a, b, bias, _, deterministic, _ = inputs
     ctx.save_for_backward(a, b)
     ctx.has_bias = bias is not None
     ctx.bias_dtype = None if bias is None else bias.dtype
-    ctx.flags = (strategy, deterministic)
+    ctx.deterministic = deterministic
 
 
 def _backward_mm(ctx, grad):
     a, b = ctx.saved_tensors
-    strategy, deterministic = ctx.flags
     grad_a = grad_b = grad_bias = None
-    auto = ("auto", deterministic, _options({}))
+    auto = ("auto", ctx.deterministic, _options({}))
     if ctx.needs_input_grad[0]:
         grad_a = mm(grad, b.t(), None, auto)
     if ctx.needs_input_grad[1]:
@@ -159,7 +158,7 @@ def _backward_mm(ctx, grad):
 
 
 def _setup_bmm(ctx, inputs, output):
-    a, b, strategy, deterministic, _ = inputs
+    a, b, _, deterministic, _ = inputs
     ctx.save_for_backward(a, b)
     ctx.deterministic = deterministic
 
@@ -299,7 +298,8 @@ def addmm(bias, a, b, *, beta=1, alpha=1, out=None, strategy="auto", determinist
         raise RuntimeError(f"addmm(): bias of shape {tuple(bias.shape)} does not broadcast to "
                            f"{shape}") from None
     flags = (strategy, deterministic, _options(config_overrides))
-    fused = beta == 1 and alpha == 1 and bias.shape[-1] == shape[1] and bias.numel() == shape[1]
+    fused = (beta == 1 and alpha == 1 and bias.dim() >= 1 and bias.shape[-1] == shape[1]
+             and bias.numel() == shape[1])
     if out is not None:
         _check_out("addmm", out, shape, a.dtype, a.device, bias, a, b)
     if fused:

@@ -172,8 +172,8 @@ def streamk_kernel(
             it += k_end - k_begin
         sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr,
                    counters_ptr, events_ptr, M, N, K, stride_am, stride_ak, stride_bk,
-                   stride_bn, stride_cm, stride_cn, stride_bias, pid, lp, step, tile, k_begin, k_end, dp_tiles,
-                   sk_iters, num_programs, epoch, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
+                   stride_bn, stride_cm, stride_cn, stride_bias, pid, lp, step, tile, k_begin,
+                   k_end, dp_tiles, sk_iters, num_programs, epoch, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
                    INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND, FIXUP)
         remaining -= k_end - k_begin
         step += 1

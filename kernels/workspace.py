@@ -43,11 +43,15 @@ _registry = {}
 _registry_lock = threading.Lock()
 
 
+def cuda_index(device):
+    """The index of a CUDA ``device``, the current device's for a bare ``"cuda"``."""
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 def _stream_key(device):
     if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
         # the raw handle of torch.cuda.current_stream(device), without building a Stream object
-        return torch._C._cuda_getCurrentRawStream(index)
+        return torch._C._cuda_getCurrentRawStream(cuda_index(device))
     return 0
 
 

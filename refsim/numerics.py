@@ -116,8 +116,8 @@ class TileMath:
         ranges = {}
         for r in records:
             ranges.setdefault(r.tile, []).append((r.k_begin, r.k_end))
-        overlapping = any(a[1] > b[0] for spans in ranges.values()
-                          for a, b in zip(sorted(spans), sorted(spans)[1:]))
+        overlapping = any(a[1] > b[0] for spans in map(sorted, ranges.values())
+                          for a, b in zip(spans, spans[1:]))
         if overlapping:
             return [self.accumulate(r.pid_m, r.pid_n, r.k_begin, r.k_end) for r in records]
         starts, ends = {}, {}

@@ -120,6 +120,12 @@ def test_the_atomic_fixup_when_determinism_is_waived():
     assert_same(got, exact(a, b), "atomic")
 
 
+def test_addmm_takes_a_scalar_bias_as_torch_does():
+    a, b = integers(8, 40), integers(40, 6, seed=1)
+    bias = torch.tensor(2.0, device=DEVICE)
+    assert_same(kernels.addmm(bias, a, b), torch.addmm(bias, a, b), "0-d bias")
+
+
 def test_addmm_beta_zero_ignores_nan_in_the_bias():
     a, b = integers(8, 40), integers(40, 8, seed=1)
     bias = torch.full((8, 8), float("nan"), device=DEVICE)
@@ -303,7 +309,8 @@ def test_bad_calls_raise_clear_errors(call):
 def test_zero_sized_products_match_torch():
     for a, b in ((integers(0, 4), integers(4, 3)), (integers(3, 0), integers(0, 5)),
                  (integers(2, 0, 4), integers(2, 4, 3))):
-        assert_same(kernels.matmul(a, b), torch.matmul(a, b), f"{tuple(a.shape)} @ {tuple(b.shape)}")
+        assert_same(kernels.matmul(a, b), torch.matmul(a, b),
+                    f"{tuple(a.shape)} @ {tuple(b.shape)}")
     bias = integers(5)
     assert_same(kernels.addmm(bias, integers(3, 0), integers(0, 5)), bias.expand(3, 5).clone(),
                 "addmm with K = 0")
@@ -364,16 +371,17 @@ def test_two_threads_on_one_device_get_their_own_results():
 BACKEND = "aot_eager" if DEVICE == "cpu" else "inductor"
 
 def _mlp(dtype=torch.float32, layer=None):
+    """A two-layer MLP, 32 -> 64 -> 16, with fixed initial weights."""
     torch.manual_seed(0)
     layer = layer or kernels.nn.Linear
     return torch.nn.Sequential(layer(32, 64, device=DEVICE, dtype=dtype), torch.nn.ReLU(),
                                layer(64, 16, device=DEVICE, dtype=dtype))
 
 
-COMPILED = {  # name -> a function of (x (M, 32), w (32, 16), bias (16,)) to a scalar
-    "matmul": lambda x, w, bias: kernels.matmul(x, w).square().sum(),
-    "addmm": lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(),
-    "mlp": lambda x, w, bias, mlp=_mlp(): mlp(x).square().sum(),
+COMPILED = {  # name -> a builder of a function of (x (M, 32), w (32, 16), bias (16,)) to a scalar
+    "matmul": lambda: lambda x, w, bias: kernels.matmul(x, w).square().sum(),
+    "addmm": lambda: lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(),
+    "mlp": lambda: lambda x, w, bias, mlp=_mlp(): mlp(x).square().sum(),
 }
 
 
@@ -386,7 +394,7 @@ def test_compiles_without_graph_breaks_or_recompiles(target, dynamic):
 
     torch._dynamo.reset()
     counter = CompileCounterWithBackend(BACKEND)
-    function = COMPILED[target]
+    function = COMPILED[target]()
     compiled = torch.compile(function, backend=counter, fullgraph=True)
     for m in (24, 40, 56) if dynamic else (24, 24):
         x, w, bias = normals(m, 32, seed=m, grad=True), normals(32, 16, seed=1, grad=True), \
@@ -442,7 +450,11 @@ def test_tracing_never_reaches_the_kernels_with_fake_tensors(monkeypatch):
 
     seen = []
     product = ops._product
-    monkeypatch.setattr(ops, "_product", lambda a, *rest: (seen.append(type(a)), product(a, *rest))[1])
+    def spy(a, *rest):
+        seen.append(type(a))
+        return product(a, *rest)
+
+    monkeypatch.setattr(ops, "_product", spy)
     torch._dynamo.reset()
     compiled = torch.compile(lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(),
                              fullgraph=True, backend=BACKEND)
