@@ -15,8 +15,13 @@ from triton.testing import do_bench
 
 import kernels
 
-SHAPES = [(4096, 4096, 4096), (8192, 8192, 8192), (3072, 4224, 8192), (1920, 2176, 4096),
-          (32, 32, 28672)]
+SHAPES = [
+    (4096, 4096, 4096),
+    (8192, 8192, 8192),
+    (3072, 4224, 8192),
+    (1920, 2176, 4096),
+    (32, 32, 28672),
+]
 STRATEGIES = {
     "data_parallel": {"strategy": "data_parallel"},
     "persistent": {"strategy": "persistent"},
@@ -33,13 +38,22 @@ AMD_BLOCKS = {"block_m": 256, "block_n": 256, "block_k": 64}
 def environment():
     props = torch.cuda.get_device_properties(0)
     try:
-        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                capture_output=True, text=True, check=True).stdout.strip()
+        driver = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         driver = "unknown"
-    return {"gpu": props.name, "sms": props.multi_processor_count, "driver": driver,
-            "torch": torch.__version__, "triton": triton.__version__,
-            "date": datetime.date.today().isoformat()}
+    return {
+        "gpu": props.name,
+        "sms": props.multi_processor_count,
+        "driver": driver,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def publish(lines, path):
@@ -55,8 +69,11 @@ def blocks_for(shape):
     blocks = AMD_BLOCKS if getattr(torch.version, "hip", None) else NVIDIA_BLOCKS
     m, n, _ = shape
     # Skinny problems: shrink the tile so that there are tiles to spread.
-    return {**blocks, "block_m": min(blocks["block_m"], max(16, triton.next_power_of_2(m))),
-            "block_n": min(blocks["block_n"], max(16, triton.next_power_of_2(n)))}
+    return {
+        **blocks,
+        "block_m": min(blocks["block_m"], max(16, triton.next_power_of_2(m))),
+        "block_n": min(blocks["block_n"], max(16, triton.next_power_of_2(n))),
+    }
 
 
 def measure(shape):
@@ -85,16 +102,21 @@ def main():
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     args = parser.parse_args()
     env = environment()
-    lines = [f"# Kernels vs torch.matmul on {env['gpu']}", "",
-             f"GPU {env['gpu']} ({env['sms']} SMs), driver {env['driver']}, torch {env['torch']}, "
-             f"Triton {env['triton']}, {env['date']}. bf16 inputs (random normal), "
-             "do_bench median, L2 flushed; ratio = torch.matmul time / kernel time.", "",
-             "| M x N x K | kernel | ms | TFLOP/s | ratio to torch.matmul |",
-             "|---|---|---:|---:|---:|"]
+    lines = [
+        f"# Kernels vs torch.matmul on {env['gpu']}",
+        "",
+        f"GPU {env['gpu']} ({env['sms']} SMs), driver {env['driver']}, torch {env['torch']}, "
+        f"Triton {env['triton']}, {env['date']}. bf16 inputs (random normal), "
+        "do_bench median, L2 flushed; ratio = torch.matmul time / kernel time.",
+        "",
+        "| M x N x K | kernel | ms | TFLOP/s | ratio to torch.matmul |",
+        "|---|---|---:|---:|---:|",
+    ]
     for shape in SHAPES:
         for name, ms, tflops, ratio in measure(shape):
-            lines.append(f"| {'x'.join(map(str, shape))} | {name} | {ms:.4f} | {tflops:.1f} | "
-                         f"{ratio:.2f} |")
+            lines.append(
+                f"| {'x'.join(map(str, shape))} | {name} | {ms:.4f} | {tflops:.1f} | {ratio:.2f} |"
+            )
     publish(lines, args.markdown)
 
 

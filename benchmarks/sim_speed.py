@@ -18,8 +18,14 @@ def measure(shape, blocks, strategy, repeat):
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        result = refsim.simulate(*shape, cus=304, strategy=strategy, block_m=blocks[0],
-                                 block_n=blocks[1], block_k=blocks[2])
+        result = refsim.simulate(
+            *shape,
+            cus=304,
+            strategy=strategy,
+            block_m=blocks[0],
+            block_n=blocks[1],
+            block_k=blocks[2],
+        )
         best = min(best, time.perf_counter() - start)
     return best, len(result.records)
 
@@ -28,12 +34,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"{'shape':>20} {'blocks':>11} {'strategy':>14} {'wall s':>8} {'items':>7} {'items/s':>9}")
+    print(
+        f"{'shape':>20} {'blocks':>11} {'strategy':>14} {'wall s':>8} {'items':>7} {'items/s':>9}"
+    )
     for shape, blocks in CASES:
         for strategy in refsim.STRATEGIES:
             seconds, items = measure(shape, blocks, strategy, args.repeat)
-            print(f"{'x'.join(map(str, shape)):>20} {'x'.join(map(str, blocks)):>11} "
-                  f"{strategy:>14} {seconds:8.3f} {items:7d} {items / seconds:9.0f}")
+            print(
+                f"{'x'.join(map(str, shape)):>20} {'x'.join(map(str, blocks)):>11} "
+                f"{strategy:>14} {seconds:8.3f} {items:7d} {items / seconds:9.0f}"
+            )
 
 
 if __name__ == "__main__":

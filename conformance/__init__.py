@@ -8,5 +8,13 @@ from .cases import Case, full_set, load_cases, quick_set
 from .checks import CAUSES, KernelUnderTest
 from .runner import CaseResult, check_case
 
-__all__ = ["CAUSES", "Case", "CaseResult", "KernelUnderTest", "check_case", "full_set",
-           "load_cases", "quick_set"]
+__all__ = [
+    "CAUSES",
+    "Case",
+    "CaseResult",
+    "KernelUnderTest",
+    "check_case",
+    "full_set",
+    "load_cases",
+    "quick_set",
+]

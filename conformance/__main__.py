@@ -13,28 +13,52 @@ import sys
 def _parse(argv):
     parser = argparse.ArgumentParser(
         prog="python -m conformance",
-        description="Check the kernels against refsim, and that known-wrong kernels are caught.")
-    parser.add_argument("--device", choices=("cpu", "cuda"), required=True,
-                        help="cpu: Triton's interpreter; cuda: the GPU")
-    parser.add_argument("--set", dest="case_set", choices=("quick", "full"), default=None,
-                        help="named case set (default: quick on cpu, full on cuda)")
+        description="Check the kernels against refsim, and that known-wrong kernels are caught.",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        required=True,
+        help="cpu: Triton's interpreter; cuda: the GPU",
+    )
+    parser.add_argument(
+        "--set",
+        dest="case_set",
+        choices=("quick", "full"),
+        default=None,
+        help="named case set (default: quick on cpu, full on cuda)",
+    )
     parser.add_argument("--cases", help="a JSON file of cases instead of a named set")
     parser.add_argument("--report", help="folder for report.json and report.md")
-    parser.add_argument("--determinism-runs", type=int, default=3,
-                        help="launches on the same random inputs that must agree bit for bit")
+    parser.add_argument(
+        "--determinism-runs",
+        type=int,
+        default=3,
+        help="launches on the same random inputs that must agree bit for bit",
+    )
     parser.add_argument("--no-mutants", action="store_true", help="skip the known-wrong kernels")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="worker processes (each compiles its own kernels; try one per core)")
-    parser.add_argument("--shard", default="1/1", metavar="I/N",
-                        help="run every N-th case starting at the I-th (mutants go with shard 1)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes (each compiles its own kernels; try one per core)",
+    )
+    parser.add_argument(
+        "--shard",
+        default="1/1",
+        metavar="I/N",
+        help="run every N-th case starting at the I-th (mutants go with shard 1)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = _parse(argv)
     if args.determinism_runs < 2 or args.jobs < 1:
-        print("conformance: error: --determinism-runs must be at least 2 and --jobs at least 1",
-              file=sys.stderr)
+        print(
+            "conformance: error: --determinism-runs must be at least 2 and --jobs at least 1",
+            file=sys.stderr,
+        )
         return 2
     if args.device == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
@@ -66,16 +90,17 @@ def main(argv=None):
         index, count = (int(part) for part in args.shard.split("/"))
         if not 1 <= index <= count:
             raise ValueError(f"--shard {args.shard}: expected I/N with 1 <= I <= N")
-        cases = cases[index - 1::count]
+        cases = cases[index - 1 :: count]
     except (OSError, ValueError, TypeError) as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
     mutants = () if args.no_mutants or index != 1 else MUTANTS
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
-        step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())  # noqa: E731
+        step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())
         if args.jobs > 1:
-            case_results, mutant_results = run_parallel(cases, mutants, args.device, args.jobs,
-                                                        args.determinism_runs, step)
+            case_results, mutant_results = run_parallel(
+                cases, mutants, args.device, args.jobs, args.determinism_runs, step
+            )
         else:
             case_results = run_cases(reference(), cases, args.device, args.determinism_runs, step)
             mutant_results = run_mutants(mutants, args.device, args.determinism_runs, step)

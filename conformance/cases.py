@@ -39,10 +39,22 @@ class Case:
     options: tuple = ()
 
     def config(self):
-        return GemmConfig(self.m, self.n, self.k, strategy=self.strategy, fixup=self.fixup,
-                          block_m=self.block_m, block_n=self.block_n, block_k=self.block_k,
-                          group_m=self.group_m, cus=self.cus, xcds=self.xcds, device=self.device,
-                          dtype=self.dtype, **dict(self.options))
+        return GemmConfig(
+            self.m,
+            self.n,
+            self.k,
+            strategy=self.strategy,
+            fixup=self.fixup,
+            block_m=self.block_m,
+            block_n=self.block_n,
+            block_k=self.block_k,
+            group_m=self.group_m,
+            cus=self.cus,
+            xcds=self.xcds,
+            device=self.device,
+            dtype=self.dtype,
+            **dict(self.options),
+        )
 
     def to_dict(self):
         data = dataclasses.asdict(self)
@@ -72,26 +84,57 @@ def _strategy_runs():
 def _fit_split(options, k, block_k):
     """Cap a split_k option at the tile's K-iterations (K < BLOCK_K leaves one)."""
     iters = -(-k // block_k)
-    return tuple((name, min(value, iters)) if name == "split_k" else (name, value)
-                 for name, value in options)
+    return tuple(
+        (name, min(value, iters)) if name == "split_k" else (name, value) for name, value in options
+    )
 
 
 def quick_set():
     """Small shapes for the interpreter: every strategy x (odd shapes, dtypes, layouts, bias),
     plus the atomic fixup (fp32 only: it adds with fp32 atomics)."""
-    shapes = [(1, 1, 1), (17, 33, 5), (130, 70, 300), (1, 64, 40), (40, 1, 40), (64, 32, 40),
-              (80, 32, 40)]
+    shapes = [
+        (1, 1, 1),
+        (17, 33, 5),
+        (130, 70, 300),
+        (1, 64, 40),
+        (40, 1, 40),
+        (64, 32, 40),
+        (80, 32, 40),
+    ]
     dtypes = ("fp32", "fp16", "bf16")
     cases = []
     for label, strategy, fixup, options in _strategy_runs():
         for i, (m, n, k) in enumerate(shapes):
-            cases.append(Case(f"{label}-{m}x{n}x{k}", m, n, k, strategy, fixup,
-                              dtype=dtypes[i % 3], bias=i % 3 != 2, transpose_a=i % 2 == 1,
-                              transpose_b=i % 4 >= 2, seed=i,
-                              options=_fit_split(options, k, 16)))
-    cases += [Case(f"atomic-{m}x{n}x{k}", m, n, k, "streamk", "atomic", dtype="fp32", seed=i,
-                   options=(("sk_hybrid", "one-wave"),))
-              for i, (m, n, k) in enumerate([(17, 33, 5), (130, 70, 300)])]
+            cases.append(
+                Case(
+                    f"{label}-{m}x{n}x{k}",
+                    m,
+                    n,
+                    k,
+                    strategy,
+                    fixup,
+                    dtype=dtypes[i % 3],
+                    bias=i % 3 != 2,
+                    transpose_a=i % 2 == 1,
+                    transpose_b=i % 4 >= 2,
+                    seed=i,
+                    options=_fit_split(options, k, 16),
+                )
+            )
+    cases += [
+        Case(
+            f"atomic-{m}x{n}x{k}",
+            m,
+            n,
+            k,
+            "streamk",
+            "atomic",
+            dtype="fp32",
+            seed=i,
+            options=(("sk_hybrid", "one-wave"),),
+        )
+        for i, (m, n, k) in enumerate([(17, 33, 5), (130, 70, 300)])
+    ]
     return cases
 
 
@@ -99,29 +142,63 @@ def full_set(sm_count):
     """GPU cases: large shapes and wave edges for ``sm_count`` SMs and for 304 CUs / 8 XCDs."""
     blocks = {"block_m": 128, "block_n": 128, "block_k": 64, "group_m": 8, "cus": sm_count}
     # 4096^3, M = 1, N = 1, K < BLOCK_K, and one wave + 1 / two waves - 1 of 128x128 tiles.
-    shapes = [(4096, 4096, 4096), (1, 4096, 4096), (4096, 1, 4096), (3072, 4224, 32),
-              (128, 128 * (sm_count + 1), 2048), (128, 128 * (2 * sm_count - 1), 2048)]
+    shapes = [
+        (4096, 4096, 4096),
+        (1, 4096, 4096),
+        (4096, 1, 4096),
+        (3072, 4224, 32),
+        (128, 128 * (sm_count + 1), 2048),
+        (128, 128 * (2 * sm_count - 1), 2048),
+    ]
     cases = []
     for label, strategy, fixup, options in _strategy_runs():
         big = [(8192, 8192, 4096)] if label in ("owner-waits-hybrid", "work_stealing") else []
         for i, (m, n, k) in enumerate(shapes + big):
-            cases.append(Case(f"{label}-{m}x{n}x{k}", m, n, k, strategy, fixup,
-                              dtype=("bf16", "fp16", "fp32")[i % 3], bias=i % 2 == 0,
-                              transpose_a=i % 3 == 1, transpose_b=i % 4 == 3, seed=i,
-                              options=_fit_split(tuple(o for o in options if o[0] != "sk_hybrid"),
-                                                 k, blocks["block_k"]), **blocks))
+            cases.append(
+                Case(
+                    f"{label}-{m}x{n}x{k}",
+                    m,
+                    n,
+                    k,
+                    strategy,
+                    fixup,
+                    dtype=("bf16", "fp16", "fp32")[i % 3],
+                    bias=i % 2 == 0,
+                    transpose_a=i % 3 == 1,
+                    transpose_b=i % 4 == 3,
+                    seed=i,
+                    options=_fit_split(
+                        tuple(o for o in options if o[0] != "sk_hybrid"), k, blocks["block_k"]
+                    ),
+                    **blocks,
+                )
+            )
     # The atomic fixup (nondeterministic by design: no determinism check; fp32 output).
-    cases.append(Case("atomic-4096x4096x4096", 4096, 4096, 4096, "streamk", "atomic",
-                      dtype="fp32", **blocks))
+    cases.append(
+        Case("atomic-4096x4096x4096", 4096, 4096, 4096, "streamk", "atomic", dtype="fp32", **blocks)
+    )
     # 304 CUs in 8 XCDs, emulated by the grid: the XCD remap and per-XCD counters as on MI300X.
     mi300x = dict(blocks, cus=304, xcds=8, device="mi300x")
-    for strategy, fixup, options in (("persistent", "owner-waits", ()),
-                                     ("work_stealing", "owner-waits", (("counters_per_xcd", 2),)),
-                                     ("streamk", "last-arriver", ())):
+    for strategy, fixup, options in (
+        ("persistent", "owner-waits", ()),
+        ("work_stealing", "owner-waits", (("counters_per_xcd", 2),)),
+        ("streamk", "last-arriver", ()),
+    ):
         for tiles in (303, 305):
-            cases.append(Case(f"{strategy}-{fixup}-xcd8-{tiles}tiles", 128, 128 * tiles, 1024,
-                              strategy, fixup, dtype="bf16", seed=tiles, options=options,
-                              **mi300x))
+            cases.append(
+                Case(
+                    f"{strategy}-{fixup}-xcd8-{tiles}tiles",
+                    128,
+                    128 * tiles,
+                    1024,
+                    strategy,
+                    fixup,
+                    dtype="bf16",
+                    seed=tiles,
+                    options=options,
+                    **mi300x,
+                )
+            )
     return cases
 
 

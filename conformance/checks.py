@@ -15,20 +15,28 @@ import torch
 import refsim
 from refsim import numerics, tiling
 
-from .inputs import (BIAS_UNIT, TORCH_DTYPES, as_tensors, integer_inputs, probe_inputs,
-                     random_inputs)
+from .inputs import BIAS_UNIT, TORCH_DTYPES, as_tensors, integer_inputs, probe_inputs, random_inputs
 
 # Random inputs: |out - ref| <= TOLERANCE[dtype] * (|a| @ |b| + |bias|), ref in float64 from the
 # dtype-rounded inputs (fp32 accumulation; fp16/bf16 outputs are rounded once more).
 TOLERANCE = {"fp32": 2e-6, "fp16": 1e-3, "bf16": 8e-3}
 # What the checks fill scratch memory with before a run: a stale read shows up as this value.
-POISON = 2.0 ** 40
+POISON = 2.0**40
 
 CAUSES = (
-    "missing K-segment", "duplicated K-segment", "bias missing", "bias applied more than once",
-    "bias along the wrong axis", "tile written to the wrong place", "tile never written",
-    "wrong tile order", "nondeterminism", "partial read before it was written",
-    "flag set before its partial is stored", "partial never released", "inaccurate",
+    "missing K-segment",
+    "duplicated K-segment",
+    "bias missing",
+    "bias applied more than once",
+    "bias along the wrong axis",
+    "tile written to the wrong place",
+    "tile never written",
+    "wrong tile order",
+    "nondeterminism",
+    "partial read before it was written",
+    "flag set before its partial is stored",
+    "partial never released",
+    "inaccurate",
     "unclassified",
 )
 
@@ -64,8 +72,10 @@ def _numpy(t):
 
 
 def _tile_region(config, pid_m, pid_n):
-    return (slice(pid_m * config.block_m, min(config.m, (pid_m + 1) * config.block_m)),
-            slice(pid_n * config.block_n, min(config.n, (pid_n + 1) * config.block_n)))
+    return (
+        slice(pid_m * config.block_m, min(config.m, (pid_m + 1) * config.block_m)),
+        slice(pid_n * config.block_n, min(config.n, (pid_n + 1) * config.block_n)),
+    )
 
 
 def _tiles_in_order(config):
@@ -114,8 +124,11 @@ def plan_segments(config, sim, tile):
     """The (program, k_begin, k_end, role) refsim's plan gives a tile."""
     if sim is None:
         sim = refsim.simulate(config)
-    return [(r.program, r.k_begin, r.k_end, r.role) for r in sim.records
-            if r.tile == tile and r.kernel == "gemm"]
+    return [
+        (r.program, r.k_begin, r.k_end, r.role)
+        for r in sim.records
+        if r.tile == tile and r.kernel == "gemm"
+    ]
 
 
 def _wrong_place(config, got, expected, tile, pid_m, pid_n):
@@ -139,8 +152,10 @@ def decode_probe(config, out, pid_m, pid_n):
     if np.isnan(values).all():
         return "tile never written", "the tile still holds the NaN the output was filled with"
     if (np.abs(values[~np.isnan(values)]) >= POISON / 2).any():
-        return ("partial read before it was written",
-                "the tile contains the poison value the partial workspace was filled with")
+        return (
+            "partial read before it was written",
+            "the tile contains the poison value the partial workspace was filled with",
+        )
     m = np.arange(rows.start, rows.stop)[:, None]
     n = np.arange(cols.start, cols.stop)[None, :]
     q = np.floor(values / BIAS_UNIT)
@@ -155,17 +170,21 @@ def decode_probe(config, out, pid_m, pid_n):
             return "bias along the wrong axis", "the bias added is bias[row], not bias[column]"
         times = q / column_code
         if np.all(times == np.round(times)) and times.min() >= 2:
-            return ("bias applied more than once",
-                    f"bias added {int(times.min())} to {int(times.max())} times")
+            return (
+                "bias applied more than once",
+                f"bias added {int(times.min())} to {int(times.max())} times",
+            )
         return "unclassified", f"bias part of the values {np.unique(q)[:6]} is unexplained"
     iters = config.iters_per_tile
     counts = np.minimum(config.block_k, config.k - np.arange(iters) * config.block_k)
     multiplicity = p / (row_code * counts[n % iters])
     column_iterations = (n % iters).ravel()
-    missing = sorted({int(it) for it, col in zip(column_iterations, multiplicity.T)
-                      if np.any(col == 0)})
-    doubled = sorted({int(it) for it, col in zip(column_iterations, multiplicity.T)
-                      if np.any(col >= 2)})
+    missing = sorted(
+        {int(it) for it, col in zip(column_iterations, multiplicity.T) if np.any(col == 0)}
+    )
+    doubled = sorted(
+        {int(it) for it, col in zip(column_iterations, multiplicity.T) if np.any(col >= 2)}
+    )
     if missing:
         return "missing K-segment", f"K-iterations {missing} contributed nothing"
     if doubled:
@@ -176,9 +195,15 @@ def decode_probe(config, out, pid_m, pid_n):
 def diagnose(kut, case, config, got, expected, sim, device):
     """The first wrong tile, refsim's plan for it, and a cause decoded from the data."""
     tile, pid_m, pid_n, element = first_wrong_tile(config, got, expected)
-    info = {"tile": tile, "pid_m": pid_m, "pid_n": pid_n, "element": list(element),
-            "got": float(got[element]), "expected": float(expected[element]),
-            "plan": plan_segments(config, sim, tile)}
+    info = {
+        "tile": tile,
+        "pid_m": pid_m,
+        "pid_n": pid_n,
+        "element": list(element),
+        "got": float(got[element]),
+        "expected": float(expected[element]),
+        "plan": plan_segments(config, sim, tile),
+    }
     rows, cols = _tile_region(config, pid_m, pid_n)
     if (np.abs(np.nan_to_num(got[rows, cols])) >= POISON / 2).any():
         info["detail"] = "the tile contains the poison value the partial workspace was filled with"
@@ -205,8 +230,10 @@ def check_exact(kut, case, config, device):
     if first_wrong_tile(config, got, expected) is None:
         return Finding("exact output", True, []), run, tensors, sim
     cause, info = diagnose(kut, case, config, got, expected, sim, device)
-    reason = (f"tile {info['tile']} (pid_m {info['pid_m']}, pid_n {info['pid_n']}) first differs "
-              f"at {tuple(info['element'])}: {info['got']} != {info['expected']}")
+    reason = (
+        f"tile {info['tile']} (pid_m {info['pid_m']}, pid_n {info['pid_n']}) first differs "
+        f"at {tuple(info['element'])}: {info['got']} != {info['expected']}"
+    )
     return Finding("exact output", False, [reason], cause, info), run, tensors, sim
 
 
@@ -215,8 +242,9 @@ def _partial_cause(math, config, partial, got):
     diff = got - partial.value
     if np.all(np.abs(got) >= POISON / 2):
         return "missing K-segment", "the slot still holds POISON: the partial was never stored"
-    pid_m, pid_n = tiling.grouped_tile(partial.tile, config.num_pid_m, config.num_pid_n,
-                                       config.group_m)
+    pid_m, pid_n = tiling.grouped_tile(
+        partial.tile, config.num_pid_m, config.num_pid_n, config.group_m
+    )
     if math.bias is not None:
         bias = np.broadcast_to(math.with_bias(np.zeros_like(diff), pid_n), diff.shape)
         if np.array_equal(diff, bias):
@@ -244,8 +272,10 @@ def check_partials(kut, config, run, sim, tensors):
         if not np.array_equal(got, p.value):
             cause, detail = _partial_cause(math, config, p, got)
             causes.append(cause)
-            reasons.append(f"partial of program {p.program} for tile {p.tile} (K-iterations "
-                           f"{p.k_begin}..{p.k_end}) differs in slot {slot}: {detail}")
+            reasons.append(
+                f"partial of program {p.program} for tile {p.tile} (K-iterations "
+                f"{p.k_begin}..{p.k_end}) differs in slot {slot}: {detail}"
+            )
     return Finding("partials", not reasons, reasons[:5], causes[0] if causes else None)
 
 
@@ -271,10 +301,16 @@ def check_memory_order(run):
     if not pending:
         return Finding("memory order", True, [f"{len(events)} events, every store released"])
     late = {p: slots for p, slots in pending.items() if released[p]}
-    reasons = [f"program {p} stored partial slot(s) {slots} after its last release "
-               f"({released[p][-1][0]} {released[p][-1][1]})" for p, slots in sorted(late.items())]
-    reasons += [f"program {p} stored partial slot(s) {slots} and never released them"
-                for p, slots in sorted(pending.items()) if p not in late]
+    reasons = [
+        f"program {p} stored partial slot(s) {slots} after its last release "
+        f"({released[p][-1][0]} {released[p][-1][1]})"
+        for p, slots in sorted(late.items())
+    ]
+    reasons += [
+        f"program {p} stored partial slot(s) {slots} and never released them"
+        for p, slots in sorted(pending.items())
+        if p not in late
+    ]
     cause = "flag set before its partial is stored" if late else "partial never released"
     return Finding("memory order", False, reasons[:5], cause)
 
@@ -283,17 +319,31 @@ def check_order(config, run, sim):
     """Static strategies: each program's (tile, k_begin, k_end, role) sequence is refsim's."""
     if config.strategy == "work_stealing":
         return check_work_stealing(config, run)
-    key = lambda r: (r.kernel, r.program, r.step, r.tile, r.pid_m, r.pid_n, r.k_begin, r.k_end,  # noqa: E731
-                     r.role)
+    key = lambda r: (
+        r.kernel,
+        r.program,
+        r.step,
+        r.tile,
+        r.pid_m,
+        r.pid_n,
+        r.k_begin,
+        r.k_end,
+        r.role,
+    )
     got = sorted(map(key, run.records))
     expected = sorted(map(key, sim.records))
     if got == expected:
         return Finding("tile order", True, [])
-    first = next((g, e) for g, e in zip(got + [None] * len(expected), expected + [None] * len(got))
-                 if g != e)
-    return Finding("tile order", False,
-                   [f"first difference: kernel did {first[0]}, refsim planned {first[1]}"],
-                   "wrong tile order", {"kernel": first[0], "plan": first[1]})
+    first = next(
+        (g, e) for g, e in zip(got + [None] * len(expected), expected + [None] * len(got)) if g != e
+    )
+    return Finding(
+        "tile order",
+        False,
+        [f"first difference: kernel did {first[0]}, refsim planned {first[1]}"],
+        "wrong tile order",
+        {"kernel": first[0], "plan": first[1]},
+    )
 
 
 def check_work_stealing(config, run):
@@ -310,21 +360,30 @@ def check_work_stealing(config, run):
     for r in run.records:
         begin, end = tiling.ws_counter_range(r.counter, config.total_tiles, config.num_counters)
         if not begin <= r.tile < end or r.tile != begin + r.ticket:
-            reasons.append(f"program {r.program}: tile {r.tile} is not ticket {r.ticket} of "
-                           f"counter {r.counter}'s range [{begin}, {end})")
+            reasons.append(
+                f"program {r.program}: tile {r.tile} is not ticket {r.ticket} of "
+                f"counter {r.counter}'s range [{begin}, {end})"
+            )
         if r.counter != tiling.ws_counter(r.program, *config.counter_layout):
-            reasons.append(f"program {r.program} drew from counter {r.counter}, not its own "
-                           f"{tiling.ws_counter(r.program, *config.counter_layout)}")
+            reasons.append(
+                f"program {r.program} drew from counter {r.counter}, not its own "
+                f"{tiling.ws_counter(r.program, *config.counter_layout)}"
+            )
         tickets[r.counter].append(r.ticket)
     for counter in range(config.num_counters):
         begin, end = tiling.ws_counter_range(counter, config.total_tiles, config.num_counters)
         if sorted(tickets[counter]) != list(range(end - begin)):
             used = sorted(tickets[counter])
             shown = ", ".join(map(str, used[:8])) + (", ..." if len(used) > 8 else "")
-            reasons.append(f"counter {counter}: {len(used)} tickets used ({shown}), expected "
-                           f"0..{end - begin - 1}")
-    cause = "tile never written" if missing else ("duplicated K-segment" if repeated else
-                                                  ("wrong tile order" if reasons else None))
+            reasons.append(
+                f"counter {counter}: {len(used)} tickets used ({shown}), expected "
+                f"0..{end - begin - 1}"
+            )
+    cause = (
+        "tile never written"
+        if missing
+        else ("duplicated K-segment" if repeated else ("wrong tile order" if reasons else None))
+    )
     return Finding("work-stealing invariants", not reasons, reasons[:5], cause)
 
 
@@ -336,11 +395,17 @@ def check_determinism(kut, case, config, device, runs):
         bits = run.output.detach().cpu().clone()
         if first is None:
             first = bits
-        elif not torch.equal(bits.view(torch.int16 if bits.element_size() == 2 else torch.int32),
-                             first.view(torch.int16 if first.element_size() == 2 else torch.int32)):
+        elif not torch.equal(
+            bits.view(torch.int16 if bits.element_size() == 2 else torch.int32),
+            first.view(torch.int16 if first.element_size() == 2 else torch.int32),
+        ):
             differ = (bits != first).nonzero()[0].tolist()
-            return Finding("determinism", False, [f"run {i} differs from run 0, first at "
-                                                  f"{tuple(differ)}"], "nondeterminism")
+            return Finding(
+                "determinism",
+                False,
+                [f"run {i} differs from run 0, first at {tuple(differ)}"],
+                "nondeterminism",
+            )
     return Finding("determinism", True, [f"{runs} runs identical"])
 
 
@@ -358,5 +423,12 @@ def check_accuracy(kut, case, config, device):
     if worst <= TOLERANCE[case.dtype]:
         return Finding("accuracy", True, [f"worst relative error {worst:.3g}"])
     i, j = divmod(int(error.argmax().item()), config.n)
-    return Finding("accuracy", False, [f"relative error {worst:.3g} at ({i}, {j}) exceeds "
-                                       f"{TOLERANCE[case.dtype]} for {case.dtype}"], "inaccurate")
+    return Finding(
+        "accuracy",
+        False,
+        [
+            f"relative error {worst:.3g} at ({i}, {j}) exceeds "
+            f"{TOLERANCE[case.dtype]} for {case.dtype}"
+        ],
+        "inaccurate",
+    )

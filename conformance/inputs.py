@@ -29,9 +29,11 @@ def _layout(array, transposed, dtype, device):
 
 def as_tensors(case, a, b, bias, device):
     """numpy inputs -> torch tensors in the case's dtype and layouts (transposed views)."""
-    return (_layout(a, case.transpose_a, case.dtype, device),
-            _layout(b, case.transpose_b, case.dtype, device),
-            None if bias is None else _layout(bias, False, case.dtype, device))
+    return (
+        _layout(a, case.transpose_a, case.dtype, device),
+        _layout(b, case.transpose_b, case.dtype, device),
+        None if bias is None else _layout(bias, False, case.dtype, device),
+    )
 
 
 def integer_inputs(case, seed_offset=0):

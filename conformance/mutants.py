@@ -37,61 +37,87 @@ _CONTRIBUTOR_RELEASE = (
     "        if k_begin != 0:\n"
     "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
     " TRACE)\n"
-    "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)")
+    "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)"
+)
 
 MUTANTS = (
-    Mutant("bias-every-contributor", "every Stream-K contributor adds the bias to its partial",
-           "streamk.py",
-           _CONTRIBUTOR_RELEASE,
-           "        if k_begin != 0:\n"
-           "            store_partial(partials_ptr, my_slot, acc + tl.load(bias_ptr + (pid_n * BLOCK_N"
-           " + tl.arange(0, BLOCK_N)) * stride_bias, mask=(pid_n * BLOCK_N + tl.arange(0, BLOCK_N))"
-           " < N, other=0.0).to(tl.float32)[None, :], events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)\n"
-           "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
-           Case("mutant-bias-every-contributor", 64, 64, 80, cus=3, **_SK),
-           "bias applied more than once"),
-    Mutant("bias-by-row", "the epilogue indexes the bias by row instead of column", "tile.py",
-           "        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)\n"
-           "        acc = acc + bias.to(tl.float32)[None, :]",
-           "        bias = tl.load(bias_ptr + offs_m * stride_bias, mask=offs_m < N, other=0.0)\n"
-           "        acc = acc + bias.to(tl.float32)[:, None]",
-           Case("mutant-bias-by-row", 64, 64, 40, strategy="persistent"),
-           "bias along the wrong axis"),
-    Mutant("dropped-partial", "the owner skips its last contributor's partial", "streamk.py",
-           "            for q in range(lp + 1, last + 1):\n"
-           "                wait_for(flags_ptr + q, epoch, BACKEND)",
-           "            for q in range(lp + 1, last):\n"
-           "                wait_for(flags_ptr + q, epoch, BACKEND)",
-           Case("mutant-dropped-partial", 64, 64, 80, cus=3, **_SK), "missing K-segment"),
-    Mutant("sk-split-off-by-one", "every Stream-K range but the last ends one iteration early",
-           "streamk.py",
-           "    start, end = streamk_iter_range(lp, sk_iters, num_programs)\n    step = dp_steps",
-           "    start, end = streamk_iter_range(lp, sk_iters, num_programs)\n"
-           "    end = end - (lp < num_programs - 1).to(tl.int32)\n    step = dp_steps",
-           Case("mutant-sk-split-off-by-one", 64, 64, 80, cus=3, **_SK),
-           "missing K-segment"),
-    Mutant("wrong-group-m", "the data-parallel swizzle uses GROUP_M + 1", "tile.py",
-           "    pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)\n"
-           "    t_start = trace_begin(step, TRACE, BACKEND)",
-           "    pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M + 1)\n"
-           "    t_start = trace_begin(step, TRACE, BACKEND)",
-           Case("mutant-wrong-group-m", 96, 96, 40, strategy="persistent", group_m=2),
-           "wrong tile order"),
-    Mutant("flag-before-store", "a contributor publishes its flag before storing its partial",
-           "streamk.py",
-           _CONTRIBUTOR_RELEASE,
-           "        if k_begin != 0:\n"
-           "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)\n"
-           "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
-           " TRACE)",
-           Case("mutant-flag-before-store", 64, 64, 80, cus=3, **_SK),
-           "flag set before its partial is stored"),
-    Mutant("ws-counter-gap", "each work-stealing counter stops one tile short of its range",
-           "work_stealing.py",
-           "    _, end = ws_counter_range(counter, total_tiles, num_counters)",
-           "    _, end = ws_counter_range(counter, total_tiles, num_counters)\n    end = end - 1",
-           Case("mutant-ws-counter-gap", 64, 96, 40, strategy="work_stealing"),
-           "tile never written"),
+    Mutant(
+        "bias-every-contributor",
+        "every Stream-K contributor adds the bias to its partial",
+        "streamk.py",
+        _CONTRIBUTOR_RELEASE,
+        "        if k_begin != 0:\n"
+        "            store_partial(partials_ptr, my_slot, acc + tl.load(bias_ptr + (pid_n * BLOCK_N"
+        " + tl.arange(0, BLOCK_N)) * stride_bias, mask=(pid_n * BLOCK_N + tl.arange(0, BLOCK_N))"
+        " < N, other=0.0).to(tl.float32)[None, :], events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)\n"
+        "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
+        Case("mutant-bias-every-contributor", 64, 64, 80, cus=3, **_SK),
+        "bias applied more than once",
+    ),
+    Mutant(
+        "bias-by-row",
+        "the epilogue indexes the bias by row instead of column",
+        "tile.py",
+        "        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)\n"
+        "        acc = acc + bias.to(tl.float32)[None, :]",
+        "        bias = tl.load(bias_ptr + offs_m * stride_bias, mask=offs_m < N, other=0.0)\n"
+        "        acc = acc + bias.to(tl.float32)[:, None]",
+        Case("mutant-bias-by-row", 64, 64, 40, strategy="persistent"),
+        "bias along the wrong axis",
+    ),
+    Mutant(
+        "dropped-partial",
+        "the owner skips its last contributor's partial",
+        "streamk.py",
+        "            for q in range(lp + 1, last + 1):\n"
+        "                wait_for(flags_ptr + q, epoch, BACKEND)",
+        "            for q in range(lp + 1, last):\n"
+        "                wait_for(flags_ptr + q, epoch, BACKEND)",
+        Case("mutant-dropped-partial", 64, 64, 80, cus=3, **_SK),
+        "missing K-segment",
+    ),
+    Mutant(
+        "sk-split-off-by-one",
+        "every Stream-K range but the last ends one iteration early",
+        "streamk.py",
+        "    start, end = streamk_iter_range(lp, sk_iters, num_programs)\n    step = dp_steps",
+        "    start, end = streamk_iter_range(lp, sk_iters, num_programs)\n"
+        "    end = end - (lp < num_programs - 1).to(tl.int32)\n    step = dp_steps",
+        Case("mutant-sk-split-off-by-one", 64, 64, 80, cus=3, **_SK),
+        "missing K-segment",
+    ),
+    Mutant(
+        "wrong-group-m",
+        "the data-parallel swizzle uses GROUP_M + 1",
+        "tile.py",
+        "    pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)\n"
+        "    t_start = trace_begin(step, TRACE, BACKEND)",
+        "    pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M + 1)\n"
+        "    t_start = trace_begin(step, TRACE, BACKEND)",
+        Case("mutant-wrong-group-m", 96, 96, 40, strategy="persistent", group_m=2),
+        "wrong tile order",
+    ),
+    Mutant(
+        "flag-before-store",
+        "a contributor publishes its flag before storing its partial",
+        "streamk.py",
+        _CONTRIBUTOR_RELEASE,
+        "        if k_begin != 0:\n"
+        "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)\n"
+        "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
+        " TRACE)",
+        Case("mutant-flag-before-store", 64, 64, 80, cus=3, **_SK),
+        "flag set before its partial is stored",
+    ),
+    Mutant(
+        "ws-counter-gap",
+        "each work-stealing counter stops one tile short of its range",
+        "work_stealing.py",
+        "    _, end = ws_counter_range(counter, total_tiles, num_counters)",
+        "    _, end = ws_counter_range(counter, total_tiles, num_counters)\n    end = end - 1",
+        Case("mutant-ws-counter-gap", 64, 96, 40, strategy="work_stealing"),
+        "tile never written",
+    ),
 )
 
 _built = {}
@@ -104,13 +130,16 @@ def build(mutant, folder=None):
     root = pathlib.Path(folder or tempfile.mkdtemp(prefix="refsim-mutants-"))
     package = "mutant_" + mutant.name.replace("-", "_")
     target = root / package
-    shutil.copytree(pathlib.Path(kernels.__file__).parent, target,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        pathlib.Path(kernels.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__")
+    )
     path = target / mutant.file
     source = path.read_text()
     if source.count(mutant.original) != 1:
-        raise RuntimeError(f"mutant {mutant.name}: the original lines occur "
-                           f"{source.count(mutant.original)} times in {mutant.file}, not once")
+        raise RuntimeError(
+            f"mutant {mutant.name}: the original lines occur "
+            f"{source.count(mutant.original)} times in {mutant.file}, not once"
+        )
     path.write_text(source.replace(mutant.original, mutant.mutated))
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))

@@ -10,12 +10,16 @@ def environment(device):
     import torch
     import triton
 
-    env = {"device": device, "torch": torch.__version__, "triton": triton.__version__,
-           "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+    env = {
+        "device": device,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+    }
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, sms=props.multi_processor_count,
-                   driver=_driver_version())
+        env.update(gpu=props.name, sms=props.multi_processor_count, driver=_driver_version())
     else:
         env.update(gpu="none (Triton interpreter on the CPU)")
     return env
@@ -25,8 +29,12 @@ def _driver_version():
     import subprocess
 
     try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -34,9 +42,14 @@ def _driver_version():
 def totals(case_results, mutant_results):
     passed = sum(r.passed for r in case_results)
     caught = sum(m.caught and m.right_cause for m in mutant_results)
-    return {"cases": len(case_results), "passed": passed, "failed": len(case_results) - passed,
-            "mutants": len(mutant_results), "mutants_caught_with_right_cause": caught,
-            "mutation_score": caught / len(mutant_results) if mutant_results else None}
+    return {
+        "cases": len(case_results),
+        "passed": passed,
+        "failed": len(case_results) - passed,
+        "mutants": len(mutant_results),
+        "mutants_caught_with_right_cause": caught,
+        "mutation_score": caught / len(mutant_results) if mutant_results else None,
+    }
 
 
 def table(case_results, mutant_results):
@@ -55,12 +68,16 @@ def table(case_results, mutant_results):
         lines.append(f"{'mutant':26} {'expected cause':38} caught  cause found")
         for m in mutant_results:
             verdict = "yes" if m.caught and m.right_cause else ("wrong" if m.caught else "NO")
-            lines.append(f"{m.mutant.name:26} {m.expected_cause:38} {verdict:7} "
-                         f"{', '.join(dict.fromkeys(m.result.causes)) or '-'}")
+            lines.append(
+                f"{m.mutant.name:26} {m.expected_cause:38} {verdict:7} "
+                f"{', '.join(dict.fromkeys(m.result.causes)) or '-'}"
+            )
         score = totals(case_results, mutant_results)["mutation_score"]
-        lines.append(f"mutation score {score:.0%} "
-                     f"({sum(m.caught and m.right_cause for m in mutant_results)} of "
-                     f"{len(mutant_results)} caught with the right cause)")
+        lines.append(
+            f"mutation score {score:.0%} "
+            f"({sum(m.caught and m.right_cause for m in mutant_results)} of "
+            f"{len(mutant_results)} caught with the right cause)"
+        )
     return "\n".join(lines)
 
 
@@ -69,28 +86,49 @@ def write(folder, env, case_results, mutant_results):
     os.makedirs(folder, exist_ok=True)
     summary = totals(case_results, mutant_results)
     with open(os.path.join(folder, "report.json"), "w") as f:
-        json.dump({"environment": env, "totals": summary,
-                   "cases": [r.to_dict() for r in case_results],
-                   "mutants": [m.to_dict() for m in mutant_results]}, f, indent=1, default=str)
-    lines = [f"# Conformance report: {env.get('gpu')}", "",
-             ", ".join(f"{k} {v}" for k, v in env.items()), "",
-             f"**Cases: {summary['passed']} passed, {summary['failed']} failed, of "
-             f"{summary['cases']}.**"]
+        json.dump(
+            {
+                "environment": env,
+                "totals": summary,
+                "cases": [r.to_dict() for r in case_results],
+                "mutants": [m.to_dict() for m in mutant_results],
+            },
+            f,
+            indent=1,
+            default=str,
+        )
+    lines = [
+        f"# Conformance report: {env.get('gpu')}",
+        "",
+        ", ".join(f"{k} {v}" for k, v in env.items()),
+        "",
+        f"**Cases: {summary['passed']} passed, {summary['failed']} failed, of "
+        f"{summary['cases']}.**",
+    ]
     if mutant_results:
-        lines.append(f"**Mutants: {summary['mutants_caught_with_right_cause']} of "
-                     f"{summary['mutants']} caught with the right cause (mutation score "
-                     f"{summary['mutation_score']:.0%}).**")
+        lines.append(
+            f"**Mutants: {summary['mutants_caught_with_right_cause']} of "
+            f"{summary['mutants']} caught with the right cause (mutation score "
+            f"{summary['mutation_score']:.0%}).**"
+        )
     lines += ["", "| case | kernel | result | cause | seconds |", "|---|---|---|---|---:|"]
     for r in case_results:
-        lines.append(f"| {r.case.name} | {r.kernel} | {'pass' if r.passed else 'FAIL'} | "
-                     f"{r.cause or ''} | {r.seconds:.2f} |")
+        lines.append(
+            f"| {r.case.name} | {r.kernel} | {'pass' if r.passed else 'FAIL'} | "
+            f"{r.cause or ''} | {r.seconds:.2f} |"
+        )
     if mutant_results:
-        lines += ["", "| mutant | what is wrong | expected cause | caught | causes found |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| mutant | what is wrong | expected cause | caught | causes found |",
+            "|---|---|---|---|---|",
+        ]
         for m in mutant_results:
-            lines.append(f"| {m.mutant.name} | {m.mutant.description} | {m.expected_cause} "
-                         f"| {'yes' if m.caught and m.right_cause else 'no'} | "
-                         f"{', '.join(dict.fromkeys(m.result.causes))} |")
+            lines.append(
+                f"| {m.mutant.name} | {m.mutant.description} | {m.expected_cause} "
+                f"| {'yes' if m.caught and m.right_cause else 'no'} | "
+                f"{', '.join(dict.fromkeys(m.result.causes))} |"
+            )
     failures = [r for r in case_results if not r.passed] + [m.result for m in mutant_results]
     if failures:
         lines += ["", "## Findings"]
@@ -98,10 +136,14 @@ def write(folder, env, case_results, mutant_results):
             lines.append(f"- **{r.case.name}** ({r.kernel})")
             for f in r.findings:
                 if not f.passed:
-                    lines.append(f"  - {f.check}: {'; '.join(f.reasons)}"
-                                 + (f" -- cause: {f.cause}" if f.cause else ""))
+                    lines.append(
+                        f"  - {f.check}: {'; '.join(f.reasons)}"
+                        + (f" -- cause: {f.cause}" if f.cause else "")
+                    )
                     if f.diagnosis and "tile" in f.diagnosis:
-                        lines.append(f"    - refsim's plan for tile {f.diagnosis['tile']}: "
-                                     f"{f.diagnosis['plan']}; {f.diagnosis.get('detail', '')}")
+                        lines.append(
+                            f"    - refsim's plan for tile {f.diagnosis['tile']}: "
+                            f"{f.diagnosis['plan']}; {f.diagnosis.get('detail', '')}"
+                        )
     with open(os.path.join(folder, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

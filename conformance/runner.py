@@ -3,8 +3,15 @@
 import dataclasses
 import time
 
-from .checks import (Finding, check_accuracy, check_determinism, check_exact,
-                     check_memory_order, check_order, check_partials)
+from .checks import (
+    Finding,
+    check_accuracy,
+    check_determinism,
+    check_exact,
+    check_memory_order,
+    check_order,
+    check_partials,
+)
 
 
 @dataclasses.dataclass
@@ -28,9 +35,14 @@ class CaseResult:
         return next(iter(self.causes), None)
 
     def to_dict(self):
-        return {"kernel": self.kernel, "case": self.case.to_dict(), "passed": self.passed,
-                "cause": self.cause, "seconds": round(self.seconds, 3),
-                "findings": [dataclasses.asdict(f) for f in self.findings]}
+        return {
+            "kernel": self.kernel,
+            "case": self.case.to_dict(),
+            "passed": self.passed,
+            "cause": self.cause,
+            "seconds": round(self.seconds, 3),
+            "findings": [dataclasses.asdict(f) for f in self.findings],
+        }
 
 
 def warm_up(kut, case, config, device):
@@ -39,8 +51,13 @@ def warm_up(kut, case, config, device):
     from .inputs import as_tensors, integer_inputs
 
     a, b, bias = as_tensors(case, *integer_inputs(case), device)
-    kut.run(config, a, b, bias, out=torch.empty((config.m, config.n), dtype=torch.float32,
-                                                device=device))
+    kut.run(
+        config,
+        a,
+        b,
+        bias,
+        out=torch.empty((config.m, config.n), dtype=torch.float32, device=device),
+    )
 
 
 def check_case(kut, case, device, determinism_runs=3):
@@ -65,8 +82,9 @@ def check_case(kut, case, device, determinism_runs=3):
             findings.append(check_determinism(kut, case, config, device, determinism_runs))
         findings.append(check_accuracy(kut, case, config, device))
     except Exception as exc:  # a kernel that crashes or hangs up is a finding of its own
-        findings.append(Finding("launch", False, [f"{type(exc).__name__}: {exc}"[:500]],
-                                "unclassified"))
+        findings.append(
+            Finding("launch", False, [f"{type(exc).__name__}: {exc}"[:500]], "unclassified")
+        )
     return CaseResult(kut.name, case, findings, time.perf_counter() - start)
 
 
@@ -112,10 +130,10 @@ def run_parallel(cases, mutants, device, jobs, determinism_runs=3, progress=None
     os.environ.update(dict.fromkeys(_THREAD_VARIABLES, threads))
     try:
         pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context)
-        futures = [pool.submit(_reference_case, case, device, determinism_runs)
-                   for case in cases]
-        futures += [pool.submit(_mutant_case, mutant, device, determinism_runs)
-                    for mutant in mutants]
+        futures = [pool.submit(_reference_case, case, device, determinism_runs) for case in cases]
+        futures += [
+            pool.submit(_mutant_case, mutant, device, determinism_runs) for mutant in mutants
+        ]
     finally:
         for name, value in saved.items():
             if value is None:
@@ -127,7 +145,9 @@ def run_parallel(cases, mutants, device, jobs, determinism_runs=3, progress=None
             for future in concurrent.futures.as_completed(futures):
                 progress(future.result())
         results = [future.result() for future in futures]
-    return results[:len(cases)], [MutantResult(m, r) for m, r in zip(mutants, results[len(cases):])]
+    return results[: len(cases)], [
+        MutantResult(m, r) for m, r in zip(mutants, results[len(cases) :])
+    ]
 
 
 @dataclasses.dataclass
@@ -148,10 +168,15 @@ class MutantResult:
         return self.expected_cause in self.result.causes
 
     def to_dict(self):
-        return {"mutant": self.mutant.name, "description": self.mutant.description,
-                "expected_cause": self.expected_cause, "caught": self.caught,
-                "right_cause": self.right_cause, "causes": self.result.causes,
-                "result": self.result.to_dict()}
+        return {
+            "mutant": self.mutant.name,
+            "description": self.mutant.description,
+            "expected_cause": self.expected_cause,
+            "caught": self.caught,
+            "right_cause": self.right_cause,
+            "causes": self.result.causes,
+            "result": self.result.to_dict(),
+        }
 
 
 def run_mutants(mutants, device, determinism_runs=3, progress=None):
@@ -159,8 +184,9 @@ def run_mutants(mutants, device, determinism_runs=3, progress=None):
 
     results = []
     for mutant in mutants:
-        results.append(MutantResult(mutant, check_case(build(mutant), mutant.case, device,
-                                                       determinism_runs)))
+        results.append(
+            MutantResult(mutant, check_case(build(mutant), mutant.case, device, determinism_runs))
+        )
         if progress is not None:
             progress(results[-1].result)
     return results

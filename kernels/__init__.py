@@ -12,8 +12,17 @@ described in docs/torch-api.md.
 
 from .launch import KernelRun, default_config, launch_options, partial_slot, run
 
-__all__ = ["KernelRun", "addmm", "bmm", "default_config", "launch_options", "matmul", "nn",
-           "partial_slot", "run"]
+__all__ = [
+    "KernelRun",
+    "addmm",
+    "bmm",
+    "default_config",
+    "launch_options",
+    "matmul",
+    "nn",
+    "partial_slot",
+    "run",
+]
 
 _FRONT_END = {"matmul": "ops", "addmm": "ops", "bmm": "ops", "nn": None}
 

@@ -68,4 +68,3 @@ def config_for(m, n, k, dtype, device, strategy="auto", overrides=""):
         for field, value in chosen.items():
             options.setdefault(field, value)
     return device_config(m, n, k, name, device, **dict(options, strategy=strategy))
-

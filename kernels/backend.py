@@ -43,11 +43,18 @@ def backend_for(device_type):
 def read_clock(step, BACKEND: tl.constexpr):
     """A timestamp: ns on NVIDIA, 10 ns ticks on AMD, the step counter in the interpreter."""
     if BACKEND == 1:
-        t = tl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64,
-                                      is_pure=False, pack=1)
+        t = tl.inline_asm_elementwise(
+            "mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64, is_pure=False, pack=1
+        )
     elif BACKEND == 2:
-        t = tl.inline_asm_elementwise("s_memrealtime $0\ns_waitcnt lgkmcnt(0)", "=s", [],
-                                      dtype=tl.int64, is_pure=False, pack=1)
+        t = tl.inline_asm_elementwise(
+            "s_memrealtime $0\ns_waitcnt lgkmcnt(0)",
+            "=s",
+            [],
+            dtype=tl.int64,
+            is_pure=False,
+            pack=1,
+        )
     else:
         t = tl.full((), 0, tl.int64) + step
     return t
@@ -57,14 +64,27 @@ def read_clock(step, BACKEND: tl.constexpr):
 def read_unit(BACKEND: tl.constexpr):
     """``(unit, xcd)``: SM id and 0 on NVIDIA; CU id and XCC id on AMD; -1, -1 interpreted."""
     if BACKEND == 1:
-        unit = tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r", [], dtype=tl.int32,
-                                         is_pure=True, pack=1)
+        unit = tl.inline_asm_elementwise(
+            "mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=True, pack=1
+        )
         xcd = unit * 0
     elif BACKEND == 2:
-        unit = tl.inline_asm_elementwise("s_getreg_b32 $0, hwreg(HW_REG_HW_ID, 8, 4)", "=s", [],
-                                         dtype=tl.int32, is_pure=True, pack=1)
-        xcd = tl.inline_asm_elementwise("s_getreg_b32 $0, hwreg(HW_REG_XCC_ID, 0, 4)", "=s", [],
-                                        dtype=tl.int32, is_pure=True, pack=1)
+        unit = tl.inline_asm_elementwise(
+            "s_getreg_b32 $0, hwreg(HW_REG_HW_ID, 8, 4)",
+            "=s",
+            [],
+            dtype=tl.int32,
+            is_pure=True,
+            pack=1,
+        )
+        xcd = tl.inline_asm_elementwise(
+            "s_getreg_b32 $0, hwreg(HW_REG_XCC_ID, 0, 4)",
+            "=s",
+            [],
+            dtype=tl.int32,
+            is_pure=True,
+            pack=1,
+        )
     else:
         unit = tl.full((), -1, tl.int32)
         xcd = tl.full((), -1, tl.int32)

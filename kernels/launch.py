@@ -84,12 +84,16 @@ def device_config(m, n, k, dtype, device, **overrides):
 def _device_profile(index):
     """``(profile, units)`` of CUDA device ``index``, probed once."""
     props = torch.cuda.get_device_properties(index)
-    preset = PROFILES["mi300x" if getattr(torch.version, "hip", None) else (
-        "h200" if "H200" in props.name.upper() else "h100")]
+    preset = PROFILES[
+        "mi300x"
+        if getattr(torch.version, "hip", None)
+        else ("h200" if "H200" in props.name.upper() else "h100")
+    ]
     if props.multi_processor_count > preset.cus:
         # A bigger part than the preset: its numbers, with this device's unit count.
-        preset = dataclasses.replace(preset, name=props.name, cus=props.multi_processor_count,
-                                     xcds=1)
+        preset = dataclasses.replace(
+            preset, name=props.name, cus=props.multi_processor_count, xcds=1
+        )
     return preset, props.multi_processor_count
 
 
@@ -105,16 +109,21 @@ def _check(config, a, b, bias, out):
         if t.dtype not in TORCH_DTYPES.values():
             raise TypeError(f"{name} has dtype {t.dtype}; supported: float16, bfloat16, float32")
         if t.dtype != expected:
-            raise TypeError(f"{name} has dtype {t.dtype}, but the config says {config.dtype} "
-                            f"({expected})")
+            raise TypeError(
+                f"{name} has dtype {t.dtype}, but the config says {config.dtype} ({expected})"
+            )
     if a.shape != (config.m, config.k) or b.shape != (config.k, config.n):
-        raise ValueError(f"a {tuple(a.shape)} @ b {tuple(b.shape)} does not match the config's "
-                         f"M, N, K = {config.m}, {config.n}, {config.k} (a must be (M, K), b (K, N))")
+        raise ValueError(
+            f"a {tuple(a.shape)} @ b {tuple(b.shape)} does not match the config's "
+            f"M, N, K = {config.m}, {config.n}, {config.k} (a must be (M, K), b (K, N))"
+        )
     devices = {("a", a.device), ("b", b.device)}
     if bias is not None:
         if bias.dim() != 1 or bias.shape[0] != config.n:
-            raise ValueError(f"bias must be 1-D of length N={config.n} (one value per output "
-                             f"column), got shape {tuple(bias.shape)}")
+            raise ValueError(
+                f"bias must be 1-D of length N={config.n} (one value per output "
+                f"column), got shape {tuple(bias.shape)}"
+            )
         if bias.dtype not in TORCH_DTYPES.values():
             raise TypeError(f"bias has dtype {bias.dtype}; supported: float16, bfloat16, float32")
         devices.add(("bias", bias.device))
@@ -128,35 +137,50 @@ def _check(config, a, b, bias, out):
         listing = ", ".join(f"{name} on {d}" for name, d in sorted(devices, key=str))
         raise ValueError(f"tensors are on different devices: {listing}")
     if a.device.type == "cpu" and not interpreting():
-        raise ValueError("CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 before "
-                         "importing kernels")
+        raise ValueError(
+            "CPU tensors need Triton's interpreter: set TRITON_INTERPRET=1 before importing kernels"
+        )
 
 
 def _check_launchable(config, device, deterministic, out_dtype):
     if config.strategy == "streamk" and config.fixup == "atomic":
         if deterministic:
-            raise ValueError("fixup='atomic' adds partials with float atomics in arrival order, "
-                             "so its output is not deterministic: pass deterministic=False, or "
-                             "pick owner-waits, turnstile or last-arriver")
+            raise ValueError(
+                "fixup='atomic' adds partials with float atomics in arrival order, "
+                "so its output is not deterministic: pass deterministic=False, or "
+                "pick owner-waits, turnstile or last-arriver"
+            )
         if out_dtype != torch.float32:
-            raise ValueError("fixup='atomic' accumulates SK tiles with fp32 atomics in the output: "
-                             f"pass out= a float32 tensor (the output would be {out_dtype})")
-    if (device.type == "cuda" and config.strategy == "streamk" and config.fixup in WAITING_FIXUPS
-            and config.sk_tiles > 0):
+            raise ValueError(
+                "fixup='atomic' accumulates SK tiles with fp32 atomics in the output: "
+                f"pass out= a float32 tensor (the output would be {out_dtype})"
+            )
+    if (
+        device.type == "cuda"
+        and config.strategy == "streamk"
+        and config.fixup in WAITING_FIXUPS
+        and config.sk_tiles > 0
+    ):
         resident = _device_profile(cuda_index(device))[1]
         if config.grid > resident:
-            raise ValueError(f"fixup={config.fixup!r} spins on flags of other programs, so all "
-                             f"{config.grid} programs must be resident at once, but the device "
-                             f"holds {resident} (one per SM): lower grid= or use last-arriver")
+            raise ValueError(
+                f"fixup={config.fixup!r} spins on flags of other programs, so all "
+                f"{config.grid} programs must be resident at once, but the device "
+                f"holds {resident} (one per SM): lower grid= or use last-arriver"
+            )
 
 
 @functools.cache
 def _max_steps(config):
     """Trace records per program: the most work items any program can do."""
     if config.strategy == "work_stealing":
-        return max(e - b for b, e in (tiling.ws_counter_range(c, config.total_tiles,
-                                                               config.num_counters)
-                                      for c in range(config.num_counters)))
+        return max(
+            e - b
+            for b, e in (
+                tiling.ws_counter_range(c, config.total_tiles, config.num_counters)
+                for c in range(config.num_counters)
+            )
+        )
     if config.strategy in ("data_parallel", "split_k"):
         return 1
     dp_steps = tiling.cdiv(config.dp_tiles, config.grid)
@@ -179,8 +203,17 @@ def launch_options(config, device):
     return {"num_warps": num_warps, "num_stages": max(2, min(4, (160 * 1024) // stage_bytes))}
 
 
-def run(config, a, b, bias=None, out=None, trace=False, deterministic=True, num_warps=None,
-        num_stages=None):
+def run(
+    config,
+    a,
+    b,
+    bias=None,
+    out=None,
+    trace=False,
+    deterministic=True,
+    num_warps=None,
+    num_stages=None,
+):
     """C = A @ B (+ bias) with the strategy of ``config``; see :class:`KernelRun`.
 
     ``config`` is a :class:`refsim.GemmConfig` matching the tensors, or None (or a dict of
@@ -204,14 +237,17 @@ def run(config, a, b, bias=None, out=None, trace=False, deterministic=True, num_
     c = out if out is not None else torch.empty((config.m, config.n), dtype=a.dtype, device=device)
     backend = backend_for(device.type)
     options = launch_options(config, device)
-    options.update({k: v for k, v in (("num_warps", num_warps), ("num_stages", num_stages))
-                    if v is not None})
+    options.update(
+        {k: v for k, v in (("num_warps", num_warps), ("num_stages", num_stages)) if v is not None}
+    )
     workspace = workspace_for(device)
     with workspace.lock:
-        traces, partials, events = _launch(config, a, b, bias, c, trace, backend, options,
-                                           workspace)
-        written = (config.strategy == "streamk" and config.sk_tiles > 0
-                   or config.strategy == "split_k" and config.split_k > 1)
+        traces, partials, events = _launch(
+            config, a, b, bias, c, trace, backend, options, workspace
+        )
+        written = (config.strategy == "streamk" and config.sk_tiles > 0) or (
+            config.strategy == "split_k" and config.split_k > 1
+        )
         partials = partials.clone() if (trace and written) else None
     records = _decode(config, traces, backend) if trace else None
     return KernelRun(c, config, records, partials, _decode_events(events))
@@ -233,21 +269,46 @@ def _launch(config, a, b, bias, c, trace, backend, options, workspace):
     device = a.device
     grid = config.grid
     max_steps = _max_steps(config) if trace else 1
-    trace_buf = (torch.full((grid, max_steps, len(TRACE_FIELDS)), -1, dtype=torch.int64,
-                            device=device) if trace else workspace.buffer("no-trace", 1, torch.int64))
+    trace_buf = (
+        torch.full((grid, max_steps, len(TRACE_FIELDS)), -1, dtype=torch.int64, device=device)
+        if trace
+        else workspace.buffer("no-trace", 1, torch.int64)
+    )
     dummy_bias = bias if bias is not None else c
     tensors = (a, b, c, dummy_bias, trace_buf)
-    sizes = (config.m, config.n, config.k, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-             c.stride(0), c.stride(1), bias.stride(0) if bias is not None else 0)
-    remap = REMAP_NONE if not config.xcd_remap or config.xcds == 1 else (
-        REMAP_PLAIN if config.xcd_chunk is None else REMAP_CHUNKED)
+    sizes = (
+        config.m,
+        config.n,
+        config.k,
+        a.stride(0),
+        a.stride(1),
+        b.stride(0),
+        b.stride(1),
+        c.stride(0),
+        c.stride(1),
+        bias.stride(0) if bias is not None else 0,
+    )
+    remap = (
+        REMAP_NONE
+        if not config.xcd_remap or config.xcds == 1
+        else (REMAP_PLAIN if config.xcd_chunk is None else REMAP_CHUNKED)
+    )
     meta = dict(
-        BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        GROUP_M=config.group_m, NUM_XCDS=config.xcds, REMAP=remap, CHUNK=config.xcd_chunk or 1,
+        BLOCK_M=config.block_m,
+        BLOCK_N=config.block_n,
+        BLOCK_K=config.block_k,
+        GROUP_M=config.group_m,
+        NUM_XCDS=config.xcds,
+        REMAP=remap,
+        CHUNK=config.xcd_chunk or 1,
         EVEN_K=config.k % config.block_k == 0,
         INPUT_PRECISION="ieee",
-        HAS_BIAS=bias is not None, max_steps=max_steps, TRACE=trace,
-        BACKEND=backend, **options)
+        HAS_BIAS=bias is not None,
+        max_steps=max_steps,
+        TRACE=trace,
+        BACKEND=backend,
+        **options,
+    )
     traces = [("gemm", trace_buf)]
     partials = events = None
     if config.strategy == "data_parallel":
@@ -255,43 +316,86 @@ def _launch(config, a, b, bias, c, trace, backend, options, workspace):
     elif config.strategy == "persistent":
         persistent_kernel[(grid,)](*tensors, *sizes, **meta)
     elif config.strategy == "work_stealing":
-        counters = workspace.buffer("counters", config.num_counters * work_stealing.COUNTER_STRIDE,
-                                    torch.int32)
+        counters = workspace.buffer(
+            "counters", config.num_counters * work_stealing.COUNTER_STRIDE, torch.int32
+        )
         counters.zero_()
         ws_xcds, per_xcd = config.counter_layout
         work_stealing.work_stealing_kernel[(grid,)](
-            *tensors, *sizes, counters, config.num_counters, **meta, WS_XCDS=ws_xcds,
-            WS_PER_XCD=per_xcd, COUNTER_STRIDE=work_stealing.COUNTER_STRIDE)
+            *tensors,
+            *sizes,
+            counters,
+            config.num_counters,
+            **meta,
+            WS_XCDS=ws_xcds,
+            WS_PER_XCD=per_xcd,
+            COUNTER_STRIDE=work_stealing.COUNTER_STRIDE,
+        )
     elif config.strategy == "streamk":
-        partials = workspace.buffer("partials", 2 * grid * config.block_m * config.block_n,
-                                    torch.float32)
+        partials = workspace.buffer(
+            "partials", 2 * grid * config.block_m * config.block_n, torch.float32
+        )
         flags = workspace.buffer("flags", grid, torch.int32)
         counters = workspace.buffer("counters", max(config.sk_tiles, 1), torch.int32)
         counters.zero_()
         if config.fixup == "atomic" and config.sk_tiles:
             c.zero_()
         ordered = backend == 0
-        order = (torch.tensor(streamk.execution_order(config), dtype=torch.int32, device=device)
-                 if ordered else flags)
+        order = (
+            torch.tensor(streamk.execution_order(config), dtype=torch.int32, device=device)
+            if ordered
+            else flags
+        )
         events = _event_log(4 * grid, device) if trace else trace_buf
         streamk.streamk_kernel[(grid,)](
-            *tensors, *sizes, partials, flags, counters, order, config.dp_tiles, config.sk_iters,
-            workspace.next_epoch(flags), events, **meta, FIXUP=streamk.FIXUP_CODES[config.fixup],
-            ORDERED=ordered)
+            *tensors,
+            *sizes,
+            partials,
+            flags,
+            counters,
+            order,
+            config.dp_tiles,
+            config.sk_iters,
+            workspace.next_epoch(flags),
+            events,
+            **meta,
+            FIXUP=streamk.FIXUP_CODES[config.fixup],
+            ORDERED=ordered,
+        )
         partials = partials.view(2 * grid, config.block_m, config.block_n)
     else:
-        partials = workspace.buffer("partials", grid * config.block_m * config.block_n,
-                                    torch.float32)
+        partials = workspace.buffer(
+            "partials", grid * config.block_m * config.block_n, torch.float32
+        )
         split_k.split_k_kernel[(grid,)](*tensors, *sizes, partials, **meta, SPLIT_K=config.split_k)
         partials = partials.view(grid, config.block_m, config.block_n)
         if config.split_k > 1:
-            reduce_trace = (torch.full((config.total_tiles, 1, len(TRACE_FIELDS)), -1,
-                                       dtype=torch.int64, device=device) if trace else trace_buf)
+            reduce_trace = (
+                torch.full(
+                    (config.total_tiles, 1, len(TRACE_FIELDS)), -1, dtype=torch.int64, device=device
+                )
+                if trace
+                else trace_buf
+            )
             split_k.split_k_reduce_kernel[(config.total_tiles,)](
-                c, dummy_bias, reduce_trace, partials, config.m, config.n, c.stride(0),
-                c.stride(1), sizes[-1], BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                GROUP_M=config.group_m, HAS_BIAS=bias is not None, TRACE=trace, BACKEND=backend,
-                SPLIT_K=config.split_k, num_warps=options["num_warps"])
+                c,
+                dummy_bias,
+                reduce_trace,
+                partials,
+                config.m,
+                config.n,
+                c.stride(0),
+                c.stride(1),
+                sizes[-1],
+                BLOCK_M=config.block_m,
+                BLOCK_N=config.block_n,
+                GROUP_M=config.group_m,
+                HAS_BIAS=bias is not None,
+                TRACE=trace,
+                BACKEND=backend,
+                SPLIT_K=config.split_k,
+                num_warps=options["num_warps"],
+            )
             traces.append(("reduce", reduce_trace))
     return traces, partials, events if trace else None
 
@@ -311,8 +415,10 @@ def _decode_events(log):
     count, capacity = data[0], data[1]
     if count > capacity:
         raise RuntimeError(f"event log overflow: {count} events, room for {capacity}")
-    return [(program, EVENTS[kind], index)
-            for program, kind, index in zip(*[iter(data[2:2 + 3 * count])] * 3)]
+    return [
+        (program, EVENTS[kind], index)
+        for program, kind, index in zip(*[iter(data[2 : 2 + 3 * count])] * 3)
+    ]
 
 
 def _decode(config, traces, backend):
@@ -332,9 +438,24 @@ def _decode(config, traces, backend):
     scale = TICKS_PER_US[backend]
     records = []
     for kernel, program, step, r in rows:
-        records.append(WorkRecord(
-            program, step, r["tile"], r["pid_m"], r["pid_n"], r["k_begin"], r["k_end"],
-            ROLES[r["role"]],
-            r["unit"], r["xcd"], (r["t_start"] - origin) / scale, (r["t_end"] - origin) / scale,
-            r["ticket"], r["counter"], bool(r["finalizes"]), kernel))
+        records.append(
+            WorkRecord(
+                program,
+                step,
+                r["tile"],
+                r["pid_m"],
+                r["pid_n"],
+                r["k_begin"],
+                r["k_end"],
+                ROLES[r["role"]],
+                r["unit"],
+                r["xcd"],
+                (r["t_start"] - origin) / scale,
+                (r["t_end"] - origin) / scale,
+                r["ticket"],
+                r["counter"],
+                bool(r["finalizes"]),
+                kernel,
+            )
+        )
     return records

@@ -12,8 +12,18 @@ class Linear(torch.nn.Linear):
     :func:`kernels.matmul`.
     """
 
-    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, *,
-                 strategy="auto", deterministic=True, **config_overrides):
+    def __init__(
+        self,
+        in_features,
+        out_features,
+        bias=True,
+        device=None,
+        dtype=None,
+        *,
+        strategy="auto",
+        deterministic=True,
+        **config_overrides,
+    ):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.strategy = strategy
         self.deterministic = deterministic
@@ -21,10 +31,15 @@ class Linear(torch.nn.Linear):
 
     def forward(self, x):
         if x.shape[-1] != self.in_features:
-            raise RuntimeError(f"Linear: input has {x.shape[-1]} features, expected "
-                               f"{self.in_features}")
-        y = mm(x.flatten(0, -2), self.weight.t(), self.bias,
-               (self.strategy, self.deterministic, self.options))
+            raise RuntimeError(
+                f"Linear: input has {x.shape[-1]} features, expected {self.in_features}"
+            )
+        y = mm(
+            x.flatten(0, -2),
+            self.weight.t(),
+            self.bias,
+            (self.strategy, self.deterministic, self.options),
+        )
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self):

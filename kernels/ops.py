@@ -50,8 +50,14 @@ def _product(a, b, bias, out, strategy, deterministic, options):
 
 
 @torch.library.custom_op("refsim::mm", mutates_args=())
-def _mm(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], strategy: str,
-        deterministic: bool, options: str) -> torch.Tensor:
+def _mm(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    strategy: str,
+    deterministic: bool,
+    options: str,
+) -> torch.Tensor:
     return _product(a, b, bias, None, strategy, deterministic, options)
 
 
@@ -61,8 +67,15 @@ def _mm_fake(a, b, bias, strategy, deterministic, options):
 
 
 @torch.library.custom_op("refsim::mm_out", mutates_args=("out",))
-def _mm_out(a: torch.Tensor, b: torch.Tensor, bias: Optional[torch.Tensor], out: torch.Tensor,
-            strategy: str, deterministic: bool, options: str) -> None:
+def _mm_out(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    out: torch.Tensor,
+    strategy: str,
+    deterministic: bool,
+    options: str,
+) -> None:
     _product(a, b, bias, out, strategy, deterministic, options)
 
 
@@ -80,8 +93,9 @@ def _batched(a, b, out, strategy, deterministic, options):
 
 
 @torch.library.custom_op("refsim::bmm", mutates_args=())
-def _bmm(a: torch.Tensor, b: torch.Tensor, strategy: str, deterministic: bool,
-         options: str) -> torch.Tensor:
+def _bmm(
+    a: torch.Tensor, b: torch.Tensor, strategy: str, deterministic: bool, options: str
+) -> torch.Tensor:
     return _batched(a, b, None, strategy, deterministic, options)
 
 
@@ -91,8 +105,14 @@ def _bmm_fake(a, b, strategy, deterministic, options):
 
 
 @torch.library.custom_op("refsim::bmm_out", mutates_args=("out",))
-def _bmm_out(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, strategy: str,
-             deterministic: bool, options: str) -> None:
+def _bmm_out(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    out: torch.Tensor,
+    strategy: str,
+    deterministic: bool,
+    options: str,
+) -> None:
     _batched(a, b, out, strategy, deterministic, options)
 
 
@@ -178,44 +198,58 @@ torch.library.register_autograd("refsim::bmm", _backward_bmm, setup_context=_set
 # ---------------------------------------------------------------------------------------------
 # Checks: the errors torch raises, in the same words where there is an equivalent.
 
+
 def _check_operands(name, a, b):
     for t in (a, b):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name}(): expected a Tensor, got {type(t).__name__}")
     if a.dtype != b.dtype:
-        raise RuntimeError(f"{name}(): expected both operands to have the same dtype, but got "
-                           f"{a.dtype} and {b.dtype}")
+        raise RuntimeError(
+            f"{name}(): expected both operands to have the same dtype, but got "
+            f"{a.dtype} and {b.dtype}"
+        )
     if a.dtype not in DTYPE_NAMES:
         raise TypeError(f"{name}(): dtype {a.dtype} is not supported; supported: {SUPPORTED}")
     if a.device != b.device:
-        raise RuntimeError(f"{name}(): expected both operands on the same device, but got "
-                           f"{a.device} and {b.device}")
+        raise RuntimeError(
+            f"{name}(): expected both operands on the same device, but got "
+            f"{a.device} and {b.device}"
+        )
 
 
 def _check_out(name, out, shape, dtype, device, *inputs):
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{name}(): out must be a Tensor, got {type(out).__name__}")
-    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
-                                       for t in (*inputs, out)):
-        raise RuntimeError(f"{name}(): functions with out=... arguments don't support automatic "
-                           "differentiation, but one of the arguments requires grad.")
+    if torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (*inputs, out)
+    ):
+        raise RuntimeError(
+            f"{name}(): functions with out=... arguments don't support automatic "
+            "differentiation, but one of the arguments requires grad."
+        )
     if out.dtype != dtype:
-        raise RuntimeError(f"{name}(): expected out tensor to have dtype {dtype}, but got "
-                           f"{out.dtype} instead")
+        raise RuntimeError(
+            f"{name}(): expected out tensor to have dtype {dtype}, but got {out.dtype} instead"
+        )
     if out.device != device:
         raise RuntimeError(f"{name}(): expected out tensor on {device}, but got {out.device}")
     if tuple(out.shape) != tuple(shape):
-        raise RuntimeError(f"{name}(): out has shape {tuple(out.shape)}, expected {tuple(shape)} "
-                           "(torch would resize it; kernels does not)")
+        raise RuntimeError(
+            f"{name}(): out has shape {tuple(out.shape)}, expected {tuple(shape)} "
+            "(torch would resize it; kernels does not)"
+        )
 
 
 def _mat_shapes_error(a, b):
-    return RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
-                        f"({'x'.join(map(str, a.shape))} and {'x'.join(map(str, b.shape))})")
+    return RuntimeError(
+        f"mat1 and mat2 shapes cannot be multiplied "
+        f"({'x'.join(map(str, a.shape))} and {'x'.join(map(str, b.shape))})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # The public functions.
+
 
 def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_overrides):
     """``torch.matmul(a, b)`` on our kernels: 2-D, ``(..., M, K) @ (K, N)`` and batched
@@ -227,8 +261,10 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
     """
     _check_operands("matmul", a, b)
     if a.dim() < 2 or b.dim() < 2:
-        raise RuntimeError(f"matmul(): both operands need at least 2 dimensions, got "
-                           f"{a.dim()} and {b.dim()} (vectors are not supported)")
+        raise RuntimeError(
+            f"matmul(): both operands need at least 2 dimensions, got "
+            f"{a.dim()} and {b.dim()} (vectors are not supported)"
+        )
     if a.shape[-1] != b.shape[-2]:
         raise _mat_shapes_error(a.flatten(0, -2), b)
     flags = (strategy, deterministic, _options(config_overrides))
@@ -263,17 +299,29 @@ def bmm(a, b, *, out=None, strategy="auto", deterministic=True, **config_overrid
     """``torch.bmm(a, b)``: ``(B, M, K) @ (B, K, N)``, the same B on both sides."""
     _check_operands("bmm", a, b)
     if a.dim() != 3 or b.dim() != 3:
-        raise RuntimeError(f"bmm(): batch1 and batch2 must be 3-D tensors, got {a.dim()}-D and "
-                           f"{b.dim()}-D")
+        raise RuntimeError(
+            f"bmm(): batch1 and batch2 must be 3-D tensors, got {a.dim()}-D and {b.dim()}-D"
+        )
     if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
-        raise RuntimeError(f"bmm(): shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
-                           "multiplied (need (B, M, K) and (B, K, N))")
-    return matmul(a, b, out=out, strategy=strategy, deterministic=deterministic,
-                  **config_overrides)
+        raise RuntimeError(
+            f"bmm(): shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+            "multiplied (need (B, M, K) and (B, K, N))"
+        )
+    return matmul(a, b, out=out, strategy=strategy, deterministic=deterministic, **config_overrides)
 
 
-def addmm(bias, a, b, *, beta=1, alpha=1, out=None, strategy="auto", deterministic=True,
-          **config_overrides):
+def addmm(
+    bias,
+    a,
+    b,
+    *,
+    beta=1,
+    alpha=1,
+    out=None,
+    strategy="auto",
+    deterministic=True,
+    **config_overrides,
+):
     """``torch.addmm(bias, a, b, beta=beta, alpha=alpha)`` = ``beta * bias + alpha * (a @ b)``.
 
     With ``beta == alpha == 1`` and a bias of shape ``(N,)`` or ``(1, N)`` the bias is added in
@@ -284,22 +332,30 @@ def addmm(bias, a, b, *, beta=1, alpha=1, out=None, strategy="auto", determinist
     if not isinstance(bias, torch.Tensor):
         raise TypeError(f"addmm(): expected a Tensor bias, got {type(bias).__name__}")
     if a.dim() != 2 or b.dim() != 2:
-        raise RuntimeError(f"addmm(): mat1 and mat2 must be matrices, got {a.dim()}-D and "
-                           f"{b.dim()}-D")
+        raise RuntimeError(
+            f"addmm(): mat1 and mat2 must be matrices, got {a.dim()}-D and {b.dim()}-D"
+        )
     if a.shape[1] != b.shape[0]:
         raise _mat_shapes_error(a, b)
     shape = (a.shape[0], b.shape[1])
     if bias.dtype != a.dtype or bias.device != a.device:
-        raise RuntimeError(f"addmm(): bias is {bias.dtype} on {bias.device}, the matrices "
-                           f"{a.dtype} on {a.device}")
+        raise RuntimeError(
+            f"addmm(): bias is {bias.dtype} on {bias.device}, the matrices {a.dtype} on {a.device}"
+        )
     try:
         torch.broadcast_shapes(bias.shape, shape)
     except RuntimeError:
-        raise RuntimeError(f"addmm(): bias of shape {tuple(bias.shape)} does not broadcast to "
-                           f"{shape}") from None
+        raise RuntimeError(
+            f"addmm(): bias of shape {tuple(bias.shape)} does not broadcast to {shape}"
+        ) from None
     flags = (strategy, deterministic, _options(config_overrides))
-    fused = (beta == 1 and alpha == 1 and bias.dim() >= 1 and bias.shape[-1] == shape[1]
-             and bias.numel() == shape[1])
+    fused = (
+        beta == 1
+        and alpha == 1
+        and bias.dim() >= 1
+        and bias.shape[-1] == shape[1]
+        and bias.numel() == shape[1]
+    )
     if out is not None:
         _check_out("addmm", out, shape, a.dtype, a.device, bias, a, b)
     if fused:

@@ -9,15 +9,37 @@ from .tile import ROLE_DP, cdiv, logical_program, persistent_tile, persistent_ti
 @triton.jit
 def persistent_kernel(
     # tensors
-    a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr,
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    trace_ptr,
     # sizes and strides
-    M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_bias,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    stride_bias,
     # tiling
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    NUM_XCDS: tl.constexpr,
+    REMAP: tl.constexpr,
+    CHUNK: tl.constexpr,
     # numerics and tracing
-    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, HAS_BIAS: tl.constexpr,
-    max_steps, TRACE: tl.constexpr, BACKEND: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    max_steps,
+    TRACE: tl.constexpr,
+    BACKEND: tl.constexpr,
 ):
     pid = tl.program_id(0)
     num_programs = tl.num_programs(0)
@@ -25,8 +47,36 @@ def persistent_kernel(
     total_tiles = cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N)
     for step in range(0, persistent_tile_count(lp, total_tiles, num_programs)):
         tile = persistent_tile(lp, step, num_programs)
-        whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
-                   stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, step, tile,
-                   pid * 0 - 1, pid * 0 - 1, ROLE_DP, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
-                   EVEN_K, INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND)
-
+        whole_tile(
+            a_ptr,
+            b_ptr,
+            c_ptr,
+            bias_ptr,
+            M,
+            N,
+            K,
+            stride_am,
+            stride_ak,
+            stride_bk,
+            stride_bn,
+            stride_cm,
+            stride_cn,
+            stride_bias,
+            trace_ptr,
+            pid,
+            step,
+            tile,
+            pid * 0 - 1,
+            pid * 0 - 1,
+            ROLE_DP,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            GROUP_M,
+            EVEN_K,
+            INPUT_PRECISION,
+            HAS_BIAS,
+            max_steps,
+            TRACE,
+            BACKEND,
+        )

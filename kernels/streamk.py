@@ -26,15 +26,37 @@ import triton.language as tl
 
 from refsim import tiling
 
-from .tile import (ROLE_DP, ROLE_SK_CONTRIBUTOR, arrive, cdiv, grouped_tile, load_partial,
-                   logical_program, persistent_tile, persistent_tile_count, publish,
-                   store_partial, streamk_iter_range, streamk_segment, streamk_segment_back,
-                   streamk_tile_programs, tile_accumulate, tile_epilogue, trace_begin, trace_end,
-                   wait_for, whole_tile)
+from .tile import (
+    ROLE_DP,
+    ROLE_SK_CONTRIBUTOR,
+    arrive,
+    cdiv,
+    grouped_tile,
+    load_partial,
+    logical_program,
+    persistent_tile,
+    persistent_tile_count,
+    publish,
+    store_partial,
+    streamk_iter_range,
+    streamk_segment,
+    streamk_segment_back,
+    streamk_tile_programs,
+    tile_accumulate,
+    tile_epilogue,
+    trace_begin,
+    trace_end,
+    wait_for,
+    whole_tile,
+)
 
 OWNER_WAITS, TURNSTILE, LAST_ARRIVER, ATOMIC = 0, 1, 2, 3
-FIXUP_CODES = {"owner-waits": OWNER_WAITS, "turnstile": TURNSTILE,
-               "last-arriver": LAST_ARRIVER, "atomic": ATOMIC}
+FIXUP_CODES = {
+    "owner-waits": OWNER_WAITS,
+    "turnstile": TURNSTILE,
+    "last-arriver": LAST_ARRIVER,
+    "atomic": ATOMIC,
+}
 
 
 @triton.jit
@@ -46,28 +68,93 @@ def partial_slot_of(program, tile, dp_tiles, iters, sk_iters, num_programs):
 
 
 @triton.jit
-def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr, counters_ptr,
-               events_ptr,
-               M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-               stride_bias, pid, lp, step, tile, k_begin, k_end, dp_tiles, sk_iters,
-               num_programs, epoch,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-               GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-               HAS_BIAS: tl.constexpr, max_steps, TRACE: tl.constexpr,
-               BACKEND: tl.constexpr, FIXUP: tl.constexpr):
+def sk_segment(
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    trace_ptr,
+    partials_ptr,
+    flags_ptr,
+    counters_ptr,
+    events_ptr,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    stride_bias,
+    pid,
+    lp,
+    step,
+    tile,
+    k_begin,
+    k_end,
+    dp_tiles,
+    sk_iters,
+    num_programs,
+    epoch,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    max_steps,
+    TRACE: tl.constexpr,
+    BACKEND: tl.constexpr,
+    FIXUP: tl.constexpr,
+):
     """One SK segment of one tile: K-loop, then this program's part of the tile's fixup."""
     iters = cdiv(K, BLOCK_K)
     pid_m, pid_n = grouped_tile(tile, cdiv(M, BLOCK_M), cdiv(N, BLOCK_N), GROUP_M)
     t_start = trace_begin(step, TRACE, BACKEND)
-    acc = tile_accumulate(a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
-                          pid_m, pid_n, k_begin, k_end, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K,
-                          INPUT_PRECISION, BACKEND)
+    acc = tile_accumulate(
+        a_ptr,
+        b_ptr,
+        M,
+        N,
+        K,
+        stride_am,
+        stride_ak,
+        stride_bk,
+        stride_bn,
+        pid_m,
+        pid_n,
+        k_begin,
+        k_end,
+        BLOCK_M,
+        BLOCK_N,
+        BLOCK_K,
+        EVEN_K,
+        INPUT_PRECISION,
+        BACKEND,
+    )
     owner, last = streamk_tile_programs(tile, dp_tiles, iters, sk_iters, num_programs)
     my_slot = partial_slot_of(lp, tile, dp_tiles, iters, sk_iters, num_programs)
     finalizes = lp * 0
     if owner == last:
-        tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
-                      BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
+        tile_epilogue(
+            acc,
+            c_ptr,
+            bias_ptr,
+            M,
+            N,
+            stride_cm,
+            stride_cn,
+            stride_bias,
+            pid_m,
+            pid_n,
+            BLOCK_M,
+            BLOCK_N,
+            HAS_BIAS,
+            BACKEND,
+        )
         finalizes = lp * 0 + 1
     elif FIXUP == 0:
         if k_begin != 0:
@@ -78,8 +165,22 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
                 wait_for(flags_ptr + q, epoch, BACKEND)
                 q_slot = partial_slot_of(q, tile, dp_tiles, iters, sk_iters, num_programs)
                 acc += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
-            tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m,
-                          pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
+            tile_epilogue(
+                acc,
+                c_ptr,
+                bias_ptr,
+                M,
+                N,
+                stride_cm,
+                stride_cn,
+                stride_bias,
+                pid_m,
+                pid_n,
+                BLOCK_M,
+                BLOCK_N,
+                HAS_BIAS,
+                BACKEND,
+            )
             finalizes = lp * 0 + 1
     elif FIXUP == 1:
         if lp > owner:
@@ -90,8 +191,22 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
             store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
             publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
         else:
-            tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m,
-                          pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
+            tile_epilogue(
+                acc,
+                c_ptr,
+                bias_ptr,
+                M,
+                N,
+                stride_cm,
+                stride_cn,
+                stride_bias,
+                pid_m,
+                pid_n,
+                BLOCK_M,
+                BLOCK_N,
+                HAS_BIAS,
+                BACKEND,
+            )
             finalizes = lp * 0 + 1
     elif FIXUP == 2:
         store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
@@ -102,13 +217,27 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
             for q in range(owner + 1, last + 1):
                 q_slot = partial_slot_of(q, tile, dp_tiles, iters, sk_iters, num_programs)
                 total += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
-            tile_epilogue(total, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m,
-                          pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
+            tile_epilogue(
+                total,
+                c_ptr,
+                bias_ptr,
+                M,
+                N,
+                stride_cm,
+                stride_cn,
+                stride_bias,
+                pid_m,
+                pid_n,
+                BLOCK_M,
+                BLOCK_N,
+                HAS_BIAS,
+                BACKEND,
+            )
             finalizes = lp * 0 + 1
     else:
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        if HAS_BIAS:
+        if HAS_BIAS:  # noqa: SIM102 (a constexpr test, then a runtime one)
             if k_begin == 0:
                 bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)
                 acc = acc + bias.to(tl.float32)[None, :]
@@ -118,8 +247,24 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
         arrived = tl.atomic_add(counters_ptr + (tile - dp_tiles), 1, sem="relaxed", scope="gpu")
         finalizes = (arrived == last - owner).to(tl.int32)
     role = ROLE_SK_CONTRIBUTOR - (k_begin == 0).to(tl.int32)
-    trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, k_begin, k_end, role, t_start,
-              lp * 0 - 1, lp * 0 - 1, finalizes, max_steps, TRACE, BACKEND)
+    trace_end(
+        trace_ptr,
+        pid,
+        step,
+        tile,
+        pid_m,
+        pid_n,
+        k_begin,
+        k_end,
+        role,
+        t_start,
+        lp * 0 - 1,
+        lp * 0 - 1,
+        finalizes,
+        max_steps,
+        TRACE,
+        BACKEND,
+    )
 
 
 # dp_tiles, sk_iters and the epoch change between launches; specialising them (Triton treats
@@ -128,21 +273,50 @@ def sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr
 @triton.jit(do_not_specialize=["K", "dp_tiles", "sk_iters", "epoch"])
 def streamk_kernel(
     # tensors
-    a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr,
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    trace_ptr,
     # sizes and strides
-    M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_bias,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    stride_bias,
     # Stream-K workspace and split
-    partials_ptr, flags_ptr, counters_ptr, order_ptr, dp_tiles, sk_iters, epoch,
+    partials_ptr,
+    flags_ptr,
+    counters_ptr,
+    order_ptr,
+    dp_tiles,
+    sk_iters,
+    epoch,
     # the event log of partial stores and releases (written when TRACE)
     events_ptr,
     # tiling
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    NUM_XCDS: tl.constexpr,
+    REMAP: tl.constexpr,
+    CHUNK: tl.constexpr,
     # numerics and tracing
-    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, HAS_BIAS: tl.constexpr,
-    max_steps, TRACE: tl.constexpr, BACKEND: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    max_steps,
+    TRACE: tl.constexpr,
+    BACKEND: tl.constexpr,
     # fixup protocol; ORDERED: take the program id from order_ptr (sequential interpreter)
-    FIXUP: tl.constexpr, ORDERED: tl.constexpr,
+    FIXUP: tl.constexpr,
+    ORDERED: tl.constexpr,
 ):
     pid = tl.program_id(0)
     if ORDERED:
@@ -153,10 +327,39 @@ def streamk_kernel(
     dp_steps = persistent_tile_count(lp, dp_tiles, num_programs)
     for step in range(0, dp_steps):
         tile = persistent_tile(lp, step, num_programs)
-        whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
-                   stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, step, tile,
-                   pid * 0 - 1, pid * 0 - 1, ROLE_DP, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M,
-                   EVEN_K, INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND)
+        whole_tile(
+            a_ptr,
+            b_ptr,
+            c_ptr,
+            bias_ptr,
+            M,
+            N,
+            K,
+            stride_am,
+            stride_ak,
+            stride_bk,
+            stride_bn,
+            stride_cm,
+            stride_cn,
+            stride_bias,
+            trace_ptr,
+            pid,
+            step,
+            tile,
+            pid * 0 - 1,
+            pid * 0 - 1,
+            ROLE_DP,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            GROUP_M,
+            EVEN_K,
+            INPUT_PRECISION,
+            HAS_BIAS,
+            max_steps,
+            TRACE,
+            BACKEND,
+        )
     start, end = streamk_iter_range(lp, sk_iters, num_programs)
     step = dp_steps
     it = start
@@ -170,13 +373,51 @@ def streamk_kernel(
         else:
             tile, k_begin, k_end = streamk_segment(it, end, iters, dp_tiles)
             it += k_end - k_begin
-        sk_segment(a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr, partials_ptr, flags_ptr,
-                   counters_ptr, events_ptr, M, N, K, stride_am, stride_ak, stride_bk,
-                   stride_bn, stride_cm, stride_cn, stride_bias, pid, lp, step, tile, k_begin,
-                   k_end, dp_tiles, sk_iters, num_programs, epoch, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
-                   INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND, FIXUP)
+        sk_segment(
+            a_ptr,
+            b_ptr,
+            c_ptr,
+            bias_ptr,
+            trace_ptr,
+            partials_ptr,
+            flags_ptr,
+            counters_ptr,
+            events_ptr,
+            M,
+            N,
+            K,
+            stride_am,
+            stride_ak,
+            stride_bk,
+            stride_bn,
+            stride_cm,
+            stride_cn,
+            stride_bias,
+            pid,
+            lp,
+            step,
+            tile,
+            k_begin,
+            k_end,
+            dp_tiles,
+            sk_iters,
+            num_programs,
+            epoch,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            GROUP_M,
+            EVEN_K,
+            INPUT_PRECISION,
+            HAS_BIAS,
+            max_steps,
+            TRACE,
+            BACKEND,
+            FIXUP,
+        )
         remaining -= k_end - k_begin
         step += 1
+
 
 def partial_slot(config, program, tile):
     """Workspace slot of hardware ``program``'s partial of ``tile`` (host side of the layout)."""

@@ -35,8 +35,21 @@ ROLE_SPLIT = tl.constexpr(4)
 ROLE_REDUCE = tl.constexpr(5)
 
 # One trace record: int64 fields in this order; role -1 marks an unused record.
-TRACE_FIELDS = ("tile", "pid_m", "pid_n", "k_begin", "k_end", "role", "unit", "xcd", "t_start",
-                "t_end", "ticket", "counter", "finalizes")
+TRACE_FIELDS = (
+    "tile",
+    "pid_m",
+    "pid_n",
+    "k_begin",
+    "k_end",
+    "role",
+    "unit",
+    "xcd",
+    "t_start",
+    "t_end",
+    "ticket",
+    "counter",
+    "finalizes",
+)
 NUM_TRACE_FIELDS = tl.constexpr(len(TRACE_FIELDS))
 
 # Event log kinds (see log_event): the order of a program's partial stores and releases.
@@ -52,8 +65,9 @@ REMAP_CHUNKED = 2
 
 
 @triton.jit
-def logical_program(pid, num_programs, NUM_XCDS: tl.constexpr, REMAP: tl.constexpr,
-                    CHUNK: tl.constexpr):
+def logical_program(
+    pid, num_programs, NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr
+):
     """The program id the tiling functions see (GemmConfig.logical_program, on the device)."""
     lp = pid
     if REMAP == 1:
@@ -64,11 +78,27 @@ def logical_program(pid, num_programs, NUM_XCDS: tl.constexpr, REMAP: tl.constex
 
 
 @triton.jit
-def tile_accumulate(a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
-                    pid_m, pid_n, k_begin, k_end,
-                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-                    BACKEND: tl.constexpr):
+def tile_accumulate(
+    a_ptr,
+    b_ptr,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    pid_m,
+    pid_n,
+    k_begin,
+    k_end,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BACKEND: tl.constexpr,
+):
     """fp32 accumulator of tile (pid_m, pid_n) over K-iterations [k_begin, k_end), in K order.
 
     Rows and columns past M and N are read wrapped (in bounds, never stored); K past the end
@@ -105,9 +135,22 @@ def round_to_bf16(x):
 
 
 @triton.jit
-def tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  BACKEND: tl.constexpr):
+def tile_epilogue(
+    acc,
+    c_ptr,
+    bias_ptr,
+    M,
+    N,
+    stride_cm,
+    stride_cn,
+    stride_bias,
+    pid_m,
+    pid_n,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BACKEND: tl.constexpr,
+):
     """Add bias (fp32, once, one value per column), cast to the output dtype and store.
 
     The interpreter truncates fp32 -> bf16 where GPUs round to nearest even, so there the
@@ -145,8 +188,16 @@ def log_event(events_ptr, pid, kind, index, LOG: tl.constexpr):
 
 
 @triton.jit
-def store_partial(ws_ptr, slot, acc, events_ptr, pid, BLOCK_M: tl.constexpr,
-                  BLOCK_N: tl.constexpr, LOG: tl.constexpr):
+def store_partial(
+    ws_ptr,
+    slot,
+    acc,
+    events_ptr,
+    pid,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    LOG: tl.constexpr,
+):
     """Write an fp32 partial tile into workspace slot ``slot`` (BLOCK_M x BLOCK_N, row-major)."""
     offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
     tl.store(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, acc)
@@ -202,9 +253,24 @@ def trace_begin(step, TRACE: tl.constexpr, BACKEND: tl.constexpr):
 
 
 @triton.jit
-def trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, k_begin, k_end, role, t_start, ticket,
-              counter, finalizes, max_steps, TRACE: tl.constexpr,
-              BACKEND: tl.constexpr):
+def trace_end(
+    trace_ptr,
+    pid,
+    step,
+    tile,
+    pid_m,
+    pid_n,
+    k_begin,
+    k_end,
+    role,
+    t_start,
+    ticket,
+    counter,
+    finalizes,
+    max_steps,
+    TRACE: tl.constexpr,
+    BACKEND: tl.constexpr,
+):
     """Write one record (fields in TRACE_FIELDS order) at row ``pid``, column ``step``.
 
     ``pid_m``/``pid_n`` are where the kernel computed the tile, so a wrong swizzle shows.
@@ -231,23 +297,97 @@ def trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, k_begin, k_end, role, t_
 
 
 @triton.jit
-def whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
-               stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, step, tile,
-               ticket, counter, role,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-               GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-               HAS_BIAS: tl.constexpr, max_steps, TRACE: tl.constexpr,
-               BACKEND: tl.constexpr):
+def whole_tile(
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    stride_bias,
+    trace_ptr,
+    pid,
+    step,
+    tile,
+    ticket,
+    counter,
+    role,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    max_steps,
+    TRACE: tl.constexpr,
+    BACKEND: tl.constexpr,
+):
     """Compute and store one tile over its whole K range: the data-parallel work item."""
     num_pid_m = cdiv(M, BLOCK_M)
     num_pid_n = cdiv(N, BLOCK_N)
     iters = cdiv(K, BLOCK_K)
     pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)
     t_start = trace_begin(step, TRACE, BACKEND)
-    acc = tile_accumulate(a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
-                          pid_m, pid_n, 0, iters, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K,
-                          INPUT_PRECISION, BACKEND)
-    tile_epilogue(acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
-                  BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
-    trace_end(trace_ptr, pid, step, tile, pid_m, pid_n, tile * 0, iters, role, t_start, ticket,
-              counter, tile * 0 + 1, max_steps, TRACE, BACKEND)
+    acc = tile_accumulate(
+        a_ptr,
+        b_ptr,
+        M,
+        N,
+        K,
+        stride_am,
+        stride_ak,
+        stride_bk,
+        stride_bn,
+        pid_m,
+        pid_n,
+        0,
+        iters,
+        BLOCK_M,
+        BLOCK_N,
+        BLOCK_K,
+        EVEN_K,
+        INPUT_PRECISION,
+        BACKEND,
+    )
+    tile_epilogue(
+        acc,
+        c_ptr,
+        bias_ptr,
+        M,
+        N,
+        stride_cm,
+        stride_cn,
+        stride_bias,
+        pid_m,
+        pid_n,
+        BLOCK_M,
+        BLOCK_N,
+        HAS_BIAS,
+        BACKEND,
+    )
+    trace_end(
+        trace_ptr,
+        pid,
+        step,
+        tile,
+        pid_m,
+        pid_n,
+        tile * 0,
+        iters,
+        role,
+        t_start,
+        ticket,
+        counter,
+        tile * 0 + 1,
+        max_steps,
+        TRACE,
+        BACKEND,
+    )

@@ -18,19 +18,44 @@ COUNTER_STRIDE = 32
 @triton.jit
 def work_stealing_kernel(
     # tensors
-    a_ptr, b_ptr, c_ptr, bias_ptr, trace_ptr,
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    trace_ptr,
     # sizes and strides
-    M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_bias,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    stride_bias,
     # counters
-    counters_ptr, num_counters,
+    counters_ptr,
+    num_counters,
     # tiling
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    NUM_XCDS: tl.constexpr,
+    REMAP: tl.constexpr,
+    CHUNK: tl.constexpr,
     # numerics and tracing
-    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, HAS_BIAS: tl.constexpr,
-    max_steps, TRACE: tl.constexpr, BACKEND: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    max_steps,
+    TRACE: tl.constexpr,
+    BACKEND: tl.constexpr,
     # counter layout (ws_counter's constants) and padding
-    WS_XCDS: tl.constexpr, WS_PER_XCD: tl.constexpr, COUNTER_STRIDE: tl.constexpr,
+    WS_XCDS: tl.constexpr,
+    WS_PER_XCD: tl.constexpr,
+    COUNTER_STRIDE: tl.constexpr,
 ):
     pid = tl.program_id(0)
     total_tiles = cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N)
@@ -41,10 +66,39 @@ def work_stealing_kernel(
     tile = ws_ticket_tile(counter, ticket, total_tiles, num_counters)
     step = pid * 0
     while tile < end:
-        whole_tile(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, stride_am, stride_ak, stride_bk,
-                   stride_bn, stride_cm, stride_cn, stride_bias, trace_ptr, pid, step, tile,
-                   ticket, counter, ROLE_WS, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, EVEN_K,
-                   INPUT_PRECISION, HAS_BIAS, max_steps, TRACE, BACKEND)
+        whole_tile(
+            a_ptr,
+            b_ptr,
+            c_ptr,
+            bias_ptr,
+            M,
+            N,
+            K,
+            stride_am,
+            stride_ak,
+            stride_bk,
+            stride_bn,
+            stride_cm,
+            stride_cn,
+            stride_bias,
+            trace_ptr,
+            pid,
+            step,
+            tile,
+            ticket,
+            counter,
+            ROLE_WS,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            GROUP_M,
+            EVEN_K,
+            INPUT_PRECISION,
+            HAS_BIAS,
+            max_steps,
+            TRACE,
+            BACKEND,
+        )
         ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
         tile = ws_ticket_tile(counter, ticket, total_tiles, num_counters)
         step += 1

@@ -28,7 +28,7 @@ class Workspace:
         if current is None or current.numel() < numel or current.dtype != dtype:
             current = torch.zeros(max(numel, 1), dtype=dtype, device=self.device)
             self._buffers[name] = current
-        return current if current.numel() == max(numel, 1) else current[:max(numel, 1)]
+        return current if current.numel() == max(numel, 1) else current[: max(numel, 1)]
 
     def next_epoch(self, flags):
         """The epoch of a new launch; restarts (clearing ``flags``) before int32 overflows."""

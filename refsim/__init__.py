@@ -15,12 +15,29 @@ from .hardware import DEFAULT_DEVICE, PROFILES, HardwareProfile, get_profile
 from .trace import WorkRecord
 
 __all__ = [
-    "DEFAULT_DEVICE", "FIXUPS", "PROFILES", "STRATEGIES", "Deadlock", "Fixup", "GemmConfig",
-    "HardwareProfile", "SimResult", "WorkRecord", "build_plan", "get_profile", "simulate",
+    "DEFAULT_DEVICE",
+    "FIXUPS",
+    "PROFILES",
+    "STRATEGIES",
+    "Deadlock",
+    "Fixup",
+    "GemmConfig",
+    "HardwareProfile",
+    "SimResult",
+    "WorkRecord",
+    "build_plan",
+    "get_profile",
+    "simulate",
 ]
 
-_LAZY = {"simulate": "api", "SimResult": "result", "Deadlock": "simulator", "Fixup": "simulator",
-         "Simulation": "simulator", "build_plan": "plan"}
+_LAZY = {
+    "simulate": "api",
+    "SimResult": "result",
+    "Deadlock": "simulator",
+    "Fixup": "simulator",
+    "Simulation": "simulator",
+    "build_plan": "plan",
+}
 
 
 def __getattr__(name):

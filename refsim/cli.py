@@ -10,12 +10,36 @@ from . import simulate
 from .config import FIXUPS, SK_HYBRIDS, STRATEGIES
 from .hardware import DEFAULT_DEVICE, PROFILES
 
-
-CLI_NAMES = {"m": "M", "n": "N", "k": "K", "block_m": "--block", "block_n": "--block",
-             "block_k": "--block"}
-CLI_NAMES.update({name: "--" + name.replace("_", "-") for name in (
-    "cus", "xcds", "grid", "fixup", "strategy", "device", "dtype", "jitter", "seed", "group_m",
-    "sk_tiles", "sk_hybrid", "split_k", "counters_per_xcd", "global_counter")})
+CLI_NAMES = {
+    "m": "M",
+    "n": "N",
+    "k": "K",
+    "block_m": "--block",
+    "block_n": "--block",
+    "block_k": "--block",
+}
+CLI_NAMES.update(
+    {
+        name: "--" + name.replace("_", "-")
+        for name in (
+            "cus",
+            "xcds",
+            "grid",
+            "fixup",
+            "strategy",
+            "device",
+            "dtype",
+            "jitter",
+            "seed",
+            "group_m",
+            "sk_tiles",
+            "sk_hybrid",
+            "split_k",
+            "counters_per_xcd",
+            "global_counter",
+        )
+    }
+)
 
 
 class UsageError(Exception):
@@ -51,7 +75,9 @@ def _parser():
     sim.add_argument("--sk-hybrid", default="two-tile", help=f"one of {', '.join(SK_HYBRIDS)}")
     sim.add_argument("--grid", type=int, help="programs to launch (default: by strategy)")
     sim.add_argument("--split-k", type=int, help="split-K factor (strategy split_k)")
-    sim.add_argument("--counters-per-xcd", type=int, default=1, help="work-stealing counters per XCD")
+    sim.add_argument(
+        "--counters-per-xcd", type=int, default=1, help="work-stealing counters per XCD"
+    )
     sim.add_argument("--global-counter", action="store_true", help="work stealing: one counter")
     sim.add_argument("--dtype", default="bf16", help="fp16, bf16 or fp32")
     sim.add_argument("--jitter", type=float, default=0.0, help="per-CU slowdown spread in [0, 1)")
@@ -64,12 +90,23 @@ def _parser():
 
 
 def _devices():
-    rows = [("name", "vendor", "CUs", "XCDs", "MHz", "bf16 TF/s", "fp32 TF/s", "HBM GB/s",
-             "L2/XCD MiB")]
+    rows = [
+        ("name", "vendor", "CUs", "XCDs", "MHz", "bf16 TF/s", "fp32 TF/s", "HBM GB/s", "L2/XCD MiB")
+    ]
     for p in PROFILES.values():
-        rows.append((p.name + (" (default)" if p.name == DEFAULT_DEVICE else ""), p.vendor,
-                     str(p.cus), str(p.xcds), str(p.clock_mhz), f"{p.peak_tflops['bf16']:.1f}",
-                     f"{p.peak_tflops['fp32']:.1f}", f"{p.hbm_gbps:.0f}", f"{p.l2_mib_per_xcd:g}"))
+        rows.append(
+            (
+                p.name + (" (default)" if p.name == DEFAULT_DEVICE else ""),
+                p.vendor,
+                str(p.cus),
+                str(p.xcds),
+                str(p.clock_mhz),
+                f"{p.peak_tflops['bf16']:.1f}",
+                f"{p.peak_tflops['fp32']:.1f}",
+                f"{p.hbm_gbps:.0f}",
+                f"{p.l2_mib_per_xcd:g}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
@@ -77,12 +114,29 @@ def _devices():
 
 def _simulate(args):
     bm, bn, bk = args.block
-    res = simulate(args.M, args.N, args.K, args.cus, device=args.device, strategy=args.strategy,
-                   block_m=bm, block_n=bn, block_k=bk, group_m=args.group_m, xcds=args.xcds,
-                   grid=args.grid, sk_tiles=args.sk_tiles, sk_hybrid=args.sk_hybrid,
-                   fixup=args.fixup, counters_per_xcd=args.counters_per_xcd,
-                   global_counter=args.global_counter, split_k=args.split_k, dtype=args.dtype,
-                   jitter=args.jitter, seed=args.seed)
+    res = simulate(
+        args.M,
+        args.N,
+        args.K,
+        args.cus,
+        device=args.device,
+        strategy=args.strategy,
+        block_m=bm,
+        block_n=bn,
+        block_k=bk,
+        group_m=args.group_m,
+        xcds=args.xcds,
+        grid=args.grid,
+        sk_tiles=args.sk_tiles,
+        sk_hybrid=args.sk_hybrid,
+        fixup=args.fixup,
+        counters_per_xcd=args.counters_per_xcd,
+        global_counter=args.global_counter,
+        split_k=args.split_k,
+        dtype=args.dtype,
+        jitter=args.jitter,
+        seed=args.seed,
+    )
     if args.json:
         print(json.dumps(res.summary_dict(), indent=2))
     else:
@@ -98,8 +152,11 @@ def _simulate(args):
 
 def _flag_names(message):
     """Say ``--sk-hybrid``/``M`` where the library says ``sk_hybrid``/``m``."""
-    return re.sub(r"\b(m|n|k|[a-z]+_[a-z_]+|cus|xcds|grid|fixup|strategy|device|dtype|jitter|seed)=",
-                  lambda match: CLI_NAMES.get(match.group(1), match.group(1)) + "=", message)
+    return re.sub(
+        r"\b(m|n|k|[a-z]+_[a-z_]+|cus|xcds|grid|fixup|strategy|device|dtype|jitter|seed)=",
+        lambda match: CLI_NAMES.get(match.group(1), match.group(1)) + "=",
+        message,
+    )
 
 
 def _check_writable(path):

@@ -10,9 +10,14 @@ STRATEGIES = ("data_parallel", "persistent", "streamk", "work_stealing", "split_
 FIXUPS = ("owner-waits", "turnstile", "last-arriver", "atomic")
 SK_HYBRIDS = ("two-tile", "one-wave")
 DTYPE_ALIASES = {
-    "fp16": "fp16", "float16": "fp16", "half": "fp16",
-    "bf16": "bf16", "bfloat16": "bf16",
-    "fp32": "fp32", "float32": "fp32", "float": "fp32",
+    "fp16": "fp16",
+    "float16": "fp16",
+    "half": "fp16",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "fp32": "fp32",
+    "float32": "fp32",
+    "float": "fp32",
 }
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
 PERSISTENT_STRATEGIES = ("persistent", "streamk", "work_stealing")
@@ -71,7 +76,7 @@ class GemmConfig:
     xcd_chunk: int | None = None
 
     def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_ = lambda name, value: object.__setattr__(self, name, value)
         # Which derivable fields were left to the defaults, so replace() can derive them again.
         set_("_derived", frozenset(name for name in DERIVED_FIELDS if getattr(self, name) is None))
         for name in ("global_counter",) + (("xcd_remap",) if self.xcd_remap is not None else ()):
@@ -82,8 +87,10 @@ class GemmConfig:
         for name in ("block_m", "block_n", "block_k"):
             value = getattr(self, name)
             if value < 16 or value & (value - 1):
-                raise ValueError(f"{name}={value}: accepted values are powers of two >= 16 "
-                                 "(the smallest tl.dot shape)")
+                raise ValueError(
+                    f"{name}={value}: accepted values are powers of two >= 16 "
+                    "(the smallest tl.dot shape)"
+                )
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("fixup", self.fixup, FIXUPS)
         _choice("sk_hybrid", self.sk_hybrid, SK_HYBRIDS)
@@ -99,17 +106,21 @@ class GemmConfig:
 
     def _fill_machine(self, profile):
         cus = profile.cus if self.cus is None else self.cus
-        xcds = (profile.xcds if self.xcds is None else self.xcds)
+        xcds = profile.xcds if self.xcds is None else self.xcds
         _positive_int("cus", cus)
         _positive_int("xcds", xcds)
         if cus > profile.cus:
-            raise ValueError(f"cus={cus}: {profile.name} has {profile.cus}; for a bigger device "
-                             "build a HardwareProfile (dataclasses.replace on a preset)")
+            raise ValueError(
+                f"cus={cus}: {profile.name} has {profile.cus}; for a bigger device "
+                "build a HardwareProfile (dataclasses.replace on a preset)"
+            )
         if xcds > cus:
             raise ValueError(f"xcds={xcds}: more XCDs than cus={cus}")
         if cus % xcds:
-            raise ValueError(f"cus={cus} does not divide over xcds={xcds}: pass a CU count that "
-                             f"is a multiple of {xcds}, or xcds= to match")
+            raise ValueError(
+                f"cus={cus} does not divide over xcds={xcds}: pass a CU count that "
+                f"is a multiple of {xcds}, or xcds= to match"
+            )
         object.__setattr__(self, "cus", cus)
         object.__setattr__(self, "xcds", xcds)
         remap = xcds > 1 if self.xcd_remap is None else self.xcd_remap
@@ -118,7 +129,7 @@ class GemmConfig:
             _positive_int("xcd_chunk", self.xcd_chunk)
 
     def _fill_grid(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_ = lambda name, value: object.__setattr__(self, name, value)
         tiles = self.total_tiles
         if self.strategy == "split_k":
             split = self.split_k
@@ -126,16 +137,20 @@ class GemmConfig:
                 split = max(1, min(self.iters_per_tile, tiling.cdiv(self.cus, tiles)))
             _positive_int("split_k", split)
             if split > self.iters_per_tile:
-                raise ValueError(f"split_k={split}: at most {self.iters_per_tile}, the K-iterations "
-                                 f"of a tile (K={self.k}, block_k={self.block_k})")
+                raise ValueError(
+                    f"split_k={split}: at most {self.iters_per_tile}, the K-iterations "
+                    f"of a tile (K={self.k}, block_k={self.block_k})"
+                )
             set_("split_k", split)
         elif self.split_k is not None:
             raise ValueError(f"split_k={self.split_k!r}: only strategy='split_k' takes it")
         fixed_grid = {"data_parallel": tiles, "split_k": tiles * (self.split_k or 1)}
         if self.strategy in fixed_grid:
             if self.grid is not None and self.grid != fixed_grid[self.strategy]:
-                raise ValueError(f"grid={self.grid}: strategy={self.strategy!r} launches one program "
-                                 f"per work unit, {fixed_grid[self.strategy]} here")
+                raise ValueError(
+                    f"grid={self.grid}: strategy={self.strategy!r} launches one program "
+                    f"per work unit, {fixed_grid[self.strategy]} here"
+                )
             set_("grid", fixed_grid[self.strategy])
         else:
             set_("grid", self.cus if self.grid is None else self.grid)
@@ -145,7 +160,9 @@ class GemmConfig:
             if sk is None:
                 sk = tiling.streamk_sk_tiles(tiles, self.grid, self.sk_hybrid == "two-tile")
             if isinstance(sk, bool) or not isinstance(sk, int) or not 0 <= sk <= tiles:
-                raise ValueError(f"sk_tiles={sk!r}: must be an integer in 0..{tiles} (the tile count)")
+                raise ValueError(
+                    f"sk_tiles={sk!r}: must be an integer in 0..{tiles} (the tile count)"
+                )
             set_("sk_tiles", sk)
         elif self.sk_tiles is not None:
             raise ValueError(f"sk_tiles={self.sk_tiles!r}: only strategy='streamk' takes it")
@@ -157,7 +174,8 @@ class GemmConfig:
             raise ValueError(
                 f"counters_per_xcd={self.counters_per_xcd}: the grid of {self.grid} puts only "
                 f"{self.grid // self.xcds} programs on some XCD, so some counter's tiles would never "
-                "be taken; lower counters_per_xcd or raise grid")
+                "be taken; lower counters_per_xcd or raise grid"
+            )
 
     # Derived quantities -------------------------------------------------------------------
     @functools.cached_property

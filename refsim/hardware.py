@@ -9,14 +9,13 @@ such, in the range reported by public microbenchmark studies. Build a custom pro
 
 import dataclasses
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 DTYPES = ("fp16", "bf16", "fp32")
 
 
 def _is_real(value):
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,22 +47,37 @@ class HardwareProfile:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field}={value!r}: must be a positive integer")
-        for field, minimum in (("hbm_gbps", 0), ("l2_mib_per_xcd", 0), ("atomic_latency_us", 0),
-                               ("atomic_interval_us", 0), ("launch_overhead_us", 0)):
+        for field, minimum in (
+            ("hbm_gbps", 0),
+            ("l2_mib_per_xcd", 0),
+            ("atomic_latency_us", 0),
+            ("atomic_interval_us", 0),
+            ("launch_overhead_us", 0),
+        ):
             value = getattr(self, field)
             if not _is_real(value) or value < minimum or (field == "hbm_gbps" and value == 0):
                 bound = "> 0" if field == "hbm_gbps" else ">= 0"
                 raise ValueError(f"{field}={value!r}: must be a finite number {bound}")
         if self.xcds > self.cus or self.cus % self.xcds:
             raise ValueError(f"cus={self.cus} must be a multiple of xcds={self.xcds}")
-        missing = [d for d in DTYPES
-                   if not (_is_real(self.peak_tflops.get(d)) and self.peak_tflops[d] > 0)]
+        missing = [
+            d for d in DTYPES if not (_is_real(self.peak_tflops.get(d)) and self.peak_tflops[d] > 0)
+        ]
         if missing:
             raise ValueError(f"peak_tflops lacks a positive value for {', '.join(missing)}")
 
     def __hash__(self):
-        return hash((self.name, self.vendor, self.cus, self.xcds, self.clock_mhz,
-                     tuple(sorted(self.peak_tflops.items())), self.hbm_gbps))
+        return hash(
+            (
+                self.name,
+                self.vendor,
+                self.cus,
+                self.xcds,
+                self.clock_mhz,
+                tuple(sorted(self.peak_tflops.items())),
+                self.hbm_gbps,
+            )
+        )
 
     @property
     def cus_per_xcd(self):
@@ -86,19 +100,35 @@ _ESTIMATES = (
     "256x256x64 bf16 tile program per CU (its double-buffered A/B blocks fill the LDS/shared memory)."
 )
 
-_MI300X_SHEET = ("AMD Instinct MI300X data sheet, amd.com/content/dam/amd/en/documents/"
-                 "instinct-tech-docs/data-sheets/amd-instinct-mi300x-data-sheet.pdf")
-_CDNA3 = ("AMD CDNA 3 architecture white paper, amd.com/content/dam/amd/en/documents/"
-          "instinct-tech-docs/white-papers/amd-cdna-3-white-paper.pdf")
-_MI325X_SHEET = ("AMD Instinct MI325X data sheet, amd.com/content/dam/amd/en/documents/"
-                 "instinct-tech-docs/product-briefs/instinct-mi325x-datasheet.pdf")
-_MI355X_PAGE = "AMD Instinct MI355X product page, amd.com/en/products/accelerators/instinct/mi350/mi355x.html"
-_CDNA4 = ("AMD CDNA 4 architecture white paper, amd.com/content/dam/amd/en/documents/"
-          "instinct-tech-docs/white-papers/amd-cdna-4-architecture-whitepaper.pdf")
-_H100_SHEET = "NVIDIA H100 Tensor Core GPU data sheet (SXM5 column), nvidia.com/en-us/data-center/h100/"
-_HOPPER_WP = ("NVIDIA H100 Tensor Core GPU Architecture white paper (GH100, 132 SMs in the SXM5 "
-              "product), resources.nvidia.com/en-us-tensor-core/gtc22-whitepaper-hopper")
-_H200_SHEET = "NVIDIA H200 Tensor Core GPU data sheet (SXM column), nvidia.com/en-us/data-center/h200/"
+_MI300X_SHEET = (
+    "AMD Instinct MI300X data sheet, amd.com/content/dam/amd/en/documents/"
+    "instinct-tech-docs/data-sheets/amd-instinct-mi300x-data-sheet.pdf"
+)
+_CDNA3 = (
+    "AMD CDNA 3 architecture white paper, amd.com/content/dam/amd/en/documents/"
+    "instinct-tech-docs/white-papers/amd-cdna-3-white-paper.pdf"
+)
+_MI325X_SHEET = (
+    "AMD Instinct MI325X data sheet, amd.com/content/dam/amd/en/documents/"
+    "instinct-tech-docs/product-briefs/instinct-mi325x-datasheet.pdf"
+)
+_MI355X_PAGE = (
+    "AMD Instinct MI355X product page, amd.com/en/products/accelerators/instinct/mi350/mi355x.html"
+)
+_CDNA4 = (
+    "AMD CDNA 4 architecture white paper, amd.com/content/dam/amd/en/documents/"
+    "instinct-tech-docs/white-papers/amd-cdna-4-architecture-whitepaper.pdf"
+)
+_H100_SHEET = (
+    "NVIDIA H100 Tensor Core GPU data sheet (SXM5 column), nvidia.com/en-us/data-center/h100/"
+)
+_HOPPER_WP = (
+    "NVIDIA H100 Tensor Core GPU Architecture white paper (GH100, 132 SMs in the SXM5 "
+    "product), resources.nvidia.com/en-us-tensor-core/gtc22-whitepaper-hopper"
+)
+_H200_SHEET = (
+    "NVIDIA H200 Tensor Core GPU data sheet (SXM column), nvidia.com/en-us/data-center/h200/"
+)
 
 MI300X = HardwareProfile(
     name="mi300x",
@@ -154,7 +184,11 @@ H100_SXM = HardwareProfile(
     cus=132,  # SMs of the SXM5 product [_HOPPER_WP]
     xcds=1,  # one die, one L2 address space [_HOPPER_WP]
     clock_mhz=1980,  # max boost clock [_HOPPER_WP]
-    peak_tflops={"fp16": 989.4, "bf16": 989.4, "fp32": 66.9},  # dense; fp32 = non-tensor [_H100_SHEET]
+    peak_tflops={
+        "fp16": 989.4,
+        "bf16": 989.4,
+        "fp32": 66.9,
+    },  # dense; fp32 = non-tensor [_H100_SHEET]
     hbm_gbps=3350.0,  # 3.35 TB/s HBM3 [_H100_SHEET]
     l2_mib_per_xcd=50.0,  # 50 MB L2 [_HOPPER_WP]
     atomic_latency_us=0.5,  # estimate [_ESTIMATES]
@@ -192,6 +226,7 @@ def get_profile(device):
     if key == "h100sxm":
         key = "h100"
     if key not in PROFILES:
-        raise ValueError(f"device={device!r}: accepted values are {', '.join(PROFILES)} "
-                         "or a HardwareProfile")
+        raise ValueError(
+            f"device={device!r}: accepted values are {', '.join(PROFILES)} or a HardwareProfile"
+        )
     return PROFILES[key]

@@ -16,6 +16,7 @@ product bit for bit.
 """
 
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -60,7 +61,9 @@ def check_inputs(config, a, b, bias):
         array = np.asarray(array)
         if array.shape != expected[name]:
             raise ValueError(f"{name} has shape {array.shape}, expected {expected[name]}")
-        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(
+            array.dtype, np.complexfloating
+        ):
             raise ValueError(f"{name} has dtype {array.dtype}, expected a real numeric array")
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contains NaN or infinity")
@@ -77,8 +80,10 @@ class TileMath:
 
     def region(self, pid_m, pid_n):
         c = self.config
-        return (slice(pid_m * c.block_m, min(c.m, (pid_m + 1) * c.block_m)),
-                slice(pid_n * c.block_n, min(c.n, (pid_n + 1) * c.block_n)))
+        return (
+            slice(pid_m * c.block_m, min(c.m, (pid_m + 1) * c.block_m)),
+            slice(pid_n * c.block_n, min(c.n, (pid_n + 1) * c.block_n)),
+        )
 
     def accumulate(self, pid_m, pid_n, k_begin, k_end):
         """fp32 accumulator of one tile over K-iterations ``[k_begin, k_end)``, in K order.
@@ -96,11 +101,13 @@ class TileMath:
         width = (k_end - k_begin) * c.block_k
         a = np.zeros((shape[0], width), dtype=np.float32)
         b = np.zeros((width, shape[1]), dtype=np.float32)
-        a[:, :k1 - k0] = self.a[rows, k0:k1]
-        b[:k1 - k0] = self.b[k0:k1, cols]
+        a[:, : k1 - k0] = self.a[rows, k0:k1]
+        b[: k1 - k0] = self.b[k0:k1, cols]
         blocks = k_end - k_begin
-        products = np.matmul(a.reshape(shape[0], blocks, c.block_k).transpose(1, 0, 2),
-                             b.reshape(blocks, c.block_k, shape[1]))
+        products = np.matmul(
+            a.reshape(shape[0], blocks, c.block_k).transpose(1, 0, 2),
+            b.reshape(blocks, c.block_k, shape[1]),
+        )
         return np.add.accumulate(products, axis=0, dtype=np.float32)[-1]
 
     def accumulate_all(self, records):
@@ -116,8 +123,11 @@ class TileMath:
         ranges = {}
         for r in records:
             ranges.setdefault(r.tile, []).append((r.k_begin, r.k_end))
-        overlapping = any(a[1] > b[0] for spans in map(sorted, ranges.values())
-                          for a, b in zip(spans, spans[1:]))
+        overlapping = any(
+            a[1] > b[0]
+            for spans in map(sorted, ranges.values())
+            for a, b in itertools.pairwise(spans)
+        )
         if overlapping:
             return [self.accumulate(r.pid_m, r.pid_n, r.k_begin, r.k_end) for r in records]
         starts, ends = {}, {}
@@ -186,12 +196,14 @@ def _reduce(fixup, own, math, pid_n):
     total = parts[0][0]
     if fixup.protocol == "turnstile":
         stored.append(Partial(programs[0], tile, 0, parts[0][2], "running", total))
-    for i, (acc, k_begin, k_end) in enumerate(parts[1:], start=1):
+    for i, (acc, _k_begin, k_end) in enumerate(parts[1:], start=1):
         total = total + acc
         if fixup.protocol == "turnstile" and i < len(parts) - 1:
             stored.append(Partial(programs[i], tile, 0, k_end, "running", total))
     if fixup.protocol != "turnstile":
         writers = programs[1:] if fixup.protocol == "owner-waits" else programs
-        stored = [Partial(p, tile, own[(tile, p)][1], own[(tile, p)][2], "own", own[(tile, p)][0])
-                  for p in writers]
+        stored = [
+            Partial(p, tile, own[(tile, p)][1], own[(tile, p)][2], "own", own[(tile, p)][0])
+            for p in writers
+        ]
     return math.with_bias(total, pid_n), stored

@@ -87,14 +87,18 @@ def _data_parallel(config):
 def _persistent_steps(config, pid, lp, num_tiles):
     iters = config.iters_per_tile
     count = tiling.persistent_tile_count(lp, num_tiles, config.grid)
-    return [_item(config, pid, step, tiling.persistent_tile(lp, step, config.grid), 0, iters, "dp")
-            for step in range(count)]
+    return [
+        _item(config, pid, step, tiling.persistent_tile(lp, step, config.grid), 0, iters, "dp")
+        for step in range(count)
+    ]
 
 
 def _persistent(config):
     logical, _ = _logical_ids(config)
-    programs = [_persistent_steps(config, pid, logical[pid], config.total_tiles)
-                for pid in range(config.grid)]
+    programs = [
+        _persistent_steps(config, pid, logical[pid], config.total_tiles)
+        for pid in range(config.grid)
+    ]
     return programs, {}, ()
 
 
@@ -115,7 +119,9 @@ def _streamk(config):
     for tile in range(first_sk, config.total_tiles):
         owner, last = tiling.streamk_tile_programs(tile, first_sk, iters, sk_iters, grid)
         if last > owner:
-            split_tiles[tile] = SplitTile(tile, tuple(hardware[lp] for lp in range(owner, last + 1)))
+            split_tiles[tile] = SplitTile(
+                tile, tuple(hardware[lp] for lp in range(owner, last + 1))
+            )
     return programs, split_tiles, ()
 
 
@@ -152,8 +158,10 @@ def _split_k(config):
         programs.append([_item(config, pid, 0, tile, k_begin, k_end, "split")])
     split_tiles = {}
     if splits > 1:
-        split_tiles = {tile: SplitTile(tile, tuple(hardware[tile * splits + s] for s in range(splits)))
-                       for tile in range(config.total_tiles)}
+        split_tiles = {
+            tile: SplitTile(tile, tuple(hardware[tile * splits + s] for s in range(splits)))
+            for tile in range(config.total_tiles)
+        }
     return programs, split_tiles, ()
 
 

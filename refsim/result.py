@@ -37,8 +37,10 @@ class SimResult:
         c = self.config
         per_xcd = c.cus // c.xcds
         span = self.makespan_us or 1.0
-        return [sum(self.busy_us[x * per_xcd:(x + 1) * per_xcd]) / (per_xcd * span)
-                for x in range(c.xcds)]
+        return [
+            sum(self.busy_us[x * per_xcd : (x + 1) * per_xcd]) / (per_xcd * span)
+            for x in range(c.xcds)
+        ]
 
     def summary_dict(self):
         c = self.config
@@ -76,12 +78,16 @@ class SimResult:
         c = self.config
         lines = [
             f"GEMM {c.m}x{c.n}x{c.k} {c.dtype} on {s['device']} ({c.cus} CUs, {c.xcds} XCDs)",
-            f"strategy {c.strategy}" + (f", fixup {c.fixup}" if c.strategy == "streamk" else "")
+            f"strategy {c.strategy}"
+            + (f", fixup {c.fixup}" if c.strategy == "streamk" else "")
             + (f", split_k {c.split_k}" if c.strategy == "split_k" else "")
             + f", blocks {c.block_m}x{c.block_n}x{c.block_k}, group_m {c.group_m}, grid {c.grid}",
             f"tiles {c.total_tiles} ({c.num_pid_m}x{c.num_pid_n}), {c.iters_per_tile} K-iterations each: "
-            + (f"each split {c.split_k} ways" if c.strategy == "split_k" and c.split_k > 1
-               else f"{s['dp_tiles']} DP, {s['sk_tiles']} SK")
+            + (
+                f"each split {c.split_k} ways"
+                if c.strategy == "split_k" and c.split_k > 1
+                else f"{s['dp_tiles']} DP, {s['sk_tiles']} SK"
+            )
             + f"; {s['work_items']} work items",
             f"makespan {self.makespan_us:.2f} us, predicted {self.tflops:.1f} TFLOP/s",
             "XCD utilisation " + " ".join(f"{u:.0%}" for u in s["xcd_utilisation"]),
@@ -97,6 +103,8 @@ class SimResult:
 
     def plot_gantt(self, path):
         c = self.config
-        trace.plot_gantt(self.records, path,
-                         title=f"{c.strategy} {c.m}x{c.n}x{c.k} on {c.profile.name}: "
-                               f"{self.makespan_us:.1f} us")
+        trace.plot_gantt(
+            self.records,
+            path,
+            title=f"{c.strategy} {c.m}x{c.n}x{c.k} on {c.profile.name}: {self.makespan_us:.1f} us",
+        )

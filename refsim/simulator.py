@@ -49,15 +49,21 @@ class Deadlock:
     undispatched: tuple  # program ids still queued for a free slot
 
     def __str__(self):
-        lines = [f"deadlock at t={self.at_us:.3f} us: programs waiting: {len(self.waiting)}, "
-                 f"never started: {len(self.undispatched)}"]
+        lines = [
+            f"deadlock at t={self.at_us:.3f} us: programs waiting: {len(self.waiting)}, "
+            f"never started: {len(self.undispatched)}"
+        ]
         for program, unit, tile, awaited in self.waiting:
             started = "never started" if awaited in self.undispatched else "not yet flagged"
-            lines.append(f"  program {program} on CU {unit} waits for program {awaited}'s partial "
-                         f"of tile {tile} ({started})")
+            lines.append(
+                f"  program {program} on CU {unit} waits for program {awaited}'s partial "
+                f"of tile {tile} ({started})"
+            )
         if self.undispatched:
             shown = ", ".join(map(str, self.undispatched[:16]))
-            more = "" if len(self.undispatched) <= 16 else f", ... ({len(self.undispatched)} in all)"
+            more = (
+                "" if len(self.undispatched) <= 16 else f", ... ({len(self.undispatched)} in all)"
+            )
             lines.append(f"  queued for a slot that never frees: {shown}{more}")
         return "\n".join(lines)
 
@@ -169,7 +175,8 @@ class Simulation:
         l2.streaming += 1
         cost = self.cost
         duration = (item.k_end - item.k_begin) * cost.iteration_us(
-            l2.distinct_rows, l2.distinct_cols, self.active_xcds, self.cu_load[cu])
+            l2.distinct_rows, l2.distinct_cols, self.active_xcds, self.cu_load[cu]
+        )
         if tail_bytes:
             duration += cost.transfer_us(tail_bytes, l2.streaming, self.active_xcds)
         duration *= self.slowdown[cu]
@@ -233,13 +240,29 @@ class Simulation:
         return self.cost.tile_store_bytes + (self.cost.bias_bytes if self.with_bias else 0.0)
 
     def _record(self, item, cu, start, finalizes, ticket=-1, counter=-1, kernel="gemm"):
-        self.records.append(WorkRecord(*item, cu, cu // self.cus_per_xcd, start, self.env.now,
-                                       ticket, counter, finalizes, kernel))
+        self.records.append(
+            WorkRecord(
+                *item,
+                cu,
+                cu // self.cus_per_xcd,
+                start,
+                self.env.now,
+                ticket,
+                counter,
+                finalizes,
+                kernel,
+            )
+        )
 
     def _add_fixup(self, tile, reducer, contributors, order):
-        self.fixups[tile] = Fixup(tile, self.config.fixup if self.config.strategy == "streamk"
-                                  else "split-k", reducer, tuple(contributors), tuple(order),
-                                  self.fixup_wait[tile])
+        self.fixups[tile] = Fixup(
+            tile,
+            self.config.fixup if self.config.strategy == "streamk" else "split-k",
+            reducer,
+            tuple(contributors),
+            tuple(order),
+            self.fixup_wait[tile],
+        )
 
     # Program bodies -------------------------------------------------------------------------
     def _static_program(self, pid, cu):
@@ -325,7 +348,9 @@ class Simulation:
             tile = tiling.ws_ticket_tile(counter, ticket, tiles, counters)
             if tile >= end:
                 return
-            pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
+            pid_m, pid_n = tiling.grouped_tile(
+                tile, config.num_pid_m, config.num_pid_n, config.group_m
+            )
             item = WorkItem(pid, step, tile, pid_m, pid_n, 0, config.iters_per_tile, "ws")
             yield self.env.timeout(self._compute_begin(item, cu, xcd, self._tile_bytes()))
             self._compute_end(item, xcd)

@@ -68,23 +68,39 @@ def chrome_trace(records, metadata=None):
     width = 1 + max((lane for _, _, lane in threads), default=0)
     events = []
     for xcd in sorted({r.xcd for r in records}):
-        events.append({"name": "process_name", "ph": "M", "pid": xcd, "tid": 0,
-                       "args": {"name": f"XCD {xcd}"}})
+        events.append(
+            {
+                "name": "process_name",
+                "ph": "M",
+                "pid": xcd,
+                "tid": 0,
+                "args": {"name": f"XCD {xcd}"},
+            }
+        )
     for xcd, unit, lane in threads:
         name = f"CU {unit}" if width == 1 else f"CU {unit} slot {lane}"
-        events.append({"name": "thread_name", "ph": "M", "pid": xcd, "tid": unit * width + lane,
-                       "args": {"name": name}})
+        events.append(
+            {
+                "name": "thread_name",
+                "ph": "M",
+                "pid": xcd,
+                "tid": unit * width + lane,
+                "args": {"name": name},
+            }
+        )
     for i, r in enumerate(records):
-        events.append({
-            "name": f"{r.role} tile {r.tile} k[{r.k_begin},{r.k_end})",
-            "cat": r.role,
-            "ph": "X",
-            "ts": r.t_start_us,
-            "dur": r.t_end_us - r.t_start_us,
-            "pid": r.xcd,
-            "tid": r.unit * width + lanes[i],
-            "args": r._asdict(),
-        })
+        events.append(
+            {
+                "name": f"{r.role} tile {r.tile} k[{r.k_begin},{r.k_end})",
+                "cat": r.role,
+                "ph": "X",
+                "ts": r.t_start_us,
+                "dur": r.t_end_us - r.t_start_us,
+                "pid": r.xcd,
+                "tid": r.unit * width + lanes[i],
+                "args": r._asdict(),
+            }
+        )
     return {"traceEvents": events, "displayTimeUnit": "ns", "otherData": dict(metadata or {})}
 
 
@@ -113,8 +129,9 @@ def plot_gantt(records, path, title=""):
     for r in records:
         spans.setdefault((r.role, r.unit), []).append((r.t_start_us, r.t_end_us - r.t_start_us))
     for (role, unit), bars in spans.items():
-        ax.broken_barh(bars, (row[unit] - 0.4, 0.8), facecolors=ROLE_COLOURS.get(role, "grey"),
-                       **edge)
+        ax.broken_barh(
+            bars, (row[unit] - 0.4, 0.8), facecolors=ROLE_COLOURS.get(role, "grey"), **edge
+        )
     xcd_of = dict((r.unit, r.xcd) for r in records)
     for i in range(1, len(units)):
         if xcd_of[units[i]] != xcd_of[units[i - 1]]:
@@ -126,8 +143,11 @@ def plot_gantt(records, path, title=""):
     if len(units) <= 40:
         ax.set_yticks(range(len(units)), [str(u) for u in units])
     ax.set_title(title)
-    ax.legend(handles=[Patch(color=ROLE_COLOURS[r], label=r) for r in ROLES if r in roles_present],
-              loc="upper right", fontsize="small")
+    ax.legend(
+        handles=[Patch(color=ROLE_COLOURS[r], label=r) for r in ROLES if r in roles_present],
+        loc="upper right",
+        fontsize="small",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

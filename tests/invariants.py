@@ -1,6 +1,7 @@
 """Checks every simulated run must pass, as functions returning reasons (empty list = fine)."""
 
 import collections
+import itertools
 
 from refsim import tiling
 
@@ -17,14 +18,18 @@ def coverage_problems(result):
         finalised[r.tile] += r.finalizes
     if set(spans) != set(range(config.total_tiles)):
         missing = sorted(set(range(config.total_tiles)) - set(spans))
-        problems.append(f"tiles never computed: {missing[:10]}; unknown tiles: "
-                        f"{sorted(set(spans) - set(range(config.total_tiles)))[:10]}")
+        problems.append(
+            f"tiles never computed: {missing[:10]}; unknown tiles: "
+            f"{sorted(set(spans) - set(range(config.total_tiles)))[:10]}"
+        )
     for tile, ranges in spans.items():
         cursor = 0
         for k_begin, k_end in sorted(ranges):
             if k_begin != cursor or k_end <= k_begin:
-                problems.append(f"tile {tile}: K-ranges {sorted(ranges)} do not cover "
-                                f"[0, {config.iters_per_tile}) exactly once")
+                problems.append(
+                    f"tile {tile}: K-ranges {sorted(ranges)} do not cover "
+                    f"[0, {config.iters_per_tile}) exactly once"
+                )
                 break
             cursor = k_end
         else:
@@ -60,13 +65,15 @@ def record_problems(result):
             problems.append(f"program {key}: steps {[r.step for r in records]} not consecutive")
         if len({r.unit for r in records}) != 1:
             problems.append(f"program {key} moved between CUs")
-        for before, after in zip(records, records[1:]):
+        for before, after in itertools.pairwise(records):
             if after.t_start_us < before.t_end_us:
-                problems.append(f"program {key}: step {after.step} starts before step {before.step} ends")
+                problems.append(
+                    f"program {key}: step {after.step} starts before step {before.step} ends"
+                )
     if config.profile.resident_per_cu == 1:
         for unit, records in by_unit.items():
             records = sorted(records, key=lambda r: r.t_start_us)
-            for before, after in zip(records, records[1:]):
+            for before, after in itertools.pairwise(records):
                 if after.t_start_us < before.t_end_us - 1e-9:
                     problems.append(f"CU {unit}: {after} overlaps {before}")
     return problems
@@ -81,9 +88,13 @@ def plan_problems(result):
     observed = [(r.program, r.step, r.tile, r.k_begin, r.k_end, r.role) for r in done]
     expected = [(i.program, i.step, i.tile, i.k_begin, i.k_end, i.role) for i in planned]
     if observed != expected:
-        first = next(i for i, (o, e) in enumerate(zip(observed + [None], expected + [None])) if o != e)
-        return [f"record {first} differs from the plan: {observed[first:first + 1]} vs "
-                f"{expected[first:first + 1]} ({len(observed)} records, {len(expected)} planned)"]
+        first = next(
+            i for i, (o, e) in enumerate(zip(observed + [None], expected + [None])) if o != e
+        )
+        return [
+            f"record {first} differs from the plan: {observed[first : first + 1]} vs "
+            f"{expected[first : first + 1]} ({len(observed)} records, {len(expected)} planned)"
+        ]
     return []
 
 
@@ -96,7 +107,9 @@ def fixup_problems(result):
             ranges[r.tile][r.program] = (r.k_begin, r.k_end)
     fixup_tiles = [f.tile for f in result.fixups]
     if fixup_tiles != sorted(result.plan.split_tiles):
-        problems.append(f"fixups for tiles {fixup_tiles}, split tiles {sorted(result.plan.split_tiles)}")
+        problems.append(
+            f"fixups for tiles {fixup_tiles}, split tiles {sorted(result.plan.split_tiles)}"
+        )
     for f in result.fixups:
         spans = [ranges[f.tile].get(p) for p in f.contributors]
         if None in spans:
@@ -105,12 +118,15 @@ def fixup_problems(result):
         cursor = 0
         for k_begin, k_end in spans:
             if k_begin != cursor:
-                problems.append(f"tile {f.tile}: contributors {f.contributors} not in K order: {spans}")
+                problems.append(
+                    f"tile {f.tile}: contributors {f.contributors} not in K order: {spans}"
+                )
                 break
             cursor = k_end
         if sorted(f.order) != sorted(f.contributors):
-            problems.append(f"tile {f.tile}: reduction order {f.order} is not a permutation of "
-                            f"{f.contributors}")
+            problems.append(
+                f"tile {f.tile}: reduction order {f.order} is not a permutation of {f.contributors}"
+            )
     return problems
 
 
@@ -127,16 +143,24 @@ def work_stealing_problems(result):
         if not begin <= r.tile < end or r.tile != begin + r.ticket:
             problems.append(f"{r}: tile outside counter {r.counter}'s range [{begin}, {end})")
         if r.counter != result.plan.counters[r.program]:
-            problems.append(f"{r}: drew from counter {r.counter}, planned "
-                            f"{result.plan.counters[r.program]}")
+            problems.append(
+                f"{r}: drew from counter {r.counter}, planned {result.plan.counters[r.program]}"
+            )
     for counter in range(config.num_counters):
         begin, end = tiling.ws_counter_range(counter, config.total_tiles, config.num_counters)
         if sorted(tickets[counter]) != list(range(end - begin)):
-            problems.append(f"counter {counter}: tickets {sorted(tickets[counter])[:8]}... "
-                            f"expected 0..{end - begin - 1}")
+            problems.append(
+                f"counter {counter}: tickets {sorted(tickets[counter])[:8]}... "
+                f"expected 0..{end - begin - 1}"
+            )
     return problems
 
 
 def all_problems(result):
-    return (coverage_problems(result) + record_problems(result) + plan_problems(result)
-            + fixup_problems(result) + work_stealing_problems(result))
+    return (
+        coverage_problems(result)
+        + record_problems(result)
+        + plan_problems(result)
+        + fixup_problems(result)
+        + work_stealing_problems(result)
+    )

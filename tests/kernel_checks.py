@@ -3,7 +3,6 @@
 Shared by the interpreter tests and the GPU tests, so both hold the kernels to the same bar.
 """
 
-
 import numpy as np
 import torch
 
@@ -34,8 +33,9 @@ def make_operand(rows, cols, layout, dtype, device, generator, integer):
     return base.t() if "transposed" in layout else base
 
 
-def make_inputs(config, layouts=("contiguous", "contiguous"), with_bias=True, integer=True,
-                device="cpu", seed=0):
+def make_inputs(
+    config, layouts=("contiguous", "contiguous"), with_bias=True, integer=True, device="cpu", seed=0
+):
     generator = torch.Generator().manual_seed(seed)
     a = make_operand(config.m, config.k, layouts[0], config.dtype, device, generator, integer)
     b = make_operand(config.k, config.n, layouts[1], config.dtype, device, generator, integer)
@@ -58,15 +58,20 @@ def exact_output_problems(run, a, b, bias):
     bad = (got != expected).nonzero()
     if len(bad):
         i, j = bad[0].tolist()
-        return [f"{len(bad)} elements differ from the exact result; first at ({i}, {j}): "
-                f"{got[i, j].item()} != {expected[i, j].item()}"]
+        return [
+            f"{len(bad)} elements differ from the exact result; first at ({i}, {j}): "
+            f"{got[i, j].item()} != {expected[i, j].item()}"
+        ]
     return []
 
 
 def tolerance_problems(run, a, b, bias, dtype):
     """Random inputs: within the dtype's tolerance (of the output's dtype when it differs)."""
-    dtype = next(name for name, dt in TORCH_DTYPES.items() if dt == run.output.dtype) \
-        if dtype == "fp32" else dtype
+    dtype = (
+        next(name for name, dt in TORCH_DTYPES.items() if dt == run.output.dtype)
+        if dtype == "fp32"
+        else dtype
+    )
     ref = reference(a, b, bias)
     scale = a.double().abs().cpu() @ b.double().abs().cpu()
     if bias is not None:
@@ -80,8 +85,17 @@ def tolerance_problems(run, a, b, bias, dtype):
 
 
 def _key(record, with_final):
-    fields = (record.kernel, record.program, record.step, record.tile, record.pid_m,
-              record.pid_n, record.k_begin, record.k_end, record.role)
+    fields = (
+        record.kernel,
+        record.program,
+        record.step,
+        record.tile,
+        record.pid_m,
+        record.pid_n,
+        record.k_begin,
+        record.k_end,
+        record.role,
+    )
     return fields + ((record.finalizes,) if with_final else ())
 
 
@@ -119,12 +133,14 @@ def partial_problems(run, sim):
         rows, cols = p.value.shape
         got = run.partials[slot, :rows, :cols].cpu().numpy()
         if not np.array_equal(got, p.value):
-            problems.append(f"partial of program {p.program} for tile {p.tile} "
-                            f"(k {p.k_begin}..{p.k_end}, slot {slot}) differs from refsim's")
+            problems.append(
+                f"partial of program {p.program} for tile {p.tile} "
+                f"(k {p.k_begin}..{p.k_end}, slot {slot}) differs from refsim's"
+            )
     return problems
 
 
 def simulate_like(run, a, b, bias):
     """refsim's prediction for the same config and inputs."""
-    to_np = lambda t: None if t is None else t.double().cpu().numpy()  # noqa: E731
+    to_np = lambda t: None if t is None else t.double().cpu().numpy()
     return refsim.simulate(run.config, a=to_np(a), b=to_np(b), bias=to_np(bias))

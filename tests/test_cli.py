@@ -15,10 +15,33 @@ from refsim.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = ["simulate", "512", "512", "512", "--block", "64x64x64", "--cus", "16"]
-DEADLOCK = ["simulate", "64", "64", "4096", "--cus", "1", "--xcds", "1", "--grid", "2",
-            "--block", "64x64x64", "--sk-hybrid", "one-wave"]
-SUMMARY_KEYS = {"tiles", "dp_tiles", "sk_tiles", "makespan_us", "tflops", "xcd_utilisation",
-                "fixups", "longest_wait_us", "deadlock"}
+DEADLOCK = [
+    "simulate",
+    "64",
+    "64",
+    "4096",
+    "--cus",
+    "1",
+    "--xcds",
+    "1",
+    "--grid",
+    "2",
+    "--block",
+    "64x64x64",
+    "--sk-hybrid",
+    "one-wave",
+]
+SUMMARY_KEYS = {
+    "tiles",
+    "dp_tiles",
+    "sk_tiles",
+    "makespan_us",
+    "tflops",
+    "xcd_utilisation",
+    "fixups",
+    "longest_wait_us",
+    "deadlock",
+}
 
 
 def run_main(capsys, argv):
@@ -64,7 +87,9 @@ def test_simulate_prints_the_summary(capsys, big_expected):
 
 
 def test_simulate_json_prints_the_summary_keys(capsys, big_expected):
-    code, out, err = run_main(capsys, ["simulate", "8192", "8192", "8192", "--cus", "304", "--json"])
+    code, out, err = run_main(
+        capsys, ["simulate", "8192", "8192", "8192", "--cus", "304", "--json"]
+    )
     assert (code, err) == (0, "")
     summary = json.loads(out)
     assert set(summary) >= SUMMARY_KEYS
@@ -75,20 +100,29 @@ def test_simulate_json_prints_the_summary_keys(capsys, big_expected):
     assert summary["deadlock"] is None
 
 
-@pytest.mark.parametrize("options, expected", [
-    (["--strategy", "split_k", "--split-k", "2"], {"strategy": "split_k", "split_k": 2, "grid": 128}),
-    (["--strategy", "data_parallel"], {"strategy": "data_parallel", "grid": 64, "fixup": None}),
-    (["--device", "h100", "--cus", "132", "--xcds", "1"], {"device": "h100", "cus": 132, "xcds": 1}),
-    (["--device", "H200", "--cus", "132", "--xcds", "1"], {"device": "h200"}),
-    (["--block", "128x64x32"], {"blocks": [128, 64, 32], "tiles": 32}),
-    (["--block", "64X64X64"], {"blocks": [64, 64, 64]}),
-    (["--dtype", "float16"], {"problem": {"m": 512, "n": 512, "k": 512, "dtype": "fp16"}}),
-    (["--fixup", "turnstile"], {"fixup": "turnstile"}),
-    (["--grid", "12", "--sk-tiles", "0"], {"grid": 12, "sk_tiles": 0, "dp_tiles": 64}),
-    (["--sk-hybrid", "one-wave"], {"sk_tiles": 64, "dp_tiles": 0}),
-    (["--group-m", "4"], {"group_m": 4}),
-    (["--strategy", "work_stealing", "--global-counter"], {"strategy": "work_stealing"}),
-])
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (
+            ["--strategy", "split_k", "--split-k", "2"],
+            {"strategy": "split_k", "split_k": 2, "grid": 128},
+        ),
+        (["--strategy", "data_parallel"], {"strategy": "data_parallel", "grid": 64, "fixup": None}),
+        (
+            ["--device", "h100", "--cus", "132", "--xcds", "1"],
+            {"device": "h100", "cus": 132, "xcds": 1},
+        ),
+        (["--device", "H200", "--cus", "132", "--xcds", "1"], {"device": "h200"}),
+        (["--block", "128x64x32"], {"blocks": [128, 64, 32], "tiles": 32}),
+        (["--block", "64X64X64"], {"blocks": [64, 64, 64]}),
+        (["--dtype", "float16"], {"problem": {"m": 512, "n": 512, "k": 512, "dtype": "fp16"}}),
+        (["--fixup", "turnstile"], {"fixup": "turnstile"}),
+        (["--grid", "12", "--sk-tiles", "0"], {"grid": 12, "sk_tiles": 0, "dp_tiles": 64}),
+        (["--sk-hybrid", "one-wave"], {"sk_tiles": 64, "dp_tiles": 0}),
+        (["--group-m", "4"], {"group_m": 4}),
+        (["--strategy", "work_stealing", "--global-counter"], {"strategy": "work_stealing"}),
+    ],
+)
 def test_simulate_options_reach_the_config(capsys, options, expected):
     code, out, _ = run_main(capsys, SMALL + options + ["--json"])
     assert code == 0
@@ -99,15 +133,18 @@ def test_simulate_options_reach_the_config(capsys, options, expected):
 def test_jitter_and_seed_reach_the_simulation(capsys):
     code, out, _ = run_main(capsys, SMALL + ["--jitter", "0.5", "--seed", "3", "--json"])
     assert code == 0
-    expected = refsim.simulate(512, 512, 512, 16, block_m=64, block_n=64, block_k=64,
-                               jitter=0.5, seed=3)
+    expected = refsim.simulate(
+        512, 512, 512, 16, block_m=64, block_n=64, block_k=64, jitter=0.5, seed=3
+    )
     steady = refsim.simulate(512, 512, 512, 16, block_m=64, block_n=64, block_k=64)
     assert json.loads(out)["makespan_us"] == expected.makespan_us != steady.makespan_us
 
 
 def test_simulate_writes_trace_and_gantt(capsys, tmp_path):
     trace, gantt = tmp_path / "run.json", tmp_path / "run.png"
-    code, out, err = run_main(capsys, SMALL + ["--json", "--trace", str(trace), "--gantt", str(gantt)])
+    code, out, err = run_main(
+        capsys, SMALL + ["--json", "--trace", str(trace), "--gantt", str(gantt)]
+    )
     assert code == 0
     work_items = json.loads(out)["work_items"]  # stdout stays pure JSON
     doc = json.loads(trace.read_text())
@@ -141,8 +178,12 @@ def test_console_script_runs_simulate_json():
     proc = run_process([console_script(), "simulate", "256", "256", "256", "--json"])
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["tiles"] == 1 and summary["problem"] == {"m": 256, "n": 256, "k": 256,
-                                                             "dtype": "bf16"}
+    assert summary["tiles"] == 1 and summary["problem"] == {
+        "m": 256,
+        "n": 256,
+        "k": 256,
+        "dtype": "bf16",
+    }
     assert "Traceback" not in proc.stderr
 
 
@@ -185,7 +226,9 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("argv, expected", BAD_INPUT, ids=[" ".join(a) or "(none)" for a, _ in BAD_INPUT])
+@pytest.mark.parametrize(
+    "argv, expected", BAD_INPUT, ids=[" ".join(a) or "(none)" for a, _ in BAD_INPUT]
+)
 def test_bad_input_exits_2_with_one_error_line(capsys, argv, expected):
     code, out, err = run_main(capsys, argv)
     assert code == 2
@@ -205,11 +248,15 @@ def test_unwritable_trace_path_exits_2_with_one_error_line(capsys, tmp_path):
     assert str(missing) in err
 
 
-@pytest.mark.parametrize("args", [
-    ["simulate", "0", "8", "8"],
-    ["simulate", "8", "8", "8", "--block", "256x256"],
-    ["simulate", "8", "8", "8", "--bogus"],
-], ids=["zero-size", "malformed-block", "unknown-option"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["simulate", "0", "8", "8"],
+        ["simulate", "8", "8", "8", "--block", "256x256"],
+        ["simulate", "8", "8", "8", "--bogus"],
+    ],
+    ids=["zero-size", "malformed-block", "unknown-option"],
+)
 def test_bad_input_through_the_console_script(args):
     """The real process, usage text and all: one line on stderr, exit 2, no traceback."""
     proc = run_process([console_script(), *args])
@@ -237,8 +284,9 @@ def test_main_help_returns_0(capsys):
 
 def test_deadlock_case_really_deadlocks():
     """One CU: program 0 owns the split tile and waits for program 1, which never gets the CU."""
-    result = refsim.simulate(64, 64, 4096, 1, xcds=1, grid=2, block_m=64, block_n=64, block_k=64,
-                             sk_hybrid="one-wave")
+    result = refsim.simulate(
+        64, 64, 4096, 1, xcds=1, grid=2, block_m=64, block_n=64, block_k=64, sk_hybrid="one-wave"
+    )
     assert result.deadlock is not None
     assert result.deadlock.waiting == ((0, 0, 0, 1),)  # (program, CU, tile, awaited program)
     assert result.deadlock.undispatched == (1,)
@@ -263,7 +311,21 @@ def test_deadlock_json_exits_1_and_carries_the_description(capsys):
 
 def test_no_deadlock_with_a_second_cu(capsys):
     """The same launch on two CUs runs both programs at once and finishes."""
-    argv = ["simulate", "64", "64", "4096", "--cus", "2", "--xcds", "1", "--grid", "2",
-            "--block", "64x64x64", "--sk-hybrid", "one-wave"]
+    argv = [
+        "simulate",
+        "64",
+        "64",
+        "4096",
+        "--cus",
+        "2",
+        "--xcds",
+        "1",
+        "--grid",
+        "2",
+        "--block",
+        "64x64x64",
+        "--sk-hybrid",
+        "one-wave",
+    ]
     code, out, _ = run_main(capsys, argv)
     assert code == 0 and "deadlock" not in out

@@ -75,7 +75,10 @@ INVALID = [
     (dict(strategy="work_stealing", sk_tiles=2), ["sk_tiles=2", "streamk"]),
     (dict(strategy="split_k", sk_tiles=1), ["sk_tiles=1", "streamk"]),
     # split_k
-    (dict(strategy="split_k", split_k=BASE_ITERS + 1), [f"split_k={BASE_ITERS + 1}", str(BASE_ITERS)]),
+    (
+        dict(strategy="split_k", split_k=BASE_ITERS + 1),
+        [f"split_k={BASE_ITERS + 1}", str(BASE_ITERS)],
+    ),
     (dict(strategy="split_k", split_k=0), ["split_k=0"]),
     (dict(strategy="split_k", split_k=2.0), ["split_k=2.0"]),
     (dict(split_k=2), ["split_k=2", "split_k"]),
@@ -135,12 +138,15 @@ def test_default_device_is_mi300x():
     assert c.device == "mi300x" and (c.cus, c.xcds) == (304, 8)
 
 
-@pytest.mark.parametrize("strategy, expected_grid", [
-    ("persistent", 304),
-    ("streamk", 304),
-    ("work_stealing", 304),
-    ("data_parallel", BASE_TILES),
-])
+@pytest.mark.parametrize(
+    "strategy, expected_grid",
+    [
+        ("persistent", 304),
+        ("streamk", 304),
+        ("work_stealing", 304),
+        ("data_parallel", BASE_TILES),
+    ],
+)
 def test_default_grid_by_strategy(strategy, expected_grid):
     assert config(strategy=strategy).grid == expected_grid
 
@@ -165,18 +171,24 @@ def expected_two_tile_sk(tiles, grid):
     return tiles % grid + grid
 
 
-@pytest.mark.parametrize("m, n, block, cus, expected_tiles, expected_sk", [
-    (8192, 8192, 256, 304, 1024, 1024 % 304 + 304),  # 416: the partial wave plus one full wave
-    (4096, 4096, 256, 304, 256, 256),  # fewer tiles than CUs: all Stream-K
-    (1024, 1024, 256, 16, 16, 0),  # whole waves: no Stream-K
-    (2048, 2048, 256, 16, 64, 0),
-    (1280, 1024, 256, 16, 20, 20),  # 4 + 16
-    (2560, 1024, 256, 16, 40, 24),  # 8 + 16
-])
+@pytest.mark.parametrize(
+    "m, n, block, cus, expected_tiles, expected_sk",
+    [
+        (8192, 8192, 256, 304, 1024, 1024 % 304 + 304),  # 416: the partial wave plus one full wave
+        (4096, 4096, 256, 304, 256, 256),  # fewer tiles than CUs: all Stream-K
+        (1024, 1024, 256, 16, 16, 0),  # whole waves: no Stream-K
+        (2048, 2048, 256, 16, 64, 0),
+        (1280, 1024, 256, 16, 20, 20),  # 4 + 16
+        (2560, 1024, 256, 16, 40, 24),  # 8 + 16
+    ],
+)
 def test_two_tile_sk_tiles_table(m, n, block, cus, expected_tiles, expected_sk):
     c = GemmConfig(m, n, 64, block_m=block, block_n=block, cus=cus)
-    assert (c.total_tiles, c.sk_tiles, c.dp_tiles) == (expected_tiles, expected_sk,
-                                                        expected_tiles - expected_sk)
+    assert (c.total_tiles, c.sk_tiles, c.dp_tiles) == (
+        expected_tiles,
+        expected_sk,
+        expected_tiles - expected_sk,
+    )
 
 
 @HYPOTHESIS
@@ -190,8 +202,16 @@ def test_two_tile_sk_tiles_follow_the_documented_rule(pid_m, pid_n, grid):
 @HYPOTHESIS
 @given(pid_m=st.integers(1, 48), pid_n=st.integers(1, 48), grid=st.integers(1, 700))
 def test_one_wave_makes_every_tile_stream_k(pid_m, pid_n, grid):
-    c = GemmConfig(16 * pid_m, 16 * pid_n, 64, block_m=16, block_n=16, block_k=16, grid=grid,
-                   sk_hybrid="one-wave")
+    c = GemmConfig(
+        16 * pid_m,
+        16 * pid_n,
+        64,
+        block_m=16,
+        block_n=16,
+        block_k=16,
+        grid=grid,
+        sk_hybrid="one-wave",
+    )
     assert c.sk_tiles == c.total_tiles and c.dp_tiles == 0
 
 
@@ -208,14 +228,17 @@ def test_explicit_grid_drives_the_sk_default():
     assert (c.grid, c.sk_tiles) == (100, 124)
 
 
-@pytest.mark.parametrize("m, n, k, device, expected", [
-    (512, 512, 512, "mi300x", BASE_ITERS),  # 4 tiles want 76 splits; capped by 8 iterations
-    (8192, 8192, 8192, "mi300x", 1),  # 1024 tiles already cover 304 CUs
-    (1024, 1024, 8192, "mi300x", 19),  # 16 tiles: ceil(304 / 16)
-    (1024, 1024, 8192, "h100", 9),  # 16 tiles: ceil(132 / 16)
-    (4096, 4096, 8192, "h100", 1),  # 256 tiles >= 132 SMs
-    (64, 64, 64, "mi300x", 1),  # one K-iteration: nothing to split
-])
+@pytest.mark.parametrize(
+    "m, n, k, device, expected",
+    [
+        (512, 512, 512, "mi300x", BASE_ITERS),  # 4 tiles want 76 splits; capped by 8 iterations
+        (8192, 8192, 8192, "mi300x", 1),  # 1024 tiles already cover 304 CUs
+        (1024, 1024, 8192, "mi300x", 19),  # 16 tiles: ceil(304 / 16)
+        (1024, 1024, 8192, "h100", 9),  # 16 tiles: ceil(132 / 16)
+        (4096, 4096, 8192, "h100", 1),  # 256 tiles >= 132 SMs
+        (64, 64, 64, "mi300x", 1),  # one K-iteration: nothing to split
+    ],
+)
 def test_split_k_default_table(m, n, k, device, expected):
     c = GemmConfig(m, n, k, strategy="split_k", device=device)
     assert c.split_k == expected
@@ -223,35 +246,58 @@ def test_split_k_default_table(m, n, k, device, expected):
 
 
 @HYPOTHESIS
-@given(pid_m=st.integers(1, 40), pid_n=st.integers(1, 40), iters=st.integers(1, 300),
-       cus=st.sampled_from([8, 16, 64, 152, 304]))
+@given(
+    pid_m=st.integers(1, 40),
+    pid_n=st.integers(1, 40),
+    iters=st.integers(1, 300),
+    cus=st.sampled_from([8, 16, 64, 152, 304]),
+)
 def test_split_k_default_is_the_smallest_split_giving_every_cu_a_program(pid_m, pid_n, iters, cus):
-    c = GemmConfig(16 * pid_m, 16 * pid_n, 16 * iters, block_m=16, block_n=16, block_k=16,
-                   strategy="split_k", cus=cus)
+    c = GemmConfig(
+        16 * pid_m,
+        16 * pid_n,
+        16 * iters,
+        block_m=16,
+        block_n=16,
+        block_k=16,
+        strategy="split_k",
+        cus=cus,
+    )
     tiles, split = c.total_tiles, c.split_k
     assert 1 <= split <= iters
     assert split * tiles >= cus or split == iters  # enough programs, unless capped
     assert split == 1 or (split - 1) * tiles < cus  # and no more than needed
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    (dict(), True),  # mi300x: 8 XCDs
-    (dict(device="mi355x"), True),
-    (dict(device="h100"), False),
-    (dict(device="h200"), False),
-    (dict(cus=8, xcds=1), False),  # an AMD device with one XCD
-    (dict(xcd_remap=False), False),  # an explicit choice wins
-    (dict(device="h100", xcd_remap=True), True),
-])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(), True),  # mi300x: 8 XCDs
+        (dict(device="mi355x"), True),
+        (dict(device="h100"), False),
+        (dict(device="h200"), False),
+        (dict(cus=8, xcds=1), False),  # an AMD device with one XCD
+        (dict(xcd_remap=False), False),  # an explicit choice wins
+        (dict(device="h100", xcd_remap=True), True),
+    ],
+)
 def test_xcd_remap_default(kwargs, expected):
     assert config(**kwargs).xcd_remap is expected
 
 
-@pytest.mark.parametrize("alias, canonical", [
-    ("fp16", "fp16"), ("float16", "fp16"), ("half", "fp16"),
-    ("bf16", "bf16"), ("bfloat16", "bf16"),
-    ("fp32", "fp32"), ("float32", "fp32"), ("float", "fp32"),
-])
+@pytest.mark.parametrize(
+    "alias, canonical",
+    [
+        ("fp16", "fp16"),
+        ("float16", "fp16"),
+        ("half", "fp16"),
+        ("bf16", "bf16"),
+        ("bfloat16", "bf16"),
+        ("fp32", "fp32"),
+        ("float32", "fp32"),
+        ("float", "fp32"),
+    ],
+)
 def test_dtype_aliases_are_normalised(alias, canonical):
     c = config(dtype=alias)
     assert c.dtype == canonical
@@ -270,12 +316,29 @@ BLOCKS = st.sampled_from([16, 32, 64, 128, 256])
 
 
 @HYPOTHESIS
-@given(m=st.integers(1, 5000), n=st.integers(1, 5000), k=st.integers(1, 5000),
-       bm=BLOCKS, bn=BLOCKS, bk=BLOCKS, strategy=st.sampled_from(STRATEGIES),
-       device=st.sampled_from(sorted(PROFILES)), global_counter=st.booleans())
+@given(
+    m=st.integers(1, 5000),
+    n=st.integers(1, 5000),
+    k=st.integers(1, 5000),
+    bm=BLOCKS,
+    bn=BLOCKS,
+    bk=BLOCKS,
+    strategy=st.sampled_from(STRATEGIES),
+    device=st.sampled_from(sorted(PROFILES)),
+    global_counter=st.booleans(),
+)
 def test_derived_properties_are_consistent(m, n, k, bm, bn, bk, strategy, device, global_counter):
-    c = GemmConfig(m, n, k, block_m=bm, block_n=bn, block_k=bk, strategy=strategy, device=device,
-                   global_counter=global_counter)
+    c = GemmConfig(
+        m,
+        n,
+        k,
+        block_m=bm,
+        block_n=bn,
+        block_k=bk,
+        strategy=strategy,
+        device=device,
+        global_counter=global_counter,
+    )
     assert c.num_pid_m == math.ceil(m / bm) and (c.num_pid_m - 1) * bm < m <= c.num_pid_m * bm
     assert c.num_pid_n == math.ceil(n / bn)
     assert c.total_tiles == c.num_pid_m * c.num_pid_n
@@ -313,12 +376,15 @@ def test_replace_rederives_sk_tiles_for_the_new_size():
     assert big.sk_tiles == 416 and big.m == 8192  # the original is untouched
 
 
-@pytest.mark.parametrize("strategy, grid, sk_tiles, split_k", [
-    ("data_parallel", 1024, None, None),
-    ("split_k", 1024, None, 1),
-    ("persistent", 304, None, None),
-    ("work_stealing", 304, None, None),
-])
+@pytest.mark.parametrize(
+    "strategy, grid, sk_tiles, split_k",
+    [
+        ("data_parallel", 1024, None, None),
+        ("split_k", 1024, None, 1),
+        ("persistent", 304, None, None),
+        ("work_stealing", 304, None, None),
+    ],
+)
 def test_replace_strategy_rederives_grid_sk_tiles_and_split_k(strategy, grid, sk_tiles, split_k):
     c = GemmConfig(8192, 8192, 8192).replace(strategy=strategy)
     assert (c.grid, c.sk_tiles, c.split_k) == (grid, sk_tiles, split_k)
@@ -361,15 +427,31 @@ def test_config_is_frozen():
 def test_equal_configs_compare_equal_and_hash_equal():
     """Defaults spelled out, aliases and case variants all give the same config."""
     implicit = config()
-    explicit = config(dtype="bfloat16", device="MI300X", cus=304, xcds=8, grid=304,
-                      sk_tiles=BASE_TILES, xcd_remap=True)
+    explicit = config(
+        dtype="bfloat16",
+        device="MI300X",
+        cus=304,
+        xcds=8,
+        grid=304,
+        sk_tiles=BASE_TILES,
+        xcd_remap=True,
+    )
     assert implicit == explicit
     assert hash(implicit) == hash(explicit)
     assert implicit.replace() == implicit
 
 
-@pytest.mark.parametrize("change", [dict(m=1024), dict(strategy="persistent"), dict(block_k=32),
-                                    dict(dtype="fp16"), dict(device="mi325x"), dict(grid=16)])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(m=1024),
+        dict(strategy="persistent"),
+        dict(block_k=32),
+        dict(dtype="fp16"),
+        dict(device="mi325x"),
+        dict(grid=16),
+    ],
+)
 def test_configs_differing_in_a_field_compare_unequal(change):
     assert config() != config(**change)
 

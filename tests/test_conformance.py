@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+import kernels
+import refsim
 from conformance import Case, KernelUnderTest, check_case, load_cases, quick_set
 from conformance.__main__ import main
 from conformance.adapter import reference
 from conformance.checks import POISON, check_memory_order, check_partials, decode_probe
 from conformance.inputs import BIAS_UNIT, integer_inputs, probe_expected
 from conformance.mutants import MUTANTS, build
-import kernels
-import refsim
 from refsim import numerics
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -40,7 +40,8 @@ DECODING = {
     "bias missing": lambda out, m, n: out.__isub__(BIAS_UNIT * (1 + n % 3)),
     "bias applied more than once": lambda out, m, n: out.__iadd__(BIAS_UNIT * (1 + n % 3)),
     "bias along the wrong axis": lambda out, m, n: out.__iadd__(
-        BIAS_UNIT * (np.where(m < CONFIG.n, 1 + m % 3, 0) - (1 + n % 3))),
+        BIAS_UNIT * (np.where(m < CONFIG.n, 1 + m % 3, 0) - (1 + n % 3))
+    ),
     "tile never written": lambda out, m, n: out.fill(np.nan),
     "partial read before it was written": lambda out, m, n: out.__iadd__(POISON),
 }
@@ -66,8 +67,11 @@ EVENT_LOGS = [  # (events, passes, cause): the memory-order rule on hand-made lo
     ([(0, "store", 0), (0, "publish", 0), (1, "store", 2), (1, "arrive", 5)], True, None),
     ([(3, "publish", 3), (3, "store", 6)], False, "flag set before its partial is stored"),
     ([(0, "store", 0), (1, "publish", 1)], False, "partial never released"),
-    ([(2, "store", 4), (2, "publish", 2), (2, "store", 5)], False,
-     "flag set before its partial is stored"),
+    (
+        [(2, "store", 4), (2, "publish", 2), (2, "store", 5)],
+        False,
+        "flag set before its partial is stored",
+    ),
     ([], True, None),
 ]
 
@@ -78,30 +82,35 @@ def test_memory_order_rule_on_event_logs(events, passes, cause):
     assert (finding.passed, finding.cause) == (passes, cause), finding.reasons
 
 
-@pytest.mark.parametrize("fixup, release", [("owner-waits", "publish"), ("turnstile", "publish"),
-                                            ("last-arriver", "arrive")])
+@pytest.mark.parametrize(
+    "fixup, release",
+    [("owner-waits", "publish"), ("turnstile", "publish"), ("last-arriver", "arrive")],
+)
 def test_streamk_logs_each_store_before_its_release(fixup, release):
-    config = Case("events", 64, 64, 80, fixup=fixup, options=(("sk_hybrid", "one-wave"),),
-                  cus=3).config()
-    a, b = (torch.randint(-4, 5, shape, dtype=torch.float32, device=DEVICE)
-            for shape in ((64, 80), (80, 64)))
+    config = Case(
+        "events", 64, 64, 80, fixup=fixup, options=(("sk_hybrid", "one-wave"),), cus=3
+    ).config()
+    a, b = (
+        torch.randint(-4, 5, shape, dtype=torch.float32, device=DEVICE)
+        for shape in ((64, 80), (80, 64))
+    )
     events = kernels.run(config, a, b, trace=True).events
     by_program = {}
     for program, kind, index in events:
         by_program.setdefault(program, []).append((kind, index))
     assert by_program and all(kinds[-1][0] == release for kinds in by_program.values()), events
     stores = sorted(index for program, kind, index in events if kind == "store")
-    assert stores == sorted(kernels.partial_slot(config, p.program, p.tile)
-                            for p in refsim.simulate(config, a=a.cpu().numpy(),
-                                                     b=b.cpu().numpy()).partials)
+    assert stores == sorted(
+        kernels.partial_slot(config, p.program, p.tile)
+        for p in refsim.simulate(config, a=a.cpu().numpy(), b=b.cpu().numpy()).partials
+    )
     assert check_memory_order(types.SimpleNamespace(events=events)).passed
 
 
 PARTIAL_FAULTS = {  # a wrong partial, made from the right one, and what it must decode to
     "never stored": (lambda value, product, bias: value * 0 + POISON, "missing K-segment"),
     "one K-iteration short": (lambda value, product, bias: value - product, "missing K-segment"),
-    "one K-iteration twice": (lambda value, product, bias: value + product,
-                              "duplicated K-segment"),
+    "one K-iteration twice": (lambda value, product, bias: value + product, "duplicated K-segment"),
     "holds the bias": (lambda value, product, bias: value + bias, "bias applied more than once"),
     "off by one": (lambda value, product, bias: value + 1, "unclassified"),
 }
@@ -118,8 +127,9 @@ def test_partials_check_decodes_what_is_wrong_with_a_partial(fault):
     slot = kernels.partial_slot(config, partial.program, partial.tile)
     rows, cols = partial.value.shape
     math = numerics.TileMath(config, a.numpy(), b.numpy(), bias.numpy())
-    pid_m, pid_n = refsim.tiling.grouped_tile(partial.tile, config.num_pid_m, config.num_pid_n,
-                                              config.group_m)
+    pid_m, pid_n = refsim.tiling.grouped_tile(
+        partial.tile, config.num_pid_m, config.num_pid_n, config.group_m
+    )
     product = math.accumulate(pid_m, pid_n, partial.k_begin, partial.k_begin + 1)
     change, cause = PARTIAL_FAULTS[fault]
     wrong = change(partial.value, product, math.with_bias(np.zeros_like(product), pid_n))
@@ -147,8 +157,11 @@ def test_a_users_kernel_is_checked_through_the_adapter():
     def my_kernel(config, a, b, bias=None, out=None, trace=False):
         return mutant_run(config, a, b, bias, out=out, trace=False)
 
-    result = check_case(KernelUnderTest("mine", my_kernel), Case("adapter", 64, 64, 40,
-                                                                 strategy="persistent"), DEVICE)
+    result = check_case(
+        KernelUnderTest("mine", my_kernel),
+        Case("adapter", 64, 64, 40, strategy="persistent"),
+        DEVICE,
+    )
     assert result.cause == "bias along the wrong axis"
     assert "tile order" not in [f.check for f in result.findings]
 
@@ -165,8 +178,9 @@ def test_cases_round_trip_through_json(tmp_path):
 
 def test_quick_set_passes_and_every_mutant_is_caught(tmp_path, capsys):
     """The CI run of the suite: `python -m conformance --device cpu --set quick --report DIR`."""
-    code = main(["--device", DEVICE, "--set", "quick", "--report", str(tmp_path),
-                 "--determinism-runs", "2"])
+    code = main(
+        ["--device", DEVICE, "--set", "quick", "--report", str(tmp_path), "--determinism-runs", "2"]
+    )
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["totals"]["failed"] == 0, printed
@@ -181,8 +195,19 @@ def test_worker_processes_give_the_same_verdicts_in_order(tmp_path, capsys):
     cases = [quick_set()[i] for i in (1, 9, 30)]
     path = tmp_path / "cases.json"
     path.write_text(json.dumps([c.to_dict() for c in cases]))
-    code = main(["--device", DEVICE, "--cases", str(path), "--no-mutants", "--jobs", "2",
-                 "--report", str(tmp_path / "report")])
+    code = main(
+        [
+            "--device",
+            DEVICE,
+            "--cases",
+            str(path),
+            "--no-mutants",
+            "--jobs",
+            "2",
+            "--report",
+            str(tmp_path / "report"),
+        ]
+    )
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert code == 0, capsys.readouterr().out
     assert [r["case"]["name"] for r in report["cases"]] == [c.name for c in cases]

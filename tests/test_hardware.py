@@ -12,8 +12,7 @@ import tokenize
 import pytest
 
 import refsim
-from refsim import PROFILES, HardwareProfile, get_profile
-from refsim import hardware
+from refsim import PROFILES, HardwareProfile, get_profile, hardware
 from refsim.hardware import DEFAULT_DEVICE
 
 MI300X = PROFILES["mi300x"]
@@ -21,8 +20,9 @@ H100 = PROFILES["h100"]
 ALL_PROFILES = sorted(PROFILES)
 
 # A citation names where a number comes from: a web address or an arXiv id.
-CITATION = re.compile(r"\b[a-z0-9-]+(\.[a-z0-9-]+)*\.(com|org|net|io|edu|gov)\b|arXiv:\d{4}\.\d{4,5}",
-                      re.IGNORECASE)
+CITATION = re.compile(
+    r"\b[a-z0-9-]+(\.[a-z0-9-]+)*\.(com|org|net|io|edu|gov)\b|arXiv:\d{4}\.\d{4,5}", re.IGNORECASE
+)
 
 
 def fields_of(profile):
@@ -96,21 +96,32 @@ def _preset_calls():
     tree = ast.parse(inspect.getsource(hardware))
     calls = []
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and isinstance(node.value.func, ast.Name) and node.value.func.id == "HardwareProfile"):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "HardwareProfile"
+        ):
             calls.append((node.targets[0].id, node.value))
     return calls
 
 
 def _comments_by_line():
     source = inspect.getsource(hardware)
-    return {tok.start[0]: tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-            if tok.type == tokenize.COMMENT}
+    return {
+        tok.start[0]: tok.string
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT
+    }
 
 
 def _has_number(node):
-    return any(isinstance(n, ast.Constant) and isinstance(n.value, (int, float))
-               and not isinstance(n.value, bool) for n in ast.walk(node))
+    return any(
+        isinstance(n, ast.Constant)
+        and isinstance(n.value, (int, float))
+        and not isinstance(n.value, bool)
+        for n in ast.walk(node)
+    )
 
 
 def test_every_registered_profile_is_a_literal_preset_in_hardware_py():
@@ -137,18 +148,28 @@ def test_every_number_in_a_preset_cites_a_source(variable, call):
         for name in (n.strip() for group in cited for n in group.split(",")):
             text = getattr(hardware, name, None)
             assert isinstance(text, str), f"{variable}.{kw.arg} cites unknown source {name!r}"
-            assert text in profile.sources.values(), \
+            assert text in profile.sources.values(), (
                 f"{variable}.{kw.arg} cites {name}, which is not in {variable}.sources"
+            )
 
 
 # --------------------------------------------------------------------------------------------
 # get_profile.
 
 
-@pytest.mark.parametrize("spelling, name", [
-    ("mi300x", "mi300x"), ("MI300X", "mi300x"), ("Mi325X", "mi325x"), ("MI355X", "mi355x"),
-    ("H100", "h100"), ("h100-sxm", "h100"), ("H100_SXM", "h100"), ("H200", "h200"),
-])
+@pytest.mark.parametrize(
+    "spelling, name",
+    [
+        ("mi300x", "mi300x"),
+        ("MI300X", "mi300x"),
+        ("Mi325X", "mi325x"),
+        ("MI355X", "mi355x"),
+        ("H100", "h100"),
+        ("h100-sxm", "h100"),
+        ("H100_SXM", "h100"),
+        ("H200", "h200"),
+    ],
+)
 def test_get_profile_is_case_insensitive(spelling, name):
     assert get_profile(spelling) is PROFILES[name]
 
@@ -195,8 +216,9 @@ INVALID_PROFILES = [
 ]
 
 
-@pytest.mark.parametrize("changes, expected", INVALID_PROFILES,
-                         ids=[repr(c) for c, _ in INVALID_PROFILES])
+@pytest.mark.parametrize(
+    "changes, expected", INVALID_PROFILES, ids=[repr(c) for c, _ in INVALID_PROFILES]
+)
 def test_invalid_custom_profile_raises_value_error(changes, expected):
     with pytest.raises(ValueError) as excinfo:
         dataclasses.replace(MI300X, **changes)
@@ -211,10 +233,20 @@ def test_zero_bandwidth_profile_is_rejected_at_construction():
 
 
 def test_custom_profile_built_from_scratch_validates():
-    p = HardwareProfile(name="toy", vendor="amd", cus=16, xcds=4, clock_mhz=1000,
-                        peak_tflops={"fp16": 100.0, "bf16": 100.0, "fp32": 10.0}, hbm_gbps=1000.0,
-                        l2_mib_per_xcd=1.0, atomic_latency_us=0.0, atomic_interval_us=0.0,
-                        launch_overhead_us=0.0, resident_per_cu=2)
+    p = HardwareProfile(
+        name="toy",
+        vendor="amd",
+        cus=16,
+        xcds=4,
+        clock_mhz=1000,
+        peak_tflops={"fp16": 100.0, "bf16": 100.0, "fp32": 10.0},
+        hbm_gbps=1000.0,
+        l2_mib_per_xcd=1.0,
+        atomic_latency_us=0.0,
+        atomic_interval_us=0.0,
+        launch_overhead_us=0.0,
+        resident_per_cu=2,
+    )
     assert (p.cus_per_xcd, dict(p.sources)) == (4, {})
     result = refsim.simulate(512, 512, 512, device=p, block_m=64, block_n=64, block_k=64)
     assert result.deadlock is None and result.config.cus == 16 and result.makespan_us > 0
@@ -225,13 +257,17 @@ def test_custom_profile_built_from_scratch_validates():
 
 
 def scaled_peak(profile, factor):
-    return dataclasses.replace(profile, name=profile.name + "-fast",
-                               peak_tflops={d: v * factor for d, v in profile.peak_tflops.items()})
+    return dataclasses.replace(
+        profile,
+        name=profile.name + "-fast",
+        peak_tflops={d: v * factor for d, v in profile.peak_tflops.items()},
+    )
 
 
 def scaled_bandwidth(profile, factor):
-    return dataclasses.replace(profile, name=profile.name + "-slowmem",
-                               hbm_gbps=profile.hbm_gbps * factor)
+    return dataclasses.replace(
+        profile, name=profile.name + "-slowmem", hbm_gbps=profile.hbm_gbps * factor
+    )
 
 
 def test_custom_profile_runs_end_to_end_and_reports_its_name():

@@ -8,11 +8,19 @@ import itertools
 
 import pytest
 import torch
+from kernel_checks import (
+    LAYOUTS,
+    TORCH_DTYPES,
+    exact_output_problems,
+    make_inputs,
+    order_problems,
+    partial_problems,
+    simulate_like,
+    tolerance_problems,
+)
 
 import kernels
 import refsim
-from kernel_checks import (LAYOUTS, TORCH_DTYPES, exact_output_problems, make_inputs,
-                           order_problems, partial_problems, simulate_like, tolerance_problems)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # The same tests are the interpreter tier on a CPU machine and part of `pytest -m gpu` on a GPU.
@@ -32,16 +40,28 @@ RUNS = {
     "owner-waits": {"strategy": "streamk", "fixup": "owner-waits", "sk_hybrid": "one-wave"},
     "owner-waits-hybrid": {"strategy": "streamk", "fixup": "owner-waits", "cus": 3},
     "turnstile": {"strategy": "streamk", "fixup": "turnstile", "sk_hybrid": "one-wave"},
-    "turnstile-remap": {"strategy": "streamk", "fixup": "turnstile", "sk_hybrid": "one-wave",
-                        "xcds": 2},
+    "turnstile-remap": {
+        "strategy": "streamk",
+        "fixup": "turnstile",
+        "sk_hybrid": "one-wave",
+        "xcds": 2,
+    },
     "last-arriver": {"strategy": "streamk", "fixup": "last-arriver", "sk_hybrid": "one-wave"},
     "atomic": {"strategy": "streamk", "fixup": "atomic", "sk_hybrid": "one-wave"},
 }
 
 # 1x1x1, K < BLOCK_K, K not a multiple of BLOCK_K, M = 1, N = 1, and tile counts at the
 # 4-program grid -1, +0 and +1 (16x32 tiles).
-SHAPES = [(1, 1, 1), (17, 33, 5), (130, 70, 300), (1, 100, 40), (40, 1, 40), (48, 32, 40),
-          (64, 32, 40), (80, 32, 40)]
+SHAPES = [
+    (1, 1, 1),
+    (17, 33, 5),
+    (130, 70, 300),
+    (1, 100, 40),
+    (40, 1, 40),
+    (48, 32, 40),
+    (64, 32, 40),
+    (80, 32, 40),
+]
 DTYPES = ("fp32", "fp16", "bf16")
 
 
@@ -84,8 +104,9 @@ def test_integer_inputs_exact_with_refsim_order_and_partials(run_name, shape):
     assert all_problems(config, run, a, b, bias) == []
 
 
-@pytest.mark.parametrize("layouts", list(itertools.product(LAYOUTS[:2], LAYOUTS)),
-                         ids=lambda p: "-".join(p))
+@pytest.mark.parametrize(
+    "layouts", list(itertools.product(LAYOUTS[:2], LAYOUTS)), ids=lambda p: "-".join(p)
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("run_name", ["owner-waits", "split_k", "work_stealing", "persistent"])
 def test_every_dtype_and_layout_is_exact(run_name, dtype, layouts):
@@ -169,23 +190,57 @@ def _bad(config, **changes):
 
 
 BAD_INPUTS = [
-    ("a has shape", lambda c: _bad(c, a=torch.ones((5, 5), device=DEVICE)), ValueError, "does not match"),
-    ("b has shape", lambda c: _bad(c, b=torch.ones((3, 17), device=DEVICE)), ValueError, "does not match"),
+    (
+        "a has shape",
+        lambda c: _bad(c, a=torch.ones((5, 5), device=DEVICE)),
+        ValueError,
+        "does not match",
+    ),
+    (
+        "b has shape",
+        lambda c: _bad(c, b=torch.ones((3, 17), device=DEVICE)),
+        ValueError,
+        "does not match",
+    ),
     ("a is 3-D", lambda c: _bad(c, a=torch.ones((1, 33, 20), device=DEVICE)), ValueError, "2-D"),
-    ("dtypes differ", lambda c: _bad(c, b=_bad(c)["b"].half()), TypeError, "b has dtype torch.float16"),
-    ("int dtype", lambda c: _bad(c, a=torch.ones((33, 20), dtype=torch.int32, device=DEVICE)),
-     TypeError, "supported"),
-    ("bias length", lambda c: _bad(c, bias=torch.ones(16, device=DEVICE)), ValueError, "length N=17"),
+    (
+        "dtypes differ",
+        lambda c: _bad(c, b=_bad(c)["b"].half()),
+        TypeError,
+        "b has dtype torch.float16",
+    ),
+    (
+        "int dtype",
+        lambda c: _bad(c, a=torch.ones((33, 20), dtype=torch.int32, device=DEVICE)),
+        TypeError,
+        "supported",
+    ),
+    (
+        "bias length",
+        lambda c: _bad(c, bias=torch.ones(16, device=DEVICE)),
+        ValueError,
+        "length N=17",
+    ),
     ("bias rank", lambda c: _bad(c, bias=torch.ones((1, 17), device=DEVICE)), ValueError, "1-D"),
-    ("out shape", lambda c: _bad(c, out=torch.empty((17, 33), device=DEVICE)), ValueError, "out has shape"),
-    ("out dtype", lambda c: _bad(c, out=torch.empty((33, 17), dtype=torch.int64, device=DEVICE)),
-     TypeError, "out has dtype"),
+    (
+        "out shape",
+        lambda c: _bad(c, out=torch.empty((17, 33), device=DEVICE)),
+        ValueError,
+        "out has shape",
+    ),
+    (
+        "out dtype",
+        lambda c: _bad(c, out=torch.empty((33, 17), dtype=torch.int64, device=DEVICE)),
+        TypeError,
+        "out has dtype",
+    ),
     ("not a tensor", lambda c: _bad(c, bias=[1.0] * 17), TypeError, "bias must be a torch.Tensor"),
 ]
 
 
-@pytest.mark.parametrize("make, error, message", [case[1:] for case in BAD_INPUTS],
-                         ids=[case[0] for case in BAD_INPUTS])
+@pytest.mark.parametrize(
+    "make, error, message", [case[1:] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS]
+)
 def test_bad_input_is_rejected_before_launch(make, error, message):
     config = config_for("persistent", (33, 17, 20))
     with pytest.raises(error, match=message):
@@ -205,8 +260,13 @@ def test_importing_kernels_allocates_no_workspace():
     import subprocess
     import sys
 
-    code = ("import kernels, kernels.workspace as w; "
-            "assert w._registry == {}, w._registry; print('ok')")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**__import__("os").environ})
+    code = (
+        "import kernels, kernels.workspace as w; assert w._registry == {}, w._registry; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ},
+    )
     assert result.stdout.strip() == "ok", result.stderr

@@ -5,9 +5,9 @@ Run with ``pytest -m gpu``; skipped cleanly without a GPU.
 
 import pytest
 import torch
+from kernel_checks import exact_output_problems, make_inputs, order_problems
 
 import refsim
-from kernel_checks import exact_output_problems, make_inputs, order_problems
 
 pytestmark = pytest.mark.gpu
 
@@ -32,8 +32,9 @@ def gpu_config(name, shape, dtype="bf16"):
 
     a = torch.empty((1, 1), device="cuda", dtype=torch.bfloat16)
     base = kernels.default_config(a, torch.empty((1, 1), device="cuda", dtype=torch.bfloat16))
-    options = dict(BLOCKS, **STRATEGIES[name], dtype=dtype, device=base.device, cus=base.cus,
-                   xcds=base.xcds)
+    options = dict(
+        BLOCKS, **STRATEGIES[name], dtype=dtype, device=base.device, cus=base.cus, xcds=base.xcds
+    )
     return refsim.GemmConfig(*shape, **options)
 
 

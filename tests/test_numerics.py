@@ -17,22 +17,34 @@ SMALL = {"block_m": 16, "block_n": 32, "block_k": 16, "cus": 8, "xcds": 4}
 
 # (M, N, K) including 1x1x1, K < BLOCK_K, K not a multiple of BLOCK_K, M or N = 1, and tile
 # counts at the grid +/- 1 (8 programs: 7, 8 and 9 tiles of 16x32).
-SHAPES = [(1, 1, 1), (17, 33, 5), (130, 70, 300), (1, 200, 64), (100, 1, 50), (112, 32, 80),
-          (128, 32, 47), (144, 32, 33)]
+SHAPES = [
+    (1, 1, 1),
+    (17, 33, 5),
+    (130, 70, 300),
+    (1, 200, 64),
+    (100, 1, 50),
+    (112, 32, 80),
+    (128, 32, 47),
+    (144, 32, 33),
+]
 
-RUNS = ([{"strategy": "streamk", "fixup": f} for f in refsim.FIXUPS]
-        + [{"strategy": "streamk", "fixup": f, "sk_hybrid": "one-wave"} for f in refsim.FIXUPS]
-        + [{"strategy": s} for s in ("data_parallel", "persistent", "work_stealing")]
-        + [{"strategy": "work_stealing", "counters_per_xcd": 2}]
-        + [{"strategy": "split_k", "split_k": s} for s in (1, 2, 3)])
+RUNS = (
+    [{"strategy": "streamk", "fixup": f} for f in refsim.FIXUPS]
+    + [{"strategy": "streamk", "fixup": f, "sk_hybrid": "one-wave"} for f in refsim.FIXUPS]
+    + [{"strategy": s} for s in ("data_parallel", "persistent", "work_stealing")]
+    + [{"strategy": "work_stealing", "counters_per_xcd": 2}]
+    + [{"strategy": "split_k", "split_k": s} for s in (1, 2, 3)]
+)
 
 
 def integer_inputs(m, n, k, seed):
     """Integer values in -4..4 (never all zero): every fp32 sum of products is exact."""
     rng = np.random.default_rng(seed)
-    return (rng.integers(-4, 5, (m, k)).astype(np.float64),
-            rng.integers(-4, 5, (k, n)).astype(np.float64),
-            rng.integers(-4, 5, n).astype(np.float64))
+    return (
+        rng.integers(-4, 5, (m, k)).astype(np.float64),
+        rng.integers(-4, 5, (k, n)).astype(np.float64),
+        rng.integers(-4, 5, n).astype(np.float64),
+    )
 
 
 def _run_kwargs(run, k):
@@ -60,13 +72,19 @@ def test_integer_inputs_give_the_float64_product_bit_for_bit(shape, run, with_bi
 def test_partial_buffers_hold_the_documented_sums(fixup):
     m, n, k = 130, 70, 300
     a, b, bias = integer_inputs(m, n, k, seed=3)
-    result = refsim.simulate(m, n, k, a=a, b=b, bias=bias, fixup=fixup, sk_hybrid="one-wave", **SMALL)
+    result = refsim.simulate(
+        m, n, k, a=a, b=b, bias=bias, fixup=fixup, sk_hybrid="one-wave", **SMALL
+    )
     config = result.config
     assert result.fixups, "the case must split tiles"
     expected_writers = 0
     for f in result.fixups:
-        expected_writers += {"owner-waits": len(f.contributors) - 1, "turnstile": len(f.contributors) - 1,
-                             "last-arriver": len(f.contributors), "atomic": 0}[fixup]
+        expected_writers += {
+            "owner-waits": len(f.contributors) - 1,
+            "turnstile": len(f.contributors) - 1,
+            "last-arriver": len(f.contributors),
+            "atomic": 0,
+        }[fixup]
     assert len(result.partials) == expected_writers
     for p in result.partials:
         pid_m, pid_n = next((r.pid_m, r.pid_n) for r in result.records if r.tile == p.tile)
@@ -93,8 +111,22 @@ def test_atomic_fixup_sums_in_arrival_order():
     m, n, k = 64, 32, 160
     rng = np.random.default_rng(11)
     a, b, bias = rng.standard_normal((m, k)), rng.standard_normal((k, n)), rng.standard_normal(n)
-    result = refsim.simulate(m, n, k, a=a, b=b, bias=bias, fixup="atomic", sk_hybrid="one-wave",
-                             block_m=16, block_n=16, block_k=16, cus=3, xcds=1, device="h100")
+    result = refsim.simulate(
+        m,
+        n,
+        k,
+        a=a,
+        b=b,
+        bias=bias,
+        fixup="atomic",
+        sk_hybrid="one-wave",
+        block_m=16,
+        block_n=16,
+        block_k=16,
+        cus=3,
+        xcds=1,
+        device="h100",
+    )
     math = numerics.TileMath(result.config, a, b, bias)
     split = [f for f in result.fixups if len(f.contributors) > 1]
     assert split
@@ -127,8 +159,12 @@ def test_random_inputs_within_the_dtype_tolerance(dtype, strategy):
 
 def test_bf16_and_fp16_rounding_match_torch():
     rng = np.random.default_rng(1)
-    values = np.concatenate([rng.standard_normal(10_000) * 10.0 ** rng.integers(-6, 6, 10_000),
-                             [1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, -(1.0 + 2.0 ** -8), 0.0, -0.0]])
+    values = np.concatenate(
+        [
+            rng.standard_normal(10_000) * 10.0 ** rng.integers(-6, 6, 10_000),
+            [1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, -(1.0 + 2.0**-8), 0.0, -0.0],
+        ]
+    )
     values = values.astype(np.float32)
     for dtype, torch_dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
         expected = torch.from_numpy(values).to(torch_dtype).to(torch.float32).numpy()
@@ -137,22 +173,37 @@ def test_bf16_and_fp16_rounding_match_torch():
 
 def test_deadlocked_run_leaves_unfinalised_tiles_nan():
     a, b, _ = integer_inputs(16, 16, 64, seed=0)
-    result = refsim.simulate(16, 16, 64, a=a, b=b, cus=1, xcds=1, grid=2, sk_hybrid="one-wave",
-                             block_m=16, block_n=16, block_k=16)
+    result = refsim.simulate(
+        16,
+        16,
+        64,
+        a=a,
+        b=b,
+        cus=1,
+        xcds=1,
+        grid=2,
+        sk_hybrid="one-wave",
+        block_m=16,
+        block_n=16,
+        block_k=16,
+    )
     assert result.deadlock is not None
     assert np.isnan(result.output).all()
 
 
-@pytest.mark.parametrize("inputs, message", [
-    ({"a": np.ones((3, 4)), "b": np.ones((5, 6))}, "a has shape"),
-    ({"a": np.ones((4, 5)), "b": np.ones((4, 6))}, "b has shape"),
-    ({"a": np.ones((4, 5)), "b": np.ones((5, 6)), "bias": np.ones(4)}, "bias has shape"),
-    ({"a": np.ones((4, 5)), "b": np.ones((5, 6)), "bias": np.ones((1, 6))}, "bias has shape"),
-    ({"a": np.full((4, 5), np.nan), "b": np.ones((5, 6))}, "NaN"),
-    ({"a": np.full((4, 5), "x"), "b": np.ones((5, 6))}, "dtype"),
-    ({"a": np.ones((4, 5))}, "both a and b"),
-    ({"bias": np.ones(6)}, "bias needs a and b"),
-])
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ({"a": np.ones((3, 4)), "b": np.ones((5, 6))}, "a has shape"),
+        ({"a": np.ones((4, 5)), "b": np.ones((4, 6))}, "b has shape"),
+        ({"a": np.ones((4, 5)), "b": np.ones((5, 6)), "bias": np.ones(4)}, "bias has shape"),
+        ({"a": np.ones((4, 5)), "b": np.ones((5, 6)), "bias": np.ones((1, 6))}, "bias has shape"),
+        ({"a": np.full((4, 5), np.nan), "b": np.ones((5, 6))}, "NaN"),
+        ({"a": np.full((4, 5), "x"), "b": np.ones((5, 6))}, "dtype"),
+        ({"a": np.ones((4, 5))}, "both a and b"),
+        ({"bias": np.ones(6)}, "bias needs a and b"),
+    ],
+)
 def test_bad_arrays_are_rejected_before_simulating(inputs, message):
     with pytest.raises(ValueError, match=message):
         refsim.simulate(4, 6, 5, block_m=16, block_n=16, block_k=16, **inputs)
@@ -163,10 +214,16 @@ def small_runs(draw):
     """Random small problems on small machines, every strategy and fixup, bias or not."""
     m, n, k = draw(st.integers(1, 150)), draw(st.integers(1, 150)), draw(st.integers(1, 200))
     blocks = st.sampled_from([16, 32, 64])
-    kwargs = {"block_m": draw(blocks), "block_n": draw(blocks), "block_k": draw(blocks),
-              "cus": draw(st.integers(1, 24)), "xcds": 1,
-              "device": draw(st.sampled_from(["mi300x", "h100"])),
-              "strategy": draw(st.sampled_from(refsim.STRATEGIES)), "group_m": draw(st.integers(1, 4))}
+    kwargs = {
+        "block_m": draw(blocks),
+        "block_n": draw(blocks),
+        "block_k": draw(blocks),
+        "cus": draw(st.integers(1, 24)),
+        "xcds": 1,
+        "device": draw(st.sampled_from(["mi300x", "h100"])),
+        "strategy": draw(st.sampled_from(refsim.STRATEGIES)),
+        "group_m": draw(st.integers(1, 4)),
+    }
     iters = -(-k // kwargs["block_k"])
     if kwargs["strategy"] == "streamk":
         kwargs["fixup"] = draw(st.sampled_from(refsim.FIXUPS))
@@ -195,8 +252,19 @@ def test_accumulating_all_records_equals_one_at_a_time(overlap):
     m, n, k = 70, 50, 200
     rng = np.random.default_rng(5)
     a, b = rng.integers(-4, 5, (m, k)), rng.integers(-4, 5, (k, n))
-    result = refsim.simulate(m, n, k, strategy="streamk", sk_hybrid="one-wave", block_m=16,
-                             block_n=16, block_k=16, cus=3, xcds=1, device="h100")
+    result = refsim.simulate(
+        m,
+        n,
+        k,
+        strategy="streamk",
+        sk_hybrid="one-wave",
+        block_m=16,
+        block_n=16,
+        block_k=16,
+        cus=3,
+        xcds=1,
+        device="h100",
+    )
     records = [r for r in result.records if r.kernel == "gemm"]
     if overlap:
         records.append(records[0]._replace(k_begin=0, k_end=records[0].k_end + 1))

@@ -5,18 +5,25 @@ import dataclasses
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from invariants import all_problems
 
 import refsim
 from refsim.hardware import H100_SXM
 
-from invariants import all_problems
-
 # A 2-SM toy GPU whose numbers are powers of two, so every simulated time is exact in binary:
 # a 16x16x16 bf16 K-iteration computes in 1 us, HBM moves 2048 bytes/us.
 TOY = dataclasses.replace(
-    H100_SXM, name="toy", cus=2, xcds=1, hbm_gbps=2.048,
+    H100_SXM,
+    name="toy",
+    cus=2,
+    xcds=1,
+    hbm_gbps=2.048,
     peak_tflops={"fp16": 0.016384, "bf16": 0.016384, "fp32": 0.016384},
-    atomic_latency_us=0.25, atomic_interval_us=0.125, launch_overhead_us=1.0, sources={})
+    atomic_latency_us=0.25,
+    atomic_interval_us=0.125,
+    launch_overhead_us=1.0,
+    sources={},
+)
 TOY_BLOCKS = {"block_m": 16, "block_n": 16, "block_k": 16}
 
 # 3 tiles of 3 K-iterations over 2 programs, one wave of Stream-K: program 0 holds iterations
@@ -33,60 +40,72 @@ GOLDEN = {
     # tile store alone 0.25 -> 7.75.
     "owner-waits": (
         dict(STREAMK_TOY, fixup="owner-waits"),
-        [(0, 0, 0, 0, 3, "sk-owner", 0, 1.0, 4.25, True, -1, -1, "gemm"),
-         (0, 1, 1, 0, 2, "sk-owner", 0, 4.25, 7.75, True, -1, -1, "gemm"),
-         (1, 0, 1, 2, 3, "sk-contributor", 1, 1.0, 3.25, False, -1, -1, "gemm"),
-         (1, 1, 2, 0, 3, "sk-owner", 1, 3.25, 6.75, True, -1, -1, "gemm")],
+        [
+            (0, 0, 0, 0, 3, "sk-owner", 0, 1.0, 4.25, True, -1, -1, "gemm"),
+            (0, 1, 1, 0, 2, "sk-owner", 0, 4.25, 7.75, True, -1, -1, "gemm"),
+            (1, 0, 1, 2, 3, "sk-contributor", 1, 1.0, 3.25, False, -1, -1, "gemm"),
+            (1, 1, 2, 0, 3, "sk-owner", 1, 3.25, 6.75, True, -1, -1, "gemm"),
+        ],
         [(1, 0, (0, 1), (0, 1))],
         7.75,
     ),
     # Turnstile walks ranges backwards: the k = 0 holder publishes first, the last one finalises.
     "turnstile": (
         dict(STREAMK_TOY, fixup="turnstile"),
-        [(0, 0, 1, 0, 2, "sk-owner", 0, 1.0, 4.25, False, -1, -1, "gemm"),
-         (0, 1, 0, 0, 3, "sk-owner", 0, 4.25, 7.75, True, -1, -1, "gemm"),
-         (1, 0, 2, 0, 3, "sk-owner", 1, 1.0, 4.5, True, -1, -1, "gemm"),
-         (1, 1, 1, 2, 3, "sk-contributor", 1, 4.5, 7.25, True, -1, -1, "gemm")],
+        [
+            (0, 0, 1, 0, 2, "sk-owner", 0, 1.0, 4.25, False, -1, -1, "gemm"),
+            (0, 1, 0, 0, 3, "sk-owner", 0, 4.25, 7.75, True, -1, -1, "gemm"),
+            (1, 0, 2, 0, 3, "sk-owner", 1, 1.0, 4.5, True, -1, -1, "gemm"),
+            (1, 1, 1, 2, 3, "sk-contributor", 1, 4.5, 7.25, True, -1, -1, "gemm"),
+        ],
         [(1, 1, (0, 1), (0, 1))],
         7.75,
     ),
     "last-arriver": (
         dict(STREAMK_TOY, fixup="last-arriver"),
-        [(0, 0, 0, 0, 3, "sk-owner", 0, 1.0, 4.25, True, -1, -1, "gemm"),
-         (0, 1, 1, 0, 2, "sk-owner", 0, 4.25, 8.25, True, -1, -1, "gemm"),
-         (1, 0, 1, 2, 3, "sk-contributor", 1, 1.0, 3.25, False, -1, -1, "gemm"),
-         (1, 1, 2, 0, 3, "sk-owner", 1, 3.25, 6.75, True, -1, -1, "gemm")],
+        [
+            (0, 0, 0, 0, 3, "sk-owner", 0, 1.0, 4.25, True, -1, -1, "gemm"),
+            (0, 1, 1, 0, 2, "sk-owner", 0, 4.25, 8.25, True, -1, -1, "gemm"),
+            (1, 0, 1, 2, 3, "sk-contributor", 1, 1.0, 3.25, False, -1, -1, "gemm"),
+            (1, 1, 2, 0, 3, "sk-owner", 1, 3.25, 6.75, True, -1, -1, "gemm"),
+        ],
         [(1, 0, (0, 1), (0, 1))],
         8.25,
     ),
     # A memset launch (1 us + 3072 B) zeroes the output first; program 1 adds first.
     "atomic": (
         dict(STREAMK_TOY, fixup="atomic"),
-        [(0, 0, 0, 0, 3, "sk-owner", 0, 3.5, 6.75, True, -1, -1, "gemm"),
-         (0, 1, 1, 0, 2, "sk-owner", 0, 6.75, 10.0, True, -1, -1, "gemm"),
-         (1, 0, 1, 2, 3, "sk-contributor", 1, 3.5, 5.75, False, -1, -1, "gemm"),
-         (1, 1, 2, 0, 3, "sk-owner", 1, 5.75, 9.25, True, -1, -1, "gemm")],
+        [
+            (0, 0, 0, 0, 3, "sk-owner", 0, 3.5, 6.75, True, -1, -1, "gemm"),
+            (0, 1, 1, 0, 2, "sk-owner", 0, 6.75, 10.0, True, -1, -1, "gemm"),
+            (1, 0, 1, 2, 3, "sk-contributor", 1, 3.5, 5.75, False, -1, -1, "gemm"),
+            (1, 1, 2, 0, 3, "sk-owner", 1, 5.75, 9.25, True, -1, -1, "gemm"),
+        ],
         [(1, 0, (0, 1), (1, 0))],
         10.0,
     ),
     # One global counter: tickets go in atomic order; each program's last draw finds it empty.
     "work_stealing": (
         {"m": 48, "n": 16, "k": 48, "strategy": "work_stealing", "global_counter": True},
-        [(0, 0, 0, 0, 3, "ws", 0, 1.0, 4.5, True, 0, 0, "gemm"),
-         (0, 1, 2, 0, 3, "ws", 0, 4.5, 8.25, True, 2, 0, "gemm"),
-         (1, 0, 1, 0, 3, "ws", 1, 1.0, 4.875, True, 1, 0, "gemm")],
+        [
+            (0, 0, 0, 0, 3, "ws", 0, 1.0, 4.5, True, 0, 0, "gemm"),
+            (0, 1, 2, 0, 3, "ws", 0, 4.5, 8.25, True, 2, 0, "gemm"),
+            (1, 0, 1, 0, 3, "ws", 1, 1.0, 4.875, True, 1, 0, "gemm"),
+        ],
         [],
         8.5,
     ),
     # Two splits per tile, then a reduction launch that sums them in split order.
     "split_k": (
         {"m": 32, "n": 16, "k": 48, "strategy": "split_k", "split_k": 2},
-        [(0, 0, 0, 0, 1, "split", 0, 1.0, 3.0, False, -1, -1, "gemm"),
-         (1, 0, 0, 1, 3, "split", 1, 1.0, 4.0, False, -1, -1, "gemm"),
-         (2, 0, 1, 0, 1, "split", 0, 3.0, 5.0, False, -1, -1, "gemm"),
-         (3, 0, 1, 1, 3, "split", 1, 4.0, 6.5, False, -1, -1, "gemm"),
-         (0, 0, 0, 0, 0, "reduce", 0, 7.5, 8.75, True, -1, -1, "reduce"),
-         (1, 0, 1, 0, 0, "reduce", 1, 7.5, 10.0, True, -1, -1, "reduce")],
+        [
+            (0, 0, 0, 0, 1, "split", 0, 1.0, 3.0, False, -1, -1, "gemm"),
+            (1, 0, 0, 1, 3, "split", 1, 1.0, 4.0, False, -1, -1, "gemm"),
+            (2, 0, 1, 0, 1, "split", 0, 3.0, 5.0, False, -1, -1, "gemm"),
+            (3, 0, 1, 1, 3, "split", 1, 4.0, 6.5, False, -1, -1, "gemm"),
+            (0, 0, 0, 0, 0, "reduce", 0, 7.5, 8.75, True, -1, -1, "reduce"),
+            (1, 0, 1, 0, 0, "reduce", 1, 7.5, 10.0, True, -1, -1, "reduce"),
+        ],
         [(0, 0, (0, 1), (0, 1)), (1, 1, (2, 3), (2, 3))],
         10.0,
     ),
@@ -94,8 +113,24 @@ GOLDEN = {
 
 
 def _rows(result):
-    return [(r.program, r.step, r.tile, r.k_begin, r.k_end, r.role, r.unit, r.t_start_us,
-             r.t_end_us, r.finalizes, r.ticket, r.counter, r.kernel) for r in result.records]
+    return [
+        (
+            r.program,
+            r.step,
+            r.tile,
+            r.k_begin,
+            r.k_end,
+            r.role,
+            r.unit,
+            r.t_start_us,
+            r.t_end_us,
+            r.finalizes,
+            r.ticket,
+            r.counter,
+            r.kernel,
+        )
+        for r in result.records
+    ]
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN))
@@ -111,19 +146,32 @@ def test_golden_event_log(case):
 
 def test_owner_waits_deadlock_is_reported_not_hung():
     """One CU, two programs: program 0 owns the only tile and waits for program 1, never started."""
-    result = refsim.simulate(16, 16, 48, device=TOY, cus=1, grid=2, sk_hybrid="one-wave", **TOY_BLOCKS)
+    result = refsim.simulate(
+        16, 16, 48, device=TOY, cus=1, grid=2, sk_hybrid="one-wave", **TOY_BLOCKS
+    )
     deadlock = result.deadlock
     assert deadlock is not None
     assert deadlock.waiting == ((0, 0, 0, 1),)
     assert deadlock.undispatched == (1,)
-    assert "program 0 on CU 0 waits for program 1's partial of tile 0 (never started)" in str(deadlock)
+    assert "program 0 on CU 0 waits for program 1's partial of tile 0 (never started)" in str(
+        deadlock
+    )
     assert result.tflops == 0.0
     assert "deadlock" in result.summary()
 
 
 def test_last_arriver_never_deadlocks_where_owner_waits_does():
-    result = refsim.simulate(16, 16, 48, device=TOY, cus=1, grid=2, sk_hybrid="one-wave",
-                             fixup="last-arriver", **TOY_BLOCKS)
+    result = refsim.simulate(
+        16,
+        16,
+        48,
+        device=TOY,
+        cus=1,
+        grid=2,
+        sk_hybrid="one-wave",
+        fixup="last-arriver",
+        **TOY_BLOCKS,
+    )
     assert result.deadlock is None
     assert all_problems(result) == []
 
@@ -151,15 +199,17 @@ def test_jitter_is_reproducible_and_changes_the_ticket_order():
     same = refsim.simulate(4096, 4096, 1024, jitter=0.5, seed=7, **kwargs)
     other = refsim.simulate(4096, 4096, 1024, jitter=0.5, seed=8, **kwargs)
     assert again.records == same.records
-    order = lambda res: [(r.ticket, r.program) for r in sorted(res.records, key=lambda r: r.ticket)]  # noqa: E731
+    order = lambda res: [(r.ticket, r.program) for r in sorted(res.records, key=lambda r: r.ticket)]
     assert order(again) != order(base)
     assert order(again) != order(other)
     for result in (base, again, other):
         assert all_problems(result) == []
 
 
-@pytest.mark.parametrize("bad", [{"jitter": -0.1}, {"jitter": 1.0}, {"jitter": float("nan")},
-                                 {"seed": 1.5}, {"seed": True}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"jitter": -0.1}, {"jitter": 1.0}, {"jitter": float("nan")}, {"seed": 1.5}, {"seed": True}],
+)
 def test_bad_run_options_are_rejected(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         refsim.simulate(64, 64, 64, **bad)
@@ -175,8 +225,10 @@ def test_stream_k_beats_data_parallel_on_a_quantised_wave():
 SHAPES = st.integers(1, 5000)
 BLOCKS = st.sampled_from([64, 128, 256])
 # 512-CU versions of the presets, so that any CU count in 1..512 is part of a device.
-BIG = {name: dataclasses.replace(refsim.PROFILES[name], name=f"{name}-512", cus=512)
-       for name in ("mi300x", "h100", "mi355x")}
+BIG = {
+    name: dataclasses.replace(refsim.PROFILES[name], name=f"{name}-512", cus=512)
+    for name in ("mi300x", "h100", "mi355x")
+}
 MACHINES = st.one_of(
     st.tuples(st.just(BIG["mi300x"]), st.integers(1, 64).map(lambda c: 8 * c), st.just(8)),
     st.tuples(st.just(BIG["mi300x"]), st.integers(1, 512), st.just(1)),
@@ -189,9 +241,16 @@ MACHINES = st.one_of(
 def configs(draw):
     device, cus, xcds = draw(MACHINES)
     strategy = draw(st.sampled_from(refsim.STRATEGIES))
-    kwargs = {"device": device, "cus": cus, "xcds": xcds, "strategy": strategy,
-              "block_m": draw(BLOCKS), "block_n": draw(BLOCKS), "block_k": draw(BLOCKS),
-              "group_m": draw(st.integers(1, 12))}
+    kwargs = {
+        "device": device,
+        "cus": cus,
+        "xcds": xcds,
+        "strategy": strategy,
+        "block_m": draw(BLOCKS),
+        "block_n": draw(BLOCKS),
+        "block_k": draw(BLOCKS),
+        "group_m": draw(st.integers(1, 12)),
+    }
     m, n, k = draw(SHAPES), draw(SHAPES), draw(SHAPES)
     iters = -(-k // kwargs["block_k"])
     if strategy == "streamk":
@@ -219,4 +278,7 @@ def test_every_random_run_keeps_the_invariants(config):
 
 def test_records_extend_plan_items_field_for_field():
     """The simulator builds a WorkRecord from a WorkItem positionally: the fields must line up."""
-    assert refsim.WorkRecord._fields[:len(refsim.plan.WorkItem._fields)] == refsim.plan.WorkItem._fields
+    assert (
+        refsim.WorkRecord._fields[: len(refsim.plan.WorkItem._fields)]
+        == refsim.plan.WorkItem._fields
+    )

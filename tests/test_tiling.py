@@ -7,6 +7,7 @@
 """
 
 import inspect
+import itertools
 from collections import defaultdict
 
 import pytest
@@ -163,9 +164,16 @@ CASES_PER_FUNCTION = 200
 # Triton (it also compiles for a GPU); here it only ever runs in the interpreter.
 
 
-def contract_kernel(args_ptr, results_ptr, FN: tl.constexpr, NUM_RUNTIME_ARGS: tl.constexpr,
-                    C0: tl.constexpr, C1: tl.constexpr, NUM_CONSTEXPR_ARGS: tl.constexpr,
-                    NUM_RESULTS: tl.constexpr):
+def contract_kernel(
+    args_ptr,
+    results_ptr,
+    FN: tl.constexpr,
+    NUM_RUNTIME_ARGS: tl.constexpr,
+    C0: tl.constexpr,
+    C1: tl.constexpr,
+    NUM_CONSTEXPR_ARGS: tl.constexpr,
+    NUM_RESULTS: tl.constexpr,
+):
     """Program ``i`` stores ``FN(*args[i], C0, C1)`` (as many constexprs as FN takes) in ``results[i]``.
 
     Written out per arity, without starred calls, so that it compiles on every Triton version
@@ -242,7 +250,7 @@ def runtime_parameter_count(fn):
 
 def as_tuple(value):
     """A function's result as a tuple (single values become 1-tuples)."""
-    return value if isinstance(value, tuple) else (value, )
+    return value if isinstance(value, tuple) else (value,)
 
 
 def run_kernel(kernel, jitted_fn, num_runtime, cases, num_results, device="cpu"):
@@ -252,11 +260,21 @@ def run_kernel(kernel, jitted_fn, num_runtime, cases, num_results, device="cpu")
         groups[case[num_runtime:]].append(case)
     results = {}
     for constexpr_args, group in groups.items():
-        args = torch.tensor([case[:num_runtime] for case in group], dtype=torch.int32, device=device)
+        args = torch.tensor(
+            [case[:num_runtime] for case in group], dtype=torch.int32, device=device
+        )
         out = torch.full((len(group), num_results), -1, dtype=torch.int32, device=device)
         c0, c1 = (constexpr_args + (0, 0))[:2]
-        kernel[(len(group),)](args, out, FN=jitted_fn, NUM_RUNTIME_ARGS=num_runtime, C0=c0, C1=c1,
-                               NUM_CONSTEXPR_ARGS=len(constexpr_args), NUM_RESULTS=num_results)
+        kernel[(len(group),)](
+            args,
+            out,
+            FN=jitted_fn,
+            NUM_RUNTIME_ARGS=num_runtime,
+            C0=c0,
+            C1=c1,
+            NUM_CONSTEXPR_ARGS=len(constexpr_args),
+            NUM_RESULTS=num_results,
+        )
         results.update(zip(group, map(tuple, out.tolist())))
     return results
 
@@ -267,8 +285,12 @@ def run_kernel(kernel, jitted_fn, num_runtime, cases, num_results, device="cpu")
 # would relaunch): the failure message lists the bad cases instead.
 @pytest.mark.interpreter
 @pytest.mark.parametrize("fn", tiling.CONTRACT, ids=lambda fn: fn.__name__)
-@settings(max_examples=1, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=1,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_jitted_function_matches_python(fn, interpreted, data):
     """The jitted function, run by Triton's interpreter, returns what the Python one does."""
@@ -288,8 +310,12 @@ def compiled():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("fn", tiling.CONTRACT, ids=lambda fn: fn.__name__)
-@settings(max_examples=1, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=1,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_compiled_function_matches_python(fn, compiled, data):
     """The same check with the functions compiled for and run on the GPU."""
@@ -299,18 +325,36 @@ def test_compiled_function_matches_python(fn, compiled, data):
 
 
 def assert_jitted_matches_python(fn, namespace, kernel, data, device):
-    cases = data.draw(st.lists(ARGUMENTS[fn.__name__], min_size=CASES_PER_FUNCTION,
-                               max_size=CASES_PER_FUNCTION, unique=True), label="cases")
+    cases = data.draw(
+        st.lists(
+            ARGUMENTS[fn.__name__],
+            min_size=CASES_PER_FUNCTION,
+            max_size=CASES_PER_FUNCTION,
+            unique=True,
+        ),
+        label="cases",
+    )
     expected = {case: as_tuple(fn(*case)) for case in cases}
     num_results = len(expected[cases[0]])
 
-    actual = run_kernel(kernel, getattr(namespace, fn.__name__), runtime_parameter_count(fn),
-                        cases, num_results, device)
+    actual = run_kernel(
+        kernel,
+        getattr(namespace, fn.__name__),
+        runtime_parameter_count(fn),
+        cases,
+        num_results,
+        device,
+    )
 
-    mismatches = [f"args={case} python={expected[case]} triton={actual[case]}"
-                  for case in cases if actual[case] != expected[case]]
-    assert not mismatches, (f"{fn.__name__}: {len(mismatches)} of {len(cases)} cases differ on "
-                            f"{device}: " + "; ".join(mismatches[:10]))
+    mismatches = [
+        f"args={case} python={expected[case]} triton={actual[case]}"
+        for case in cases
+        if actual[case] != expected[case]
+    ]
+    assert not mismatches, (
+        f"{fn.__name__}: {len(mismatches)} of {len(cases)} cases differ on "
+        f"{device}: " + "; ".join(mismatches[:10])
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,7 +366,7 @@ PROPERTY_SETTINGS = settings(max_examples=100, deadline=None)
 def assert_even_partition(ranges, total):
     """``ranges`` are consecutive ``[begin, end)`` covering ``[0, total)``, sizes within one."""
     assert ranges[0][0] == 0 and ranges[-1][1] == total
-    assert all(end == next_begin for (_, end), (next_begin, _) in zip(ranges, ranges[1:]))
+    assert all(end == next_begin for (_, end), (next_begin, _) in itertools.pairwise(ranges))
     sizes = [end - begin for begin, end in ranges]
     assert min(sizes) >= 0 and max(sizes) - min(sizes) <= 1
 
@@ -367,9 +411,11 @@ def test_xcd_remap_chunked_is_a_permutation_dealing_chunks_to_xcds(num_programs,
 @PROPERTY_SETTINGS
 @given(num_tiles=st.integers(0, MAX_TILES), num_programs=PROGRAM_COUNTS)
 def test_persistent_programs_cover_every_tile_once(num_tiles, num_programs):
-    tiles = [tiling.persistent_tile(pid, step, num_programs)
-             for pid in range(num_programs)
-             for step in range(tiling.persistent_tile_count(pid, num_tiles, num_programs))]
+    tiles = [
+        tiling.persistent_tile(pid, step, num_programs)
+        for pid in range(num_programs)
+        for step in range(tiling.persistent_tile_count(pid, num_tiles, num_programs))
+    ]
     assert sorted(tiles) == list(range(num_tiles))
 
 
@@ -418,8 +464,9 @@ def segments_backward(start, end, iters_per_tile, first_sk_tile):
     segments = []
     it_end = end
     while it_end > start:
-        tile, k_begin, k_end = tiling.streamk_segment_back(it_end, start, iters_per_tile,
-                                                           first_sk_tile)
+        tile, k_begin, k_end = tiling.streamk_segment_back(
+            it_end, start, iters_per_tile, first_sk_tile
+        )
         assert 0 <= k_begin < k_end <= iters_per_tile
         segments.append((tile, k_begin, k_end))
         it_end -= k_end - k_begin
@@ -428,10 +475,15 @@ def segments_backward(start, end, iters_per_tile, first_sk_tile):
 
 
 @PROPERTY_SETTINGS
-@given(total_tiles=st.integers(1, 200), num_programs=st.integers(1, 128), two_tile=st.booleans(),
-       iters_per_tile=st.integers(1, 32))
-def test_streamk_segments_cover_the_sk_region_once(total_tiles, num_programs, two_tile,
-                                                   iters_per_tile):
+@given(
+    total_tiles=st.integers(1, 200),
+    num_programs=st.integers(1, 128),
+    two_tile=st.booleans(),
+    iters_per_tile=st.integers(1, 32),
+)
+def test_streamk_segments_cover_the_sk_region_once(
+    total_tiles, num_programs, two_tile, iters_per_tile
+):
     """Each (tile, k) of the SK region is in exactly one segment; owners and lasts agree."""
     sk_tiles = tiling.streamk_sk_tiles(total_tiles, num_programs, two_tile)
     first_sk_tile = total_tiles - sk_tiles
@@ -448,8 +500,9 @@ def test_streamk_segments_cover_the_sk_region_once(total_tiles, num_programs, tw
     sk_tile_ids = range(first_sk_tile, total_tiles)
     assert sorted(holder) == [(tile, k) for tile in sk_tile_ids for k in range(iters_per_tile)]
     for tile in sk_tile_ids:
-        owner, last = tiling.streamk_tile_programs(tile, first_sk_tile, iters_per_tile, sk_iters,
-                                                   num_programs)
+        owner, last = tiling.streamk_tile_programs(
+            tile, first_sk_tile, iters_per_tile, sk_iters, num_programs
+        )
         programs_in_k_order = [holder[tile, k] for k in range(iters_per_tile)]
         assert programs_in_k_order == sorted(programs_in_k_order)
         assert sorted(set(programs_in_k_order)) == list(range(owner, last + 1))
@@ -473,8 +526,10 @@ def test_ws_counters_split_the_tiles_and_tickets_count_from_begin(num_counters, 
     ranges = [tiling.ws_counter_range(c, total_tiles, num_counters) for c in range(num_counters)]
     assert_even_partition(ranges, total_tiles)
     for counter, (begin, end) in enumerate(ranges):
-        tiles = [tiling.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
-                 for ticket in range(end - begin + 1)]
+        tiles = [
+            tiling.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
+            for ticket in range(end - begin + 1)
+        ]
         assert tiles == list(range(begin, end + 1))
 
 

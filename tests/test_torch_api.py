@@ -32,13 +32,16 @@ def normals(*shape, dtype="fp32", seed=0, grad=False):
 
 def assert_same(got, expected, what="output"):
     """Bit-equal tensors, or a message naming the first differing index and the count."""
-    assert got.shape == expected.shape and got.dtype == expected.dtype, \
+    assert got.shape == expected.shape and got.dtype == expected.dtype, (
         f"{what}: {got.dtype}{tuple(got.shape)} vs {expected.dtype}{tuple(expected.shape)}"
+    )
     bad = (got != expected).nonzero()
     if len(bad):
         index = tuple(bad[0].tolist())
-        raise AssertionError(f"{what}: {len(bad)} elements differ; first at {index}: "
-                             f"{got[index].item()} != {expected[index].item()}")
+        raise AssertionError(
+            f"{what}: {len(bad)} elements differ; first at {index}: "
+            f"{got[index].item()} != {expected[index].item()}"
+        )
 
 
 def assert_within(got, reference, scale, dtype, what="output"):
@@ -47,8 +50,9 @@ def assert_within(got, reference, scale, dtype, what="output"):
     worst = error.max().item()
     if worst > TOLERANCE[dtype]:
         index = tuple(int(i) for i in torch.unravel_index(error.argmax(), error.shape))
-        raise AssertionError(f"{what}: relative error {worst:.3g} at {index} exceeds "
-                             f"{TOLERANCE[dtype]} for {dtype}")
+        raise AssertionError(
+            f"{what}: relative error {worst:.3g} at {index} exceeds {TOLERANCE[dtype]} for {dtype}"
+        )
 
 
 def exact(a, b, bias=None):
@@ -62,24 +66,43 @@ def exact(a, b, bias=None):
 
 # Forward cases as data: (name, make inputs, our call, torch's call).
 FORWARD = {
-    "matmul 2-D": (lambda d, s: (integers(37, 70, dtype=d, seed=s), integers(70, 29, dtype=d,
-                                                                             seed=s + 1)),
-                   lambda a, b: kernels.matmul(a, b), torch.matmul),
+    "matmul 2-D": (
+        lambda d, s: (integers(37, 70, dtype=d, seed=s), integers(70, 29, dtype=d, seed=s + 1)),
+        lambda a, b: kernels.matmul(a, b),
+        torch.matmul,
+    ),
     "matmul (..., M, K) @ (K, N)": (
-        lambda d, s: (integers(2, 3, 11, 40, dtype=d, seed=s), integers(40, 9, dtype=d,
-                                                                        seed=s + 1)),
-        lambda a, b: kernels.matmul(a, b), torch.matmul),
+        lambda d, s: (
+            integers(2, 3, 11, 40, dtype=d, seed=s),
+            integers(40, 9, dtype=d, seed=s + 1),
+        ),
+        lambda a, b: kernels.matmul(a, b),
+        torch.matmul,
+    ),
     "matmul batched, broadcast": (
-        lambda d, s: (integers(3, 1, 10, 33, dtype=d, seed=s), integers(4, 33, 12, dtype=d,
-                                                                        seed=s + 1)),
-        lambda a, b: kernels.matmul(a, b), torch.matmul),
-    "bmm": (lambda d, s: (integers(3, 17, 45, dtype=d, seed=s), integers(3, 45, 20, dtype=d,
-                                                                         seed=s + 1)),
-            lambda a, b: kernels.bmm(a, b), torch.bmm),
+        lambda d, s: (
+            integers(3, 1, 10, 33, dtype=d, seed=s),
+            integers(4, 33, 12, dtype=d, seed=s + 1),
+        ),
+        lambda a, b: kernels.matmul(a, b),
+        torch.matmul,
+    ),
+    "bmm": (
+        lambda d, s: (
+            integers(3, 17, 45, dtype=d, seed=s),
+            integers(3, 45, 20, dtype=d, seed=s + 1),
+        ),
+        lambda a, b: kernels.bmm(a, b),
+        torch.bmm,
+    ),
     "matmul transposed operands": (
-        lambda d, s: (integers(70, 37, dtype=d, seed=s).t(), integers(29, 70, dtype=d,
-                                                                      seed=s + 1).t()),
-        lambda a, b: kernels.matmul(a, b), torch.matmul),
+        lambda d, s: (
+            integers(70, 37, dtype=d, seed=s).t(),
+            integers(29, 70, dtype=d, seed=s + 1).t(),
+        ),
+        lambda a, b: kernels.matmul(a, b),
+        torch.matmul,
+    ),
 }
 
 
@@ -95,8 +118,11 @@ def test_forward_is_torchs_result_on_integer_inputs(case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_addmm_and_linear_add_the_bias_once(dtype):
-    a, b, bias = integers(33, 50, dtype=dtype), integers(50, 21, dtype=dtype, seed=1), \
-        integers(21, dtype=dtype, seed=2)
+    a, b, bias = (
+        integers(33, 50, dtype=dtype),
+        integers(50, 21, dtype=dtype, seed=1),
+        integers(21, dtype=dtype, seed=2),
+    )
     assert_same(kernels.addmm(bias, a, b), torch.addmm(bias, a, b), "addmm vs torch")
     assert_same(kernels.addmm(bias, a, b), exact(a, b, bias), "addmm")
     row = bias.reshape(1, -1)
@@ -115,8 +141,9 @@ def test_addmm_and_linear_add_the_bias_once(dtype):
 
 def test_the_atomic_fixup_when_determinism_is_waived():
     a, b = integers(70, 150), integers(150, 90, seed=1)
-    got = kernels.matmul(a, b, strategy="streamk", fixup="atomic", sk_hybrid="one-wave",
-                         deterministic=False)
+    got = kernels.matmul(
+        a, b, strategy="streamk", fixup="atomic", sk_hybrid="one-wave", deterministic=False
+    )
     assert_same(got, exact(a, b), "atomic")
 
 
@@ -151,8 +178,11 @@ def test_every_strategy_behind_matmul(strategy):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_random_inputs_within_the_dtype_tolerance(dtype):
-    a, b, bias = normals(65, 130, dtype=dtype), normals(130, 47, dtype=dtype, seed=1), \
-        normals(47, dtype=dtype, seed=2)
+    a, b, bias = (
+        normals(65, 130, dtype=dtype),
+        normals(130, 47, dtype=dtype, seed=1),
+        normals(47, dtype=dtype, seed=2),
+    )
     reference = a.double() @ b.double() + bias.double()
     scale = a.double().abs() @ b.double().abs() + bias.double().abs()
     assert_within(kernels.addmm(bias, a, b), reference, scale, dtype, "addmm")
@@ -161,19 +191,39 @@ def test_random_inputs_within_the_dtype_tolerance(dtype):
 
 # Gradients: integer inputs and an integer upstream gradient make every fp32 sum exact.
 GRADIENTS = {
-    "matmul": (lambda g: (integers(21, 40, grad=g), integers(40, 19, seed=1, grad=g)),
-               kernels.matmul, torch.matmul),
-    "matmul batched": (lambda g: (integers(2, 21, 40, grad=g), integers(40, 19, seed=1, grad=g)),
-                       kernels.matmul, torch.matmul),
-    "bmm": (lambda g: (integers(2, 21, 40, grad=g), integers(2, 40, 19, seed=1, grad=g)),
-            kernels.bmm, torch.bmm),
-    "addmm": (lambda g: (integers(19, grad=g, seed=2), integers(21, 40, grad=g),
-                         integers(40, 19, seed=1, grad=g)),
-              kernels.addmm, torch.addmm),
-    "addmm beta alpha": (lambda g: (integers(21, 19, grad=g, seed=2), integers(21, 40, grad=g),
-                                    integers(40, 19, seed=1, grad=g)),
-                         lambda *t: kernels.addmm(*t, beta=2, alpha=3),
-                         lambda *t: torch.addmm(*t, beta=2, alpha=3)),
+    "matmul": (
+        lambda g: (integers(21, 40, grad=g), integers(40, 19, seed=1, grad=g)),
+        kernels.matmul,
+        torch.matmul,
+    ),
+    "matmul batched": (
+        lambda g: (integers(2, 21, 40, grad=g), integers(40, 19, seed=1, grad=g)),
+        kernels.matmul,
+        torch.matmul,
+    ),
+    "bmm": (
+        lambda g: (integers(2, 21, 40, grad=g), integers(2, 40, 19, seed=1, grad=g)),
+        kernels.bmm,
+        torch.bmm,
+    ),
+    "addmm": (
+        lambda g: (
+            integers(19, grad=g, seed=2),
+            integers(21, 40, grad=g),
+            integers(40, 19, seed=1, grad=g),
+        ),
+        kernels.addmm,
+        torch.addmm,
+    ),
+    "addmm beta alpha": (
+        lambda g: (
+            integers(21, 19, grad=g, seed=2),
+            integers(21, 40, grad=g),
+            integers(40, 19, seed=1, grad=g),
+        ),
+        lambda *t: kernels.addmm(*t, beta=2, alpha=3),
+        lambda *t: torch.addmm(*t, beta=2, alpha=3),
+    ),
 }
 
 
@@ -217,15 +267,20 @@ def test_linear_is_a_drop_in_for_torch_linear():
         ours.bias.copy_(integers(8, seed=2))
         theirs.load_state_dict(ours.state_dict())
     assert_same(ours(x), theirs(x).detach(), "Linear vs torch.nn.Linear")
-    assert kernels.nn.Linear(16, 8, bias=False).state_dict().keys() == \
-        torch.nn.Linear(16, 8, bias=False).state_dict().keys() == {"weight"}
+    assert (
+        kernels.nn.Linear(16, 8, bias=False).state_dict().keys()
+        == torch.nn.Linear(16, 8, bias=False).state_dict().keys()
+        == {"weight"}
+    )
 
 
 # out=
 def test_out_gives_the_same_bits_as_out_of_place():
     a, b, bias = normals(37, 70), normals(70, 29, seed=1), normals(29, seed=2)
-    for call in (lambda out: kernels.matmul(a, b, out=out),
-                 lambda out: kernels.addmm(bias, a, b, out=out)):
+    for call in (
+        lambda out: kernels.matmul(a, b, out=out),
+        lambda out: kernels.addmm(bias, a, b, out=out),
+    ):
         expected = call(None)
         out = torch.full_like(expected, float("nan"))
         assert call(out) is out
@@ -240,8 +295,10 @@ def test_out_gives_the_same_bits_as_out_of_place():
 
 
 OUT_ERRORS = {  # (out, expected message)
-    "wrong dtype": (lambda: torch.empty(8, 6, dtype=torch.float16, device=DEVICE),
-                    "expected out tensor to have dtype torch.float32"),
+    "wrong dtype": (
+        lambda: torch.empty(8, 6, dtype=torch.float16, device=DEVICE),
+        "expected out tensor to have dtype torch.float32",
+    ),
     "wrong shape": (lambda: torch.empty(6, 8, device=DEVICE), r"out has shape \(6, 8\)"),
     "wrong device": (lambda: torch.empty(8, 6, device="meta"), "expected out tensor on"),
     "not a tensor": (lambda: [[0.0] * 6] * 8, "out must be a Tensor"),
@@ -270,32 +327,69 @@ def test_out_with_autograd_raises_the_error_torch_raises():
 
 
 BAD_CALLS = {  # (call, exception, message)
-    "shapes": (lambda: kernels.matmul(integers(3, 4), integers(5, 6)), RuntimeError,
-               r"cannot be multiplied \(3x4 and 5x6\)"),
-    "dtypes": (lambda: kernels.matmul(integers(3, 4), integers(4, 6, dtype="fp16")),
-               RuntimeError, "same dtype"),
-    "float64": (lambda: kernels.matmul(integers(3, 4).double(), integers(4, 6).double()),
-                TypeError, "float64 is not supported"),
-    "vector": (lambda: kernels.matmul(integers(3, 4), integers(4)), RuntimeError,
-               "at least 2 dimensions"),
-    "devices": (lambda: kernels.matmul(integers(3, 4), torch.ones(4, 6, device="meta")),
-                RuntimeError, "same device"),
-    "bmm batch": (lambda: kernels.bmm(integers(2, 3, 4), integers(3, 4, 5)), RuntimeError,
-                  "cannot be multiplied"),
+    "shapes": (
+        lambda: kernels.matmul(integers(3, 4), integers(5, 6)),
+        RuntimeError,
+        r"cannot be multiplied \(3x4 and 5x6\)",
+    ),
+    "dtypes": (
+        lambda: kernels.matmul(integers(3, 4), integers(4, 6, dtype="fp16")),
+        RuntimeError,
+        "same dtype",
+    ),
+    "float64": (
+        lambda: kernels.matmul(integers(3, 4).double(), integers(4, 6).double()),
+        TypeError,
+        "float64 is not supported",
+    ),
+    "vector": (
+        lambda: kernels.matmul(integers(3, 4), integers(4)),
+        RuntimeError,
+        "at least 2 dimensions",
+    ),
+    "devices": (
+        lambda: kernels.matmul(integers(3, 4), torch.ones(4, 6, device="meta")),
+        RuntimeError,
+        "same device",
+    ),
+    "bmm batch": (
+        lambda: kernels.bmm(integers(2, 3, 4), integers(3, 4, 5)),
+        RuntimeError,
+        "cannot be multiplied",
+    ),
     "bmm 2-D": (lambda: kernels.bmm(integers(3, 4), integers(4, 5)), RuntimeError, "3-D"),
-    "addmm bias": (lambda: kernels.addmm(integers(5), integers(3, 4), integers(4, 6)),
-                   RuntimeError, "does not broadcast"),
-    "addmm bias dtype": (lambda: kernels.addmm(integers(6, dtype="fp16"), integers(3, 4),
-                                               integers(4, 6)), RuntimeError, "bias is"),
-    "not a tensor": (lambda: kernels.matmul([[1.0]], integers(1, 1)), TypeError,
-                     "expected a Tensor"),
-    "Linear features": (lambda: kernels.nn.Linear(4, 2, device=DEVICE)(integers(3, 5)),
-                        RuntimeError, "expected 4"),
-    "bad override": (lambda: kernels.matmul(integers(3, 4), integers(4, 6), block_m=-1),
-                     ValueError, "block_m"),
-    "atomic, deterministic": (lambda: kernels.matmul(integers(70, 150), integers(150, 90),
-                                                     strategy="streamk", fixup="atomic"),
-                              ValueError, "deterministic=False"),
+    "addmm bias": (
+        lambda: kernels.addmm(integers(5), integers(3, 4), integers(4, 6)),
+        RuntimeError,
+        "does not broadcast",
+    ),
+    "addmm bias dtype": (
+        lambda: kernels.addmm(integers(6, dtype="fp16"), integers(3, 4), integers(4, 6)),
+        RuntimeError,
+        "bias is",
+    ),
+    "not a tensor": (
+        lambda: kernels.matmul([[1.0]], integers(1, 1)),
+        TypeError,
+        "expected a Tensor",
+    ),
+    "Linear features": (
+        lambda: kernels.nn.Linear(4, 2, device=DEVICE)(integers(3, 5)),
+        RuntimeError,
+        "expected 4",
+    ),
+    "bad override": (
+        lambda: kernels.matmul(integers(3, 4), integers(4, 6), block_m=-1),
+        ValueError,
+        "block_m",
+    ),
+    "atomic, deterministic": (
+        lambda: kernels.matmul(
+            integers(70, 150), integers(150, 90), strategy="streamk", fixup="atomic"
+        ),
+        ValueError,
+        "deterministic=False",
+    ),
 }
 
 
@@ -307,25 +401,32 @@ def test_bad_calls_raise_clear_errors(call):
 
 
 def test_zero_sized_products_match_torch():
-    for a, b in ((integers(0, 4), integers(4, 3)), (integers(3, 0), integers(0, 5)),
-                 (integers(2, 0, 4), integers(2, 4, 3))):
-        assert_same(kernels.matmul(a, b), torch.matmul(a, b),
-                    f"{tuple(a.shape)} @ {tuple(b.shape)}")
+    for a, b in (
+        (integers(0, 4), integers(4, 3)),
+        (integers(3, 0), integers(0, 5)),
+        (integers(2, 0, 4), integers(2, 4, 3)),
+    ):
+        assert_same(
+            kernels.matmul(a, b), torch.matmul(a, b), f"{tuple(a.shape)} @ {tuple(b.shape)}"
+        )
     bias = integers(5)
-    assert_same(kernels.addmm(bias, integers(3, 0), integers(0, 5)), bias.expand(3, 5).clone(),
-                "addmm with K = 0")
+    assert_same(
+        kernels.addmm(bias, integers(3, 0), integers(0, 5)),
+        bias.expand(3, 5).clone(),
+        "addmm with K = 0",
+    )
 
 
 # The auto rule and its cache.
 RULE = [  # (m, n, k, units, blocks, expected strategy)
-    (128, 128, 32, 4, (32, 32, 32), "data_parallel"),          # one K-iteration
-    (128, 128, 512, 4, (32, 32, 32), "data_parallel"),         # 16 tiles: whole waves
-    (160, 160, 512, 4, (32, 32, 32), "data_parallel"),         # 25 tiles >= 4 waves
-    (32, 32, 512, 4, (32, 32, 32), "split_k"),                 # 1 tile on 4 units
-    (96, 64, 512, 4, (32, 32, 32), "streamk"),                 # 6 tiles: 1.5 waves
+    (128, 128, 32, 4, (32, 32, 32), "data_parallel"),  # one K-iteration
+    (128, 128, 512, 4, (32, 32, 32), "data_parallel"),  # 16 tiles: whole waves
+    (160, 160, 512, 4, (32, 32, 32), "data_parallel"),  # 25 tiles >= 4 waves
+    (32, 32, 512, 4, (32, 32, 32), "split_k"),  # 1 tile on 4 units
+    (96, 64, 512, 4, (32, 32, 32), "streamk"),  # 6 tiles: 1.5 waves
     (4096, 4096, 4096, 132, (128, 128, 64), "data_parallel"),  # 1024 tiles
-    (1920, 2176, 4096, 132, (128, 128, 64), "streamk"),        # 255 tiles
-    (256, 256, 8192, 132, (128, 128, 64), "split_k"),          # 4 tiles
+    (1920, 2176, 4096, 132, (128, 128, 64), "streamk"),  # 255 tiles
+    (256, 256, 8192, 132, (128, 128, 64), "split_k"),  # 4 tiles
 ]
 
 
@@ -344,13 +445,15 @@ def test_the_auto_choice_is_cached_per_shape():
     kernels.matmul(a, b)
     after = config_for.cache_info()
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
-    assert config_for(96, 80, 64, torch.float32, a.device) is \
-        config_for(96, 80, 64, torch.float32, a.device)
+    assert config_for(96, 80, 64, torch.float32, a.device) is config_for(
+        96, 80, 64, torch.float32, a.device
+    )
 
 
 def test_two_threads_on_one_device_get_their_own_results():
-    problems = [(integers(40 + i, 70, seed=i), integers(70, 30 + i, seed=100 + i))
-                for i in range(6)]
+    problems = [
+        (integers(40 + i, 70, seed=i), integers(70, 30 + i, seed=100 + i)) for i in range(6)
+    ]
     results = {}
 
     def work(indices):
@@ -370,18 +473,22 @@ def test_two_threads_on_one_device_get_their_own_results():
 # tracing, no code generation), on a GPU with inductor.
 BACKEND = "aot_eager" if DEVICE == "cpu" else "inductor"
 
+
 def _mlp(dtype=torch.float32, layer=None):
     """A two-layer MLP, 32 -> 64 -> 16, with fixed initial weights."""
     torch.manual_seed(0)
     layer = layer or kernels.nn.Linear
-    return torch.nn.Sequential(layer(32, 64, device=DEVICE, dtype=dtype), torch.nn.ReLU(),
-                               layer(64, 16, device=DEVICE, dtype=dtype))
+    return torch.nn.Sequential(
+        layer(32, 64, device=DEVICE, dtype=dtype),
+        torch.nn.ReLU(),
+        layer(64, 16, device=DEVICE, dtype=dtype),
+    )
 
 
 COMPILED = {  # name -> a builder of a function of (x (M, 32), w (32, 16), bias (16,)) to a scalar
     "matmul": lambda: lambda x, w, bias: kernels.matmul(x, w).square().sum(),
     "addmm": lambda: lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(),
-    "mlp": lambda: lambda x, w, bias, mlp=_mlp(): mlp(x).square().sum(),
+    "mlp": lambda: lambda x, w, bias, mlp=_mlp(): mlp(x).square().sum(),  # noqa: B008
 }
 
 
@@ -397,8 +504,11 @@ def test_compiles_without_graph_breaks_or_recompiles(target, dynamic):
     function = COMPILED[target]()
     compiled = torch.compile(function, backend=counter, fullgraph=True)
     for m in (24, 40, 56) if dynamic else (24, 24):
-        x, w, bias = normals(m, 32, seed=m, grad=True), normals(32, 16, seed=1, grad=True), \
-            normals(16, seed=2, grad=True)
+        x, w, bias = (
+            normals(m, 32, seed=m, grad=True),
+            normals(32, 16, seed=1, grad=True),
+            normals(16, seed=2, grad=True),
+        )
         if dynamic:
             torch._dynamo.mark_dynamic(x, 0)
         loss = compiled(x, w, bias)
@@ -438,8 +548,9 @@ def test_training_an_mlp_tracks_torch_linear(dtype, compiled):
         losses.append(history)
     tolerance = {"fp32": 1e-4, "bf16": 3e-2}[dtype]
     for i, (mine, reference) in enumerate(zip(*losses)):
-        assert abs(mine - reference) <= tolerance * abs(reference), \
+        assert abs(mine - reference) <= tolerance * abs(reference), (
             f"step {i}: loss {mine} vs torch.nn.Linear's {reference}"
+        )
     assert losses[1][-1] < losses[1][0], "the reference loop did not learn: a useless test"
 
 
@@ -450,16 +561,21 @@ def test_tracing_never_reaches_the_kernels_with_fake_tensors(monkeypatch):
 
     seen = []
     product = ops._product
+
     def spy(a, *rest):
         seen.append(type(a))
         return product(a, *rest)
 
     monkeypatch.setattr(ops, "_product", spy)
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(),
-                             fullgraph=True, backend=BACKEND)
-    x, w, bias = normals(24, 32, grad=True), normals(32, 16, seed=1, grad=True), \
-        normals(16, seed=2, grad=True)
+    compiled = torch.compile(
+        lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(), fullgraph=True, backend=BACKEND
+    )
+    x, w, bias = (
+        normals(24, 32, grad=True),
+        normals(32, 16, seed=1, grad=True),
+        normals(16, seed=2, grad=True),
+    )
     compiled(x, w, bias).backward()
     assert seen and set(seen) == {torch.Tensor}, seen
 
@@ -487,11 +603,14 @@ def test_importing_kernels_allocates_and_registers_nothing():
     import subprocess
     import sys
 
-    probe = ("import torch, kernels, kernels.workspace as w; "
-             "assert not w._registry, w._registry; "
-             "assert not hasattr(torch.ops.refsim, 'mm'); "
-             "kernels.matmul; assert hasattr(torch.ops.refsim, 'mm'); "
-             "assert not w._registry; print('ok')")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            timeout=300)
+    probe = (
+        "import torch, kernels, kernels.workspace as w; "
+        "assert not w._registry, w._registry; "
+        "assert not hasattr(torch.ops.refsim, 'mm'); "
+        "kernels.matmul; assert hasattr(torch.ops.refsim, 'mm'); "
+        "assert not w._registry; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300
+    )
     assert result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -3,20 +3,35 @@
 
 import collections
 import dataclasses
+import itertools
 import json
 import re
 
 import pytest
 
 import refsim
-from refsim import PROFILES, WorkRecord
-from refsim import trace
+from refsim import PROFILES, WorkRecord, trace
 from refsim.trace import ROLES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-WORK_RECORD_FIELDS = ("program", "step", "tile", "pid_m", "pid_n", "k_begin", "k_end", "role",
-                      "unit", "xcd", "t_start_us", "t_end_us", "ticket", "counter", "finalizes",
-                      "kernel")
+WORK_RECORD_FIELDS = (
+    "program",
+    "step",
+    "tile",
+    "pid_m",
+    "pid_n",
+    "k_begin",
+    "k_end",
+    "role",
+    "unit",
+    "xcd",
+    "t_start_us",
+    "t_end_us",
+    "ticket",
+    "counter",
+    "finalizes",
+    "kernel",
+)
 B64 = dict(block_m=64, block_n=64, block_k=64)
 
 # Small runs covering every role: 576 x 512 = 9 x 8 = 72 tiles of 64 x 64, 8 K-iterations each.
@@ -103,10 +118,16 @@ def test_metadata_names_every_process_and_thread_used(results, run, tmp_path):
     events = doc["traceEvents"]
     used_pids = {e["pid"] for e in events if e["ph"] == "X"}
     used_threads = {(e["pid"], e["tid"]) for e in events if e["ph"] == "X"}
-    process_names = {e["pid"]: e["args"]["name"] for e in events
-                     if e["ph"] == "M" and e["name"] == "process_name"}
-    thread_names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
-                    if e["ph"] == "M" and e["name"] == "thread_name"}
+    process_names = {
+        e["pid"]: e["args"]["name"]
+        for e in events
+        if e["ph"] == "M" and e["name"] == "process_name"
+    }
+    thread_names = {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in events
+        if e["ph"] == "M" and e["name"] == "thread_name"
+    }
     assert used_pids <= set(process_names)
     assert used_threads <= set(thread_names)
     names = list(process_names.values()) + list(thread_names.values())
@@ -131,7 +152,7 @@ def partial_overlaps(records):
     bad = []
     for spans in tracks.values():
         spans.sort(key=lambda s: (s[0], -s[1]))
-        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+        for (s1, e1), (s2, e2) in itertools.pairwise(spans):
             if s2 < e1 < e2:
                 bad.append(((s1, e1), (s2, e2)))
     return bad
@@ -148,8 +169,11 @@ def test_slices_nest_when_several_programs_share_a_cu():
     profile = dataclasses.replace(PROFILES["mi300x"], name="two-per-cu", resident_per_cu=2)
     result = refsim.simulate(512, 512, 512, device=profile, cus=16, strategy="data_parallel", **B64)
     assert partial_overlaps(result.records) == []
-    names = [e["args"]["name"] for e in trace.chrome_trace(result.records)["traceEvents"]
-             if e["name"] == "thread_name"]
+    names = [
+        e["args"]["name"]
+        for e in trace.chrome_trace(result.records)["traceEvents"]
+        if e["name"] == "thread_name"
+    ]
     assert "CU 0 slot 1" in names
 
 
@@ -176,7 +200,7 @@ def read_png(path):
 def colour_pixels(image, hex_colour, tolerance=2 / 255):
     import numpy as np
 
-    rgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    rgb = np.array([int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
     return int((abs(image[..., :3] - rgb) <= tolerance).all(axis=-1).sum())
 
 
@@ -198,7 +222,7 @@ def bar_rows(image):
 
     rows = np.zeros(image.shape[0], dtype=bool)
     for hex_colour in refsim.trace.ROLE_COLOURS.values():
-        rgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        rgb = np.array([int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
         rows |= (abs(image[..., :3] - rgb) <= 2 / 255).all(axis=-1).any(axis=1)
     return np.flatnonzero(rows)
 
@@ -227,8 +251,12 @@ def test_gantt_of_a_304_cu_run(results, tmp_path):
 
 def test_work_record_has_exactly_the_documented_fields():
     assert WorkRecord._fields == WORK_RECORD_FIELDS
-    assert WorkRecord._field_defaults == {"ticket": -1, "counter": -1, "finalizes": False,
-                                          "kernel": "gemm"}
+    assert WorkRecord._field_defaults == {
+        "ticket": -1,
+        "counter": -1,
+        "finalizes": False,
+        "kernel": "gemm",
+    }
     documented = set(re.findall(r"``([a-z_]+)``", WorkRecord.__doc__))
     assert documented and documented <= set(WORK_RECORD_FIELDS)
 
