@@ -9,7 +9,7 @@ off, fp16/bf16/fp32). ``load_cases`` reads a JSON list of the same fields.
 import dataclasses
 import json
 
-from refsim import GemmConfig
+from refsim import GemmConfig, tiling
 
 FIXUP_RUNS = ("owner-waits", "turnstile", "last-arriver")
 
@@ -23,7 +23,7 @@ class Case:
     n: int
     k: int
     strategy: str = "streamk"
-    fixup: str = "owner-waits"
+    fixup: str | None = None  # Stream-K only; None: GemmConfig's default
     block_m: int = 16
     block_n: int = 32
     block_k: int = 16
@@ -39,12 +39,13 @@ class Case:
     options: tuple = ()
 
     def config(self):
+        """The case's GemmConfig (which refuses a fixup for any strategy but streamk)."""
         return GemmConfig(
             self.m,
             self.n,
             self.k,
             strategy=self.strategy,
-            fixup=self.fixup,
+            **({"fixup": self.fixup} if self.fixup is not None else {}),
             block_m=self.block_m,
             block_n=self.block_n,
             block_k=self.block_k,
@@ -73,9 +74,9 @@ class Case:
 
 def _strategy_runs():
     """(label, strategy, fixup, options) for every strategy and fixup."""
-    runs = [(s, s, "owner-waits", ()) for s in ("data_parallel", "persistent", "work_stealing")]
-    runs += [("work_stealing-global", "work_stealing", "owner-waits", (("global_counter", True),))]
-    runs += [("split_k", "split_k", "owner-waits", (("split_k", 3),))]
+    runs = [(s, s, None, ()) for s in ("data_parallel", "persistent", "work_stealing")]
+    runs += [("work_stealing-global", "work_stealing", None, (("global_counter", True),))]
+    runs += [("split_k", "split_k", None, (("split_k", 3),))]
     runs += [(f, "streamk", f, (("sk_hybrid", "one-wave"),)) for f in FIXUP_RUNS]
     runs += [("owner-waits-hybrid", "streamk", "owner-waits", ())]
     return runs
@@ -83,7 +84,7 @@ def _strategy_runs():
 
 def _fit_split(options, k, block_k):
     """Cap a split_k option at the tile's K-iterations (K < BLOCK_K leaves one)."""
-    iters = -(-k // block_k)
+    iters = tiling.cdiv(k, block_k)
     return tuple(
         (name, min(value, iters)) if name == "split_k" else (name, value) for name, value in options
     )
@@ -180,14 +181,15 @@ def full_set(sm_count):
     # 304 CUs in 8 XCDs, emulated by the grid: the XCD remap and per-XCD counters as on MI300X.
     mi300x = dict(blocks, cus=304, xcds=8, device="mi300x")
     for strategy, fixup, options in (
-        ("persistent", "owner-waits", ()),
-        ("work_stealing", "owner-waits", (("counters_per_xcd", 2),)),
+        ("persistent", None, ()),
+        ("work_stealing", None, (("counters_per_xcd", 2),)),
         ("streamk", "last-arriver", ()),
     ):
+        label = strategy if fixup is None else f"{strategy}-{fixup}"
         for tiles in (303, 305):
             cases.append(
                 Case(
-                    f"{strategy}-{fixup}-xcd8-{tiles}tiles",
+                    f"{label}-xcd8-{tiles}tiles",
                     128,
                     128 * tiles,
                     1024,
@@ -203,9 +205,24 @@ def full_set(sm_count):
 
 
 def load_cases(path):
-    """Cases from a JSON file: a list of objects with Case's fields."""
-    with open(path) as f:
-        data = json.load(f)
+    """Cases from a JSON file: a list of objects with Case's fields.
+
+    OSError when the file cannot be read; ValueError, naming the file, when its content is not
+    such a list.
+    """
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of cases")
-    return [Case.from_dict(item) for item in data]
+    cases = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: case {i} is not a JSON object")
+        try:
+            cases.append(Case.from_dict(item))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: case {i}: {exc}") from None
+    return cases

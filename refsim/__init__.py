@@ -9,10 +9,16 @@ kernels import -- stays free of them.
 """
 
 import importlib
+import importlib.metadata
 
 from .config import FIXUPS, STRATEGIES, GemmConfig
 from .hardware import DEFAULT_DEVICE, PROFILES, HardwareProfile, get_profile
 from .trace import WorkRecord
+
+try:
+    __version__ = importlib.metadata.version("refsim")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"
 
 __all__ = [
     "DEFAULT_DEVICE",
@@ -25,6 +31,7 @@ __all__ = [
     "HardwareProfile",
     "SimResult",
     "WorkRecord",
+    "__version__",
     "build_plan",
     "get_profile",
     "simulate",
@@ -33,8 +40,8 @@ __all__ = [
 _LAZY = {
     "simulate": "api",
     "SimResult": "result",
-    "Deadlock": "simulator",
-    "Fixup": "simulator",
+    "Deadlock": "result",
+    "Fixup": "result",
     "Simulation": "simulator",
     "build_plan": "plan",
 }

@@ -1,104 +1,80 @@
 """refsim.simulate: the simulator's front door."""
 
-import inspect
 import math
+import numbers
+import os
+from typing import Any
 
 from . import numerics
-from .config import GemmConfig
-from .hardware import DEFAULT_DEVICE
+from .config import OPTION_NAMES, GemmConfig, check_names
 from .plan import build_plan
 from .result import SimResult
 from .simulator import Simulation
 
+RUN_OPTIONS = ("a", "b", "bias", "jitter", "seed")
+
+# Bounds on one run, each with the environment variable that raises it. Work items: records,
+# plan items and simulator state grow with them (up to about 1 KB each). Elements: the
+# numerics hold float64 copies of A and B and float32 M x N buffers.
+LIMITS = {
+    "REFSIM_MAX_WORK_ITEMS": 2_000_000,
+    "REFSIM_MAX_ELEMENTS": 1 << 28,
+}
+
 
 def simulate(
-    m,
-    n=None,
-    k=None,
-    cus=None,
+    m: Any,
+    n: int | None = None,
+    k: int | None = None,
+    cus: int | None = None,
     *,
-    device=DEFAULT_DEVICE,
-    strategy="streamk",
-    block_m=256,
-    block_n=256,
-    block_k=64,
-    group_m=8,
-    xcds=None,
-    grid=None,
-    sk_tiles=None,
-    sk_hybrid="two-tile",
-    fixup="owner-waits",
-    counters_per_xcd=1,
-    global_counter=False,
-    split_k=None,
-    dtype="bf16",
-    xcd_remap=None,
-    xcd_chunk=None,
-    a=None,
-    b=None,
-    bias=None,
-    jitter=0.0,
-    seed=0,
-):
-    """Simulate one GEMM launch; pass sizes and options, or a ready :class:`GemmConfig` as ``m``.
+    a: Any = None,
+    b: Any = None,
+    bias: Any = None,
+    jitter: float = 0.0,
+    seed: int = 0,
+    **options: Any,
+) -> SimResult:
+    """Simulate one GEMM launch: ``simulate(M, N, K, cus, **options)`` or ``simulate(config)``.
 
-    ``a`` (M x K) and ``b`` (K x N), with optional ``bias`` (N), make the result carry the exact
-    partial buffers and output. ``jitter`` in [0, 1) slows each CU by a factor drawn from
-    ``1 + jitter * U[0, 1)`` with ``random.Random(seed)``: the same seed, the same run.
+    ``options`` are :class:`GemmConfig` fields (``strategy=``, ``fixup=``, ...); an unknown
+    one raises TypeError listing the accepted names. With a ready config, only the run
+    arguments below may be added. ``a`` (M x K) and ``b`` (K x N), with optional ``bias`` (N),
+    make the result carry the exact partial buffers and output. ``jitter`` in [0, 1) slows
+    each CU by a factor drawn from ``1 + jitter * U[0, 1)`` with ``random.Random(seed)``: the
+    same seed, the same run. Runs beyond :data:`LIMITS` raise ValueError before any work.
     """
+    check_names(options, OPTION_NAMES + RUN_OPTIONS)
     if isinstance(m, GemmConfig):
-        given = {
-            name: value
-            for name, value in locals().items()
-            if name in _CONFIG_OPTIONS
-            and value is not _CONFIG_OPTIONS[name]
-            and value != _CONFIG_OPTIONS[name]
-        }
+        given = sorted(options) + (["cus"] if cus is not None else [])
         if n is not None or k is not None or given:
             raise ValueError(
                 "pass either a GemmConfig or sizes and options, not both (got "
-                f"{', '.join(sorted(given)) or 'N, K'} with a GemmConfig); use "
+                f"{', '.join(given) or 'N, K'} with a GemmConfig); use "
                 "config.replace(...) to change a config"
             )
         config = m
     else:
         if n is None or k is None:
             raise ValueError("simulate needs M, N and K (or a GemmConfig)")
-        config = GemmConfig(
-            m,
-            n,
-            k,
-            strategy=strategy,
-            block_m=block_m,
-            block_n=block_n,
-            block_k=block_k,
-            group_m=group_m,
-            cus=cus,
-            xcds=xcds,
-            grid=grid,
-            sk_tiles=sk_tiles,
-            sk_hybrid=sk_hybrid,
-            fixup=fixup,
-            counters_per_xcd=counters_per_xcd,
-            global_counter=global_counter,
-            split_k=split_k,
-            dtype=dtype,
-            device=device,
-            xcd_remap=xcd_remap,
-            xcd_chunk=xcd_chunk,
-        )
-    if not (isinstance(jitter, (int, float)) and math.isfinite(jitter) and 0 <= jitter < 1):
+        if cus is not None:
+            options["cus"] = cus
+        config = GemmConfig(m, n, k, **options)
+    if isinstance(jitter, bool) or not (
+        isinstance(jitter, numbers.Real) and math.isfinite(jitter) and 0 <= jitter < 1
+    ):
         raise ValueError(f"jitter={jitter!r}: must be a number in [0, 1)")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed={seed!r}: must be an integer")
     if (a is None) != (b is None):
         raise ValueError("pass both a and b for numerics, or neither")
     if bias is not None and a is None:
         raise ValueError("bias needs a and b")
+    check_size(config, with_arrays=a is not None)
     if a is not None:
         numerics.check_inputs(config, a, b, bias)
     plan = build_plan(config)
-    sim = Simulation(config, plan, with_bias=bias is not None, jitter=float(jitter), seed=seed)
+    sim = Simulation(config, plan, with_bias=bias is not None, jitter=float(jitter), seed=int(seed))
     records, fixups, deadlock, makespan = sim.run()
     output = partials = None
     if a is not None:
@@ -108,9 +84,46 @@ def simulate(
     )
 
 
-# The configuration options of simulate() and their defaults: with a GemmConfig they must stay unset.
-_CONFIG_OPTIONS = {
-    name: p.default
-    for name, p in inspect.signature(simulate).parameters.items()
-    if name not in ("m", "n", "k", "a", "b", "bias", "jitter", "seed")
-}
+def limit(variable: str) -> int:
+    """The bound named by environment variable ``variable`` (see :data:`LIMITS`)."""
+    text = os.environ.get(variable)
+    if text is None:
+        return LIMITS[variable]
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{variable}={text!r}: must be a positive integer")
+    return value
+
+
+def work_items_bound(config: GemmConfig) -> int:
+    """An upper bound on what a run of ``config`` holds: work items, programs and CUs.
+
+    Every strategy has at most one work item per tile and split, plus one reduction program
+    per tile for split-K; Stream-K's walk adds at most one item per program.
+    """
+    splits = config.split_k or 1
+    items = config.total_tiles * (splits + 1 if splits > 1 else 1)
+    if config.strategy == "streamk":
+        items += config.grid
+    return items + config.grid + config.cus
+
+
+def check_size(config: GemmConfig, *, with_arrays: bool) -> None:
+    """ValueError, in constant time, for a run beyond :data:`LIMITS`, naming how to lift it."""
+    c = config
+    problem = f"{c.m}x{c.n}x{c.k} in {c.block_m}x{c.block_n}x{c.block_k} blocks"
+    items, most = work_items_bound(c), limit("REFSIM_MAX_WORK_ITEMS")
+    if items > most:
+        raise ValueError(
+            f"{problem} needs up to {items:.3g} work items and programs, over the limit of "
+            f"{most:,}; set REFSIM_MAX_WORK_ITEMS to raise it, or use larger blocks"
+        )
+    elements, most = c.m * c.k + c.k * c.n + c.m * c.n, limit("REFSIM_MAX_ELEMENTS")
+    if with_arrays and elements > most:
+        raise ValueError(
+            f"numerics of {c.m}x{c.n}x{c.k} hold {elements:.3g} array elements, over the limit "
+            f"of {most:,}; set REFSIM_MAX_ELEMENTS to raise it, or simulate without arrays"
+        )

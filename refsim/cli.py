@@ -1,45 +1,38 @@
-"""The ``refsim`` command line: ``refsim simulate M N K ...`` and ``refsim devices``."""
+"""The ``refsim`` command line: ``refsim simulate M N K ...`` and ``refsim devices``.
+
+The options of ``simulate`` are :class:`~refsim.config.GemmConfig`'s fields, read from the
+dataclass: ``--name-with-dashes`` for field ``name_with_dashes``, ``--block BMxBNxBK`` for the
+three block fields, with each field's help text and default.
+"""
 
 import argparse
+import dataclasses
+import importlib.util
 import json
 import os
 import re
 import sys
+import typing
+from typing import Any
 
-from . import simulate
-from .config import FIXUPS, SK_HYBRIDS, STRATEGIES
+from . import __version__, simulate, trace
+from .config import DEFAULT_BLOCKS, FIELD_NAMES, GemmConfig
 from .hardware import DEFAULT_DEVICE, PROFILES
 
-CLI_NAMES = {
-    "m": "M",
-    "n": "N",
-    "k": "K",
-    "block_m": "--block",
-    "block_n": "--block",
-    "block_k": "--block",
-}
-CLI_NAMES.update(
-    {
-        name: "--" + name.replace("_", "-")
-        for name in (
-            "cus",
-            "xcds",
-            "grid",
-            "fixup",
-            "strategy",
-            "device",
-            "dtype",
-            "jitter",
-            "seed",
-            "group_m",
-            "sk_tiles",
-            "sk_hybrid",
-            "split_k",
-            "counters_per_xcd",
-            "global_counter",
-        )
-    }
-)
+SIZES = {"m": "M", "n": "N", "k": "K"}
+RUN_FLAGS = {"jitter": "--jitter", "seed": "--seed"}
+
+
+def _flag(name: str) -> str:
+    """The command-line spelling of GemmConfig field or run option ``name``."""
+    if name in SIZES:
+        return SIZES[name]
+    if name in DEFAULT_BLOCKS:
+        return "--block"
+    return "--" + name.replace("_", "-")
+
+
+FLAGS = {name: _flag(name) for name in FIELD_NAMES + tuple(RUN_FLAGS)}
 
 
 class UsageError(Exception):
@@ -51,45 +44,86 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _blocks(text):
+def _blocks(text: str) -> tuple[int, ...]:
     parts = text.lower().split("x")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"{text!r} is not BMxBNxBK, e.g. 256x256x64")
     return tuple(int(p) for p in parts)
 
 
-def _parser():
+def _value_type(field: dataclasses.Field) -> type:
+    """``int``, ``bool`` or ``str``: what the field holds, leaving out None and profiles."""
+    kinds = set(typing.get_args(field.type)) or {field.type}
+    return next((kind for kind in (bool, int) if kind in kinds), str)
+
+
+def _help(field: dataclasses.Field) -> str:
+    text = field.metadata["help"]
+    if field.metadata["choices"]:
+        text += f"; one of {', '.join(field.metadata['choices'])}"
+    default = field.metadata.get("strategy_default", field.default)
+    if isinstance(default, bool):
+        text += f" (default {'on' if default else 'off'})"
+    elif default is not None:
+        text += f" (default {default})"
+    if field.metadata["strategies"]:
+        text += f"; {' and '.join(field.metadata['strategies'])} only"
+    return text
+
+
+def _add_config_options(sim: argparse.ArgumentParser) -> None:
+    """One option per GemmConfig field (``--block`` for the three block fields)."""
+    default_blocks = "x".join(map(str, DEFAULT_BLOCKS.values()))
+    sim.add_argument(
+        "--block",
+        type=_blocks,
+        default=argparse.SUPPRESS,
+        metavar="BMxBNxBK",
+        help=f"block sizes (default {default_blocks}, each fitted to a smaller dimension)",
+    )
+    for field in dataclasses.fields(GemmConfig):
+        if not field.init or field.name in SIZES or field.name in DEFAULT_BLOCKS:
+            continue
+        kind = _value_type(field)
+        options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": _help(field)}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options.update(type=kind, metavar="N" if kind is int else "NAME")
+        sim.add_argument(FLAGS[field.name], dest=field.name, **options)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="refsim", description="Simulate tiled GEMM schedules on GPUs.")
+    parser.add_argument("--version", action="version", version=f"refsim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sim = commands.add_parser("simulate", help="simulate one GEMM launch and print a summary")
-    for dim in ("M", "N", "K"):
+    for dim in SIZES.values():
         sim.add_argument(dim, type=int)
-    sim.add_argument("--cus", type=int, help="CUs/SMs to use (default: the device's)")
-    sim.add_argument("--xcds", type=int, help="XCDs (default: the device's)")
-    sim.add_argument("--device", default=DEFAULT_DEVICE, help=f"one of {', '.join(PROFILES)}")
-    sim.add_argument("--strategy", default="streamk", help=f"one of {', '.join(STRATEGIES)}")
-    sim.add_argument("--block", type=_blocks, default=(256, 256, 64), help="BMxBNxBK (256x256x64)")
-    sim.add_argument("--group-m", type=int, default=8)
-    sim.add_argument("--fixup", default="owner-waits", help=f"one of {', '.join(FIXUPS)}")
-    sim.add_argument("--sk-tiles", type=int, help="Stream-K tiles (default: by --sk-hybrid)")
-    sim.add_argument("--sk-hybrid", default="two-tile", help=f"one of {', '.join(SK_HYBRIDS)}")
-    sim.add_argument("--grid", type=int, help="programs to launch (default: by strategy)")
-    sim.add_argument("--split-k", type=int, help="split-K factor (strategy split_k)")
+    _add_config_options(sim)
     sim.add_argument(
-        "--counters-per-xcd", type=int, default=1, help="work-stealing counters per XCD"
+        "--jitter", type=float, default=0.0, metavar="X", help="per-CU slowdown spread in [0, 1)"
     )
-    sim.add_argument("--global-counter", action="store_true", help="work stealing: one counter")
-    sim.add_argument("--dtype", default="bf16", help="fp16, bf16 or fp32")
-    sim.add_argument("--jitter", type=float, default=0.0, help="per-CU slowdown spread in [0, 1)")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the jitter")
     sim.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace")
-    sim.add_argument("--gantt", metavar="OUT.png", help="write a Gantt chart (needs matplotlib)")
+    sim.add_argument(
+        "--gantt",
+        metavar="OUT.png",
+        help=f"write a Gantt chart ({', '.join(trace.GANTT_FORMATS)}; needs matplotlib)",
+    )
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
-    commands.add_parser("devices", help="list the hardware profiles")
+    devices = commands.add_parser("devices", help="list the hardware profiles")
+    devices.add_argument("--json", action="store_true", help="print every field as JSON")
     return parser
 
 
-def _devices():
+def _devices(as_json: bool) -> None:
+    if as_json:
+        profiles = [
+            dict(dataclasses.asdict(p), default=p.name == DEFAULT_DEVICE) for p in PROFILES.values()
+        ]
+        print(json.dumps(profiles, indent=2))
+        return
     rows = [
         ("name", "vendor", "CUs", "XCDs", "MHz", "bf16 TF/s", "fp32 TF/s", "HBM GB/s", "L2/XCD MiB")
     ]
@@ -112,31 +146,11 @@ def _devices():
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
 
 
-def _simulate(args):
-    bm, bn, bk = args.block
-    res = simulate(
-        args.M,
-        args.N,
-        args.K,
-        args.cus,
-        device=args.device,
-        strategy=args.strategy,
-        block_m=bm,
-        block_n=bn,
-        block_k=bk,
-        group_m=args.group_m,
-        xcds=args.xcds,
-        grid=args.grid,
-        sk_tiles=args.sk_tiles,
-        sk_hybrid=args.sk_hybrid,
-        fixup=args.fixup,
-        counters_per_xcd=args.counters_per_xcd,
-        global_counter=args.global_counter,
-        split_k=args.split_k,
-        dtype=args.dtype,
-        jitter=args.jitter,
-        seed=args.seed,
-    )
+def _simulate(args: argparse.Namespace) -> int:
+    options = {name: getattr(args, name) for name in FIELD_NAMES if hasattr(args, name)}
+    if hasattr(args, "block"):
+        options.update(zip(DEFAULT_BLOCKS, args.block))
+    res = simulate(args.M, args.N, args.K, jitter=args.jitter, seed=args.seed, **options)
     if args.json:
         print(json.dumps(res.summary_dict(), indent=2))
     else:
@@ -150,19 +164,22 @@ def _simulate(args):
     return 1 if res.deadlock is not None else 0
 
 
-def _flag_names(message):
+def _flag_names(message: str) -> str:
     """Say ``--sk-hybrid``/``M`` where the library says ``sk_hybrid``/``m``."""
-    return re.sub(
-        r"\b(m|n|k|[a-z]+_[a-z_]+|cus|xcds|grid|fixup|strategy|device|dtype|jitter|seed)=",
-        lambda match: CLI_NAMES.get(match.group(1), match.group(1)) + "=",
-        message,
-    )
+    names = "|".join(sorted(FLAGS, key=len, reverse=True))
+    return re.sub(rf"\b({names})=", lambda match: FLAGS[match.group(1)] + "=", message)
 
 
-def _check_writable(path):
-    """Fail before simulating if an output file cannot be written (without creating it)."""
+def _check_output(flag: str, path: str | None, formats: tuple[str, ...]) -> None:
+    """Fail before simulating if an output file has an unknown format or cannot be written
+    (without creating it)."""
     if path is None:
         return
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    if suffix not in formats:
+        raise UsageError(
+            f"{flag} {path}: name the file *.{', *.'.join(formats)} (the format it is written in)"
+        )
     if os.path.isdir(path):
         raise OSError(f"cannot write {path}: it is a folder")
     folder = os.path.dirname(os.path.abspath(path))
@@ -172,18 +189,20 @@ def _check_writable(path):
         raise OSError(f"cannot write {path}: permission denied")
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 deadlock predicted, 2 bad input)."""
     try:
         args = _parser().parse_args(argv)
         if args.command == "devices":
-            _devices()
+            _devices(args.json)
             return 0
-        _check_writable(args.trace)
-        _check_writable(args.gantt)
+        _check_output("--trace", args.trace, ("json",))
+        _check_output("--gantt", args.gantt, trace.GANTT_FORMATS)
+        if args.gantt and importlib.util.find_spec("matplotlib") is None:
+            raise UsageError(f"--gantt needs matplotlib: {trace.MATPLOTLIB_INSTALL}")
         return _simulate(args)
-    except SystemExit as exc:  # --help
-        return exc.code
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
     except (UsageError, ValueError, OSError, RuntimeError) as exc:
         print(f"refsim: error: {_flag_names(str(exc))}", file=sys.stderr)
         return 2

@@ -1,7 +1,16 @@
-"""GemmConfig: the one description of a GEMM launch, shared by the simulator and the kernels."""
+"""GemmConfig: the one description of a GEMM launch, shared by the simulator and the kernels.
+
+Every option is a dataclass field whose metadata says what it means (``help``), which
+strategies take it (``strategies``; others refuse it) and, for strategy options, what it is
+when not given (``strategy_default``). :func:`refsim.simulate` and the ``refsim simulate`` command line
+read their options from these fields.
+"""
 
 import dataclasses
 import functools
+import numbers
+from collections.abc import Iterable
+from typing import Any
 
 from . import tiling
 from .hardware import DEFAULT_DEVICE, PROFILES, HardwareProfile, get_profile
@@ -21,26 +30,59 @@ DTYPE_ALIASES = {
 }
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
 PERSISTENT_STRATEGIES = ("persistent", "streamk", "work_stealing")
-DERIVED_FIELDS = ("cus", "xcds", "grid", "sk_tiles", "split_k", "xcd_remap")
+DEFAULT_BLOCKS = {"block_m": 256, "block_n": 256, "block_k": 64}
+BLOCK_DIMENSIONS = {"block_m": "m", "block_n": "n", "block_k": "k"}
+SMALLEST_BLOCK = 16  # the smallest tl.dot shape
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _option(
+    help: str,
+    default: Any = None,
+    *,
+    strategies: tuple[str, ...] | None = None,
+    strategy_default: Any = None,
+    choices: Iterable[str] = (),
+) -> Any:
+    """A GemmConfig field: its default and the metadata the API and the command line read.
+
+    ``strategies``: the only strategies that take the option (given with another, it is
+    refused); ``strategy_default``: its value there when not given (None: derived later).
+    """
+    metadata = {"help": help, "choices": tuple(choices), "strategies": strategies}
+    if strategy_default is not None:
+        metadata["strategy_default"] = strategy_default
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _integer(name: str, value: object) -> int:
+    """A positive ``value`` as a plain int (numpy integers included), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}={value!r}: must be a positive integer")
+    return int(value)
 
 
-def _choice(name, value, accepted):
+def _choice(name: str, value: object, accepted: Iterable[str]) -> None:
+    accepted = tuple(accepted)
     if value not in accepted:
         raise ValueError(f"{name}={value!r}: accepted values are {', '.join(map(repr, accepted))}")
+
+
+def fitting_block(size: int) -> int:
+    """The next power of two of ``size``, at least the smallest tl.dot shape."""
+    return max(SMALLEST_BLOCK, 1 << (size - 1).bit_length())
 
 
 @dataclasses.dataclass(frozen=True)
 class GemmConfig:
     """C[M, N] = A[M, K] @ B[K, N] (+ bias[N]) tiled by one strategy on one device.
 
-    Fields left as ``None`` are derived from the hardware profile when the object is built, so
-    a constructed config is always complete:
+    Fields left as ``None`` are derived when the object is built, so a constructed config is
+    complete (the annotations give the types of a built config; the strategy options stay None
+    under the strategies that do not take them):
 
+    * ``block_m``/``block_n``/``block_k``: 256/256/64, each lowered to the next power of two of
+      its dimension (at least 16) when the problem is smaller, so that a small problem is not
+      charged for a block it does not fill (see :attr:`block_fit`).
     * ``cus``/``xcds``: the profile's CU and XCD counts.
     * ``grid``: CUs for the persistent strategies (persistent, streamk, work_stealing); the tile
       count for data_parallel; tiles x ``split_k`` for split_k.
@@ -49,66 +91,128 @@ class GemmConfig:
       ``"one-wave"``: every tile goes Stream-K.
     * ``split_k`` (split_k): the smallest split that gives every CU a program, at most the
       number of K-iterations of a tile.
+    * ``fixup``, ``sk_hybrid`` (streamk), ``counters_per_xcd``, ``global_counter``
+      (work_stealing): the documented defaults for their strategy; they stay None for the
+      other strategies, which refuse them.
     * ``xcd_remap``: true on multi-XCD devices; logical program ids are made contiguous per XCD
       (``xcd_chunk`` consecutive ids at a time when set, else one block per XCD).
     """
 
-    m: int
-    n: int
-    k: int
-    strategy: str = "streamk"
-    block_m: int = 256
-    block_n: int = 256
-    block_k: int = 64
-    group_m: int = 8
-    cus: int | None = None
-    xcds: int | None = None
-    grid: int | None = None
-    sk_tiles: int | None = None
-    sk_hybrid: str = "two-tile"
-    fixup: str = "owner-waits"
-    counters_per_xcd: int = 1
-    global_counter: bool = False
-    split_k: int | None = None
-    dtype: str = "bf16"
-    device: str | HardwareProfile = DEFAULT_DEVICE
-    xcd_remap: bool | None = None
-    xcd_chunk: int | None = None
+    m: int = dataclasses.field(metadata={"help": "rows of A and C"})
+    n: int = dataclasses.field(metadata={"help": "columns of B and C"})
+    k: int = dataclasses.field(metadata={"help": "columns of A, rows of B"})
+    strategy: str = _option("how tiles are shared out", "streamk", choices=STRATEGIES)
+    block_m: int = _option("tile rows (default 256, fitted to a smaller M)")
+    block_n: int = _option("tile columns (default 256, fitted to a smaller N)")
+    block_k: int = _option("K per iteration (default 64, fitted to a smaller K)")
+    group_m: int = _option("tile rows per group of the grouped tile order", 8)
+    cus: int = _option("CUs/SMs to use (default: the device's)")
+    xcds: int = _option("XCDs (default: the device's)")
+    grid: int = _option("programs to launch (default: by strategy)")
+    sk_tiles: int | None = _option(
+        "Stream-K tiles (default: by the hybrid rule)", strategies=("streamk",)
+    )
+    sk_hybrid: str | None = _option(
+        "how many tiles go Stream-K",
+        strategies=("streamk",),
+        strategy_default="two-tile",
+        choices=SK_HYBRIDS,
+    )
+    fixup: str | None = _option(
+        "how split tiles are reduced",
+        strategies=("streamk",),
+        strategy_default="owner-waits",
+        choices=FIXUPS,
+    )
+    counters_per_xcd: int | None = _option(
+        "tile counters per XCD", strategies=("work_stealing",), strategy_default=1
+    )
+    global_counter: bool | None = _option(
+        "one counter for the whole device",
+        strategies=("work_stealing",),
+        strategy_default=False,
+    )
+    split_k: int | None = _option(
+        "splits of each tile's K-range (default: enough to fill the CUs)",
+        strategies=("split_k",),
+    )
+    dtype: str = _option("input dtype", "bf16", choices=("fp16", "bf16", "fp32"))
+    device: str | HardwareProfile = _option(  # noqa: RUF009 (_option returns a field)
+        "hardware profile (Python also takes a HardwareProfile)", DEFAULT_DEVICE, choices=PROFILES
+    )
+    xcd_remap: bool = _option(
+        "make logical program ids contiguous per XCD (default: on multi-XCD devices)"
+    )
+    xcd_chunk: int | None = _option("remap in chunks of this many consecutive ids")
+    # The fields left to their derivation, so that replace() derives them again.
+    _derived: frozenset[str] = dataclasses.field(
+        default=frozenset(), init=False, repr=False, compare=False
+    )
 
-    def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)
-        # Which derivable fields were left to the defaults, so replace() can derive them again.
-        set_("_derived", frozenset(name for name in DERIVED_FIELDS if getattr(self, name) is None))
-        for name in ("global_counter",) + (("xcd_remap",) if self.xcd_remap is not None else ()):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r}: must be True or False")
-        for name in ("m", "n", "k", "block_m", "block_n", "block_k", "group_m", "counters_per_xcd"):
-            _positive_int(name, getattr(self, name))
-        for name in ("block_m", "block_n", "block_k"):
-            value = getattr(self, name)
-            if value < 16 or value & (value - 1):
-                raise ValueError(
-                    f"{name}={value}: accepted values are powers of two >= 16 "
-                    "(the smallest tl.dot shape)"
-                )
+    def __post_init__(self) -> None:
+        self._set(
+            "_derived",
+            frozenset(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None),
+        )
         _choice("strategy", self.strategy, STRATEGIES)
-        _choice("fixup", self.fixup, FIXUPS)
-        _choice("sk_hybrid", self.sk_hybrid, SK_HYBRIDS)
+        for name in ("m", "n", "k", "group_m"):
+            self._set(name, _integer(name, getattr(self, name)))
+        self._fill_strategy_options()
+        self._fill_blocks()
+        for name in ("global_counter", "xcd_remap"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name}={value!r}: must be True or False")
+        if self.counters_per_xcd is not None:
+            self._set("counters_per_xcd", _integer("counters_per_xcd", self.counters_per_xcd))
+        if self.sk_hybrid is not None:
+            _choice("sk_hybrid", self.sk_hybrid, SK_HYBRIDS)
+        if self.fixup is not None:
+            _choice("fixup", self.fixup, FIXUPS)
         if self.dtype not in DTYPE_ALIASES:
             _choice("dtype", self.dtype, tuple(DTYPE_ALIASES))
-        set_("dtype", DTYPE_ALIASES[self.dtype])
+        self._set("dtype", DTYPE_ALIASES[self.dtype])
         profile = get_profile(self.device)
         preset = isinstance(self.device, str) or PROFILES.get(profile.name) == profile
-        set_("device", profile.name if preset else profile)
-        self._fill_machine(profile)
-        self._fill_grid()
-        self._check_work_stealing()
+        self._set("device", profile.name if preset else profile)
+        cus, xcds = self._fill_machine(profile)
+        grid = self._fill_grid(cus)
+        self._check_work_stealing(grid, xcds)
 
-    def _fill_machine(self, profile):
-        cus = profile.cus if self.cus is None else self.cus
-        xcds = profile.xcds if self.xcds is None else self.xcds
-        _positive_int("cus", cus)
-        _positive_int("xcds", xcds)
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+    def _fill_strategy_options(self) -> None:
+        """Refuse options the strategy does not take; give the ones it takes their default."""
+        for f in dataclasses.fields(self):
+            strategies = f.metadata.get("strategies")
+            value = getattr(self, f.name)
+            if strategies is None:
+                continue
+            if self.strategy not in strategies:
+                if value is not None:
+                    raise ValueError(
+                        f"{f.name}={value!r}: only strategy={strategies[0]!r} takes it"
+                    )
+            elif value is None and "strategy_default" in f.metadata:
+                self._set(f.name, f.metadata["strategy_default"])
+
+    def _fill_blocks(self) -> None:
+        for name, dimension in BLOCK_DIMENSIONS.items():
+            value = getattr(self, name)
+            if value is None:
+                value = min(DEFAULT_BLOCKS[name], fitting_block(getattr(self, dimension)))
+            value = _integer(name, value)
+            if value < SMALLEST_BLOCK or value & (value - 1):
+                raise ValueError(
+                    f"{name}={value}: accepted values are powers of two >= {SMALLEST_BLOCK} "
+                    "(the smallest tl.dot shape)"
+                )
+            self._set(name, value)
+
+    def _fill_machine(self, profile: HardwareProfile) -> tuple[int, int]:
+        cus = _integer("cus", profile.cus if self.cus is None else self.cus)
+        xcds = _integer("xcds", profile.xcds if self.xcds is None else self.xcds)
         if cus > profile.cus:
             raise ValueError(
                 f"cus={cus}: {profile.name} has {profile.cus}; for a bigger device "
@@ -121,59 +225,61 @@ class GemmConfig:
                 f"cus={cus} does not divide over xcds={xcds}: pass a CU count that "
                 f"is a multiple of {xcds}, or xcds= to match"
             )
-        object.__setattr__(self, "cus", cus)
-        object.__setattr__(self, "xcds", xcds)
-        remap = xcds > 1 if self.xcd_remap is None else self.xcd_remap
-        object.__setattr__(self, "xcd_remap", remap)
+        self._set("cus", cus)
+        self._set("xcds", xcds)
+        self._set("xcd_remap", xcds > 1 if self.xcd_remap is None else self.xcd_remap)
         if self.xcd_chunk is not None:
-            _positive_int("xcd_chunk", self.xcd_chunk)
+            self._set("xcd_chunk", _integer("xcd_chunk", self.xcd_chunk))
+        return cus, xcds
 
-    def _fill_grid(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)
+    def _fill_grid(self, cus: int) -> int:
         tiles = self.total_tiles
+        split = 1
         if self.strategy == "split_k":
-            split = self.split_k
-            if split is None:
-                split = max(1, min(self.iters_per_tile, tiling.cdiv(self.cus, tiles)))
-            _positive_int("split_k", split)
+            if self.split_k is None:
+                split = max(1, min(self.iters_per_tile, tiling.cdiv(cus, tiles)))
+            else:
+                split = _integer("split_k", self.split_k)
             if split > self.iters_per_tile:
                 raise ValueError(
                     f"split_k={split}: at most {self.iters_per_tile}, the K-iterations "
                     f"of a tile (K={self.k}, block_k={self.block_k})"
                 )
-            set_("split_k", split)
-        elif self.split_k is not None:
-            raise ValueError(f"split_k={self.split_k!r}: only strategy='split_k' takes it")
-        fixed_grid = {"data_parallel": tiles, "split_k": tiles * (self.split_k or 1)}
+            self._set("split_k", split)
+        fixed_grid = {"data_parallel": tiles, "split_k": tiles * split}
         if self.strategy in fixed_grid:
             if self.grid is not None and self.grid != fixed_grid[self.strategy]:
                 raise ValueError(
                     f"grid={self.grid}: strategy={self.strategy!r} launches one program "
                     f"per work unit, {fixed_grid[self.strategy]} here"
                 )
-            set_("grid", fixed_grid[self.strategy])
+            grid = fixed_grid[self.strategy]
         else:
-            set_("grid", self.cus if self.grid is None else self.grid)
-            _positive_int("grid", self.grid)
+            grid = _integer("grid", cus if self.grid is None else self.grid)
+        self._set("grid", grid)
         if self.strategy == "streamk":
             sk = self.sk_tiles
             if sk is None:
-                sk = tiling.streamk_sk_tiles(tiles, self.grid, self.sk_hybrid == "two-tile")
-            if isinstance(sk, bool) or not isinstance(sk, int) or not 0 <= sk <= tiles:
+                sk = tiling.streamk_sk_tiles(tiles, grid, self.sk_hybrid == "two-tile")
+            if (
+                isinstance(sk, bool)
+                or not isinstance(sk, numbers.Integral)
+                or not 0 <= int(sk) <= tiles
+            ):
                 raise ValueError(
                     f"sk_tiles={sk!r}: must be an integer in 0..{tiles} (the tile count)"
                 )
-            set_("sk_tiles", sk)
-        elif self.sk_tiles is not None:
-            raise ValueError(f"sk_tiles={self.sk_tiles!r}: only strategy='streamk' takes it")
+            self._set("sk_tiles", int(sk))
+        return grid
 
-    def _check_work_stealing(self):
+    def _check_work_stealing(self, grid: int, xcds: int) -> None:
         if self.strategy != "work_stealing" or self.global_counter:
             return
-        if self.grid // self.xcds < self.counters_per_xcd:
+        per_xcd = grid // xcds
+        if per_xcd < (self.counters_per_xcd or 1):
             raise ValueError(
-                f"counters_per_xcd={self.counters_per_xcd}: the grid of {self.grid} puts only "
-                f"{self.grid // self.xcds} programs on some XCD, so some counter's tiles would never "
+                f"counters_per_xcd={self.counters_per_xcd}: the grid of {grid} puts only "
+                f"{per_xcd} programs on some XCD, so some counter's tiles would never "
                 "be taken; lower counters_per_xcd or raise grid"
             )
 
@@ -183,59 +289,90 @@ class GemmConfig:
         return get_profile(self.device)
 
     @functools.cached_property
-    def num_pid_m(self):
+    def num_pid_m(self) -> int:
         return tiling.cdiv(self.m, self.block_m)
 
     @functools.cached_property
-    def num_pid_n(self):
+    def num_pid_n(self) -> int:
         return tiling.cdiv(self.n, self.block_n)
 
     @functools.cached_property
-    def total_tiles(self):
+    def total_tiles(self) -> int:
         return self.num_pid_m * self.num_pid_n
 
     @functools.cached_property
-    def iters_per_tile(self):
+    def iters_per_tile(self) -> int:
         return tiling.cdiv(self.k, self.block_k)
 
     @property
-    def dp_tiles(self):
+    def dp_tiles(self) -> int:
         """Tiles computed whole by one program (all but Stream-K's SK tiles and split-K's splits)."""
-        if self.strategy == "split_k" and self.split_k > 1:
+        if (self.split_k or 1) > 1:
             return 0
-        return self.total_tiles - (self.sk_tiles if self.strategy == "streamk" else 0)
+        return self.total_tiles - (self.sk_tiles or 0)
 
     @property
-    def sk_iters(self):
-        return (self.sk_tiles or 0) * self.iters_per_tile if self.strategy == "streamk" else 0
+    def sk_iters(self) -> int:
+        return (self.sk_tiles or 0) * self.iters_per_tile
 
     @property
-    def num_counters(self):
+    def num_counters(self) -> int:
         """Work-stealing tile counters (0 for other strategies)."""
         if self.strategy != "work_stealing":
             return 0
-        return 1 if self.global_counter else self.xcds * self.counters_per_xcd
+        xcds, per_xcd = self.counter_layout
+        return xcds * per_xcd
 
     @property
-    def counter_layout(self):
-        """``(NUM_XCDS, COUNTERS_PER_XCD)`` as :func:`refsim.tiling.ws_counter` takes them."""
-        return (1, 1) if self.global_counter else (self.xcds, self.counters_per_xcd)
+    def counter_layout(self) -> tuple[int, int]:
+        """``(NUM_XCDS, COUNTERS_PER_XCD)`` as :func:`refsim.tiling.ws_counter` takes them
+        (work stealing; ``(1, 1)``, one counter, for the other strategies)."""
+        if self.global_counter or self.counters_per_xcd is None:
+            return (1, 1)
+        return (self.xcds, self.counters_per_xcd)
 
     @property
-    def elem_bytes(self):
+    def elem_bytes(self) -> int:
         return DTYPE_BYTES[self.dtype]
 
     @property
-    def flops(self):
+    def flops(self) -> int:
         return 2 * self.m * self.n * self.k
+
+    @property
+    def block_fit(self) -> str | None:
+        """How the blocks compare with the problem, for the summary.
+
+        ``"fitted"``: a default block was lowered to a smaller dimension; ``"padded"``: a given
+        block is larger than its dimension needs (the next power of two, at least 16), so the
+        simulated work includes padding, as a kernel with that block would compute it;
+        None: neither.
+        """
+        if any(
+            getattr(self, name) > fitting_block(getattr(self, dimension))
+            for name, dimension in BLOCK_DIMENSIONS.items()
+        ):
+            return "padded"
+        if any(getattr(self, name) < DEFAULT_BLOCKS[name] for name in self._derived_blocks):
+            return "fitted"
+        return None
+
+    @property
+    def _derived_blocks(self) -> tuple[str, ...]:
+        return tuple(name for name in DEFAULT_BLOCKS if name in self._derived)
+
+    @property
+    def remap_mode(self) -> int:
+        """``logical_program``'s REMAP: ``tiling.REMAP_NONE``, ``REMAP_PLAIN`` or ``REMAP_CHUNKED``."""
+        if not self.xcd_remap or self.xcds == 1:
+            return tiling.REMAP_NONE
+        return tiling.REMAP_PLAIN if self.xcd_chunk is None else tiling.REMAP_CHUNKED
 
     def logical_program(self, pid):
         """The program id the tiling functions see for hardware program ``pid``."""
-        if not self.xcd_remap or self.xcds == 1:
-            return pid
-        if self.xcd_chunk is None:
-            return tiling.xcd_remap(pid, self.grid, self.xcds)
-        return tiling.xcd_remap_chunked(pid, self.grid, self.xcds, self.xcd_chunk)
+        return tiling.logical_program(
+            pid, self.grid, self.xcds, self.remap_mode, self.xcd_chunk or 1
+        )
 
     def replace(self, **changes):
         """A copy with some fields changed.
@@ -243,8 +380,30 @@ class GemmConfig:
         Fields that were derived (left as None) are derived again for the new values; fields
         that were given keep their value unless changed.
         """
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        check_names(changes, FIELD_NAMES)
+        fields = {name: getattr(self, name) for name in FIELD_NAMES}
         for name in self._derived:
             fields[name] = None
         fields.update(changes)
         return GemmConfig(**fields)
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(GemmConfig) if f.init)
+OPTION_NAMES = FIELD_NAMES[3:]  # all but the sizes M, N, K
+
+
+def option_strategies(name: str) -> tuple[str, ...]:
+    """The strategies that take option ``name`` (every strategy for a general option)."""
+    field = next(f for f in dataclasses.fields(GemmConfig) if f.name == name)
+    return field.metadata.get("strategies") or STRATEGIES
+
+
+def check_names(given: Iterable[str], accepted: Iterable[str]) -> None:
+    """TypeError naming the unknown options among ``given`` and listing the ``accepted`` ones."""
+    accepted = tuple(accepted)
+    unknown = [name for name in given if name not in accepted]
+    if unknown:
+        raise TypeError(
+            f"unknown option {', '.join(map(repr, unknown))}: accepted options are "
+            f"{', '.join(accepted)}"
+        )

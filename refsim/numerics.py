@@ -2,7 +2,7 @@
 
 Inputs are first rounded to the configuration's dtype (as the kernel would load them), then
 every work item accumulates ``acc += A_k @ B_k`` one BLOCK_K slice at a time in float32, and
-split tiles are reduced in the order the run's :class:`~refsim.simulator.Fixup` records:
+split tiles are reduced in the order the run's :class:`~refsim.result.Fixup` records:
 
 * ``owner-waits`` / ``last-arriver`` / ``split-k``: ``((p0 + p1) + p2) + ...`` in K order; each
   contributor's own partial is a workspace buffer.
@@ -44,15 +44,17 @@ def round_to_dtype(x, dtype):
         with np.errstate(over="ignore"):  # beyond fp16's range becomes inf, as on the GPU
             return x32.astype(np.float16).astype(np.float32)
     if dtype == "bf16":
-        bits = np.ascontiguousarray(x32).view(np.uint32).astype(np.uint64)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return rounded.astype(np.uint32).view(np.float32).reshape(x32.shape)
+        bits = np.ascontiguousarray(x32).view(np.uint32)
+        # Round half to even on the low 16 bits; in uint32 the sum wraps only for NaNs.
+        rounded = bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))
+        rounded &= np.uint32(0xFFFF0000)
+        return rounded.view(np.float32).reshape(x32.shape)
     return x32.copy()
 
 
 def check_inputs(config, a, b, bias):
     """Raise ValueError unless ``a`` is (M, K), ``b`` is (K, N), ``bias`` is (N,) or None, all finite."""
-    expected = {"a": (config.m, config.k), "b": (config.k, config.n)}
+    expected: dict[str, tuple[int, ...]] = {"a": (config.m, config.k), "b": (config.k, config.n)}
     if bias is not None:
         expected["bias"] = (config.n,)
     for name, array in (("a", a), ("b", b), ("bias", bias)):
@@ -70,12 +72,23 @@ def check_inputs(config, a, b, bias):
 
 
 class TileMath:
-    """Block products of one problem, tile by tile."""
+    """Block products of one problem, tile by tile.
+
+    Each block product ``A_k @ B_k`` (one BLOCK_K slice) is computed in float64 and rounded
+    once to float32; only the sums across K-iterations and partials are float32 additions, in
+    the order the run made them. A float32 BLAS product would not do: it sums a slice's
+    BLOCK_K terms in an order that depends on the matrix shapes (blocking, FMA or not), so the
+    same block would round differently when computed for one tile and for the whole output.
+    In float64 every term is exact (a product of two float32 values) and the sum is accurate
+    far below a float32 ulp, so the one rounding gives the same float32 whatever the shape,
+    unless the sum lies within a few float64 ulps of a float32 rounding midpoint (about one
+    element in 10^8 for random data); integer-valued inputs stay exact.
+    """
 
     def __init__(self, config, a, b, bias):
         self.config = config
-        self.a = round_to_dtype(a, config.dtype)
-        self.b = round_to_dtype(b, config.dtype)
+        self.a = round_to_dtype(a, config.dtype).astype(np.float64)
+        self.b = round_to_dtype(b, config.dtype).astype(np.float64)
         self.bias = None if bias is None else round_to_dtype(bias, config.dtype)
 
     def region(self, pid_m, pid_n):
@@ -88,9 +101,9 @@ class TileMath:
     def accumulate(self, pid_m, pid_n, k_begin, k_end):
         """fp32 accumulator of one tile over K-iterations ``[k_begin, k_end)``, in K order.
 
-        The block products come from one batched matmul (a short last block is zero-padded,
-        which adds exact zeros); ``np.add.accumulate`` then adds them one after another in
-        float32, as ``acc += A_k @ B_k`` does.
+        The block products come from one batched float64 matmul (a short last block is
+        zero-padded, which adds exact zeros), rounded to float32; ``np.add.accumulate`` then adds
+        them one after another in float32, as ``acc += A_k @ B_k`` does.
         """
         c = self.config
         rows, cols = self.region(pid_m, pid_n)
@@ -99,8 +112,8 @@ class TileMath:
             return np.zeros(shape, dtype=np.float32)
         k0, k1 = k_begin * c.block_k, min(c.k, k_end * c.block_k)
         width = (k_end - k_begin) * c.block_k
-        a = np.zeros((shape[0], width), dtype=np.float32)
-        b = np.zeros((width, shape[1]), dtype=np.float32)
+        a = np.zeros((shape[0], width), dtype=np.float64)
+        b = np.zeros((width, shape[1]), dtype=np.float64)
         a[:, : k1 - k0] = self.a[rows, k0:k1]
         b[: k1 - k0] = self.b[k0:k1, cols]
         blocks = k_end - k_begin
@@ -108,7 +121,7 @@ class TileMath:
             a.reshape(shape[0], blocks, c.block_k).transpose(1, 0, 2),
             b.reshape(blocks, c.block_k, shape[1]),
         )
-        return np.add.accumulate(products, axis=0, dtype=np.float32)[-1]
+        return np.add.accumulate(products.astype(np.float32), axis=0, dtype=np.float32)[-1]
 
     def accumulate_all(self, records):
         """The fp32 accumulator of every record, in order, as :meth:`accumulate` computes it.
@@ -120,7 +133,7 @@ class TileMath:
         of a few large matmuls instead of one small batched matmul per record.
         """
         c = self.config
-        ranges = {}
+        ranges: dict[int, list[tuple[int, int]]] = {}
         for r in records:
             ranges.setdefault(r.tile, []).append((r.k_begin, r.k_end))
         overlapping = any(
@@ -130,8 +143,9 @@ class TileMath:
         )
         if overlapping:
             return [self.accumulate(r.pid_m, r.pid_n, r.k_begin, r.k_end) for r in records]
-        starts, ends = {}, {}
-        results = [None] * len(records)
+        starts: dict[int, list] = {}
+        ends: dict[int, list[int]] = {}
+        results: list[np.ndarray | None] = [None] * len(records)
         for i, r in enumerate(records):
             if r.k_end <= r.k_begin:
                 rows, cols = self.region(r.pid_m, r.pid_n)
@@ -140,11 +154,13 @@ class TileMath:
                 starts.setdefault(r.k_begin, []).append(r)
                 ends.setdefault(r.k_end - 1, []).append(i)
         acc = np.zeros((c.m, c.n), dtype=np.float32)
+        product = np.empty((c.m, c.n), dtype=np.float64)
         for k in range(min(starts, default=0), max(ends, default=-1) + 1):
             for r in starts.get(k, ()):
                 acc[self.region(r.pid_m, r.pid_n)] = 0.0
             k0, k1 = k * c.block_k, min(c.k, (k + 1) * c.block_k)
-            acc += np.matmul(self.a[:, k0:k1], self.b[k0:k1])
+            np.matmul(np.ascontiguousarray(self.a[:, k0:k1]), self.b[k0:k1], out=product)
+            np.add(acc, product, out=acc, dtype=np.float32, casting="same_kind")
             for i in ends.get(k, ()):
                 r = records[i]
                 results[i] = acc[self.region(r.pid_m, r.pid_n)].copy()
@@ -186,7 +202,7 @@ def _reduce(fixup, own, math, pid_n):
     """The finalised value of a split tile and the workspace buffers written on the way."""
     tile, programs = fixup.tile, fixup.contributors
     parts = [own[(tile, p)] for p in programs]
-    stored = []
+    stored: list[Partial] = []
     if fixup.protocol == "atomic":
         total = np.zeros_like(parts[0][0])
         for program in fixup.order:

@@ -2,7 +2,68 @@
 
 import dataclasses
 
+import numpy as np
+
 from . import trace
+from .config import GemmConfig
+from .numerics import Partial
+from .plan import Plan
+from .trace import WorkRecord
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixup:
+    """How one split tile was reduced.
+
+    ``contributors`` are the programs holding the tile's K-ranges, in K order; ``order`` is the
+    order their partials were summed (K order, or arrival order for the ``atomic`` protocol);
+    ``reducer`` wrote the tile's final value: it added the bias, except under ``atomic``, where
+    the reducer is the last to add and the bias came with the owner's (first K-range's)
+    contribution. For split-K the reducer is a program of the reduction launch. ``wait_us`` is
+    the time programs spent blocked on this tile's flags.
+    """
+
+    tile: int
+    protocol: str
+    reducer: int
+    contributors: tuple[int, ...]
+    order: tuple[int, ...]
+    wait_us: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Deadlock:
+    """Every live program waits and nothing can run."""
+
+    at_us: float
+    waiting: tuple[tuple[int, int, int, int], ...]  # (program, unit, tile, program it awaits)
+    undispatched: tuple[int, ...]  # program ids still queued for a free slot
+
+    def __str__(self):
+        lines = [
+            f"deadlock at t={self.at_us:.3f} us: programs waiting: {len(self.waiting)}, "
+            f"never started: {len(self.undispatched)}"
+        ]
+        for program, unit, tile, awaited in self.waiting:
+            started = "never started" if awaited in self.undispatched else "not yet flagged"
+            lines.append(
+                f"  program {program} on CU {unit} waits for program {awaited}'s partial "
+                f"of tile {tile} ({started})"
+            )
+        if self.undispatched:
+            shown = ", ".join(map(str, self.undispatched[:16]))
+            more = (
+                "" if len(self.undispatched) <= 16 else f", ... ({len(self.undispatched)} in all)"
+            )
+            lines.append(f"  queued for a slot that never frees: {shown}{more}")
+        return "\n".join(lines)
+
+
+BLOCK_FIT_NOTES = {
+    None: "",
+    "fitted": " (fitted to the problem)",
+    "padded": " (larger than the problem: the makespan includes the padding)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -10,20 +71,20 @@ class SimResult:
     """The outcome of :func:`refsim.simulate`.
 
     ``records``: one :class:`~refsim.trace.WorkRecord` per work item, by program then step
-    (split-K's reduction launch last). ``fixups``: one :class:`~refsim.simulator.Fixup` per
-    split tile. ``deadlock``: None, or a :class:`~refsim.simulator.Deadlock`. ``output`` and
+    (split-K's reduction launch last). ``fixups``: one :class:`~refsim.result.Fixup` per
+    split tile. ``deadlock``: None, or a :class:`~refsim.result.Deadlock`. ``output`` and
     ``partials`` are set when input arrays were given (see :mod:`refsim.numerics`).
     """
 
-    config: object
-    plan: object
-    records: list
-    fixups: list
-    deadlock: object
+    config: GemmConfig
+    plan: Plan
+    records: list[WorkRecord]
+    fixups: list[Fixup]
+    deadlock: Deadlock | None
     makespan_us: float
-    busy_us: list
-    output: object = None
-    partials: list = None
+    busy_us: list[float]
+    output: np.ndarray | None = None
+    partials: list[Partial] | None = None
 
     @property
     def tflops(self):
@@ -53,15 +114,16 @@ class SimResult:
             "cus": c.cus,
             "xcds": c.xcds,
             "strategy": c.strategy,
-            "fixup": c.fixup if c.strategy == "streamk" else None,
+            "fixup": c.fixup,
             "blocks": [c.block_m, c.block_n, c.block_k],
+            "block_fit": c.block_fit,
             "group_m": c.group_m,
             "grid": c.grid,
             "tiles": c.total_tiles,
             "iters_per_tile": c.iters_per_tile,
             "dp_tiles": c.dp_tiles,
-            "sk_tiles": c.sk_tiles if c.strategy == "streamk" else 0,
-            "split_k": c.split_k if c.strategy == "split_k" else None,
+            "sk_tiles": c.sk_tiles or 0,
+            "split_k": c.split_k,
             "work_items": len(self.records),
             "makespan_us": self.makespan_us,
             "tflops": self.tflops,
@@ -79,13 +141,15 @@ class SimResult:
         lines = [
             f"GEMM {c.m}x{c.n}x{c.k} {c.dtype} on {s['device']} ({c.cus} CUs, {c.xcds} XCDs)",
             f"strategy {c.strategy}"
-            + (f", fixup {c.fixup}" if c.strategy == "streamk" else "")
-            + (f", split_k {c.split_k}" if c.strategy == "split_k" else "")
-            + f", blocks {c.block_m}x{c.block_n}x{c.block_k}, group_m {c.group_m}, grid {c.grid}",
+            + (f", fixup {c.fixup}" if c.fixup else "")
+            + (f", split_k {c.split_k}" if c.split_k else "")
+            + f", blocks {c.block_m}x{c.block_n}x{c.block_k}"
+            + BLOCK_FIT_NOTES[c.block_fit]
+            + f", group_m {c.group_m}, grid {c.grid}",
             f"tiles {c.total_tiles} ({c.num_pid_m}x{c.num_pid_n}), {c.iters_per_tile} K-iterations each: "
             + (
                 f"each split {c.split_k} ways"
-                if c.strategy == "split_k" and c.split_k > 1
+                if (c.split_k or 1) > 1
                 else f"{s['dp_tiles']} DP, {s['sk_tiles']} SK"
             )
             + f"; {s['work_items']} work items",
@@ -102,9 +166,18 @@ class SimResult:
         trace.write_chrome_trace(self.records, path, metadata=self.summary_dict())
 
     def plot_gantt(self, path):
+        """A Gantt chart of the records (see :func:`refsim.trace.plot_gantt`); needs matplotlib."""
         c = self.config
+        strategy = c.strategy + (f" ({c.fixup})" if c.fixup else "")
+        outcome = (
+            f"deadlock at {self.deadlock.at_us:.1f} us"
+            if self.deadlock is not None
+            else f"{self.makespan_us:.1f} us"
+        )
         trace.plot_gantt(
             self.records,
             path,
-            title=f"{c.strategy} {c.m}x{c.n}x{c.k} on {c.profile.name}: {self.makespan_us:.1f} us",
+            title=f"{strategy} {c.m}x{c.n}x{c.k} on {c.profile.name}: {outcome}",
+            waits=[(w[0], w[3]) for w in self.deadlock.waiting] if self.deadlock else (),
+            stalled_at=self.deadlock.at_us if self.deadlock else None,
         )

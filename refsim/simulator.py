@@ -9,63 +9,16 @@ the run ends with a :class:`Deadlock` describing who waits on whom.
 """
 
 import collections
-import dataclasses
 import random
+import typing
 
 import simpy
 
 from . import tiling
 from .cost import CostModel
 from .plan import WorkItem
+from .result import Deadlock, Fixup
 from .trace import WorkRecord
-
-
-@dataclasses.dataclass(frozen=True)
-class Fixup:
-    """How one split tile was reduced.
-
-    ``contributors`` are the programs holding the tile's K-ranges, in K order; ``order`` is the
-    order their partials were summed (K order, or arrival order for the ``atomic`` protocol);
-    ``reducer`` wrote the tile's final value: it added the bias, except under ``atomic``, where
-    the reducer is the last to add and the bias came with the owner's (first K-range's)
-    contribution. For split-K the reducer is a program of the reduction launch. ``wait_us`` is
-    the time programs spent blocked on this tile's flags.
-    """
-
-    tile: int
-    protocol: str
-    reducer: int
-    contributors: tuple
-    order: tuple
-    wait_us: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Deadlock:
-    """Every live program waits and nothing can run."""
-
-    at_us: float
-    waiting: tuple  # (program, unit, tile, program it waits for)
-    undispatched: tuple  # program ids still queued for a free slot
-
-    def __str__(self):
-        lines = [
-            f"deadlock at t={self.at_us:.3f} us: programs waiting: {len(self.waiting)}, "
-            f"never started: {len(self.undispatched)}"
-        ]
-        for program, unit, tile, awaited in self.waiting:
-            started = "never started" if awaited in self.undispatched else "not yet flagged"
-            lines.append(
-                f"  program {program} on CU {unit} waits for program {awaited}'s partial "
-                f"of tile {tile} ({started})"
-            )
-        if self.undispatched:
-            shown = ", ".join(map(str, self.undispatched[:16]))
-            more = (
-                "" if len(self.undispatched) <= 16 else f", ... ({len(self.undispatched)} in all)"
-            )
-            lines.append(f"  queued for a slot that never frees: {shown}{more}")
-        return "\n".join(lines)
 
 
 class L2Occupancy:
@@ -99,9 +52,9 @@ class Simulation:
         self.l2 = [L2Occupancy(config.num_pid_m, config.num_pid_n) for _ in range(config.xcds)]
         self.flags = {}
         self.atomic_free_at = {}
-        self.atomic_count = collections.Counter()
+        self.atomic_count: collections.Counter[tuple[str, int]] = collections.Counter()
         self.arrivals = collections.defaultdict(list)
-        self.fixup_wait = collections.Counter()
+        self.fixup_wait: dict[int, float] = collections.defaultdict(float)
         self.waiting = {}
         self.in_fixup = {}
         self.queues = []
@@ -241,23 +194,25 @@ class Simulation:
 
     def _record(self, item, cu, start, finalizes, ticket=-1, counter=-1, kernel="gemm"):
         self.records.append(
-            WorkRecord(
-                *item,
-                cu,
-                cu // self.cus_per_xcd,
-                start,
-                self.env.now,
-                ticket,
-                counter,
-                finalizes,
-                kernel,
+            WorkRecord._make(
+                (
+                    *item,
+                    cu,
+                    cu // self.cus_per_xcd,
+                    start,
+                    self.env.now,
+                    ticket,
+                    counter,
+                    finalizes,
+                    kernel,
+                )
             )
         )
 
     def _add_fixup(self, tile, reducer, contributors, order):
         self.fixups[tile] = Fixup(
             tile,
-            self.config.fixup if self.config.strategy == "streamk" else "split-k",
+            self.config.fixup or "split-k",
             reducer,
             tuple(contributors),
             tuple(order),
@@ -282,13 +237,15 @@ class Simulation:
                 yield from self._transfer(cu, self.cost.partial_bytes)
                 finalizes = False
             else:
-                protocol = getattr(self, "_fixup_" + self.config.fixup.replace("-", "_"))
                 self.in_fixup[pid] = (item, cu, start)
-                finalizes = yield from protocol(pid, cu, item, split_tiles[item.tile].programs)
+                protocol = self.FIXUP_PROTOCOLS[self.config.fixup]
+                finalizes = yield from protocol(
+                    self, pid, cu, item, split_tiles[item.tile].programs
+                )
                 del self.in_fixup[pid]
             self._record(item, cu, start, finalizes)
 
-    def _fixup_owner_waits(self, pid, cu, item, programs):
+    def _owner_waits(self, pid, cu, item, programs):
         if pid != programs[0]:
             yield from self._transfer(cu, self.cost.partial_bytes)
             yield from self._set_flag(item.tile, pid)
@@ -300,7 +257,7 @@ class Simulation:
         self._add_fixup(item.tile, pid, programs, programs)
         return True
 
-    def _fixup_turnstile(self, pid, cu, item, programs):
+    def _turnstile(self, pid, cu, item, programs):
         position = programs.index(pid)
         if position > 0:
             yield from self._wait_flag(pid, cu, item.tile, programs[position - 1])
@@ -313,7 +270,7 @@ class Simulation:
         self._add_fixup(item.tile, pid, programs, programs)
         return True
 
-    def _fixup_last_arriver(self, pid, cu, item, programs):
+    def _last_arriver(self, pid, cu, item, programs):
         yield from self._transfer(cu, self.cost.partial_bytes)
         ticket = yield from self._atomic(("tile", item.tile))
         self.arrivals[item.tile].append(pid)
@@ -325,7 +282,7 @@ class Simulation:
         self._add_fixup(item.tile, pid, programs, programs)
         return True
 
-    def _fixup_atomic(self, pid, cu, item, programs):
+    def _atomic_adds(self, pid, cu, item, programs):
         yield from self._transfer(cu, self.cost.partial_bytes)
         yield self.env.timeout(self.cost.atomic_latency_us)
         arrivals = self.arrivals[item.tile]
@@ -334,6 +291,15 @@ class Simulation:
             return False
         self._add_fixup(item.tile, pid, programs, arrivals)
         return True
+
+    # Each Stream-K fixup protocol (config.FIXUPS) as one program's part in a split tile: it
+    # runs after the program's K-loop over the tile and returns whether the program finalised it.
+    FIXUP_PROTOCOLS: typing.ClassVar[dict[str, typing.Callable]] = {
+        "owner-waits": _owner_waits,
+        "turnstile": _turnstile,
+        "last-arriver": _last_arriver,
+        "atomic": _atomic_adds,
+    }
 
     def _ws_program(self, pid, cu):
         config = self.config

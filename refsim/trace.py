@@ -1,9 +1,12 @@
 """Trace records (one per work item) and their exports: Chrome trace JSON and a Gantt PNG."""
 
 import json
+import os
 import typing
 
 ROLES = ("dp", "sk-owner", "sk-contributor", "ws", "split", "reduce")
+GANTT_FORMATS = ("png", "svg", "pdf")
+MATPLOTLIB_INSTALL = "pip install 'refsim[plot]'"
 ROLE_COLOURS = {
     "dp": "#4c72b0",
     "sk-owner": "#dd8452",
@@ -20,7 +23,7 @@ class WorkRecord(typing.NamedTuple):
     ``k_begin``/``k_end`` count BLOCK_K iterations. ``unit`` is the CU/SM the program ran on and
     ``xcd`` its chiplet. ``ticket``/``counter`` are set (else -1) for work stealing.
     ``finalizes`` is true when this item wrote the tile's final value (see
-    :class:`refsim.simulator.Fixup` for who adds the bias under the atomic fixup protocol).
+    :class:`refsim.result.Fixup` for who adds the bias under the atomic fixup protocol).
     ``kernel`` is ``"gemm"``, or ``"reduce"`` for split-K's reduction launch.
     """
 
@@ -44,7 +47,7 @@ class WorkRecord(typing.NamedTuple):
 
 def _lanes(records):
     """A lane per record so that slices on one CU never overlap (several resident programs)."""
-    lane_ends = {}
+    lane_ends: dict[int, list[float]] = {}
     lanes = {}
     for i in sorted(range(len(records)), key=lambda i: (records[i].t_start_us, i)):
         r = records[i]
@@ -109,12 +112,28 @@ def write_chrome_trace(records, path, metadata=None):
         json.dump(chrome_trace(records, metadata), f)
 
 
-def plot_gantt(records, path, title=""):
-    """A Gantt chart, one row per CU, one bar per work item coloured by role. Needs matplotlib."""
+def check_gantt_format(path):
+    """ValueError unless ``path`` names a format :func:`plot_gantt` writes."""
+    suffix = os.path.splitext(str(path))[1].lower().lstrip(".")
+    if suffix not in GANTT_FORMATS:
+        raise ValueError(
+            f"{path}: a Gantt chart is written as {', '.join(GANTT_FORMATS)}, named by its suffix"
+        )
+
+
+def plot_gantt(records, path, title="", waits=(), stalled_at=None):
+    """A Gantt chart, one row per CU, one bar per work item coloured by role. Needs matplotlib.
+
+    A thin white line separates back-to-back items of one CU; the legend sits right of the
+    bars. For a deadlocked run, ``waits`` holds ``(program, awaited)`` pairs: an arrow goes
+    from where each waiting program stalled to the row of the program it waits for (a note
+    when that one never started), and ``stalled_at`` marks the time of the stall.
+    """
+    check_gantt_format(path)
     try:
         import matplotlib
     except ImportError as exc:
-        raise RuntimeError("plot_gantt needs matplotlib: pip install 'refsim[plot]'") from exc
+        raise RuntimeError(f"plot_gantt needs matplotlib: {MATPLOTLIB_INSTALL}") from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -124,18 +143,27 @@ def plot_gantt(records, path, title=""):
     units = sorted({r.unit for r in records})
     row = {u: i for i, u in enumerate(units)}
     fig, ax = plt.subplots(figsize=(12, max(3.0, min(0.25 * len(units) + 1.5, 12.0))))
-    edge = {"edgecolor": "black", "linewidth": 0.2} if len(units) <= 64 else {"linewidth": 0}
-    spans = {}
+    spans: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for r in records:
         spans.setdefault((r.role, r.unit), []).append((r.t_start_us, r.t_end_us - r.t_start_us))
     for (role, unit), bars in spans.items():
         ax.broken_barh(
-            bars, (row[unit] - 0.4, 0.8), facecolors=ROLE_COLOURS.get(role, "grey"), **edge
+            bars, (row[unit] - 0.4, 0.8), facecolors=ROLE_COLOURS.get(role, "grey"), linewidth=0
         )
+    ends = {(r.unit, r.t_end_us) for r in records}
+    joins = [r for r in records if (r.unit, r.t_start_us) in ends]
+    ax.vlines(
+        [r.t_start_us for r in joins],
+        [row[r.unit] - 0.4 for r in joins],
+        [row[r.unit] + 0.4 for r in joins],
+        colors="white",
+        linewidth=0.8 if len(units) <= 64 else 0.4,
+    )
     xcd_of = dict((r.unit, r.xcd) for r in records)
     for i in range(1, len(units)):
         if xcd_of[units[i]] != xcd_of[units[i - 1]]:
             ax.axhline(i - 0.5, color="grey", linewidth=0.6)
+    _draw_waits(ax, records, row, waits, stalled_at)
     roles_present = {role for role, _ in spans}
     ax.set_xlabel("time (us)")
     ax.set_ylabel("CU (lines separate XCDs)" if len(set(xcd_of.values())) > 1 else "CU")
@@ -145,9 +173,59 @@ def plot_gantt(records, path, title=""):
     ax.set_title(title)
     ax.legend(
         handles=[Patch(color=ROLE_COLOURS[r], label=r) for r in ROLES if r in roles_present],
-        loc="upper right",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
         fontsize="small",
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+WAITS_ANNOTATED = 16  # more arrows than this would hide the bars
+
+
+def _draw_waits(ax, records, row, waits, stalled_at):
+    """Arrows from each waiting program to the program it waits for (see :func:`plot_gantt`)."""
+    if stalled_at is not None:
+        ax.axvline(stalled_at, color="red", linestyle="--", linewidth=1.0)
+        ax.annotate(
+            f"deadlock at {stalled_at:.2f} us",
+            (stalled_at, -0.5),
+            xytext=(-3, -3),
+            textcoords="offset points",
+            ha="right",
+            va="top",
+            color="red",
+            fontsize="small",
+        )
+    last = {}
+    for r in records:
+        if r.kernel == "gemm":
+            last[r.program] = r
+    for program, awaited in list(waits)[:WAITS_ANNOTATED]:
+        waiter = last[program]
+        start = (waiter.t_end_us, row[waiter.unit])
+        if awaited in last:
+            target = last[awaited]
+            ax.annotate(
+                "",
+                xy=(target.t_end_us, row[target.unit]),
+                xytext=start,
+                arrowprops={"arrowstyle": "->", "color": "red", "linewidth": 1.2},
+            )
+            note = f"P{program} waits for P{awaited}"
+        else:
+            note = f"P{program} waits for P{awaited} (never started)"
+        ax.annotate(
+            note,
+            start,
+            xytext=(-4, 0),
+            textcoords="offset points",
+            ha="right",
+            va="center",
+            color="red",
+            fontsize="small",
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "red"},
+        )

@@ -5,13 +5,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import refsim
 from refsim import PROFILES
-from refsim.cli import main
+from refsim.cli import FLAGS, main
+from refsim.config import FIELD_NAMES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = ["simulate", "512", "512", "512", "--block", "64x64x64", "--cus", "16"]
@@ -215,6 +217,15 @@ BAD_INPUT = [
     (["simulate", "8", "8", "8", "--cus", "4"], "xcds=8"),
     (["simulate", "8", "8", "8", "--grid", "0"], "grid=0"),
     (["simulate", "8", "8", "8", "--split-k", "2"], "split_k"),
+    (
+        ["simulate", "8", "8", "8", "--strategy", "persistent", "--fixup", "turnstile"],
+        "--fixup='turnstile': only --strategy='streamk' takes it",
+    ),
+    (["simulate", "8", "8", "8", "--counters-per-xcd", "2"], "only --strategy='work_stealing'"),
+    (["simulate", "8", "8", "8", "--global-counter"], "--global-counter=True: only"),
+    (["simulate", "8", "8", "8", "--xcd-chunk", "0"], "--xcd-chunk=0"),
+    (["simulate", "8", "8", "8", "--trace", "out.txt"], "*.json"),
+    (["simulate", "8", "8", "8", "--gantt", "out.jpg"], "*.png"),
     (["simulate", "8", "8", "8", "--jitter", "1.5"], "jitter"),
     (["simulate", "8", "8", "8", "--cus"], "--cus"),
     (["simulate", "8", "8"], "K"),
@@ -329,3 +340,89 @@ def test_no_deadlock_with_a_second_cu(capsys):
     ]
     code, out, _ = run_main(capsys, argv)
     assert code == 0 and "deadlock" not in out
+
+
+# --------------------------------------------------------------------------------------------
+# Options read from GemmConfig; version; devices as JSON.
+
+
+def test_every_config_field_has_its_flag_in_the_help(capsys):
+    assert main(["simulate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name in FIELD_NAMES:
+        assert FLAGS[name] in text, name
+    assert "one of owner-waits, turnstile, last-arriver, atomic (default owner-waits)" in text
+    assert "(default off); work_stealing only" in text
+
+
+def test_xcd_remap_reaches_the_config(capsys):
+    code, out, _ = run_main(capsys, SMALL + ["--no-xcd-remap", "--json"])
+    assert code == 0
+    expected = refsim.simulate(
+        512, 512, 512, 16, block_m=64, block_n=64, block_k=64, xcd_remap=False
+    )
+    assert json.loads(out)["makespan_us"] == expected.makespan_us
+
+
+def test_version_prints_the_package_version(capsys):
+    code, out, _ = run_main(capsys, ["--version"])
+    assert code == 0 and out.strip() == f"refsim {refsim.__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", refsim.__version__)
+
+
+def test_devices_json_lists_every_profile_field(capsys):
+    code, out, err = run_main(capsys, ["devices", "--json"])
+    assert (code, err) == (0, "")
+    profiles = json.loads(out)
+    assert [p["name"] for p in profiles] == list(PROFILES)
+    for p in profiles:
+        profile = PROFILES[p.pop("name")]
+        assert p.pop("default") == (profile.name == refsim.DEFAULT_DEVICE)
+        assert p["cus"] == profile.cus and p["peak_tflops"] == dict(profile.peak_tflops)
+        assert set(p) | {"name"} == {f for f in profile.__dataclass_fields__}
+
+
+# --------------------------------------------------------------------------------------------
+# Rough edges: absurd sizes, output formats, missing matplotlib, fitted blocks.
+
+
+def test_absurd_sizes_exit_2_at_once_naming_the_limit(capsys):
+    began = time.perf_counter()
+    code, out, err = run_main(capsys, ["simulate", "10000000000", "10000000000", "10000000000"])
+    assert time.perf_counter() - began < 1.0
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1 and "REFSIM_MAX_WORK_ITEMS" in err
+
+
+def test_absurd_sizes_through_the_console_script():
+    proc = run_process([console_script(), "simulate", "10000000000", "10000000000", "1"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "REFSIM_MAX_WORK_ITEMS" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["run.png", "run.svg", "run.pdf"])
+def test_gantt_formats_by_suffix(capsys, tmp_path, name):
+    code, _, _ = run_main(capsys, SMALL + ["--gantt", str(tmp_path / name)])
+    assert code == 0 and (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("flag, name", [("--trace", "run.csv"), ("--gantt", "run.json")])
+def test_wrong_output_format_exits_2_before_simulating(capsys, tmp_path, flag, name):
+    code, out, err = run_main(capsys, SMALL + [flag, str(tmp_path / name)])
+    assert (code, out) == (2, "") and len(err.splitlines()) == 1
+    assert not (tmp_path / name).exists()
+
+
+def test_missing_matplotlib_exits_2_before_simulating(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes the import fail
+    code, out, err = run_main(capsys, SMALL + ["--gantt", str(tmp_path / "run.png")])
+    assert (code, out) == (2, "")
+    assert err.strip() == "refsim: error: --gantt needs matplotlib: pip install 'refsim[plot]'"
+
+
+def test_fitted_blocks_are_said_in_the_summary(capsys):
+    code, out, _ = run_main(capsys, ["simulate", "100", "100", "100"])
+    assert code == 0 and "blocks 128x128x128 (fitted to the problem)" not in out
+    assert "blocks 128x128x64 (fitted to the problem)" in out
+    code, out, _ = run_main(capsys, ["simulate", "100", "100", "100", "--json"])
+    assert json.loads(out)["block_fit"] == "fitted"

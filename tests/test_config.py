@@ -4,12 +4,13 @@ quantities, ``replace()`` and value semantics."""
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refsim import FIXUPS, PROFILES, STRATEGIES, GemmConfig
-from refsim.config import SK_HYBRIDS
+from refsim.config import FIELD_NAMES, OPTION_NAMES, SK_HYBRIDS
 
 # 512 x 512 x 512 with the default 256 x 256 x 64 blocks: 2 x 2 = 4 tiles, 8 K-iterations each.
 BASE = dict(m=512, n=512, k=512)
@@ -84,11 +85,19 @@ INVALID = [
     (dict(split_k=2), ["split_k=2", "split_k"]),
     (dict(strategy="persistent", split_k=1), ["split_k=1", "split_k"]),
     (dict(strategy="data_parallel", split_k=2), ["split_k=2", "split_k"]),
+    # options of one strategy are refused by the others
+    (dict(strategy="persistent", fixup="turnstile"), ["fixup='turnstile'", "streamk"]),
+    (dict(strategy="split_k", fixup="owner-waits"), ["fixup='owner-waits'", "streamk"]),
+    (dict(strategy="data_parallel", sk_hybrid="one-wave"), ["sk_hybrid='one-wave'", "streamk"]),
+    (dict(counters_per_xcd=2), ["counters_per_xcd=2", "work_stealing"]),
+    (dict(global_counter=True), ["global_counter=True", "work_stealing"]),
+    (dict(strategy="persistent", global_counter=False), ["global_counter=False", "work_stealing"]),
     # work stealing: more counters on an XCD than programs there
     (dict(strategy="work_stealing", counters_per_xcd=39), ["counters_per_xcd=39", "38"]),
     (dict(strategy="work_stealing", grid=16, counters_per_xcd=3), ["counters_per_xcd=3", "grid"]),
     (dict(strategy="work_stealing", grid=4), ["counters_per_xcd=1", "grid"]),
-    (dict(counters_per_xcd=0), ["counters_per_xcd=0"]),
+    (dict(strategy="work_stealing", counters_per_xcd=0), ["counters_per_xcd=0"]),
+    (dict(strategy="work_stealing", global_counter=1), ["global_counter=1", "True or False"]),
     # xcd_chunk
     (dict(xcd_chunk=0), ["xcd_chunk=0", "positive integer"]),
     (dict(xcd_chunk=-8), ["xcd_chunk=-8"]),
@@ -328,6 +337,7 @@ BLOCKS = st.sampled_from([16, 32, 64, 128, 256])
     global_counter=st.booleans(),
 )
 def test_derived_properties_are_consistent(m, n, k, bm, bn, bk, strategy, device, global_counter):
+    stealing = strategy == "work_stealing"
     c = GemmConfig(
         m,
         n,
@@ -337,7 +347,7 @@ def test_derived_properties_are_consistent(m, n, k, bm, bn, bk, strategy, device
         block_k=bk,
         strategy=strategy,
         device=device,
-        global_counter=global_counter,
+        **({"global_counter": global_counter} if stealing else {}),
     )
     assert c.num_pid_m == math.ceil(m / bm) and (c.num_pid_m - 1) * bm < m <= c.num_pid_m * bm
     assert c.num_pid_n == math.ceil(n / bn)
@@ -357,10 +367,13 @@ def test_derived_properties_are_consistent(m, n, k, bm, bn, bk, strategy, device
         assert c.grid == c.total_tiles * c.split_k
     else:
         assert c.split_k is None
-    if strategy == "work_stealing":
+    if stealing:
         assert c.num_counters == (1 if global_counter else c.xcds * c.counters_per_xcd)
     else:
         assert c.num_counters == 0
+        assert c.global_counter is None and c.counters_per_xcd is None
+    if strategy != "streamk":
+        assert c.fixup is None and c.sk_hybrid is None
     assert c.profile is PROFILES[device]
 
 
@@ -459,3 +472,93 @@ def test_configs_differing_in_a_field_compare_unequal(change):
 def test_more_cus_than_the_device_has_is_rejected():
     with pytest.raises(ValueError, match="cus=608: mi300x has 304"):
         GemmConfig(64, 64, 64, cus=608)
+
+
+# --------------------------------------------------------------------------------------------
+# Strategy options: derived per strategy, refused elsewhere.
+
+
+@pytest.mark.parametrize(
+    "strategy, expected",
+    [
+        ("streamk", dict(fixup="owner-waits", sk_hybrid="two-tile")),
+        ("work_stealing", dict(counters_per_xcd=1, global_counter=False)),
+        ("persistent", dict()),
+        ("data_parallel", dict()),
+        ("split_k", dict()),
+    ],
+)
+def test_strategy_options_default_only_where_they_apply(strategy, expected):
+    c = config(strategy=strategy)
+    options = ("fixup", "sk_hybrid", "counters_per_xcd", "global_counter")
+    assert {name: getattr(c, name) for name in options} == {
+        name: expected.get(name) for name in options
+    }
+
+
+def test_replace_strategy_drops_derived_strategy_options_and_refuses_given_ones():
+    derived = config().replace(strategy="persistent")
+    assert (derived.fixup, derived.sk_hybrid) == (None, None)
+    assert derived.replace(strategy="streamk").fixup == "owner-waits"
+    with pytest.raises(ValueError, match="fixup='turnstile': only strategy='streamk' takes it"):
+        config(fixup="turnstile").replace(strategy="persistent")
+
+
+def test_every_field_is_described_once_in_its_metadata():
+    """The API and the command line read help, choices and strategies from the fields."""
+    fields = {f.name: f for f in dataclasses.fields(GemmConfig) if f.init}
+    assert tuple(fields) == FIELD_NAMES and FIELD_NAMES[3:] == OPTION_NAMES
+    for name, field in fields.items():
+        assert field.metadata["help"], name
+        assert set(field.metadata.get("strategies") or ()) <= set(STRATEGIES), name
+    assert fields["fixup"].metadata["choices"] == FIXUPS
+    assert fields["strategy"].metadata["choices"] == STRATEGIES
+
+
+def test_replace_refuses_unknown_names_listing_the_fields():
+    with pytest.raises(TypeError) as excinfo:
+        config().replace(fixupp="atomic")
+    message = str(excinfo.value)
+    assert "'fixupp'" in message and all(name in message for name in FIELD_NAMES)
+
+
+# --------------------------------------------------------------------------------------------
+# numpy integers and blocks fitted to small problems.
+
+
+def test_numpy_integers_are_accepted_and_stored_as_int():
+    given = dict(
+        block_m=np.int64(64), block_n=np.int32(64), block_k=np.uint16(32), group_m=np.int8(4)
+    )
+    c = GemmConfig(np.int64(512), np.int32(256), np.int64(128), cus=np.int64(16), **given)
+    plain = GemmConfig(512, 256, 128, cus=16, block_m=64, block_n=64, block_k=32, group_m=4)
+    assert c == plain and hash(c) == hash(plain)
+    assert all(type(getattr(c, name)) is int for name in ("m", "block_k", "cus", "grid"))
+    split = config(strategy="split_k", split_k=np.int64(2), grid=np.int64(8))
+    assert (split.split_k, split.grid) == (2, 8) and type(split.split_k) is int
+    assert type(config(sk_tiles=np.int64(1)).sk_tiles) is int
+    ws = config(strategy="work_stealing", counters_per_xcd=np.int64(2))
+    assert ws.counters_per_xcd == 2 and type(ws.counters_per_xcd) is int
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        config(m=np.bool_(True))
+
+
+@pytest.mark.parametrize(
+    "shape, blocks, fit",
+    [
+        ((8192, 8192, 8192), (256, 256, 64), None),
+        ((16, 16, 16), (16, 16, 16), "fitted"),
+        ((1, 100, 5), (16, 128, 16), "fitted"),
+        ((300, 129, 64), (256, 256, 64), None),
+    ],
+)
+def test_default_blocks_are_fitted_to_a_smaller_problem(shape, blocks, fit):
+    c = GemmConfig(*shape)
+    assert ((c.block_m, c.block_n, c.block_k), c.block_fit) == (blocks, fit)
+
+
+def test_given_blocks_are_kept_and_oversized_ones_flagged():
+    assert GemmConfig(16, 16, 16, block_m=256).block_m == 256
+    assert GemmConfig(16, 16, 16, block_m=256).block_fit == "padded"
+    assert GemmConfig(16, 16, 16, block_m=16, block_n=16, block_k=16).block_fit is None
+    assert GemmConfig(16, 16, 16).replace(m=8192).block_m == 256  # derived again

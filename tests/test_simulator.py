@@ -1,13 +1,17 @@
 """The simulator: exact event logs on tiny cases, invariants on random ones, determinism, deadlocks."""
 
 import dataclasses
+import time
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from invariants import all_problems
 
 import refsim
+from refsim import simulator, tiling
+from refsim.config import OPTION_NAMES
 from refsim.hardware import H100_SXM
 
 # A 2-SM toy GPU whose numbers are powers of two, so every simulated time is exact in binary:
@@ -252,7 +256,7 @@ def configs(draw):
         "group_m": draw(st.integers(1, 12)),
     }
     m, n, k = draw(SHAPES), draw(SHAPES), draw(SHAPES)
-    iters = -(-k // kwargs["block_k"])
+    iters = tiling.cdiv(k, kwargs["block_k"])
     if strategy == "streamk":
         kwargs["fixup"] = draw(st.sampled_from(refsim.FIXUPS))
         kwargs["sk_hybrid"] = draw(st.sampled_from(["two-tile", "one-wave"]))
@@ -274,6 +278,7 @@ def test_every_random_run_keeps_the_invariants(config):
     assert all_problems(result) == []
     assert result.makespan_us >= max(r.t_end_us for r in result.records)
     assert result.tflops > 0
+    assert len(result.records) + config.grid + config.cus <= refsim.api.work_items_bound(config)
 
 
 def test_records_extend_plan_items_field_for_field():
@@ -282,3 +287,118 @@ def test_records_extend_plan_items_field_for_field():
         refsim.WorkRecord._fields[: len(refsim.plan.WorkItem._fields)]
         == refsim.plan.WorkItem._fields
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Structure: the fixup protocols as a table, the result types beside SimResult.
+
+
+def test_every_fixup_protocol_has_one_entry_in_the_table():
+    assert tuple(simulator.Simulation.FIXUP_PROTOCOLS) == refsim.FIXUPS
+
+
+def test_fixup_and_deadlock_live_beside_sim_result():
+    assert refsim.Fixup is refsim.result.Fixup and refsim.Deadlock is refsim.result.Deadlock
+    run = refsim.simulate(device=TOY, **TOY_BLOCKS, **STREAMK_TOY)
+    assert all(isinstance(f, refsim.result.Fixup) for f in run.fixups)
+
+
+# --------------------------------------------------------------------------------------------
+# simulate(): options read from GemmConfig, unknown ones named.
+
+
+def test_unknown_option_is_named_with_the_accepted_ones():
+    with pytest.raises(TypeError) as excinfo:
+        refsim.simulate(64, 64, 64, fixupp="x")
+    message = str(excinfo.value)
+    assert "'fixupp'" in message
+    assert all(name in message for name in OPTION_NAMES + ("jitter", "seed"))
+
+
+def test_options_go_to_the_config_as_given():
+    run = refsim.simulate(512, 512, 512, 16, strategy="split_k", split_k=2, dtype="fp16")
+    assert run.config == refsim.GemmConfig(
+        512, 512, 512, cus=16, strategy="split_k", split_k=2, dtype="fp16"
+    )
+
+
+@pytest.mark.parametrize(
+    "extra", [{"strategy": "streamk"}, {"cus": 16}, {"fixup": "owner-waits"}, {"n": 64}]
+)
+def test_a_config_takes_no_options_even_at_their_default(extra):
+    with pytest.raises(ValueError, match="not both"):
+        refsim.simulate(refsim.GemmConfig(64, 64, 64), **extra)
+
+
+def test_numpy_integers_and_floats_are_accepted():
+    blocks = {"block_m": np.int64(64), "block_n": np.int64(64), "block_k": np.int64(64)}
+    numpy_run = refsim.simulate(
+        np.int64(512), np.int32(512), np.int64(512), np.int64(16),
+        jitter=np.float32(0.5), seed=np.int64(3), grid=np.int64(12), **blocks,
+    )  # fmt: skip
+    plain = refsim.simulate(
+        512, 512, 512, 16, jitter=0.5, seed=3, grid=12, block_m=64, block_n=64, block_k=64
+    )
+    assert numpy_run.records == plain.records
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds: absurd sizes are refused at once, with the way to lift the limit.
+
+
+def test_absurd_sizes_are_refused_in_under_a_second():
+    began = time.perf_counter()
+    with pytest.raises(ValueError) as excinfo:
+        refsim.simulate(10**10, 10**10, 10**10)
+    assert time.perf_counter() - began < 1.0
+    message = str(excinfo.value)
+    assert "2,000,000" in message and "REFSIM_MAX_WORK_ITEMS" in message
+
+
+def test_the_work_limit_is_lifted_by_its_environment_variable(monkeypatch):
+    shape = (1024, 1024, 64)  # 16 tiles, 304 programs on 304 CUs: at most 928
+    monkeypatch.setenv("REFSIM_MAX_WORK_ITEMS", "900")
+    with pytest.raises(ValueError, match="over the limit of 900"):
+        refsim.simulate(*shape)
+    monkeypatch.setenv("REFSIM_MAX_WORK_ITEMS", "1_000")
+    assert refsim.simulate(*shape).deadlock is None
+
+
+def test_the_bound_covers_every_run():
+    """The bound the limit checks holds for records, programs and CUs of real runs."""
+    for strategy in refsim.STRATEGIES:
+        run = refsim.simulate(2048, 1536, 1000, strategy=strategy, block_m=128, block_n=128)
+        c = run.config
+        assert len(run.records) + c.grid + c.cus <= refsim.api.work_items_bound(c)
+
+
+def test_the_numerics_limit_counts_array_elements(monkeypatch):
+    a, b = np.ones((64, 32)), np.ones((32, 16))  # 2048 + 512 + 1024 elements
+    monkeypatch.setenv("REFSIM_MAX_ELEMENTS", "3000")
+    with pytest.raises(ValueError, match="REFSIM_MAX_ELEMENTS"):
+        refsim.simulate(64, 16, 32, a=a, b=b)
+    assert refsim.simulate(64, 16, 32).deadlock is None  # no arrays, no numerics bound
+    monkeypatch.setenv("REFSIM_MAX_ELEMENTS", "4000")
+    assert (refsim.simulate(64, 16, 32, a=a, b=b).output == 32).all()
+
+
+@pytest.mark.parametrize("value", ["many", "0", "-5"])
+def test_a_bad_limit_is_named(monkeypatch, value):
+    monkeypatch.setenv("REFSIM_MAX_WORK_ITEMS", value)
+    with pytest.raises(ValueError, match=f"REFSIM_MAX_WORK_ITEMS='{value}'"):
+        refsim.simulate(64, 64, 64)
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks against the problem: said in the summary.
+
+
+def test_fitted_and_padded_blocks_are_said_in_the_summary():
+    fitted = refsim.simulate(16, 16, 16)
+    assert fitted.summary_dict()["block_fit"] == "fitted"
+    assert "blocks 16x16x16 (fitted to the problem)" in fitted.summary()
+    padded = refsim.simulate(16, 16, 16, block_m=256)
+    assert padded.summary_dict()["block_fit"] == "padded"
+    assert "the makespan includes the padding" in padded.summary()
+    assert padded.makespan_us > fitted.makespan_us
+    assert refsim.simulate(8192, 8192, 8192).summary_dict()["block_fit"] is None

@@ -277,3 +277,83 @@ def test_work_record_values_are_plain_json_types(results):
             for name, value in record._asdict().items():
                 assert isinstance(value, (int, float, str, bool)), (name, value)
             assert record.role in ROLES and record.kernel in ("gemm", "reduce")
+
+
+def spine_columns(image):
+    """Pixel columns holding a long vertical run of dark pixels: the axes frame."""
+    import numpy as np
+
+    dark = (image[..., :3] < 0.2).all(axis=-1)
+    return np.flatnonzero(dark.sum(axis=0) > 0.5 * image.shape[0])
+
+
+def test_gantt_legend_sits_right_of_the_bars(results, tmp_path):
+    path = tmp_path / "gantt.png"
+    results["streamk-mi300x"].plot_gantt(path)
+    image = read_png(path)
+    right_spine = spine_columns(image).max()
+    outside = image[:, right_spine + 2 :]
+    for role in ("dp", "sk-owner", "sk-contributor"):
+        assert colour_pixels(outside, refsim.trace.ROLE_COLOURS[role]) > 20, role
+
+
+def test_gantt_separates_back_to_back_items(results, tmp_path):
+    """A CU running items back to back shows a thin light line between the bars."""
+    import numpy as np
+
+    path = tmp_path / "gantt.png"
+    results["persistent-h100"].plot_gantt(path)
+    image = read_png(path)
+    rgb = np.array([int(ROLE_COLOURS_DP[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    rows_with_separators = 0
+    for line in (abs(image[..., :3] - rgb) <= 2 / 255).all(axis=-1):
+        columns = np.flatnonzero(line)
+        gaps = np.diff(columns)
+        rows_with_separators += bool(((gaps > 1) & (gaps <= 4)).any())
+    assert rows_with_separators > 50
+
+
+ROLE_COLOURS_DP = refsim.trace.ROLE_COLOURS["dp"]
+
+
+def test_gantt_title_names_the_fixup_and_the_deadlock(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(trace, "plot_gantt", lambda *args, **kwargs: calls.append(kwargs))
+    refsim.simulate(576, 512, 512, cus=16, fixup="turnstile", **B64).plot_gantt("x.png")
+    deadlocked = refsim.simulate(64, 64, 4096, 1, xcds=1, grid=2, sk_hybrid="one-wave", **B64)
+    deadlocked.plot_gantt("y.png")
+    assert calls[0]["title"].startswith("streamk (turnstile) 576x512x512 on mi300x")
+    assert (calls[0]["waits"], calls[0]["stalled_at"]) == ((), None)
+    assert "deadlock at" in calls[1]["title"]
+    assert calls[1]["waits"] == [(0, 1)]
+    assert calls[1]["stalled_at"] == deadlocked.deadlock.at_us
+
+
+def test_gantt_of_a_deadlock_marks_who_waits_on_whom():
+    """An arrow from each waiting program to the awaited one, or a note that it never started."""
+    import matplotlib.pyplot as plt
+
+    record = WorkRecord(0, 0, 0, 0, 0, 0, 2, "sk-owner", 0, 0, 1.0, 4.0)
+    other = record._replace(program=1, k_begin=2, k_end=4, role="sk-contributor", unit=1)
+    fig, ax = plt.subplots()
+    trace._draw_waits(ax, [record, other], {0: 0, 1: 1}, [(0, 1), (1, 2)], stalled_at=4.0)
+    arrows = [t for t in ax.texts if getattr(t, "arrow_patch", None) is not None]
+    notes = sorted(t.get_text() for t in ax.texts if t.get_text())
+    plt.close(fig)
+    assert len(arrows) == 1
+    assert notes == ["P0 waits for P1", "P1 waits for P2 (never started)", "deadlock at 4.00 us"]
+
+
+def test_gantt_png_of_a_deadlocked_run(tmp_path):
+    deadlocked = refsim.simulate(64, 64, 4096, 1, xcds=1, grid=2, sk_hybrid="one-wave", **B64)
+    path = tmp_path / "deadlock.png"
+    deadlocked.plot_gantt(path)
+    image = read_png(path)
+    red = (image[..., 0] > 0.8) & (image[..., 1] < 0.2) & (image[..., 2] < 0.2)
+    assert red.sum() > 100  # the stall line and the note
+
+
+def test_gantt_refuses_an_unknown_format(results, tmp_path):
+    with pytest.raises(ValueError, match="png, svg, pdf"):
+        results["streamk-mi300x"].plot_gantt(tmp_path / "gantt.jpg")
+    assert not (tmp_path / "gantt.jpg").exists()
