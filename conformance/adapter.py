@@ -1,6 +1,6 @@
 """Adapters: the reference kernels, a mutant package, or your own kernel as a KernelUnderTest.
 
-To check your own kernel, wrap a callable with :class:`conformance.checks.KernelUnderTest`::
+To check your own kernel, wrap a callable with :class:`conformance.harness.KernelUnderTest`::
 
     from conformance import KernelUnderTest, check_case, Case
 
@@ -14,16 +14,17 @@ To check your own kernel, wrap a callable with :class:`conformance.checks.Kernel
 Without records the order checks are skipped; without ``partial_slot`` the partial check is.
 """
 
-from .checks import POISON, KernelUnderTest
+import importlib
+
+from .harness import POISON, KernelUnderTest
 
 
 def for_package(module, name):
     """A KernelUnderTest over a package shaped like ``kernels`` (run, partial_slot, workspace)."""
+    workspace = importlib.import_module(f"{module.__name__}.workspace")
 
     def poison(device):
-        partials = module.workspace.workspace_for(device)._buffers.get("partials")
-        if partials is not None:
-            partials.fill_(POISON)
+        workspace.workspace_for(device).fill("partials", POISON)
 
     def run(config, a, b, bias=None, out=None, trace=False):
         atomic = config.strategy == "streamk" and config.fixup == "atomic"

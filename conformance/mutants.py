@@ -58,10 +58,10 @@ MUTANTS = (
         "bias-by-row",
         "the epilogue indexes the bias by row instead of column",
         "tile.py",
-        "        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)\n"
-        "        acc = acc + bias.to(tl.float32)[None, :]",
-        "        bias = tl.load(bias_ptr + offs_m * stride_bias, mask=offs_m < N, other=0.0)\n"
-        "        acc = acc + bias.to(tl.float32)[:, None]",
+        "            bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)\n"
+        "            acc = acc + bias.to(tl.float32)[None, :]",
+        "            bias = tl.load(bias_ptr + offs_m * stride_bias, mask=offs_m < N, other=0.0)\n"
+        "            acc = acc + bias.to(tl.float32)[:, None]",
         Case("mutant-bias-by-row", 64, 64, 40, strategy="persistent"),
         "bias along the wrong axis",
     ),
@@ -80,8 +80,9 @@ MUTANTS = (
         "sk-split-off-by-one",
         "every Stream-K range but the last ends one iteration early",
         "streamk.py",
-        "    start, end = streamk_iter_range(lp, sk_iters, num_programs)\n    step = dp_steps",
-        "    start, end = streamk_iter_range(lp, sk_iters, num_programs)\n"
+        "    start, end = contract.streamk_iter_range(lp, sk_iters, num_programs)\n"
+        "    step = dp_steps",
+        "    start, end = contract.streamk_iter_range(lp, sk_iters, num_programs)\n"
         "    end = end - (lp < num_programs - 1).to(tl.int32)\n    step = dp_steps",
         Case("mutant-sk-split-off-by-one", 64, 64, 80, cus=3, **_SK),
         "missing K-segment",
@@ -90,9 +91,9 @@ MUTANTS = (
         "wrong-group-m",
         "the data-parallel swizzle uses GROUP_M + 1",
         "tile.py",
-        "    pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)\n"
+        "    pid_m, pid_n = contract.grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)\n"
         "    t_start = trace_begin(step, TRACE, BACKEND)",
-        "    pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M + 1)\n"
+        "    pid_m, pid_n = contract.grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M + 1)\n"
         "    t_start = trace_begin(step, TRACE, BACKEND)",
         Case("mutant-wrong-group-m", 96, 96, 40, strategy="persistent", group_m=2),
         "wrong tile order",
@@ -113,8 +114,9 @@ MUTANTS = (
         "ws-counter-gap",
         "each work-stealing counter stops one tile short of its range",
         "work_stealing.py",
-        "    _, end = ws_counter_range(counter, total_tiles, num_counters)",
-        "    _, end = ws_counter_range(counter, total_tiles, num_counters)\n    end = end - 1",
+        "    _, end = contract.ws_counter_range(counter, total_tiles, num_counters)",
+        "    _, end = contract.ws_counter_range(counter, total_tiles, num_counters)\n"
+        "    end = end - 1",
         Case("mutant-ws-counter-gap", 64, 96, 40, strategy="work_stealing"),
         "tile never written",
     ),

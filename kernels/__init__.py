@@ -10,8 +10,6 @@ The torch front end -- ``kernels.matmul``, ``kernels.addmm``, ``kernels.bmm`` an
 described in docs/torch-api.md.
 """
 
-from .launch import KernelRun, default_config, launch_options, partial_slot, run
-
 __all__ = [
     "KernelRun",
     "addmm",
@@ -24,16 +22,30 @@ __all__ = [
     "run",
 ]
 
-_FRONT_END = {"matmul": "ops", "addmm": "ops", "bmm": "ops", "nn": None}
+# name -> (module, attribute; None for the module itself). Resolved on first use, so that
+# importing ``kernels`` or a leaf such as ``kernels.dtypes`` decorates no kernel and registers
+# no operator.
+_LAZY = {
+    "run": ("launch", "run"),
+    "partial_slot": ("launch", "partial_slot"),
+    "launch_options": ("launch", "launch_options"),
+    "default_config": ("device", "default_config"),
+    "KernelRun": ("records", "KernelRun"),
+    "matmul": ("ops", "matmul"),
+    "addmm": ("ops", "addmm"),
+    "bmm": ("ops", "bmm"),
+    "nn": ("nn", None),
+}
 
 
 def __getattr__(name):
-    """The torch front end, imported (and its operators registered) on first use."""
-    if name not in _FRONT_END:
+    """The launcher and the torch front end, imported on first use."""
+    if name not in _LAZY:
         raise AttributeError(f"module 'kernels' has no attribute {name!r}")
     import importlib
 
-    module = importlib.import_module(f".{_FRONT_END[name] or name}", __name__)
-    value = module if _FRONT_END[name] is None else getattr(module, name)
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(f".{module_name}", __name__)
+    value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value

@@ -21,7 +21,7 @@ NVIDIA = tl.constexpr(1)
 AMD = tl.constexpr(2)
 
 # Clock ticks per microsecond, for turning traced timestamps into WorkRecord times.
-TICKS_PER_US = {0: 1.0, 1: 1000.0, 2: 100.0}
+TICKS_PER_US = {INTERPRETER: 1.0, NVIDIA: 1000.0, AMD: 100.0}
 
 
 def interpreting():
@@ -33,20 +33,20 @@ def interpreting():
 def backend_for(device_type):
     """The backend code for a torch device type, probed once per type."""
     if interpreting() or device_type == "cpu":
-        return 0
+        return INTERPRETER
     import torch
 
-    return 2 if getattr(torch.version, "hip", None) else 1
+    return AMD if getattr(torch.version, "hip", None) else NVIDIA
 
 
 @triton.jit
 def read_clock(step, BACKEND: tl.constexpr):
     """A timestamp: ns on NVIDIA, 10 ns ticks on AMD, the step counter in the interpreter."""
-    if BACKEND == 1:
+    if BACKEND == NVIDIA:
         t = tl.inline_asm_elementwise(
             "mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64, is_pure=False, pack=1
         )
-    elif BACKEND == 2:
+    elif BACKEND == AMD:
         t = tl.inline_asm_elementwise(
             "s_memrealtime $0\ns_waitcnt lgkmcnt(0)",
             "=s",
@@ -63,12 +63,12 @@ def read_clock(step, BACKEND: tl.constexpr):
 @triton.jit
 def read_unit(BACKEND: tl.constexpr):
     """``(unit, xcd)``: SM id and 0 on NVIDIA; CU id and XCC id on AMD; -1, -1 interpreted."""
-    if BACKEND == 1:
+    if BACKEND == NVIDIA:
         unit = tl.inline_asm_elementwise(
             "mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=True, pack=1
         )
         xcd = unit * 0
-    elif BACKEND == 2:
+    elif BACKEND == AMD:
         unit = tl.inline_asm_elementwise(
             "s_getreg_b32 $0, hwreg(HW_REG_HW_ID, 8, 4)",
             "=s",

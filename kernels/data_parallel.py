@@ -3,7 +3,9 @@
 import triton
 import triton.language as tl
 
-from .tile import ROLE_DP, logical_program, whole_tile
+from . import contract
+from .launch_spec import Launch, LaunchSet, gemm_arguments, static_max_steps
+from .tile import ROLE_DP, whole_tile
 
 
 @triton.jit
@@ -25,6 +27,7 @@ def data_parallel_kernel(
     stride_cm,
     stride_cn,
     stride_bias,
+    max_steps,
     # tiling
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -37,12 +40,11 @@ def data_parallel_kernel(
     EVEN_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    max_steps,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    tile = logical_program(pid, tl.num_programs(0), NUM_XCDS, REMAP, CHUNK)
+    tile = contract.logical_program(pid, tl.num_programs(0), NUM_XCDS, REMAP, CHUNK)
     whole_tile(
         a_ptr,
         b_ptr,
@@ -76,3 +78,13 @@ def data_parallel_kernel(
         TRACE,
         BACKEND,
     )
+
+
+def launches(config, a, b, bias, c, workspace, backend, trace, options):
+    """One launch, one program per tile (see :mod:`kernels.launch_spec`)."""
+    gemm = gemm_arguments(
+        config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
+    )
+    kernel_args = gemm.args + (gemm.max_steps,)
+    launch = Launch(data_parallel_kernel, (config.grid,), kernel_args, gemm.constexprs, options)
+    return LaunchSet((launch,), traces=(("gemm", gemm.trace),))

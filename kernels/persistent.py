@@ -3,7 +3,9 @@
 import triton
 import triton.language as tl
 
-from .tile import ROLE_DP, cdiv, logical_program, persistent_tile, persistent_tile_count, whole_tile
+from . import contract
+from .launch_spec import Launch, LaunchSet, gemm_arguments, static_max_steps
+from .tile import ROLE_DP, whole_tile
 
 
 @triton.jit
@@ -25,6 +27,7 @@ def persistent_kernel(
     stride_cm,
     stride_cn,
     stride_bias,
+    max_steps,
     # tiling
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -37,16 +40,15 @@ def persistent_kernel(
     EVEN_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    max_steps,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
 ):
     pid = tl.program_id(0)
     num_programs = tl.num_programs(0)
-    lp = logical_program(pid, num_programs, NUM_XCDS, REMAP, CHUNK)
-    total_tiles = cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N)
-    for step in range(0, persistent_tile_count(lp, total_tiles, num_programs)):
-        tile = persistent_tile(lp, step, num_programs)
+    lp = contract.logical_program(pid, num_programs, NUM_XCDS, REMAP, CHUNK)
+    total_tiles = contract.cdiv(M, BLOCK_M) * contract.cdiv(N, BLOCK_N)
+    for step in range(0, contract.persistent_tile_count(lp, total_tiles, num_programs)):
+        tile = contract.persistent_tile(lp, step, num_programs)
         whole_tile(
             a_ptr,
             b_ptr,
@@ -80,3 +82,13 @@ def persistent_kernel(
             TRACE,
             BACKEND,
         )
+
+
+def launches(config, a, b, bias, c, workspace, backend, trace, options):
+    """One launch of ``config.grid`` programs (see :mod:`kernels.launch_spec`)."""
+    gemm = gemm_arguments(
+        config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
+    )
+    kernel_args = gemm.args + (gemm.max_steps,)
+    launch = Launch(persistent_kernel, (config.grid,), kernel_args, gemm.constexprs, options)
+    return LaunchSet((launch,), traces=(("gemm", gemm.trace),))

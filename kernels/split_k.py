@@ -1,23 +1,24 @@
 """Split-K GEMM: each tile's K-range cut into SPLIT_K slices, then a reduction launch.
 
 Program ``lp`` computes slice ``split`` of ``tile`` (``refsim.tiling.split_k_work``) and stores
-its fp32 partial in workspace slot ``tile * SPLIT_K + split`` (``(tiles * SPLIT_K, BLOCK_M,
-BLOCK_N)``). The reduction launch, one program per tile, sums the slices in split order, adds
+its fp32 partial in workspace slot ``split_k_partial_slot(tile, split, SPLIT_K)`` (``(tiles *
+SPLIT_K, BLOCK_M, BLOCK_N)``). The reduction launch, one program per tile, sums the slices in split order, adds
 the bias once and stores. With SPLIT_K = 1 the first launch stores the tile directly.
 """
 
+import torch
 import triton
 import triton.language as tl
 
+from refsim import tiling
+
+from . import contract
+from .launch_spec import Launch, LaunchSet, gemm_arguments, static_max_steps
+from .records import trace_buffer
 from .tile import (
     ROLE_REDUCE,
     ROLE_SPLIT,
-    cdiv,
-    grouped_tile,
     load_partial,
-    logical_program,
-    split_k_range,
-    split_k_work,
     store_partial,
     tile_accumulate,
     tile_epilogue,
@@ -47,6 +48,7 @@ def split_k_kernel(
     stride_bias,
     # partial workspace
     partials_ptr,
+    max_steps,
     # tiling
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -59,16 +61,17 @@ def split_k_kernel(
     EVEN_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    max_steps,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
     SPLIT_K: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    lp = logical_program(pid, tl.num_programs(0), NUM_XCDS, REMAP, CHUNK)
-    tile, split = split_k_work(lp, SPLIT_K)
-    k_begin, k_end = split_k_range(split, cdiv(K, BLOCK_K), SPLIT_K)
-    pid_m, pid_n = grouped_tile(tile, cdiv(M, BLOCK_M), cdiv(N, BLOCK_N), GROUP_M)
+    lp = contract.logical_program(pid, tl.num_programs(0), NUM_XCDS, REMAP, CHUNK)
+    tile, split = contract.split_k_work(lp, SPLIT_K)
+    k_begin, k_end = contract.split_k_range(split, contract.cdiv(K, BLOCK_K), SPLIT_K)
+    pid_m, pid_n = contract.grouped_tile(
+        tile, contract.cdiv(M, BLOCK_M), contract.cdiv(N, BLOCK_N), GROUP_M
+    )
     t_start = trace_begin(pid * 0, TRACE, BACKEND)
     acc = tile_accumulate(
         a_ptr,
@@ -110,9 +113,8 @@ def split_k_kernel(
         )
     else:
         # released by the launch boundary (the reduction is a second kernel): no event log
-        store_partial(
-            partials_ptr, tile * SPLIT_K + split, acc, trace_ptr, pid, BLOCK_M, BLOCK_N, False
-        )
+        slot = contract.split_k_partial_slot(tile, split, SPLIT_K)
+        store_partial(partials_ptr, slot, acc, trace_ptr, pid, BLOCK_M, BLOCK_N, False)
     trace_end(
         trace_ptr,
         pid,
@@ -155,11 +157,16 @@ def split_k_reduce_kernel(
     SPLIT_K: tl.constexpr,
 ):
     tile = tl.program_id(0)
-    pid_m, pid_n = grouped_tile(tile, cdiv(M, BLOCK_M), cdiv(N, BLOCK_N), GROUP_M)
+    pid_m, pid_n = contract.grouped_tile(
+        tile, contract.cdiv(M, BLOCK_M), contract.cdiv(N, BLOCK_N), GROUP_M
+    )
     t_start = trace_begin(tile * 0, TRACE, BACKEND)
-    total = load_partial(partials_ptr, tile * SPLIT_K, BLOCK_M, BLOCK_N)
+    total = load_partial(
+        partials_ptr, contract.split_k_partial_slot(tile, 0, SPLIT_K), BLOCK_M, BLOCK_N
+    )
     for split in range(1, SPLIT_K):
-        total += load_partial(partials_ptr, tile * SPLIT_K + split, BLOCK_M, BLOCK_N)
+        slot = contract.split_k_partial_slot(tile, split, SPLIT_K)
+        total += load_partial(partials_ptr, slot, BLOCK_M, BLOCK_N)
     tile_epilogue(
         total,
         c_ptr,
@@ -194,3 +201,51 @@ def split_k_reduce_kernel(
         TRACE,
         BACKEND,
     )
+
+
+def launches(config, a, b, bias, c, workspace, backend, trace, options):
+    """The split launch and, with ``split_k > 1``, the reduction (see :mod:`kernels.launch_spec`)."""
+    gemm = gemm_arguments(
+        config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
+    )
+    grid, block_m, block_n = config.grid, config.block_m, config.block_n
+    partials = workspace.buffer("partials", grid * block_m * block_n, torch.float32)
+    split = Launch(
+        split_k_kernel,
+        (grid,),
+        gemm.args + (partials, gemm.max_steps),
+        dict(gemm.constexprs, SPLIT_K=config.split_k),
+        options,
+    )
+    if config.split_k == 1:
+        return LaunchSet((split,), traces=(("gemm", gemm.trace),))
+    reduce_trace = trace_buffer(config.total_tiles, 1, a.device) if trace else gemm.trace
+    reduce = Launch(
+        split_k_reduce_kernel,
+        (config.total_tiles,),
+        (c, gemm.bias, reduce_trace, partials, config.m, config.n)
+        + (c.stride(0), c.stride(1), gemm.stride_bias),
+        {
+            "BLOCK_M": block_m,
+            "BLOCK_N": block_n,
+            "GROUP_M": config.group_m,
+            "HAS_BIAS": bias is not None,
+            "TRACE": trace,
+            "BACKEND": backend,
+            "SPLIT_K": config.split_k,
+        },
+        {"num_warps": options["num_warps"]},
+    )
+    return LaunchSet(
+        (split, reduce),
+        traces=(("gemm", gemm.trace), ("reduce", reduce_trace)),
+        partials=partials.view(grid, block_m, block_n),
+    )
+
+
+def partial_slot(config, program, tile):
+    """Slot in ``KernelRun.partials`` of hardware ``program``'s partial of ``tile``."""
+    tile_of, split = tiling.split_k_work(config.logical_program(program), config.split_k)
+    if tile_of != tile:
+        raise ValueError(f"program {program} computes tile {tile_of}, not {tile}")
+    return tiling.split_k_partial_slot(tile, split, config.split_k)

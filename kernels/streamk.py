@@ -13,35 +13,32 @@ A tile whose K-range spans programs is reduced by the fixup protocol (``FIXUP``)
   arrive sums all partials in K order. No waiting.
 * ``ATOMIC``: float atomic adds into a zeroed output; arrival order decides rounding.
 
-Partial workspace layout: ``(2 * grid, BLOCK_M, BLOCK_N)`` fp32, slot ``2 * lp`` for the
-segment at the start of logical program ``lp``'s range, ``2 * lp + 1`` for the one at its end
-(see :func:`partial_slot`). Flags: one int32 per logical program, holding the launch's epoch
-once its partial is published. Counters (last-arriver, atomic): one int32 per SK tile.
+Partial workspace layout: ``(2 * grid, BLOCK_M, BLOCK_N)`` fp32, slot
+``refsim.tiling.streamk_partial_slot``: ``2 * lp`` for the segment at the start of logical
+program ``lp``'s range, ``2 * lp + 1`` for the one at its end. Flags: one int32 per logical
+program, holding the launch's epoch once its partial is published. Counters (last-arriver,
+atomic): one int32 per SK tile, ``refsim.tiling.streamk_tile_counter``.
 When tracing, every partial store and every release (flag published, counter arrived at) is
 appended to an event log (``tile.log_event``), so a checker can see each program's order.
 """
 
+import torch
 import triton
 import triton.language as tl
 
 from refsim import tiling
 
+from . import contract
+from .backend import INTERPRETER
+from .launch_spec import Launch, LaunchSet, gemm_arguments, static_max_steps
+from .records import event_log
 from .tile import (
     ROLE_DP,
     ROLE_SK_CONTRIBUTOR,
     arrive,
-    cdiv,
-    grouped_tile,
     load_partial,
-    logical_program,
-    persistent_tile,
-    persistent_tile_count,
     publish,
     store_partial,
-    streamk_iter_range,
-    streamk_segment,
-    streamk_segment_back,
-    streamk_tile_programs,
     tile_accumulate,
     tile_epilogue,
     trace_begin,
@@ -50,21 +47,17 @@ from .tile import (
     whole_tile,
 )
 
-OWNER_WAITS, TURNSTILE, LAST_ARRIVER, ATOMIC = 0, 1, 2, 3
+# The fixup protocols (FIXUP).
+OWNER_WAITS = tl.constexpr(0)
+TURNSTILE = tl.constexpr(1)
+LAST_ARRIVER = tl.constexpr(2)
+ATOMIC = tl.constexpr(3)
 FIXUP_CODES = {
     "owner-waits": OWNER_WAITS,
     "turnstile": TURNSTILE,
     "last-arriver": LAST_ARRIVER,
     "atomic": ATOMIC,
 }
-
-
-@triton.jit
-def partial_slot_of(program, tile, dp_tiles, iters, sk_iters, num_programs):
-    """Workspace slot holding logical ``program``'s partial of SK ``tile``."""
-    range_start, _ = streamk_iter_range(program, sk_iters, num_programs)
-    tile_start = (tile - dp_tiles) * iters
-    return 2 * program + (tile_start > range_start).to(tl.int32)
 
 
 @triton.jit
@@ -111,8 +104,10 @@ def sk_segment(
     FIXUP: tl.constexpr,
 ):
     """One SK segment of one tile: K-loop, then this program's part of the tile's fixup."""
-    iters = cdiv(K, BLOCK_K)
-    pid_m, pid_n = grouped_tile(tile, cdiv(M, BLOCK_M), cdiv(N, BLOCK_N), GROUP_M)
+    iters = contract.cdiv(K, BLOCK_K)
+    pid_m, pid_n = contract.grouped_tile(
+        tile, contract.cdiv(M, BLOCK_M), contract.cdiv(N, BLOCK_N), GROUP_M
+    )
     t_start = trace_begin(step, TRACE, BACKEND)
     acc = tile_accumulate(
         a_ptr,
@@ -135,8 +130,9 @@ def sk_segment(
         INPUT_PRECISION,
         BACKEND,
     )
-    owner, last = streamk_tile_programs(tile, dp_tiles, iters, sk_iters, num_programs)
-    my_slot = partial_slot_of(lp, tile, dp_tiles, iters, sk_iters, num_programs)
+    owner, last = contract.streamk_tile_programs(tile, dp_tiles, iters, sk_iters, num_programs)
+    my_slot = contract.streamk_partial_slot(lp, tile, dp_tiles, iters, sk_iters, num_programs)
+    counter = contract.streamk_tile_counter(tile, dp_tiles)
     finalizes = lp * 0
     if owner == last:
         tile_epilogue(
@@ -156,14 +152,16 @@ def sk_segment(
             BACKEND,
         )
         finalizes = lp * 0 + 1
-    elif FIXUP == 0:
+    elif FIXUP == OWNER_WAITS:
         if k_begin != 0:
             store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
             publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
         else:
             for q in range(lp + 1, last + 1):
                 wait_for(flags_ptr + q, epoch, BACKEND)
-                q_slot = partial_slot_of(q, tile, dp_tiles, iters, sk_iters, num_programs)
+                q_slot = contract.streamk_partial_slot(
+                    q, tile, dp_tiles, iters, sk_iters, num_programs
+                )
                 acc += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
             tile_epilogue(
                 acc,
@@ -182,10 +180,12 @@ def sk_segment(
                 BACKEND,
             )
             finalizes = lp * 0 + 1
-    elif FIXUP == 1:
+    elif FIXUP == TURNSTILE:
         if lp > owner:
             wait_for(flags_ptr + (lp - 1), epoch, BACKEND)
-            prev_slot = partial_slot_of(lp - 1, tile, dp_tiles, iters, sk_iters, num_programs)
+            prev_slot = contract.streamk_partial_slot(
+                lp - 1, tile, dp_tiles, iters, sk_iters, num_programs
+            )
             acc = load_partial(partials_ptr, prev_slot, BLOCK_M, BLOCK_N) + acc
         if lp < last:
             store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
@@ -208,14 +208,18 @@ def sk_segment(
                 BACKEND,
             )
             finalizes = lp * 0 + 1
-    elif FIXUP == 2:
+    elif FIXUP == LAST_ARRIVER:
         store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
-        arrived = arrive(counters_ptr, tile - dp_tiles, events_ptr, pid, TRACE)
+        arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)
         if arrived == last - owner:
-            owner_slot = partial_slot_of(owner, tile, dp_tiles, iters, sk_iters, num_programs)
+            owner_slot = contract.streamk_partial_slot(
+                owner, tile, dp_tiles, iters, sk_iters, num_programs
+            )
             total = load_partial(partials_ptr, owner_slot, BLOCK_M, BLOCK_N)
             for q in range(owner + 1, last + 1):
-                q_slot = partial_slot_of(q, tile, dp_tiles, iters, sk_iters, num_programs)
+                q_slot = contract.streamk_partial_slot(
+                    q, tile, dp_tiles, iters, sk_iters, num_programs
+                )
                 total += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
             tile_epilogue(
                 total,
@@ -235,16 +239,26 @@ def sk_segment(
             )
             finalizes = lp * 0 + 1
     else:
-        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        if HAS_BIAS:  # noqa: SIM102 (a constexpr test, then a runtime one)
-            if k_begin == 0:
-                bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)
-                acc = acc + bias.to(tl.float32)[None, :]
-        c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-        mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-        tl.atomic_add(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask, sem="relaxed")
-        arrived = tl.atomic_add(counters_ptr + (tile - dp_tiles), 1, sem="relaxed", scope="gpu")
+        # ATOMIC: every segment adds into the zeroed output, the owner's with the bias
+        tile_epilogue(
+            acc,
+            c_ptr,
+            bias_ptr,
+            M,
+            N,
+            stride_cm,
+            stride_cn,
+            stride_bias,
+            pid_m,
+            pid_n,
+            BLOCK_M,
+            BLOCK_N,
+            HAS_BIAS,
+            BACKEND,
+            add_bias=k_begin == 0,
+            ATOMIC=True,
+        )
+        arrived = tl.atomic_add(counters_ptr + counter, 1, sem="relaxed", scope="gpu")
         finalizes = (arrived == last - owner).to(tl.int32)
     role = ROLE_SK_CONTRIBUTOR - (k_begin == 0).to(tl.int32)
     trace_end(
@@ -299,6 +313,7 @@ def streamk_kernel(
     epoch,
     # the event log of partial stores and releases (written when TRACE)
     events_ptr,
+    max_steps,
     # tiling
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -311,7 +326,6 @@ def streamk_kernel(
     EVEN_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    max_steps,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
     # fixup protocol; ORDERED: take the program id from order_ptr (sequential interpreter)
@@ -322,11 +336,11 @@ def streamk_kernel(
     if ORDERED:
         pid = tl.load(order_ptr + pid)
     num_programs = tl.num_programs(0)
-    lp = logical_program(pid, num_programs, NUM_XCDS, REMAP, CHUNK)
-    iters = cdiv(K, BLOCK_K)
-    dp_steps = persistent_tile_count(lp, dp_tiles, num_programs)
+    lp = contract.logical_program(pid, num_programs, NUM_XCDS, REMAP, CHUNK)
+    iters = contract.cdiv(K, BLOCK_K)
+    dp_steps = contract.persistent_tile_count(lp, dp_tiles, num_programs)
     for step in range(0, dp_steps):
-        tile = persistent_tile(lp, step, num_programs)
+        tile = contract.persistent_tile(lp, step, num_programs)
         whole_tile(
             a_ptr,
             b_ptr,
@@ -360,19 +374,16 @@ def streamk_kernel(
             TRACE,
             BACKEND,
         )
-    start, end = streamk_iter_range(lp, sk_iters, num_programs)
+    start, end = contract.streamk_iter_range(lp, sk_iters, num_programs)
     step = dp_steps
     it = start
-    if FIXUP == 1:
+    if FIXUP == TURNSTILE:
         it = end  # turnstile walks backwards: the tile it owns (k = 0) first
     remaining = end - start
     while remaining > 0:
-        if FIXUP == 1:
-            tile, k_begin, k_end = streamk_segment_back(it, start, iters, dp_tiles)
-            it -= k_end - k_begin
-        else:
-            tile, k_begin, k_end = streamk_segment(it, end, iters, dp_tiles)
-            it += k_end - k_begin
+        tile, k_begin, k_end, it = contract.streamk_walk_step(
+            it, start, end, iters, dp_tiles, FIXUP == TURNSTILE
+        )
         sk_segment(
             a_ptr,
             b_ptr,
@@ -419,12 +430,52 @@ def streamk_kernel(
         step += 1
 
 
+def launches(config, a, b, bias, c, workspace, backend, trace, options):
+    """One launch over the workspace's partials, flags and counters (see
+    :mod:`kernels.launch_spec`); under the interpreter, programs run in :func:`execution_order`."""
+    gemm = gemm_arguments(
+        config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
+    )
+    grid, block_m, block_n = config.grid, config.block_m, config.block_n
+    partials = workspace.buffer("partials", 2 * grid * block_m * block_n, torch.float32)
+    flags = workspace.buffer("flags", grid, torch.int32)
+    counters = workspace.buffer("counters", max(config.sk_tiles, 1), torch.int32)
+    zeroed = (counters, c) if config.fixup == "atomic" and config.sk_tiles else (counters,)
+    ordered = bool(backend == INTERPRETER)
+    order = (
+        torch.tensor(execution_order(config), dtype=torch.int32, device=a.device)
+        if ordered
+        else flags
+    )
+    events = event_log(4 * grid, a.device) if trace else gemm.trace
+    launch = Launch(
+        streamk_kernel,
+        (grid,),
+        gemm.args
+        + (partials, flags, counters, order, config.dp_tiles, config.sk_iters)
+        + (workspace.next_epoch(flags), events, gemm.max_steps),
+        dict(gemm.constexprs, FIXUP=FIXUP_CODES[config.fixup], ORDERED=ordered),
+        options,
+    )
+    return LaunchSet(
+        (launch,),
+        zeroed=zeroed,
+        traces=(("gemm", gemm.trace),),
+        partials=partials.view(2 * grid, block_m, block_n) if config.sk_tiles else None,
+        events=events if trace else None,
+    )
+
+
 def partial_slot(config, program, tile):
-    """Workspace slot of hardware ``program``'s partial of ``tile`` (host side of the layout)."""
-    lp = config.logical_program(program)
-    range_start, _ = tiling.streamk_iter_range(lp, config.sk_iters, config.grid)
-    tile_start = (tile - config.dp_tiles) * config.iters_per_tile
-    return 2 * lp + (tile_start > range_start)
+    """Slot in ``KernelRun.partials`` of hardware ``program``'s partial of SK ``tile``."""
+    return tiling.streamk_partial_slot(
+        config.logical_program(program),
+        tile,
+        config.dp_tiles,
+        config.iters_per_tile,
+        config.sk_iters,
+        config.grid,
+    )
 
 
 def execution_order(config):

@@ -1,30 +1,14 @@
-"""Shared jit helpers: the tiling contract as jit functions, the one K-loop, the one epilogue,
-partial-buffer access, and the trace writer. Every strategy's kernel is built from these.
+"""Shared jit helpers: the one K-loop, the one epilogue, partial-buffer access, release and
+wait, the event log and the trace writer. Every strategy's kernel is built from these; every
+index comes from the tiling contract (:mod:`kernels.contract`).
 """
 
 import triton
 import triton.language as tl
 
-from refsim import tiling
-
-from .backend import read_clock, read_unit
-
-_contract = tiling.triton_namespace()
-cdiv = _contract.cdiv
-grouped_tile = _contract.grouped_tile
-xcd_remap = _contract.xcd_remap
-xcd_remap_chunked = _contract.xcd_remap_chunked
-persistent_tile_count = _contract.persistent_tile_count
-persistent_tile = _contract.persistent_tile
-streamk_iter_range = _contract.streamk_iter_range
-streamk_segment = _contract.streamk_segment
-streamk_segment_back = _contract.streamk_segment_back
-streamk_tile_programs = _contract.streamk_tile_programs
-ws_counter = _contract.ws_counter
-ws_counter_range = _contract.ws_counter_range
-ws_ticket_tile = _contract.ws_ticket_tile
-split_k_work = _contract.split_k_work
-split_k_range = _contract.split_k_range
+from . import contract
+from .backend import INTERPRETER, read_clock, read_unit
+from .records import EVENTS, TRACE_FIELDS
 
 # Role codes in trace records: the index in refsim.trace.ROLES.
 ROLE_DP = tl.constexpr(0)
@@ -34,47 +18,12 @@ ROLE_WS = tl.constexpr(3)
 ROLE_SPLIT = tl.constexpr(4)
 ROLE_REDUCE = tl.constexpr(5)
 
-# One trace record: int64 fields in this order; role -1 marks an unused record.
-TRACE_FIELDS = (
-    "tile",
-    "pid_m",
-    "pid_n",
-    "k_begin",
-    "k_end",
-    "role",
-    "unit",
-    "xcd",
-    "t_start",
-    "t_end",
-    "ticket",
-    "counter",
-    "finalizes",
-)
 NUM_TRACE_FIELDS = tl.constexpr(len(TRACE_FIELDS))
 
-# Event log kinds (see log_event): the order of a program's partial stores and releases.
-EVENTS = ("store", "publish", "arrive")
-EVENT_STORE = tl.constexpr(0)
-EVENT_PUBLISH = tl.constexpr(1)
-EVENT_ARRIVE = tl.constexpr(2)
-
-# XCD remap modes.
-REMAP_NONE = 0
-REMAP_PLAIN = 1
-REMAP_CHUNKED = 2
-
-
-@triton.jit
-def logical_program(
-    pid, num_programs, NUM_XCDS: tl.constexpr, REMAP: tl.constexpr, CHUNK: tl.constexpr
-):
-    """The program id the tiling functions see (GemmConfig.logical_program, on the device)."""
-    lp = pid
-    if REMAP == 1:
-        lp = xcd_remap(pid, num_programs, NUM_XCDS)
-    elif REMAP == 2:
-        lp = xcd_remap_chunked(pid, num_programs, NUM_XCDS, CHUNK)
-    return lp
+# Event log kinds (see log_event), in records.EVENTS order.
+EVENT_STORE = tl.constexpr(EVENTS.index("store"))
+EVENT_PUBLISH = tl.constexpr(EVENTS.index("publish"))
+EVENT_ARRIVE = tl.constexpr(EVENTS.index("arrive"))
 
 
 @triton.jit
@@ -119,7 +68,7 @@ def tile_accumulate(
         else:
             a = tl.load(a_ptrs, mask=k_idx[None, :] < K, other=0.0)
             b = tl.load(b_ptrs, mask=k_idx[:, None] < K, other=0.0)
-        if BACKEND == 0 and a_ptr.dtype.element_ty == tl.bfloat16:
+        if BACKEND == INTERPRETER and a_ptr.dtype.element_ty == tl.bfloat16:
             a = a.to(tl.float32)
             b = b.to(tl.float32)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
@@ -150,22 +99,31 @@ def tile_epilogue(
     BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     BACKEND: tl.constexpr,
+    add_bias=True,
+    ATOMIC: tl.constexpr = False,
 ):
-    """Add bias (fp32, once, one value per column), cast to the output dtype and store.
+    """Add the bias (fp32, one value per column) when ``HAS_BIAS`` and ``add_bias``, cast to the
+    output dtype and store; with ``ATOMIC``, add into the output with float atomics instead.
 
-    The interpreter truncates fp32 -> bf16 where GPUs round to nearest even, so there the
-    rounding is done first, by integer arithmetic, and the cast is exact.
+    ``add_bias`` is true wherever the tile is finalised (the bias goes in exactly once); the
+    atomic fixup passes it to the owner's segment only. The interpreter truncates fp32 -> bf16
+    where GPUs round to nearest even, so there the rounding is done first, by integer
+    arithmetic, and the cast is exact.
     """
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)
-        acc = acc + bias.to(tl.float32)[None, :]
-    if BACKEND == 0 and c_ptr.dtype.element_ty == tl.bfloat16:
+    if HAS_BIAS:  # noqa: SIM102 (a constexpr test, then one that may be a runtime one)
+        if add_bias:
+            bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)
+            acc = acc + bias.to(tl.float32)[None, :]
+    if BACKEND == INTERPRETER and c_ptr.dtype.element_ty == tl.bfloat16:
         acc = round_to_bf16(acc)
     c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask)
+    if ATOMIC:
+        tl.atomic_add(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask, sem="relaxed")
+    else:
+        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -237,7 +195,7 @@ def wait_for(flag_ptr, epoch, BACKEND: tl.constexpr):
     a program waits on is already set; a flag not set then never would be, so there the wait
     does not spin (a kernel waiting on a flag nobody sets reads whatever the workspace holds).
     """
-    if BACKEND != 0:
+    if BACKEND != INTERPRETER:
         while tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu") != epoch:
             pass
     tl.debug_barrier()
@@ -331,10 +289,10 @@ def whole_tile(
     BACKEND: tl.constexpr,
 ):
     """Compute and store one tile over its whole K range: the data-parallel work item."""
-    num_pid_m = cdiv(M, BLOCK_M)
-    num_pid_n = cdiv(N, BLOCK_N)
-    iters = cdiv(K, BLOCK_K)
-    pid_m, pid_n = grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)
+    num_pid_m = contract.cdiv(M, BLOCK_M)
+    num_pid_n = contract.cdiv(N, BLOCK_N)
+    iters = contract.cdiv(K, BLOCK_K)
+    pid_m, pid_n = contract.grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)
     t_start = trace_begin(step, TRACE, BACKEND)
     acc = tile_accumulate(
         a_ptr,

@@ -7,10 +7,15 @@ the range. Counters sit ``COUNTER_STRIDE`` int32s apart (their own 128-byte line
 zeroed on the launch stream before every launch.
 """
 
+import torch
 import triton
 import triton.language as tl
 
-from .tile import ROLE_WS, cdiv, whole_tile, ws_counter, ws_counter_range, ws_ticket_tile
+from refsim import tiling
+
+from . import contract
+from .launch_spec import Launch, LaunchSet, gemm_arguments
+from .tile import ROLE_WS, whole_tile
 
 COUNTER_STRIDE = 32
 
@@ -37,6 +42,7 @@ def work_stealing_kernel(
     # counters
     counters_ptr,
     num_counters,
+    max_steps,
     # tiling
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -49,7 +55,6 @@ def work_stealing_kernel(
     EVEN_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    max_steps,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
     # counter layout (ws_counter's constants) and padding
@@ -58,12 +63,12 @@ def work_stealing_kernel(
     COUNTER_STRIDE: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    total_tiles = cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N)
-    counter = ws_counter(pid, WS_XCDS, WS_PER_XCD)
-    _, end = ws_counter_range(counter, total_tiles, num_counters)
+    total_tiles = contract.cdiv(M, BLOCK_M) * contract.cdiv(N, BLOCK_N)
+    counter = contract.ws_counter(pid, WS_XCDS, WS_PER_XCD)
+    _, end = contract.ws_counter_range(counter, total_tiles, num_counters)
     counter_ptr = counters_ptr + counter * COUNTER_STRIDE
     ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
-    tile = ws_ticket_tile(counter, ticket, total_tiles, num_counters)
+    tile = contract.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
     step = pid * 0
     while tile < end:
         whole_tile(
@@ -100,5 +105,21 @@ def work_stealing_kernel(
             BACKEND,
         )
         ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
-        tile = ws_ticket_tile(counter, ticket, total_tiles, num_counters)
+        tile = contract.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
         step += 1
+
+
+def launches(config, a, b, bias, c, workspace, backend, trace, options):
+    """One launch over the workspace's zeroed counters (see :mod:`kernels.launch_spec`)."""
+    max_steps = tiling.ws_max_work_items(config.total_tiles, config.num_counters)
+    gemm = gemm_arguments(config, a, b, bias, c, workspace, backend, trace, max_steps)
+    counters = workspace.buffer("counters", config.num_counters * COUNTER_STRIDE, torch.int32)
+    ws_xcds, per_xcd = config.counter_layout
+    launch = Launch(
+        work_stealing_kernel,
+        (config.grid,),
+        gemm.args + (counters, config.num_counters, gemm.max_steps),
+        dict(gemm.constexprs, WS_XCDS=ws_xcds, WS_PER_XCD=per_xcd, COUNTER_STRIDE=COUNTER_STRIDE),
+        options,
+    )
+    return LaunchSet((launch,), zeroed=(counters,), traces=(("gemm", gemm.trace),))

@@ -30,6 +30,12 @@ class Workspace:
             self._buffers[name] = current
         return current if current.numel() == max(numel, 1) else current[: max(numel, 1)]
 
+    def fill(self, name, value):
+        """Set every element of buffer ``name`` to ``value``, if this workspace holds one."""
+        current = self._buffers.get(name)
+        if current is not None:
+            current.fill_(value)
+
     def next_epoch(self, flags):
         """The epoch of a new launch; restarts (clearing ``flags``) before int32 overflows."""
         self._epoch += 1
@@ -48,15 +54,26 @@ def cuda_index(device):
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
+def _normalized(device):
+    """``device`` with its index made explicit: ``cuda`` is the current CUDA device, and the CPU
+    has no index (``cpu`` and ``cpu:0`` are one device)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.device("cuda", cuda_index(device))
+    return torch.device(device.type)
+
+
 def _stream_key(device):
     if device.type == "cuda":
         # the raw handle of torch.cuda.current_stream(device), without building a Stream object
-        return torch._C._cuda_getCurrentRawStream(cuda_index(device))
+        return torch._C._cuda_getCurrentRawStream(device.index)
     return 0
 
 
 def workspace_for(device):
-    """The workspace of ``device`` and its current stream."""
+    """The workspace of ``device`` and its current stream (``cuda`` and ``cuda:0`` are one
+    device when device 0 is current)."""
+    device = _normalized(device)
     key = (device.type, device.index, _stream_key(device))
     with _registry_lock:
         if key not in _registry:

@@ -68,7 +68,7 @@ def _item(config, program, step, tile, k_begin, k_end, role):
 
 
 def _logical_ids(config):
-    if not config.xcd_remap:
+    if config.remap_mode == tiling.REMAP_NONE:
         return range(config.grid), range(config.grid)
     logical = [config.logical_program(pid) for pid in range(config.grid)]
     hardware = [0] * config.grid
@@ -132,19 +132,16 @@ def _sk_segments(start, end, iters, first_sk, fixup):
     so each program walks its range backwards and starts with the tile it owns; walking forwards
     would chain every program behind the end of its predecessor's whole range.
     """
+    backward = fixup == "turnstile"
     segments = []
-    if fixup == "turnstile":
-        it = end
-        while it > start:
-            tile, k_begin, k_end = tiling.streamk_segment_back(it, start, iters, first_sk)
-            segments.append((tile, k_begin, k_end))
-            it -= k_end - k_begin
-    else:
-        it = start
-        while it < end:
-            tile, k_begin, k_end = tiling.streamk_segment(it, end, iters, first_sk)
-            segments.append((tile, k_begin, k_end))
-            it += k_end - k_begin
+    it = end if backward else start
+    remaining = end - start
+    while remaining > 0:
+        tile, k_begin, k_end, it = tiling.streamk_walk_step(
+            it, start, end, iters, first_sk, backward
+        )
+        segments.append((tile, k_begin, k_end))
+        remaining -= k_end - k_begin
     return segments
 
 

@@ -13,10 +13,17 @@ Conventions
 * K is counted in ``BLOCK_K`` iterations; a tile has ``iters_per_tile = cdiv(K, BLOCK_K)``.
 * Stream-K: tiles ``[0, dp_tiles)`` are data-parallel (persistent stride over the grid), tiles
   ``[dp_tiles, total_tiles)`` are split into one contiguous range of K-iterations per program.
-* Arguments written in UPPER_CASE are compile-time constants in the kernels.
+* Arguments written in UPPER_CASE are compile-time constants in the kernels; so are the named
+  constants in :data:`CONSTANTS` (``tl.constexpr`` in the jitted functions' globals).
 """
 
 import types
+
+# XCD remap modes (``logical_program``'s REMAP).
+REMAP_NONE = 0
+REMAP_PLAIN = 1
+REMAP_CHUNKED = 2
+CONSTANTS = {"REMAP_NONE": REMAP_NONE, "REMAP_PLAIN": REMAP_PLAIN, "REMAP_CHUNKED": REMAP_CHUNKED}
 
 
 def cdiv(a, b):
@@ -68,6 +75,20 @@ def xcd_remap_chunked(pid, num_programs, NUM_XCDS, CHUNK):
     if pid < whole_rounds_end:
         logical = remapped
     return logical
+
+
+def logical_program(pid, num_programs, NUM_XCDS, REMAP, CHUNK):
+    """Hardware program id -> the program id every other tiling function sees.
+
+    ``REMAP`` is one of ``REMAP_NONE`` (the id itself), ``REMAP_PLAIN`` (:func:`xcd_remap`)
+    and ``REMAP_CHUNKED`` (:func:`xcd_remap_chunked` with ``CHUNK``).
+    """
+    lp = pid
+    if REMAP == REMAP_PLAIN:
+        lp = xcd_remap(pid, num_programs, NUM_XCDS)
+    elif REMAP == REMAP_CHUNKED:
+        lp = xcd_remap_chunked(pid, num_programs, NUM_XCDS, CHUNK)
+    return lp
 
 
 def persistent_tile_count(pid, num_tiles, num_programs):
@@ -141,6 +162,22 @@ def streamk_segment_back(it_end, start, iters_per_tile, first_sk_tile):
     return tile, k_begin, k_end
 
 
+def streamk_walk_step(it, start, end, iters_per_tile, first_sk_tile, BACKWARD):
+    """One step of a program's walk over its SK range ``[start, end)``.
+
+    The walk starts at ``start`` forwards, or at ``end`` when ``BACKWARD``; returns the segment
+    at position ``it`` as ``(tile, k_begin, k_end)`` and the next position. It is done after
+    ``end - start`` iterations.
+    """
+    if BACKWARD:
+        tile, k_begin, k_end = streamk_segment_back(it, start, iters_per_tile, first_sk_tile)
+        next_it = it - (k_end - k_begin)
+    else:
+        tile, k_begin, k_end = streamk_segment(it, end, iters_per_tile, first_sk_tile)
+        next_it = it + (k_end - k_begin)
+    return tile, k_begin, k_end, next_it
+
+
 def streamk_tile_programs(tile, first_sk_tile, iters_per_tile, sk_iters, num_programs):
     """``(owner, last)``: the programs holding an SK tile's first and last K-iteration.
 
@@ -150,6 +187,38 @@ def streamk_tile_programs(tile, first_sk_tile, iters_per_tile, sk_iters, num_pro
     owner = streamk_program_of_iter(first_iter, sk_iters, num_programs)
     last = streamk_program_of_iter(first_iter + iters_per_tile - 1, sk_iters, num_programs)
     return owner, last
+
+
+def streamk_partial_slot(program, tile, first_sk_tile, iters_per_tile, sk_iters, num_programs):
+    """Workspace slot of logical ``program``'s partial of SK ``tile``.
+
+    Two slots per program: ``2 * program`` for the segment at the start of its range,
+    ``2 * program + 1`` for one that starts inside it (its last segment).
+    """
+    range_start, _ = streamk_iter_range(program, sk_iters, num_programs)
+    slot = 2 * program
+    if (tile - first_sk_tile) * iters_per_tile > range_start:
+        slot = 2 * program + 1
+    return slot
+
+
+def streamk_tile_counter(tile, first_sk_tile):
+    """Index of SK ``tile``'s arrival counter (last-arriver, atomic): SK tiles count from 0."""
+    return tile - first_sk_tile
+
+
+def max_work_items(dp_tiles, sk_iters, iters_per_tile, num_programs):
+    """The most work items (trace rows) a program of a static schedule can have.
+
+    Its persistent tiles of ``[0, dp_tiles)`` plus, when there are SK iterations, the segments
+    of the longest SK range (a range of ``L`` iterations touches at most ``cdiv(L,
+    iters_per_tile) + 1`` tiles); at least one. Data-parallel and split-K programs have one
+    work item each: ``dp_tiles <= num_programs`` and no SK iterations.
+    """
+    sk_segments = sk_iters * 0
+    if sk_iters > 0:
+        sk_segments = cdiv(cdiv(sk_iters, num_programs), iters_per_tile) + 1
+    return max(cdiv(dp_tiles, num_programs) + sk_segments, 1)
 
 
 def ws_counter(pid, NUM_XCDS, COUNTERS_PER_XCD):
@@ -176,6 +245,11 @@ def ws_ticket_tile(counter, ticket, total_tiles, num_counters):
     return begin + ticket
 
 
+def ws_max_work_items(total_tiles, num_counters):
+    """The most tiles one work-stealing program can take: all of the largest counter range."""
+    return cdiv(total_tiles, num_counters)
+
+
 def split_k_work(pid, SPLIT_K):
     """Split-K program -> ``(tile, split)``: the splits of one tile are neighbouring programs."""
     return pid // SPLIT_K, pid % SPLIT_K
@@ -188,12 +262,18 @@ def split_k_range(split, iters_per_tile, SPLIT_K):
     return k_begin, k_end
 
 
+def split_k_partial_slot(tile, split, SPLIT_K):
+    """Workspace slot of split ``split``'s partial of ``tile``: a tile's splits are neighbours."""
+    return tile * SPLIT_K + split
+
+
 CONTRACT = (
     cdiv,
     grouped_tile,
     xcd_of_program,
     xcd_remap,
     xcd_remap_chunked,
+    logical_program,
     persistent_tile_count,
     persistent_tile,
     streamk_sk_tiles,
@@ -201,12 +281,18 @@ CONTRACT = (
     streamk_program_of_iter,
     streamk_segment,
     streamk_segment_back,
+    streamk_walk_step,
     streamk_tile_programs,
+    streamk_partial_slot,
+    streamk_tile_counter,
+    max_work_items,
     ws_counter,
     ws_counter_range,
     ws_ticket_tile,
+    ws_max_work_items,
     split_k_work,
     split_k_range,
+    split_k_partial_slot,
 )
 
 
@@ -215,13 +301,15 @@ def triton_namespace():
 
     Each function is rebuilt over a private globals dict whose names point at the jitted
     versions, so a jitted :func:`streamk_tile_programs` calls the jitted
-    :func:`streamk_program_of_iter`. Imports triton; call it when building kernels, not at import.
+    :func:`streamk_program_of_iter`, and the named :data:`CONSTANTS` are ``tl.constexpr``.
+    Imports triton; call it when building kernels, not at import.
     """
     import triton
     import triton.language
 
     # The interpreter patches triton.language only if the function's globals can see it.
     scope = {"__builtins__": __builtins__, "__name__": __name__, "tl": triton.language}
+    scope.update({name: triton.language.constexpr(value) for name, value in CONSTANTS.items()})
     jitted = {}
     for fn in CONTRACT:
         clone = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)

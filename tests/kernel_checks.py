@@ -7,11 +7,9 @@ import numpy as np
 import torch
 
 import refsim
-from conformance.checks import TOLERANCE, check_work_stealing
-from kernels.launch import TORCH_DTYPES
-
-# TOLERANCE (per dtype, defined once in the conformance suite): |out - ref| <= TOLERANCE[dtype] *
-# (|a| @ |b| + |bias|), ref in float64 from the dtype-rounded inputs.
+from conformance.checks import check_work_stealing
+from conformance.tolerances import tolerance_problem
+from kernels.dtypes import TORCH_DTYPES
 
 # The four ways an operand can be laid out: contiguous, a transposed view, a strided slice of a
 # wider buffer (non-contiguous rows), and a transposed strided slice.
@@ -65,23 +63,11 @@ def exact_output_problems(run, a, b, bias):
     return []
 
 
-def tolerance_problems(run, a, b, bias, dtype):
-    """Random inputs: within the dtype's tolerance (of the output's dtype when it differs)."""
-    dtype = (
-        next(name for name, dt in TORCH_DTYPES.items() if dt == run.output.dtype)
-        if dtype == "fp32"
-        else dtype
-    )
-    ref = reference(a, b, bias)
-    scale = a.double().abs().cpu() @ b.double().abs().cpu()
-    if bias is not None:
-        scale = scale + bias.double().abs().cpu()
-    error = (run.output.double().cpu() - ref).abs() / (scale + 1e-30)
-    worst = error.max().item()
-    if worst > TOLERANCE[dtype]:
-        i, j = divmod(error.argmax().item(), error.shape[1])
-        return [f"relative error {worst:.3g} at ({i}, {j}) exceeds {TOLERANCE[dtype]} for {dtype}"]
-    return []
+def tolerance_problems(run, a, b, bias):
+    """Random inputs: within the tolerance of the coarser of the inputs' and the output's dtype
+    (``conformance.tolerances``)."""
+    problem = tolerance_problem(run.output, a, b, bias)
+    return [problem] if problem else []
 
 
 def _key(record, with_final):

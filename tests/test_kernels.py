@@ -4,13 +4,16 @@ Without a GPU, conftest turns the interpreter on before the kernels are decorate
 tests run on CPU tensors with small blocks; with a GPU the same tests run compiled.
 """
 
+import inspect
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from kernel_checks import (
     LAYOUTS,
-    TORCH_DTYPES,
     exact_output_problems,
     make_inputs,
     order_problems,
@@ -21,6 +24,10 @@ from kernel_checks import (
 
 import kernels
 import refsim
+from kernels.backend import NVIDIA
+from kernels.dtypes import TORCH_DTYPES
+from kernels.launch import build_launches, launch_options
+from kernels.workspace import Workspace, workspace_for
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # The same tests are the interpreter tier on a CPU machine and part of `pytest -m gpu` on a GPU.
@@ -87,7 +94,7 @@ def all_problems(config, run, a, b, bias, exact=True):
         problems += exact_output_problems(run, a, b, bias)
         problems += partial_problems(run, sim)
     else:
-        problems += tolerance_problems(run, a, b, bias, config.dtype)
+        problems += tolerance_problems(run, a, b, bias)
     return problems
 
 
@@ -255,18 +262,112 @@ def test_tensors_on_different_devices_are_rejected():
         kernels.run(config, a, b.cpu(), bias)
 
 
-def test_importing_kernels_allocates_no_workspace():
-    """Workspaces appear on first launch only (checked in a fresh interpreter)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import kernels, kernels.workspace as w; assert w._registry == {}, w._registry; print('ok')"
-    )
+def run_python(code, **environment):
+    """Run ``code`` in a fresh interpreter; its stdout, stripped (stderr in the failure)."""
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ},
+        env={**os.environ, **environment},
     )
-    assert result.stdout.strip() == "ok", result.stderr
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_importing_kernels_allocates_no_workspace():
+    """Workspaces appear on first launch only (checked in a fresh interpreter)."""
+    code = (
+        "import kernels, kernels.workspace as w; assert w._registry == {}, w._registry; print('ok')"
+    )
+    assert run_python(code) == "ok"
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="interpreter tier (Triton 3.6's breaks on numpy 2.4)")
+def test_kernels_dtypes_is_a_leaf_and_the_interpreter_can_be_chosen_after_it():
+    """``import kernels.dtypes`` decorates no kernel, so TRITON_INTERPRET set afterwards holds."""
+    code = (
+        "import os, sys, torch, kernels.dtypes\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('kernels.'))\n"
+        "assert loaded == ['kernels.dtypes'], loaded\n"
+        "os.environ['TRITON_INTERPRET'] = '1'\n"
+        "import kernels\n"
+        "a = torch.ones((8, 8))\n"
+        "print(kernels.run({'strategy': 'persistent'}, a, a).output.sum().item())"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment
+    )
+    assert result.stdout.strip() == "512.0", result.stderr
+
+
+def test_the_contract_is_jitted_at_the_first_launch_not_at_import():
+    """Importing every kernel module builds no jitted contract; the first launch builds it once."""
+    code = (
+        "import torch\n"
+        "from refsim import tiling\n"
+        "built = []\n"
+        "build = tiling.triton_namespace\n"
+        "tiling.triton_namespace = lambda: built.append(1) or build()\n"
+        "import kernels.launch\n"
+        "assert built == [], 'built at import'\n"
+        f"a = torch.ones((8, 8), device={DEVICE!r})\n"
+        "for strategy in ('persistent', 'streamk', 'split_k'):\n"
+        "    kernels.launch.run({'strategy': strategy}, a, a)\n"
+        "print(len(built))"
+    )
+    assert run_python(code) == "1"
+
+
+def kernel_parameters(kernel):
+    """``(runtime parameter names in order, constexpr parameter names)`` of a jitted kernel."""
+    parameters = inspect.signature(kernel.fn).parameters.values()
+    constexpr = {p.name for p in parameters if "constexpr" in str(p.annotation)}
+    return [p.name for p in parameters if p.name not in constexpr], constexpr
+
+
+@pytest.mark.parametrize("run_name", sorted(RUNS))
+def test_launches_are_built_as_data_for_another_backend_without_launching(run_name):
+    """What a compile-only check gets: CPU tensors, the NVIDIA backend, nothing launched."""
+    config = config_for(run_name, (80, 32, 40))
+    a, b, bias = make_inputs(config)
+    c = torch.full((config.m, config.n), float("nan"))
+    launch_set = build_launches(
+        config, a, b, bias, c, backend=NVIDIA, workspace=Workspace(a.device), trace=True
+    )
+    assert launch_set.launches
+    for launch in launch_set.launches:
+        runtime, constexpr = kernel_parameters(launch.kernel)
+        assert len(launch.args) == len(runtime), runtime
+        assert set(launch.constexprs) == constexpr
+        assert launch.constexprs["BACKEND"] == NVIDIA
+        assert launch.constexprs.get("ORDERED", False) is False
+        assert set(launch.options) <= {"num_warps", "num_stages"}
+    assert torch.isnan(c).all()
+    assert launch_set.traces[0][0] == "gemm"
+
+
+def test_cpu_and_cpu_0_share_one_workspace_and_fill_reaches_its_buffer():
+    workspace = workspace_for(torch.device("cpu"))
+    assert workspace_for(torch.device("cpu:0")) is workspace
+    assert workspace_for("cpu") is workspace
+    buffer = workspace.buffer("fill-test", 4, torch.float32)
+    workspace.fill("fill-test", 7.0)
+    assert buffer.tolist() == [7.0] * 4
+    workspace.fill("never-allocated", 7.0)
+    assert workspace.buffer("never-allocated", 2, torch.float32).tolist() == [0.0, 0.0]
+
+
+def test_launch_options_for_an_offline_vendor_match_those_of_its_device():
+    config = refsim.GemmConfig(256, 256, 256, block_m=128, block_n=128, block_k=64, dtype="bf16")
+    assert launch_options(config, torch.device("cpu")) == {"num_warps": 4, "num_stages": 1}
+    assert launch_options(config, vendor="hip") == {"num_warps": 4, "num_stages": 2}
+    assert launch_options(config, vendor="cuda") == {"num_warps": 4, "num_stages": 4}
+    with pytest.raises(ValueError, match="vendor='rocm'"):
+        launch_options(config, vendor="rocm")
+
+
+def test_partial_slot_refuses_a_strategy_without_partials():
+    config = config_for("persistent", (33, 17, 20))
+    with pytest.raises(ValueError, match="keeps no partials"):
+        kernels.partial_slot(config, 0, 0)

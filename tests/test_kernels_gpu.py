@@ -80,3 +80,11 @@ def test_atomic_fixup_runs_outside_deterministic_mode():
     out = torch.empty((config.m, config.n), device="cuda")
     run = kernels.run(config, a, b, bias, out=out, deterministic=False)
     assert exact_output_problems(run, a, b, bias) == []
+
+
+def test_cuda_and_its_current_index_name_one_workspace():
+    """Poison written to the workspace of ``cuda`` reaches the one ``cuda:N`` launches use."""
+    from kernels.workspace import workspace_for
+
+    current = torch.device("cuda", torch.cuda.current_device())
+    assert workspace_for(torch.device("cuda")) is workspace_for(current)

@@ -32,6 +32,7 @@ CHUNKS = st.integers(1, 8)
 SPLIT_KS = st.integers(1, 16)
 COUNTERS_PER_XCD = st.integers(1, 8)
 ITERS_PER_TILE = st.integers(1, MAX_ITERS_PER_TILE)
+REMAP_MODES = st.sampled_from([tiling.REMAP_NONE, tiling.REMAP_PLAIN, tiling.REMAP_CHUNKED])
 
 # The interpreter flag when this module is imported; it must be back to this after decoration.
 INTERPRET_AT_IMPORT = triton.knobs.runtime.interpret
@@ -63,6 +64,13 @@ def xcd_remap_args(draw):
 def xcd_remap_chunked_args(draw):
     num_programs = draw(PROGRAM_COUNTS)
     return below(draw, num_programs), num_programs, draw(XCD_COUNTS), draw(CHUNKS)
+
+
+@st.composite
+def logical_program_args(draw):
+    num_programs = draw(PROGRAM_COUNTS)
+    pid = below(draw, num_programs)
+    return pid, num_programs, draw(XCD_COUNTS), draw(REMAP_MODES), draw(CHUNKS)
 
 
 @st.composite
@@ -103,12 +111,41 @@ def streamk_segment_back_args(draw):
 
 
 @st.composite
+def streamk_walk_step_args(draw):
+    end = draw(st.integers(1, MAX_ITERS))
+    start = below(draw, end)
+    backward = draw(st.booleans())
+    it = draw(st.integers(start + 1, end)) if backward else draw(st.integers(start, end - 1))
+    return it, start, end, draw(ITERS_PER_TILE), draw(st.integers(0, MAX_TILES)), backward
+
+
+@st.composite
 def streamk_tile_programs_args(draw):
     iters_per_tile = draw(ITERS_PER_TILE)
     sk_tiles = draw(st.integers(1, min(MAX_TILES, MAX_ITERS // iters_per_tile)))
     first_sk_tile = draw(st.integers(0, MAX_TILES - sk_tiles))
     tile = first_sk_tile + below(draw, sk_tiles)
     return tile, first_sk_tile, iters_per_tile, sk_tiles * iters_per_tile, draw(PROGRAM_COUNTS)
+
+
+@st.composite
+def streamk_partial_slot_args(draw):
+    tile, first_sk_tile, iters_per_tile, sk_iters, num_programs = draw(streamk_tile_programs_args())
+    program = below(draw, num_programs)
+    return program, tile, first_sk_tile, iters_per_tile, sk_iters, num_programs
+
+
+@st.composite
+def streamk_tile_counter_args(draw):
+    first_sk_tile = draw(st.integers(0, MAX_TILES))
+    return draw(st.integers(first_sk_tile, MAX_TILES)), first_sk_tile
+
+
+@st.composite
+def max_work_items_args(draw):
+    num_programs = draw(PROGRAM_COUNTS)
+    dp_tiles = draw(st.integers(0, MAX_TILES))
+    return dp_tiles, draw(st.integers(0, MAX_ITERS)), draw(ITERS_PER_TILE), num_programs
 
 
 @st.composite
@@ -131,12 +168,19 @@ def split_k_range_args(draw):
     return below(draw, split_k), draw(ITERS_PER_TILE), split_k
 
 
+@st.composite
+def split_k_partial_slot_args(draw):
+    split_k = draw(SPLIT_KS)
+    return draw(st.integers(0, MAX_TILES)), below(draw, split_k), split_k
+
+
 ARGUMENTS = {
     "cdiv": st.tuples(st.integers(0, MAX_ITERS), st.integers(1, MAX_TILES)),
     "grouped_tile": grouped_tile_args(),
     "xcd_of_program": st.tuples(st.integers(0, MAX_PROGRAMS - 1), XCD_COUNTS),
     "xcd_remap": xcd_remap_args(),
     "xcd_remap_chunked": xcd_remap_chunked_args(),
+    "logical_program": logical_program_args(),
     "persistent_tile_count": persistent_tile_count_args(),
     "persistent_tile": persistent_tile_args(),
     "streamk_sk_tiles": st.tuples(st.integers(0, MAX_TILES), PROGRAM_COUNTS, st.booleans()),
@@ -144,12 +188,18 @@ ARGUMENTS = {
     "streamk_program_of_iter": streamk_program_of_iter_args(),
     "streamk_segment": streamk_segment_args(),
     "streamk_segment_back": streamk_segment_back_args(),
+    "streamk_walk_step": streamk_walk_step_args(),
     "streamk_tile_programs": streamk_tile_programs_args(),
+    "streamk_partial_slot": streamk_partial_slot_args(),
+    "streamk_tile_counter": streamk_tile_counter_args(),
+    "max_work_items": max_work_items_args(),
     "ws_counter": st.tuples(st.integers(0, MAX_PROGRAMS - 1), XCD_COUNTS, COUNTERS_PER_XCD),
     "ws_counter_range": ws_counter_range_args(),
     "ws_ticket_tile": ws_ticket_tile_args(),
+    "ws_max_work_items": st.tuples(st.integers(1, MAX_TILES), st.integers(1, 64)),
     "split_k_work": st.tuples(st.integers(0, MAX_TILES * 16 - 1), SPLIT_KS),
     "split_k_range": split_k_range_args(),
+    "split_k_partial_slot": split_k_partial_slot_args(),
 }
 
 CASES_PER_FUNCTION = 200
@@ -171,10 +221,12 @@ def contract_kernel(
     NUM_RUNTIME_ARGS: tl.constexpr,
     C0: tl.constexpr,
     C1: tl.constexpr,
+    C2: tl.constexpr,
     NUM_CONSTEXPR_ARGS: tl.constexpr,
     NUM_RESULTS: tl.constexpr,
 ):
-    """Program ``i`` stores ``FN(*args[i], C0, C1)`` (as many constexprs as FN takes) in ``results[i]``.
+    """Program ``i`` stores ``FN(*args[i], C0, C1, C2)`` (as many constexprs as FN takes) in
+    ``results[i]``.
 
     Written out per arity, without starred calls, so that it compiles on every Triton version
     the kernels support.
@@ -186,6 +238,7 @@ def contract_kernel(
     a2 = tl.load(row + min(2, NUM_RUNTIME_ARGS - 1))
     a3 = tl.load(row + min(3, NUM_RUNTIME_ARGS - 1))
     a4 = tl.load(row + min(4, NUM_RUNTIME_ARGS - 1))
+    a5 = tl.load(row + min(5, NUM_RUNTIME_ARGS - 1))
     if NUM_CONSTEXPR_ARGS == 0:
         if NUM_RUNTIME_ARGS == 2:
             results = FN(a0, a1)
@@ -193,28 +246,36 @@ def contract_kernel(
             results = FN(a0, a1, a2)
         elif NUM_RUNTIME_ARGS == 4:
             results = FN(a0, a1, a2, a3)
-        else:
+        elif NUM_RUNTIME_ARGS == 5:
             results = FN(a0, a1, a2, a3, a4)
+        else:
+            results = FN(a0, a1, a2, a3, a4, a5)
     elif NUM_CONSTEXPR_ARGS == 1:
         if NUM_RUNTIME_ARGS == 1:
             results = FN(a0, C0)
         elif NUM_RUNTIME_ARGS == 2:
             results = FN(a0, a1, C0)
-        else:
+        elif NUM_RUNTIME_ARGS == 3:
             results = FN(a0, a1, a2, C0)
-    else:
+        else:
+            results = FN(a0, a1, a2, a3, a4, C0)
+    elif NUM_CONSTEXPR_ARGS == 2:
         if NUM_RUNTIME_ARGS == 1:
             results = FN(a0, C0, C1)
         else:
             results = FN(a0, a1, C0, C1)
+    else:
+        results = FN(a0, a1, C0, C1, C2)
     out = results_ptr + case * NUM_RESULTS
     if NUM_RESULTS == 1:
         tl.store(out, results)
     else:
         tl.store(out, results[0])
         tl.store(out + 1, results[1])
-        if NUM_RESULTS == 3:
+        if NUM_RESULTS >= 3:
             tl.store(out + 2, results[2])
+        if NUM_RESULTS == 4:
+            tl.store(out + 3, results[3])
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +325,7 @@ def run_kernel(kernel, jitted_fn, num_runtime, cases, num_results, device="cpu")
             [case[:num_runtime] for case in group], dtype=torch.int32, device=device
         )
         out = torch.full((len(group), num_results), -1, dtype=torch.int32, device=device)
-        c0, c1 = (constexpr_args + (0, 0))[:2]
+        c0, c1, c2 = (constexpr_args + (0, 0, 0))[:3]
         kernel[(len(group),)](
             args,
             out,
@@ -272,6 +333,7 @@ def run_kernel(kernel, jitted_fn, num_runtime, cases, num_results, device="cpu")
             NUM_RUNTIME_ARGS=num_runtime,
             C0=c0,
             C1=c1,
+            C2=c2,
             NUM_CONSTEXPR_ARGS=len(constexpr_args),
             NUM_RESULTS=num_results,
         )
@@ -409,14 +471,33 @@ def test_xcd_remap_chunked_is_a_permutation_dealing_chunks_to_xcds(num_programs,
 
 
 @PROPERTY_SETTINGS
+@given(num_programs=PROGRAM_COUNTS, num_xcds=XCD_COUNTS, chunk=CHUNKS)
+def test_logical_program_applies_the_remap_of_its_mode(num_programs, num_xcds, chunk):
+    for pid in range(num_programs):
+        remapped = {
+            mode: tiling.logical_program(pid, num_programs, num_xcds, mode, chunk)
+            for mode in (tiling.REMAP_NONE, tiling.REMAP_PLAIN, tiling.REMAP_CHUNKED)
+        }
+        assert remapped == {
+            tiling.REMAP_NONE: pid,
+            tiling.REMAP_PLAIN: tiling.xcd_remap(pid, num_programs, num_xcds),
+            tiling.REMAP_CHUNKED: tiling.xcd_remap_chunked(pid, num_programs, num_xcds, chunk),
+        }
+
+
+@PROPERTY_SETTINGS
 @given(num_tiles=st.integers(0, MAX_TILES), num_programs=PROGRAM_COUNTS)
 def test_persistent_programs_cover_every_tile_once(num_tiles, num_programs):
+    counts = [
+        tiling.persistent_tile_count(pid, num_tiles, num_programs) for pid in range(num_programs)
+    ]
     tiles = [
         tiling.persistent_tile(pid, step, num_programs)
         for pid in range(num_programs)
-        for step in range(tiling.persistent_tile_count(pid, num_tiles, num_programs))
+        for step in range(counts[pid])
     ]
     assert sorted(tiles) == list(range(num_tiles))
+    assert tiling.max_work_items(num_tiles, 0, 1, num_programs) == max(max(counts), 1)
 
 
 @PROPERTY_SETTINGS
@@ -459,6 +540,22 @@ def segments_forward(start, end, iters_per_tile, first_sk_tile):
     return segments
 
 
+def segments_walked(start, end, iters_per_tile, first_sk_tile, backward):
+    """The pieces of ``[start, end)`` in the order streamk_walk_step visits them."""
+    segments = []
+    it = end if backward else start
+    remaining = end - start
+    while remaining > 0:
+        tile, k_begin, k_end, it = tiling.streamk_walk_step(
+            it, start, end, iters_per_tile, first_sk_tile, backward
+        )
+        assert 0 <= k_begin < k_end <= iters_per_tile
+        segments.append((tile, k_begin, k_end))
+        remaining -= k_end - k_begin
+    assert remaining == 0 and it == (start if backward else end)
+    return segments
+
+
 def segments_backward(start, end, iters_per_tile, first_sk_tile):
     """The same pieces walked back with streamk_segment_back, returned in forward order."""
     segments = []
@@ -484,21 +581,30 @@ def segments_backward(start, end, iters_per_tile, first_sk_tile):
 def test_streamk_segments_cover_the_sk_region_once(
     total_tiles, num_programs, two_tile, iters_per_tile
 ):
-    """Each (tile, k) of the SK region is in exactly one segment; owners and lasts agree."""
+    """Each (tile, k) of the SK region is in exactly one segment; owners and lasts agree; the
+    walk visits the segments in order both ways; the trace rows suffice for every program."""
     sk_tiles = tiling.streamk_sk_tiles(total_tiles, num_programs, two_tile)
     first_sk_tile = total_tiles - sk_tiles
     sk_iters = sk_tiles * iters_per_tile
+    rows = tiling.max_work_items(first_sk_tile, sk_iters, iters_per_tile, num_programs)
     holder = {}  # (tile, k) -> program
     for pid in range(num_programs):
         start, end = tiling.streamk_iter_range(pid, sk_iters, num_programs)
         segments = segments_forward(start, end, iters_per_tile, first_sk_tile)
         assert segments_backward(start, end, iters_per_tile, first_sk_tile) == segments
+        assert segments_walked(start, end, iters_per_tile, first_sk_tile, False) == segments
+        walked_back = segments_walked(start, end, iters_per_tile, first_sk_tile, True)
+        assert walked_back == segments[::-1]
+        dp_items = tiling.persistent_tile_count(pid, first_sk_tile, num_programs)
+        assert dp_items + len(segments) <= rows
         for tile, k_begin, k_end in segments:
             for k in range(k_begin, k_end):
                 assert (tile, k) not in holder
                 holder[tile, k] = pid
     sk_tile_ids = range(first_sk_tile, total_tiles)
     assert sorted(holder) == [(tile, k) for tile in sk_tile_ids for k in range(iters_per_tile)]
+    counters = [tiling.streamk_tile_counter(tile, first_sk_tile) for tile in sk_tile_ids]
+    assert counters == list(range(sk_tiles))
     for tile in sk_tile_ids:
         owner, last = tiling.streamk_tile_programs(
             tile, first_sk_tile, iters_per_tile, sk_iters, num_programs
@@ -506,6 +612,39 @@ def test_streamk_segments_cover_the_sk_region_once(
         programs_in_k_order = [holder[tile, k] for k in range(iters_per_tile)]
         assert programs_in_k_order == sorted(programs_in_k_order)
         assert sorted(set(programs_in_k_order)) == list(range(owner, last + 1))
+
+
+@PROPERTY_SETTINGS
+@given(
+    total_tiles=st.integers(1, 200),
+    num_programs=st.integers(1, 128),
+    two_tile=st.booleans(),
+    iters_per_tile=st.integers(1, 32),
+)
+def test_streamk_partial_slots_are_distinct_and_start_at_twice_the_program(
+    total_tiles, num_programs, two_tile, iters_per_tile
+):
+    """Every partial of a split tile has a slot of its own among the program's two; the
+    segment at the start of a program's range takes the first."""
+    sk_tiles = tiling.streamk_sk_tiles(total_tiles, num_programs, two_tile)
+    first_sk_tile = total_tiles - sk_tiles
+    sk_iters = sk_tiles * iters_per_tile
+    owner_of = {}  # slot -> (program, tile)
+    for pid in range(num_programs):
+        start, end = tiling.streamk_iter_range(pid, sk_iters, num_programs)
+        for index, (tile, _, _) in enumerate(
+            segments_forward(start, end, iters_per_tile, first_sk_tile)
+        ):
+            slot = tiling.streamk_partial_slot(
+                pid, tile, first_sk_tile, iters_per_tile, sk_iters, num_programs
+            )
+            assert slot == 2 * pid + (index > 0)
+            owner, last = tiling.streamk_tile_programs(
+                tile, first_sk_tile, iters_per_tile, sk_iters, num_programs
+            )
+            if owner != last:
+                assert slot not in owner_of, (slot, owner_of.get(slot), (pid, tile))
+                owner_of[slot] = (pid, tile)
 
 
 @PROPERTY_SETTINGS
@@ -525,6 +664,8 @@ def test_ws_counter_serves_every_counter_from_its_own_xcd(num_xcds, counters_per
 def test_ws_counters_split_the_tiles_and_tickets_count_from_begin(num_counters, total_tiles):
     ranges = [tiling.ws_counter_range(c, total_tiles, num_counters) for c in range(num_counters)]
     assert_even_partition(ranges, total_tiles)
+    largest = max(end - begin for begin, end in ranges)
+    assert tiling.ws_max_work_items(total_tiles, num_counters) == largest
     for counter, (begin, end) in enumerate(ranges):
         tiles = [
             tiling.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
@@ -540,9 +681,12 @@ def test_split_k_covers_every_tile_iteration_once(num_tiles, iters_per_tile, dat
     splits = [tiling.split_k_range(split, iters_per_tile, split_k) for split in range(split_k)]
     assert_even_partition(splits, iters_per_tile)
     covered = []
+    slots = []
     for pid in range(num_tiles * split_k):
         tile, split = tiling.split_k_work(pid, split_k)
         k_begin, k_end = tiling.split_k_range(split, iters_per_tile, split_k)
         assert k_begin < k_end
         covered += [(tile, k) for k in range(k_begin, k_end)]
+        slots.append(tiling.split_k_partial_slot(tile, split, split_k))
     assert sorted(covered) == [(t, k) for t in range(num_tiles) for k in range(iters_per_tile)]
+    assert sorted(slots) == list(range(num_tiles * split_k))

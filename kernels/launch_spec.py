@@ -1,0 +1,116 @@
+"""Launches as data: what a strategy enqueues, built apart from enqueuing it.
+
+Each strategy module has ``launches(config, a, b, bias, c, workspace, backend, trace, options)``
+returning a :class:`LaunchSet`. :func:`kernels.launch.run` zeroes its buffers and calls
+``kernel[grid](*args, **constexprs, **options)`` for each :class:`Launch`; a compile-only check
+can build the same set from CPU tensors with any backend code and compile the kernels instead.
+"""
+
+import dataclasses
+
+import torch
+
+from refsim import tiling
+
+from .records import trace_buffer
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """One kernel launch: ``kernel[grid](*args, **constexprs, **options)``.
+
+    ``args`` are the kernel's runtime parameters in order, ``constexprs`` its ``tl.constexpr``
+    parameters by name, ``options`` the compile options (``num_warps``, ``num_stages``).
+    """
+
+    kernel: object
+    grid: tuple
+    args: tuple
+    constexprs: dict
+    options: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchSet:
+    """Everything one run enqueues, and where its results land.
+
+    ``zeroed``: buffers to zero on the stream before the first launch. ``traces``: ``(kernel
+    name, trace buffer)`` pairs in decoding order. ``partials``: the partial workspace as
+    ``(slots, BLOCK_M, BLOCK_N)`` when the launches write partials, else None. ``events``: the
+    event log, when one is kept.
+    """
+
+    launches: tuple
+    zeroed: tuple = ()
+    traces: tuple = ()
+    partials: torch.Tensor = None
+    events: torch.Tensor = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GemmArguments:
+    """What every GEMM kernel takes first, and the constexprs they all share.
+
+    ``args``: ``a, b, c, bias, trace`` (``c`` stands in for an absent bias; it is never read),
+    ``M, N, K`` and the strides of ``a``, ``b``, ``c`` and the bias. Each kernel's own runtime
+    arguments follow, then ``max_steps``, the trace rows per program. ``bias`` and
+    ``stride_bias`` are the bias arguments again, for kernels that take only those.
+    """
+
+    args: tuple
+    constexprs: dict
+    trace: torch.Tensor
+    max_steps: int
+    bias: torch.Tensor
+    stride_bias: int
+
+
+def gemm_arguments(config, a, b, bias, c, workspace, backend, trace, max_steps):
+    """The shared arguments of a launch of ``config``; ``max_steps`` counts only when tracing."""
+    max_steps = max_steps if trace else 1
+    trace_buf = (
+        trace_buffer(config.grid, max_steps, a.device)
+        if trace
+        else workspace.buffer("no-trace", 1, torch.int64)
+    )
+    bias_arg = bias if bias is not None else c
+    stride_bias = bias.stride(0) if bias is not None else 0
+    args = (
+        a,
+        b,
+        c,
+        bias_arg,
+        trace_buf,
+        config.m,
+        config.n,
+        config.k,
+        a.stride(0),
+        a.stride(1),
+        b.stride(0),
+        b.stride(1),
+        c.stride(0),
+        c.stride(1),
+        stride_bias,
+    )
+    constexprs = {
+        "BLOCK_M": config.block_m,
+        "BLOCK_N": config.block_n,
+        "BLOCK_K": config.block_k,
+        "GROUP_M": config.group_m,
+        "NUM_XCDS": config.xcds,
+        "REMAP": config.remap_mode,
+        "CHUNK": config.xcd_chunk or 1,
+        "EVEN_K": config.k % config.block_k == 0,
+        "INPUT_PRECISION": "ieee",
+        "HAS_BIAS": bias is not None,
+        "TRACE": trace,
+        "BACKEND": backend,
+    }
+    return GemmArguments(args, constexprs, trace_buf, max_steps, bias_arg, stride_bias)
+
+
+def static_max_steps(config):
+    """Trace rows per program of a static schedule (every strategy but work stealing)."""
+    return tiling.max_work_items(
+        config.dp_tiles, config.sk_iters, config.iters_per_tile, config.grid
+    )
