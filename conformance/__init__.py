@@ -2,19 +2,35 @@
 
 ``python -m conformance --device cpu|cuda`` runs it; from Python, :func:`check_case` checks one
 :class:`Case` against any :class:`KernelUnderTest` (see :mod:`conformance.adapter`).
+
+Layers, each importing only those before it: :mod:`~conformance.inputs` and
+:mod:`~conformance.cases` (data), :mod:`~conformance.harness` (launching a kernel under test,
+expected outputs), :mod:`~conformance.diagnosis` (causes), :mod:`~conformance.checks`,
+:mod:`~conformance.runner` (cases and mutants), :mod:`~conformance.report`.
+
+The names below are imported on first use, so that importing the package loads no kernel:
+``python -m conformance`` picks the Triton backend (:mod:`conformance.backend`) first.
 """
 
-from .cases import Case, full_set, load_cases, quick_set
-from .checks import CAUSES, KernelUnderTest
-from .runner import CaseResult, check_case
+import importlib
 
-__all__ = [
-    "CAUSES",
-    "Case",
-    "CaseResult",
-    "KernelUnderTest",
-    "check_case",
-    "full_set",
-    "load_cases",
-    "quick_set",
-]
+_HOMES = {
+    "CAUSES": "diagnosis",
+    "Case": "cases",
+    "CaseResult": "runner",
+    "KernelUnderTest": "harness",
+    "check_case": "runner",
+    "full_set": "cases",
+    "load_cases": "cases",
+    "quick_set": "cases",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'conformance' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -2,15 +2,30 @@
 
 Runs the cases against the project's kernels and the known-wrong mutants, prints a table,
 writes JSON and Markdown to ``--report``, and exits non-zero on any failure (a case failing,
-or a mutant not caught with its expected cause).
+or a mutant not caught with its expected cause). A bad invocation -- an unknown option, a case
+file that cannot be read, a report folder that cannot be written -- exits 2 with one line.
 """
 
 import argparse
 import os
 import sys
+import tempfile
+
+from .backend import select_backend
 
 
-def _parse(argv):
+def _shard(text):
+    """``I/N`` -> ``(I, N)`` with ``1 <= I <= N``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        index, count = 0, 0
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N, not {text!r}")
+    return index, count
+
+
+def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m conformance",
         description="Check the kernels against refsim, and that known-wrong kernels are caught.",
@@ -28,12 +43,15 @@ def _parse(argv):
         default=None,
         help="named case set (default: quick on cpu, full on cuda)",
     )
-    parser.add_argument("--cases", help="a JSON file of cases instead of a named set")
-    parser.add_argument("--report", help="folder for report.json and report.md")
+    parser.add_argument(
+        "--cases", metavar="FILE", help="a JSON file of cases instead of a named set"
+    )
+    parser.add_argument("--report", metavar="DIR", help="folder for report.json and report.md")
     parser.add_argument(
         "--determinism-runs",
         type=int,
         default=3,
+        metavar="N",
         help="launches on the same random inputs that must agree bit for bit",
     )
     parser.add_argument("--no-mutants", action="store_true", help="skip the known-wrong kernels")
@@ -41,27 +59,38 @@ def _parse(argv):
         "--jobs",
         type=int,
         default=1,
+        metavar="N",
         help="worker processes (each compiles its own kernels; try one per core)",
     )
     parser.add_argument(
         "--shard",
-        default="1/1",
+        type=_shard,
+        default=(1, 1),
         metavar="I/N",
         help="run every N-th case starting at the I-th (mutants go with shard 1)",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def _writable(folder):
+    """Create ``folder`` if needed and prove a file can be written in it, so that a run does not
+    end, after all its work, unable to write its report."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise ValueError(f"--report {folder}: cannot write there: {exc.strerror}") from None
 
 
 def main(argv=None):
-    args = _parse(argv)
+    args = _parser().parse_args(argv)
     if args.determinism_runs < 2 or args.jobs < 1:
         print(
             "conformance: error: --determinism-runs must be at least 2 and --jobs at least 1",
             file=sys.stderr,
         )
         return 2
-    if args.device == "cpu":
-        os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
+    select_backend(args.device)  # before anything imports a kernel module
     import torch
     from tqdm import tqdm
 
@@ -78,7 +107,10 @@ def main(argv=None):
         if args.cases and args.case_set:
             raise ValueError("pass --cases or --set, not both")
         if args.cases:
-            cases = load_cases(args.cases)
+            try:
+                cases = load_cases(args.cases)
+            except OSError as exc:
+                raise ValueError(f"--cases {args.cases}: cannot read it: {exc.strerror}") from None
         elif case_set == "quick":
             cases = quick_set()
         elif args.device == "cpu":
@@ -86,14 +118,17 @@ def main(argv=None):
         else:
             cases = full_set(torch.cuda.get_device_properties(0).multi_processor_count)
         for case in cases:
-            case.config()
-        index, count = (int(part) for part in args.shard.split("/"))
-        if not 1 <= index <= count:
-            raise ValueError(f"--shard {args.shard}: expected I/N with 1 <= I <= N")
-        cases = cases[index - 1 :: count]
-    except (OSError, ValueError, TypeError) as exc:
+            try:
+                case.config()
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"case {case.name}: {exc}") from None
+        if args.report:
+            _writable(args.report)
+    except ValueError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
+    index, count = args.shard
+    cases = cases[index - 1 :: count]
     mutants = () if args.no_mutants or index != 1 else MUTANTS
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
         step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())

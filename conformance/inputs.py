@@ -16,7 +16,7 @@ multiplicity 0, a duplicated one 2, a missing bias ``q = 0``, a bias added twice
 import numpy as np
 import torch
 
-from kernels.launch import TORCH_DTYPES
+from kernels.dtypes import TORCH_DTYPES
 
 BIAS_UNIT = 4096.0
 

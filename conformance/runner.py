@@ -3,6 +3,7 @@
 import dataclasses
 import time
 
+from .backend import select_backend
 from .checks import (
     Finding,
     check_accuracy,
@@ -116,7 +117,9 @@ def run_parallel(cases, mutants, device, jobs, determinism_runs=3, progress=None
     """The reference kernels on ``cases`` and the ``mutants``, in ``jobs`` worker processes.
 
     Each worker compiles its own kernels, so compilation -- most of a GPU case's time -- runs
-    on several CPU cores at once. Results come back in the order given.
+    on several CPU cores at once; each selects the Triton backend for ``device`` itself (the
+    interpreter for "cpu"), whatever this process's environment says. Results come back in the
+    order given.
     """
     import concurrent.futures
     import multiprocessing
@@ -129,7 +132,10 @@ def run_parallel(cases, mutants, device, jobs, determinism_runs=3, progress=None
     saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
     os.environ.update(dict.fromkeys(_THREAD_VARIABLES, threads))
     try:
-        pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context)
+        # A worker imports kernels only after choosing the backend as this process did.
+        pool = concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=select_backend, initargs=(device,)
+        )
         futures = [pool.submit(_reference_case, case, device, determinism_runs) for case in cases]
         futures += [
             pool.submit(_mutant_case, mutant, device, determinism_runs) for mutant in mutants

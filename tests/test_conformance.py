@@ -1,6 +1,11 @@
 """The conformance suite itself: decoding, the mutants, the adapter, the quick set, the CLI."""
 
 import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -10,11 +15,14 @@ import torch
 import kernels
 import refsim
 from conformance import Case, KernelUnderTest, check_case, load_cases, quick_set
-from conformance.__main__ import main
+from conformance.__main__ import _parser, main
 from conformance.adapter import reference
-from conformance.checks import POISON, check_memory_order, check_partials, decode_probe
+from conformance.checks import check_memory_order, check_partials
+from conformance.diagnosis import decode_probe
+from conformance.harness import POISON
 from conformance.inputs import BIAS_UNIT, integer_inputs, probe_expected
 from conformance.mutants import MUTANTS, build
+from conformance.runner import run_parallel
 from refsim import numerics
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -212,3 +220,111 @@ def test_worker_processes_give_the_same_verdicts_in_order(tmp_path, capsys):
     assert code == 0, capsys.readouterr().out
     assert [r["case"]["name"] for r in report["cases"]] == [c.name for c in cases]
     assert all(r["passed"] for r in report["cases"])
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TINY = {"name": "tiny", "m": 8, "n": 8, "k": 8}  # one tile, one K-iteration
+
+
+def _case_file(folder, cases=(TINY,)):
+    path = folder / "cases.json"
+    path.write_text(json.dumps(list(cases)))
+    return path
+
+
+def test_the_cli_picks_the_interpreter_itself(tmp_path):
+    """`python -m conformance --device cpu` needs no TRITON_INTERPRET from the user."""
+    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    command = [sys.executable, "-m", "conformance", "--device", "cpu", "--no-mutants"]
+    done = subprocess.run(
+        [*command, "--cases", str(_case_file(tmp_path))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 of 1 cases passed" in done.stdout
+
+
+def test_worker_processes_choose_the_backend_of_the_device(monkeypatch):
+    """Workers interpret the kernels for device "cpu" even when this process's environment
+    does not ask for it (as when the suite is driven from Python)."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cases = [Case.from_dict(TINY)]
+    results, mutants = run_parallel(cases, (), "cpu", jobs=1, determinism_runs=2)
+    assert mutants == []
+    assert [r.passed for r in results] == [True], [f.reasons for f in results[0].findings]
+
+
+def _refused(capsys, argv):
+    """Exit code and the one stderr line of a run that must stop before running anything."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    return code, lines[0]
+
+
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_an_unwritable_report_folder_is_refused_before_running(tmp_path, capsys, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    report = blocker if where == "a file" else blocker / "report"
+    code, line = _refused(
+        capsys,
+        ["--device", "cpu", "--cases", str(_case_file(tmp_path)), "--report", str(report)],
+    )
+    assert code == 2
+    assert line.startswith(f"conformance: error: --report {report}: cannot write there"), line
+
+
+CASE_FILE_FAULTS = {  # how the case file is made, and what the error line must say
+    "missing": (lambda path: None, "cannot read it: No such file or directory"),
+    "a folder": (lambda path: path.mkdir(), "cannot read it: Is a directory"),
+    "not JSON": (lambda path: path.write_text("[{'name': 'x'}]"), "not valid JSON"),
+    "not UTF-8": (lambda path: path.write_bytes(b"\xff\xfe[]"), "not valid JSON"),
+    "not a list": (lambda path: path.write_text('{"name": "x"}'), "expected a JSON list"),
+    "a case not an object": (lambda path: path.write_text("[1]"), "case 0 is not a JSON object"),
+    "a case without m": (
+        lambda path: path.write_text('[{"name": "x", "n": 1, "k": 1}]'),
+        "case 0: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(CASE_FILE_FAULTS))
+def test_a_bad_case_file_is_named_in_one_line(tmp_path, capsys, fault):
+    make, message = CASE_FILE_FAULTS[fault]
+    path = tmp_path / "cases.json"
+    make(path)
+    code, line = _refused(capsys, ["--device", "cpu", "--cases", str(path)])
+    assert code == 2
+    assert line.startswith("conformance: error: ") and str(path) in line, line
+    assert message in line, line
+
+
+def test_a_case_with_an_invalid_value_is_named_in_one_line(tmp_path, capsys):
+    path = _case_file(tmp_path, [dict(TINY, name="bad-xcds", xcds=9)])
+    code, line = _refused(capsys, ["--device", "cpu", "--cases", str(path)])
+    assert code == 2
+    assert line.startswith("conformance: error: case bad-xcds: xcds=9"), line
+
+
+@pytest.mark.parametrize("shard", ["abc", "1", "0/2", "3/2", "1/2/3", "x/2"])
+def test_a_malformed_shard_gets_a_usage_message(capsys, shard):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--device", "cpu", "--shard", shard])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("usage: python -m conformance")
+    assert f"argument --shard: expected I/N with 1 <= I <= N, not {shard!r}" in err
+
+
+def test_the_documented_usage_is_the_clis(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    docs = (ROOT / "docs" / "conformance.md").read_text()
+    documented = re.search(r"## 1\. Running it\n\n```text\n(.*?)```", docs, re.S).group(1)
+    assert documented == _parser().format_usage()

@@ -1,0 +1,71 @@
+"""The harness: launching a kernel under test on a case's inputs, and what refsim expects of it.
+
+A kernel under test is any callable ``run(config, a, b, bias=None, out=None, trace=False)``
+returning an object with ``output`` (and, when traced, ``records`` -- refsim WorkRecords --
+and optionally ``partials``); see :class:`KernelUnderTest`.
+"""
+
+import dataclasses
+
+import numpy as np
+import torch
+
+import refsim
+from kernels.dtypes import TORCH_DTYPES
+from refsim import numerics
+
+from .inputs import as_tensors
+
+# What the harness fills scratch memory with before a run: a stale read shows up as this value.
+POISON = 2.0**40
+
+
+@dataclasses.dataclass
+class KernelUnderTest:
+    """A kernel and what the suite may know about it.
+
+    ``run(config, a, b, bias=None, out=None, trace=False)`` must compute ``a @ b + bias`` into
+    ``out`` following ``config``. ``partial_slot(config, program, tile)`` (optional) maps refsim's
+    partials to rows of the returned ``partials``; ``poison(device)`` (optional) fills its scratch
+    memory with :data:`POISON`. A traced run may also return ``events``, the order in which each
+    program stored partials and released them (see :func:`conformance.checks.check_memory_order`).
+    """
+
+    name: str
+    run: object
+    partial_slot: object = None
+    poison: object = None
+
+
+def to_numpy(tensor):
+    """A tensor as a float64 numpy array on the host (None stays None)."""
+    return None if tensor is None else tensor.detach().double().cpu().numpy()
+
+
+def launch(kut, config, case, inputs, device, trace, out_dtype=None):
+    """Run ``kut`` on numpy ``inputs`` laid out as ``case`` says, into a NaN-filled output, after
+    poisoning its scratch memory; returns the run and the input tensors."""
+    a, b, bias = as_tensors(case, *inputs, device)
+    dtype = out_dtype or TORCH_DTYPES[case.dtype]
+    out = torch.full((config.m, config.n), float("nan"), dtype=dtype, device=device)
+    if kut.poison is not None:
+        kut.poison(torch.device(device))
+    run = kut.run(config, a, b, bias, out=out, trace=trace)
+    return run, (a, b, bias)
+
+
+def expected_output(config, run, tensors):
+    """refsim's output for these inputs: its plan, or for work stealing the observed tickets."""
+    a, b, bias = map(to_numpy, tensors)
+    if config.strategy == "work_stealing":
+        if getattr(run, "records", None) is None:  # untraced: integer inputs are exact anyway
+            return a @ b + (0.0 if bias is None else bias), None
+        replayed, _ = numerics.compute(config, run.records, [], a, b, bias)
+        return replayed, None
+    sim = refsim.simulate(config, a=a, b=b, bias=bias)
+    return sim.output, sim
+
+
+def cast_to(values, dtype):
+    """fp32 ``values`` after one round-to-nearest cast to the torch ``dtype``, as float64."""
+    return torch.from_numpy(np.asarray(values, dtype=np.float32)).to(dtype).double().numpy()
