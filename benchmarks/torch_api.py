@@ -3,17 +3,20 @@
 
 ``triton.testing.do_bench`` median with the L2 flushed between runs, random bf16 inputs,
 TFLOP/s and the ratio to torch in the same process; then the host time of one call on a
-small problem (launch-bound). Writes a Markdown table with ``--markdown PATH``.
+small problem (launch-bound). Every candidate's results (outputs and, for Linear, gradients)
+are first checked with :func:`conformance.tolerances.tolerance_problem`; a wrong one is
+reported, not timed. Writes a Markdown table with ``--markdown PATH``.
 """
 
 import argparse
 import time
 
 import torch
-from kernels_vs_vendor import environment, publish
+from kernels_vs_vendor import bench_if_correct, environment, publish
 from triton.testing import do_bench
 
 import kernels
+from conformance.tolerances import tolerance_problem
 from kernels.auto import config_for
 
 SHAPES = [
@@ -26,16 +29,24 @@ SHAPES = [
 ]
 
 
+def ratio_cells(flops, theirs_ms, ours_ms):
+    """TFLOP/s of both and the ratio, or "-" for a candidate that was not timed."""
+    return (
+        "-" if theirs_ms is None else f"{flops / theirs_ms:.1f}",
+        "-" if ours_ms is None else f"{flops / ours_ms:.1f}",
+        "-" if None in (theirs_ms, ours_ms) else f"{theirs_ms / ours_ms:.2f}",
+    )
+
+
 def matmul_rows():
     rows = []
     for m, n, k in SHAPES:
         a = torch.randn((m, k), device="cuda", dtype=torch.bfloat16)
         b = torch.randn((k, n), device="cuda", dtype=torch.bfloat16)
         config = config_for(m, n, k, a.dtype, a.device)
-        torch.testing.assert_close(kernels.matmul(a, b), torch.matmul(a, b), rtol=2e-2, atol=2e-1)
-        theirs = do_bench(lambda: torch.matmul(a, b), return_mode="median")
-        ours = do_bench(lambda: kernels.matmul(a, b), return_mode="median")
-        tflops = 2 * m * n * k / 1e9
+        theirs, their_problem = bench_if_correct(lambda: torch.matmul(a, b), a, b)
+        ours, our_problem = bench_if_correct(lambda: kernels.matmul(a, b), a, b)
+        gflop = 2 * m * n * k / 1e9
         choice = (
             config.strategy
             + (f" {config.fixup}" if config.strategy == "streamk" else "")
@@ -46,12 +57,31 @@ def matmul_rows():
                 f"{m}x{n}x{k}",
                 choice,
                 f"{config.block_m}x{config.block_n}x{config.block_k}",
-                tflops / theirs,
-                tflops / ours,
-                theirs / ours,
+                *ratio_cells(gflop, theirs, ours),
+                "; ".join(filter(None, (their_problem, our_problem))) or "ok",
             )
         )
     return rows
+
+
+def linear_problem(layer, x, grad):
+    """None when one forward + backward of ``layer`` gives its output and its three gradients
+    within tolerance; else what is wrong (the GEMMs as products, the bias gradient as a sum)."""
+    x.grad = None
+    layer.zero_grad(set_to_none=True)
+    y = layer(x)
+    y.backward(grad)
+    weight, ones = (
+        layer.weight.detach(),
+        torch.ones(len(grad), dtype=grad.dtype, device=grad.device),
+    )
+    checks = (
+        (y, x.detach(), weight.t(), layer.bias.detach(), "output"),
+        (x.grad, grad, weight, None, "input grad"),
+        (layer.weight.grad, grad.t(), x.detach(), None, "weight grad"),
+        (layer.bias.grad, ones, grad, None, "bias grad"),
+    )
+    return "; ".join(filter(None, (tolerance_problem(*check) for check in checks))) or None
 
 
 def linear_rows():
@@ -62,19 +92,23 @@ def linear_rows():
         theirs.load_state_dict(ours.state_dict())
         x = torch.randn((batch, features), device="cuda", dtype=torch.bfloat16, requires_grad=True)
         grad = torch.randn((batch, features), device="cuda", dtype=torch.bfloat16)
-        times = [
-            do_bench(lambda: layer(x).backward(grad), return_mode="median")
-            for layer in (theirs, ours)
-        ]
-        tflops = 3 * 2 * batch * features * features / 1e9  # forward, grad x, grad W
+        times, problems = [], []
+        for layer in (theirs, ours):
+            problem = linear_problem(layer, x, grad)
+            problems.append(problem)
+            times.append(
+                None
+                if problem
+                else do_bench(lambda layer=layer: layer(x).backward(grad), return_mode="median")
+            )
+        gflop = 3 * 2 * batch * features * features / 1e9  # forward, grad x, grad W
         rows.append(
             (
                 f"Linear {features}->{features}, batch {batch}, fwd+bwd",
                 "auto",
                 "",
-                tflops / times[0],
-                tflops / times[1],
-                times[0] / times[1],
+                *ratio_cells(gflop, *times),
+                "; ".join(filter(None, problems)) or "ok",
             )
         )
     return rows
@@ -98,25 +132,29 @@ def main():
     env = environment()
     rows = matmul_rows() + linear_rows()
     a = torch.randn((128, 128), device="cuda", dtype=torch.bfloat16)
-    host = [
-        ("torch.matmul", host_us(lambda: torch.matmul(a, a))),
-        ("kernels.matmul (auto, cached)", host_us(lambda: kernels.matmul(a, a))),
+    host = []
+    for name, call in (
+        ("torch.matmul", lambda: torch.matmul(a, a)),
+        ("kernels.matmul (auto, cached)", lambda: kernels.matmul(a, a)),
         (
             "kernels.run (a GemmConfig in hand)",
-            host_us(lambda: kernels.run(config_for(128, 128, 128, a.dtype, a.device), a, a)),
+            lambda: kernels.run(config_for(128, 128, 128, a.dtype, a.device), a, a).output,
         ),
-    ]
+    ):
+        problem = tolerance_problem(call(), a, a)
+        host.append((name, f"wrong, not timed: {problem}" if problem else f"{host_us(call):.1f}"))
     lines = [
         f"# The torch front end beside torch: {env['gpu']}",
         "",
         f"{env['gpu']} ({env['sms']} SMs), driver {env['driver']}, torch {env['torch']}, "
         f"Triton {env['triton']}, {env['date']}. bf16, `do_bench` median, L2 flushed; "
-        "ratio = torch time / our time (above 1: ours is faster).",
+        "ratio = torch time / our time (above 1: ours is faster); check: results against the "
+        "float64 product (a wrong candidate is not timed).",
         "",
-        "| problem | auto's choice | blocks | torch TFLOP/s | ours TFLOP/s | ratio |",
-        "|---|---|---|---:|---:|---:|",
+        "| problem | auto's choice | blocks | torch TFLOP/s | ours TFLOP/s | ratio | check |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
-    lines += [f"| {p} | {c} | {b} | {t:.1f} | {o:.1f} | {r:.2f} |" for p, c, b, t, o, r in rows]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += [
         "",
         "Host time of one call, 128x128x128 (launch-bound, no synchronisation):",
@@ -124,7 +162,7 @@ def main():
         "| call | us per call |",
         "|---|---:|",
     ]
-    lines += [f"| {name} | {us:.1f} |" for name, us in host]
+    lines += [f"| {name} | {us} |" for name, us in host]
     publish(lines, args.markdown)
 
 

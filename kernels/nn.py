@@ -2,14 +2,61 @@
 
 import torch
 
-from .ops import _options, mm
+from .auto import freeze_overrides
+from .dtypes import DTYPE_NAMES, SUPPORTED
+from .ops import mm
+
+
+def _scalar_type(dtype):
+    """torch's ScalarType name of ``dtype`` ("Float", "Double", "Long", ...), as its errors
+    print it: the legacy tensor type name, which is that name plus "Tensor"."""
+    return (
+        torch.empty((), dtype=dtype, device="cpu")
+        .type()
+        .removeprefix("torch.")
+        .removesuffix("Tensor")
+    )
+
+
+def _check_input(x, weight, bias):
+    """The errors ``torch.nn.Linear`` raises for ``x``, in its types and words; then
+    NotImplementedError for a dtype torch takes but the kernels do not (float64)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"linear(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}"
+        )
+    if x.dim() == 0:
+        raise RuntimeError(
+            "both arguments to linear need to be at least 1D, but they are 0D and 2D"
+        )
+    if x.dtype != weight.dtype:
+        raise RuntimeError(
+            f"mat1 and mat2 must have the same dtype, but got {_scalar_type(x.dtype)} and "
+            f"{_scalar_type(weight.dtype)}"
+        )
+    if bias is not None and bias.dtype != weight.dtype:
+        raise RuntimeError(
+            f"self and mat2 must have the same dtype, but got {_scalar_type(bias.dtype)} and "
+            f"{_scalar_type(weight.dtype)}"
+        )
+    if x.device != weight.device:
+        raise RuntimeError(
+            "Expected all tensors to be on the same device, but found at least two devices, "
+            f"{x.device} and {weight.device}!"
+        )
+    if weight.dtype not in DTYPE_NAMES:
+        raise NotImplementedError(
+            f"kernels.nn.Linear is not implemented for '{_scalar_type(weight.dtype)}'; "
+            f"supported: {SUPPORTED}"
+        )
 
 
 class Linear(torch.nn.Linear):
     """``torch.nn.Linear`` with the same parameters and state dict; ``y = x @ W^T + b`` runs
     ``refsim::mm`` on the transposed view of ``W`` (no copy), the bias in the kernel's fp32
     epilogue. ``strategy``, ``deterministic`` and ``config_overrides`` are as for
-    :func:`kernels.matmul`.
+    :func:`kernels.matmul`. Input ``(..., in_features)``, a single vector ``(in_features,)``
+    included; output ``(..., out_features)``.
     """
 
     def __init__(
@@ -27,18 +74,20 @@ class Linear(torch.nn.Linear):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.strategy = strategy
         self.deterministic = deterministic
-        self.options = _options(config_overrides)
+        self.overrides = freeze_overrides(config_overrides)
 
     def forward(self, x):
+        _check_input(x, self.weight, self.bias)
         if x.shape[-1] != self.in_features:
             raise RuntimeError(
                 f"Linear: input has {x.shape[-1]} features, expected {self.in_features}"
             )
+        rows = x.unsqueeze(0) if x.dim() == 1 else x.flatten(0, -2)
         y = mm(
-            x.flatten(0, -2),
+            rows,
             self.weight.t(),
             self.bias,
-            (self.strategy, self.deterministic, self.options),
+            (self.strategy, self.deterministic, self.overrides),
         )
         return y.view(*x.shape[:-1], self.out_features)
 

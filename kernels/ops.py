@@ -8,7 +8,11 @@ Two operators carry the work, registered with ``torch.library.custom_op`` (so th
 * ``refsim::bmm(a, b, strategy, deterministic, options)``: one product per batch entry;
   ``refsim::bmm_out`` writes into ``out``.
 
-``options`` is the configuration overrides as a string (operator arguments must be plain types).
+The front end carries configuration overrides as the frozen tuple of
+:func:`kernels.auto.freeze_overrides`, the key of the configuration cache. Operator arguments
+must be plain types, so ``options`` is that tuple's ``repr``: :func:`_options` writes it on the
+way into an operator and :func:`_overrides` reads it back inside, nowhere else.
+
 When neither autograd nor ``torch.compile`` is involved (no input requires grad, or grad mode
 is off), the public functions skip the dispatcher and call the kernels directly (:func:`mm`,
 :func:`batched_mm`): the same launches, tens of microseconds less host time per call.
@@ -16,24 +20,38 @@ Backward runs our own kernels too: ``grad_a = grad @ b^T`` and ``grad_b = a^T @ 
 transposed views (the kernels take any strides, so nothing is copied), ``grad_bias`` a sum.
 """
 
+import ast
+import functools
 from typing import Optional
 
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from .auto import DTYPE_NAMES, config_for
+from .auto import config_for, freeze_overrides
+from .dtypes import DTYPE_NAMES, SUPPORTED
 from .launch import run
-
-SUPPORTED = ", ".join(str(d).removeprefix("torch.") for d in DTYPE_NAMES)
 
 
 def _options(overrides):
-    """Config overrides as an operator argument: ``"name=repr;..."`` (plain enough for dynamo
-    to build while tracing); :func:`kernels.auto.config_for` reads it back."""
-    return ";".join(f"{name}={value!r}" for name, value in sorted(overrides.items()))
+    """Frozen overrides as an operator argument: their ``repr`` (dynamo builds it while
+    tracing, and it reads back exactly)."""
+    return repr(overrides)
 
 
-def _product(a, b, bias, out, strategy, deterministic, options):
+@functools.lru_cache(maxsize=256)
+def _overrides(options):
+    """The frozen overrides an operator's ``options`` string stands for (checked again: the
+    operator can be called directly)."""
+    try:
+        pairs = dict(ast.literal_eval(options))
+    except (ValueError, SyntaxError, TypeError):
+        raise ValueError(
+            f"options={options!r}: expected the repr of a tuple of (name, value) pairs"
+        ) from None
+    return freeze_overrides(pairs)
+
+
+def _product(a, b, bias, out, strategy, deterministic, overrides):
     """One 2-D GEMM into ``out`` (allocated when None) with the cached configuration."""
     m, k = a.shape
     n = b.shape[1]
@@ -44,7 +62,7 @@ def _product(a, b, bias, out, strategy, deterministic, options):
         if bias is not None and m and n:
             out.copy_(bias.expand(m, n))
         return out
-    config = config_for(m, n, k, a.dtype, a.device, strategy, options)
+    config = config_for(m, n, k, a.dtype, a.device, strategy, overrides)
     run(config, a, b, bias, out=out, deterministic=deterministic)
     return out
 
@@ -58,7 +76,7 @@ def _mm(
     deterministic: bool,
     options: str,
 ) -> torch.Tensor:
-    return _product(a, b, bias, None, strategy, deterministic, options)
+    return _product(a, b, bias, None, strategy, deterministic, _overrides(options))
 
 
 @_mm.register_fake
@@ -76,7 +94,7 @@ def _mm_out(
     deterministic: bool,
     options: str,
 ) -> None:
-    _product(a, b, bias, out, strategy, deterministic, options)
+    _product(a, b, bias, out, strategy, deterministic, _overrides(options))
 
 
 @_mm_out.register_fake
@@ -84,11 +102,11 @@ def _mm_out_fake(a, b, bias, out, strategy, deterministic, options):
     return None
 
 
-def _batched(a, b, out, strategy, deterministic, options):
+def _batched(a, b, out, strategy, deterministic, overrides):
     if out is None:
         out = torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype, device=a.device)
     for i in range(a.shape[0]):
-        _product(a[i], b[i], None, out[i], strategy, deterministic, options)
+        _product(a[i], b[i], None, out[i], strategy, deterministic, overrides)
     return out
 
 
@@ -96,7 +114,7 @@ def _batched(a, b, out, strategy, deterministic, options):
 def _bmm(
     a: torch.Tensor, b: torch.Tensor, strategy: str, deterministic: bool, options: str
 ) -> torch.Tensor:
-    return _batched(a, b, None, strategy, deterministic, options)
+    return _batched(a, b, None, strategy, deterministic, _overrides(options))
 
 
 @_bmm.register_fake
@@ -113,7 +131,7 @@ def _bmm_out(
     deterministic: bool,
     options: str,
 ) -> None:
-    _batched(a, b, out, strategy, deterministic, options)
+    _batched(a, b, out, strategy, deterministic, _overrides(options))
 
 
 @_bmm_out.register_fake
@@ -137,12 +155,18 @@ def _direct(*tensors):
 
 
 def mm(a, b, bias, flags, out=None):
-    """``a @ b (+ bias)`` into ``out`` or a new tensor: the operator, or the kernels directly."""
+    """``a @ b (+ bias)`` into ``out`` or a new tensor: the operator, or the kernels directly.
+
+    ``flags``: ``(strategy, deterministic, overrides)``, overrides frozen by
+    :func:`kernels.auto.freeze_overrides`.
+    """
     if _direct(a, b, bias):
         return _product(a, b, bias, out, *flags)
+    strategy, deterministic, overrides = flags
+    options = _options(overrides)
     if out is None:
-        return _mm(a, b, bias, *flags)
-    _mm_out(a, b, bias, out, *flags)
+        return _mm(a, b, bias, strategy, deterministic, options)
+    _mm_out(a, b, bias, out, strategy, deterministic, options)
     return out
 
 
@@ -150,9 +174,11 @@ def batched_mm(a, b, flags, out=None):
     """The batched :func:`mm`, without bias."""
     if _direct(a, b):
         return _batched(a, b, out, *flags)
+    strategy, deterministic, overrides = flags
+    options = _options(overrides)
     if out is None:
-        return _bmm(a, b, *flags)
-    _bmm_out(a, b, out, *flags)
+        return _bmm(a, b, strategy, deterministic, options)
+    _bmm_out(a, b, out, strategy, deterministic, options)
     return out
 
 
@@ -167,7 +193,7 @@ def _setup_mm(ctx, inputs, output):
 def _backward_mm(ctx, grad):
     a, b = ctx.saved_tensors
     grad_a = grad_b = grad_bias = None
-    auto = ("auto", ctx.deterministic, _options({}))
+    auto = ("auto", ctx.deterministic, ())
     if ctx.needs_input_grad[0]:
         grad_a = mm(grad, b.t(), None, auto)
     if ctx.needs_input_grad[1]:
@@ -185,7 +211,7 @@ def _setup_bmm(ctx, inputs, output):
 
 def _backward_bmm(ctx, grad):
     a, b = ctx.saved_tensors
-    auto = ("auto", ctx.deterministic, _options({}))
+    auto = ("auto", ctx.deterministic, ())
     grad_a = batched_mm(grad, b.transpose(1, 2), auto) if ctx.needs_input_grad[0] else None
     grad_b = batched_mm(a.transpose(1, 2), grad, auto) if ctx.needs_input_grad[1] else None
     return grad_a, grad_b, None, None, None
@@ -256,8 +282,9 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
     ``(..., M, K) @ (..., K, N)`` (batch dimensions broadcast as in torch).
 
     ``strategy``: ``"auto"`` (see :mod:`kernels.auto`) or a refsim strategy name;
-    ``config_overrides``: any :class:`refsim.GemmConfig` field (``block_m=64``,
-    ``fixup="turnstile"``, ...). ``deterministic=False`` allows the atomic fixup.
+    ``config_overrides``: :class:`refsim.GemmConfig` fields (``block_m=64``,
+    ``fixup="turnstile"``, ...; :data:`kernels.auto.OVERRIDABLE` lists them, any other name
+    is a TypeError). ``deterministic=False`` allows the atomic fixup.
     """
     _check_operands("matmul", a, b)
     if a.dim() < 2 or b.dim() < 2:
@@ -267,7 +294,7 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
         )
     if a.shape[-1] != b.shape[-2]:
         raise _mat_shapes_error(a.flatten(0, -2), b)
-    flags = (strategy, deterministic, _options(config_overrides))
+    flags = (strategy, deterministic, freeze_overrides(config_overrides))
     if b.dim() == 2:
         lead = a.shape[:-1]
         shape = (*lead, b.shape[1])
@@ -348,7 +375,7 @@ def addmm(
         raise RuntimeError(
             f"addmm(): bias of shape {tuple(bias.shape)} does not broadcast to {shape}"
         ) from None
-    flags = (strategy, deterministic, _options(config_overrides))
+    flags = (strategy, deterministic, freeze_overrides(config_overrides))
     fused = (
         beta == 1
         and alpha == 1

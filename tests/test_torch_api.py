@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import kernels
-from conformance.checks import TOLERANCE
-from kernels.auto import choose, config_for
-from kernels.launch import TORCH_DTYPES
+from conformance.tolerances import tolerance_problem
+from kernels.auto import OVERRIDABLE, choose, config_for
+from kernels.dtypes import TORCH_DTYPES
 from refsim import STRATEGIES
+from refsim.tiling import cdiv
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else [pytest.mark.interpreter]
@@ -44,15 +45,10 @@ def assert_same(got, expected, what="output"):
         )
 
 
-def assert_within(got, reference, scale, dtype, what="output"):
-    """|got - reference| <= TOLERANCE[dtype] * scale, elementwise (float64 reference and scale)."""
-    error = (got.double() - reference).abs() / (scale + 1e-30)
-    worst = error.max().item()
-    if worst > TOLERANCE[dtype]:
-        index = tuple(int(i) for i in torch.unravel_index(error.argmax(), error.shape))
-        raise AssertionError(
-            f"{what}: relative error {worst:.3g} at {index} exceeds {TOLERANCE[dtype]} for {dtype}"
-        )
+def assert_within_tolerance(got, a, b, bias=None, what="output"):
+    """``got`` is ``a @ b (+ bias)`` within the random-input tolerance of its dtypes."""
+    problem = tolerance_problem(got, a, b, bias, what)
+    assert problem is None, problem
 
 
 def exact(a, b, bias=None):
@@ -166,7 +162,7 @@ def test_the_operator_and_the_direct_call_give_the_same_bits():
     through_operator = kernels.addmm(bias, a.requires_grad_(), b)
     assert direct.grad_fn is None and through_operator.grad_fn is not None
     assert_same(through_operator.detach(), direct, "operator vs direct")
-    assert_same(torch.ops.refsim.mm(a.detach(), b, bias, "auto", True, ""), direct, "refsim::mm")
+    assert_same(torch.ops.refsim.mm(a.detach(), b, bias, "auto", True, "()"), direct, "refsim::mm")
 
 
 @pytest.mark.parametrize("strategy", ["auto", *STRATEGIES])
@@ -183,10 +179,8 @@ def test_random_inputs_within_the_dtype_tolerance(dtype):
         normals(130, 47, dtype=dtype, seed=1),
         normals(47, dtype=dtype, seed=2),
     )
-    reference = a.double() @ b.double() + bias.double()
-    scale = a.double().abs() @ b.double().abs() + bias.double().abs()
-    assert_within(kernels.addmm(bias, a, b), reference, scale, dtype, "addmm")
-    assert_within(kernels.matmul(a, b), a.double() @ b.double(), scale, dtype, "matmul")
+    assert_within_tolerance(kernels.addmm(bias, a, b), a, b, bias, "addmm")
+    assert_within_tolerance(kernels.matmul(a, b), a, b, what="matmul")
 
 
 # Gradients: integer inputs and an integer upstream gradient make every fp32 sum exact.
@@ -241,18 +235,17 @@ def test_gradients_equal_torchs(case):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_linear_gradients_within_tolerance_of_torch_linear(dtype):
+def test_linear_gradients_within_the_dtype_tolerance(dtype):
+    """grad W = upstream^T @ x and grad b = the column sums of upstream, as products."""
     ours = kernels.nn.Linear(48, 24, device=DEVICE, dtype=TORCH_DTYPES[dtype])
-    theirs = torch.nn.Linear(48, 24, device=DEVICE, dtype=torch.float64)
-    theirs.load_state_dict({k: v.double() for k, v in ours.state_dict().items()})
-    x = normals(5, 7, 48, dtype=dtype, seed=4)
+    x = normals(5, 7, 48, dtype=dtype, seed=4, grad=True)
     upstream = normals(5, 7, 24, dtype=dtype, seed=5)
     ours(x).backward(upstream)
-    theirs(x.double()).backward(upstream.double())
-    rows = upstream.double().abs().reshape(-1, 24)
-    scale_w = rows.t() @ x.double().abs().reshape(-1, 48)
-    assert_within(ours.weight.grad, theirs.weight.grad, scale_w, dtype, "weight grad")
-    assert_within(ours.bias.grad, theirs.bias.grad, rows.sum(0), dtype, "bias grad")
+    rows, inputs = upstream.reshape(-1, 24), x.detach().reshape(-1, 48)
+    assert_within_tolerance(ours.weight.grad, rows.t(), inputs, what="weight grad")
+    ones = torch.ones(len(rows), dtype=rows.dtype, device=DEVICE)
+    assert_within_tolerance(ours.bias.grad, ones, rows, what="bias grad")
+    assert_within_tolerance(x.grad.reshape(-1, 48), rows, ours.weight.detach(), what="input grad")
 
 
 def test_linear_is_a_drop_in_for_torch_linear():
@@ -272,6 +265,66 @@ def test_linear_is_a_drop_in_for_torch_linear():
         == torch.nn.Linear(16, 8, bias=False).state_dict().keys()
         == {"weight"}
     )
+
+
+def test_linear_takes_a_vector_as_torch_linear_does():
+    """(in,) -> (out,), forward and backward."""
+    ours = kernels.nn.Linear(16, 8, device=DEVICE)
+    theirs = torch.nn.Linear(16, 8, device=DEVICE)
+    with torch.no_grad():
+        ours.weight.copy_(integers(8, 16, seed=1))
+        ours.bias.copy_(integers(8, seed=2))
+    theirs.load_state_dict(ours.state_dict())
+    x, x_theirs = integers(16, grad=True), integers(16, grad=True)
+    got, expected = ours(x), theirs(x_theirs)
+    assert got.shape == (8,)
+    assert_same(got.detach(), expected.detach(), "Linear of a vector")
+    upstream = integers(8, seed=3)
+    got.backward(upstream)
+    expected.backward(upstream)
+    assert_same(x.grad, x_theirs.grad, "input grad of a vector")
+    assert_same(ours.weight.grad, theirs.weight.grad, "weight grad of a vector")
+
+
+def _half_bias(layer):
+    with torch.no_grad():
+        layer.bias.data = layer.bias.data.half()
+    return torch.ones(3, 4, device=DEVICE)
+
+
+LINEAR_AS_TORCH = {  # an input (after changing the layer, maybe) that torch.nn.Linear refuses
+    "float64 input": lambda layer: torch.ones(3, 4, dtype=torch.float64, device=DEVICE),
+    "integer input": lambda layer: torch.ones(3, 4, dtype=torch.int64, device=DEVICE),
+    "float16 input, float32 weight": lambda layer: torch.ones(3, 4, device=DEVICE).half(),
+    "float16 bias, float32 weight": _half_bias,
+    "0-D input": lambda layer: torch.tensor(1.0, device=DEVICE),
+    "not a tensor": lambda layer: [[1.0] * 4] * 3,
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINEAR_AS_TORCH))
+def test_linear_refuses_what_torch_linear_refuses_in_its_words(case):
+    torch.manual_seed(0)
+    ours = kernels.nn.Linear(4, 2, device=DEVICE)
+    theirs = torch.nn.Linear(4, 2, device=DEVICE)
+    theirs.load_state_dict(ours.state_dict())
+    make = LINEAR_AS_TORCH[case]
+    ours_input, their_input = make(ours), make(theirs)
+    with pytest.raises((RuntimeError, TypeError)) as theirs_raised:
+        theirs(their_input)
+    with pytest.raises(type(theirs_raised.value)) as ours_raised:
+        ours(ours_input)
+    assert type(ours_raised.value) is type(theirs_raised.value)
+    assert str(ours_raised.value) == str(theirs_raised.value)
+
+
+def test_linear_refuses_what_the_kernels_cannot_do():
+    float64 = kernels.nn.Linear(4, 2, device=DEVICE, dtype=torch.float64)
+    with pytest.raises(NotImplementedError, match="not implemented for 'Double'; supported"):
+        float64(torch.ones(3, 4, dtype=torch.float64, device=DEVICE))
+    elsewhere = torch.ones(3, 4, device="meta")
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
+        kernels.nn.Linear(4, 2, device=DEVICE)(elsewhere)
 
 
 # out=
@@ -435,7 +488,7 @@ def test_the_auto_rule(m, n, k, units, blocks, expected):
     strategy, options = choose(m, n, k, units, *blocks)
     assert strategy == expected
     if strategy == "split_k":
-        assert 2 <= options["split_k"] <= -(-k // blocks[2])
+        assert 2 <= options["split_k"] <= cdiv(k, blocks[2])
 
 
 def test_the_auto_choice_is_cached_per_shape():
@@ -448,6 +501,88 @@ def test_the_auto_choice_is_cached_per_shape():
     assert config_for(96, 80, 64, torch.float32, a.device) is config_for(
         96, 80, 64, torch.float32, a.device
     )
+
+
+def test_overrides_key_the_cache_as_a_frozen_tuple():
+    """Overrides in any order are one key, the (name, value) pairs sorted by name."""
+    a, b = integers(96, 64), integers(64, 80, seed=1)
+    kernels.matmul(a, b, block_n=16, block_m=64)
+    before = config_for.cache_info()
+    kernels.matmul(a, b, block_m=64, block_n=16)
+    config = config_for(
+        96, 80, 64, torch.float32, a.device, "auto", (("block_m", 64), ("block_n", 16))
+    )
+    after = config_for.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 2, before.misses)
+    assert (config.block_m, config.block_n) == (64, 16)
+
+
+@pytest.mark.parametrize(
+    ("override", "strategy"),
+    [
+        (("fixup", "turnstile"), "streamk"),
+        (("sk_hybrid", "one-wave"), "streamk"),
+        (("split_k", 2), "split_k"),
+        (("counters_per_xcd", 1), "work_stealing"),
+        (("block_m", 16), None),
+    ],
+)
+def test_an_option_of_one_strategy_selects_it_under_auto(override, strategy):
+    """The rule alone picks data_parallel here; an option only one strategy takes wins over it,
+    and a general option leaves the rule's choice."""
+    a, b = integers(64, 640), integers(640, 64, seed=1)
+    assert config_for(64, 64, 640, a.dtype, a.device).strategy == "data_parallel"
+    config = config_for(64, 64, 640, a.dtype, a.device, "auto", (override,))
+    assert config.strategy == (strategy or "data_parallel")
+    assert getattr(config, override[0]) == override[1]
+    got = kernels.matmul(a, b, **dict([override]))
+    assert torch.equal(got, exact(a, b))
+
+
+def test_options_of_two_strategies_are_refused_under_auto():
+    a, b = integers(64, 640), integers(640, 64, seed=1)
+    with pytest.raises(ValueError, match="fixup, split_k belong to different strategies"):
+        kernels.matmul(a, b, fixup="turnstile", split_k=2)
+
+
+def test_overrides_cross_the_operator_boundary():
+    """With autograd the overrides reach the kernels through refsim::mm's string argument:
+    the same configuration, so the same bits, as the direct call."""
+    a, b = normals(70, 150), normals(150, 90, seed=1)
+    options = {"strategy": "split_k", "split_k": 3, "block_m": 16}
+    direct = kernels.matmul(a, b, **options)
+    assert not torch.equal(direct, kernels.matmul(a, b, strategy="split_k")), "a useless test"
+    through_operator = kernels.matmul(a.requires_grad_(), b, **options)
+    assert through_operator.grad_fn is not None
+    assert_same(through_operator.detach(), direct, "operator vs direct, with overrides")
+    on_operator = torch.ops.refsim.mm(
+        a.detach(), b, None, "split_k", True, "(('block_m', 16), ('split_k', 3))"
+    )
+    assert_same(on_operator, direct, "refsim::mm with overrides")
+
+
+UNKNOWN_OVERRIDE = {
+    "matmul": lambda: kernels.matmul(integers(3, 4), integers(4, 6), blockm=16),
+    "addmm": lambda: kernels.addmm(integers(6), integers(3, 4), integers(4, 6), blockm=16),
+    "Linear": lambda: kernels.nn.Linear(4, 6, blockm=16),
+    "refsim::mm": lambda: torch.ops.refsim.mm(
+        integers(3, 4), integers(4, 6), None, "auto", True, "(('blockm', 16),)"
+    ),
+}
+
+
+@pytest.mark.parametrize("call", sorted(UNKNOWN_OVERRIDE))
+def test_an_unknown_override_is_refused_naming_the_accepted_ones(call):
+    with pytest.raises(TypeError, match="unknown configuration override blockm") as raised:
+        UNKNOWN_OVERRIDE[call]()
+    assert f"accepted (GemmConfig's fields): {', '.join(OVERRIDABLE)}" in str(raised.value)
+    assert {"block_m", "fixup", "split_k"} <= set(OVERRIDABLE)
+    assert not {"m", "n", "k", "dtype", "strategy"} & set(OVERRIDABLE)
+
+
+def test_a_malformed_options_string_is_refused():
+    with pytest.raises(ValueError, match="expected the repr of a tuple of"):
+        torch.ops.refsim.mm(integers(3, 4), integers(4, 6), None, "auto", True, "block_m=16")
 
 
 def test_two_threads_on_one_device_get_their_own_results():
@@ -487,6 +622,13 @@ def _mlp(dtype=torch.float32, layer=None):
 
 COMPILED = {  # name -> a builder of a function of (x (M, 32), w (32, 16), bias (16,)) to a scalar
     "matmul": lambda: lambda x, w, bias: kernels.matmul(x, w).square().sum(),
+    "matmul with overrides": lambda: (
+        lambda x, w, bias: (
+            kernels.matmul(x, w, strategy="streamk", fixup="last-arriver", block_m=16)
+            .square()
+            .sum()
+        )
+    ),
     "addmm": lambda: lambda x, w, bias: kernels.addmm(bias, x, w).square().sum(),
     "mlp": lambda: lambda x, w, bias, mlp=_mlp(): mlp(x).square().sum(),  # noqa: B008
 }
