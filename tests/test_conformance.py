@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from kernel_checks import INTERPRETER_TIER_ONLY
 
 import kernels
 import refsim
@@ -232,6 +233,7 @@ def _case_file(folder, cases=(TINY,)):
     return path
 
 
+@INTERPRETER_TIER_ONLY
 def test_the_cli_picks_the_interpreter_itself(tmp_path):
     """`python -m conformance --device cpu` needs no TRITON_INTERPRET from the user."""
     env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
@@ -248,6 +250,7 @@ def test_the_cli_picks_the_interpreter_itself(tmp_path):
     assert "1 of 1 cases passed" in done.stdout
 
 
+@INTERPRETER_TIER_ONLY
 def test_worker_processes_choose_the_backend_of_the_device(monkeypatch):
     """Workers interpret the kernels for device "cpu" even when this process's environment
     does not ask for it (as when the suite is driven from Python)."""

@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 from kernel_checks import (
+    INTERPRETER_TIER_ONLY,
     LAYOUTS,
     exact_output_problems,
     make_inputs,
@@ -282,7 +283,7 @@ def test_importing_kernels_allocates_no_workspace():
     assert run_python(code) == "ok"
 
 
-@pytest.mark.skipif(DEVICE == "cuda", reason="interpreter tier (Triton 3.6's breaks on numpy 2.4)")
+@INTERPRETER_TIER_ONLY
 def test_kernels_dtypes_is_a_leaf_and_the_interpreter_can_be_chosen_after_it():
     """``import kernels.dtypes`` decorates no kernel, so TRITON_INTERPRET set afterwards holds."""
     code = (
