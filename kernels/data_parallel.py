@@ -4,7 +4,7 @@ import triton
 import triton.language as tl
 
 from . import contract
-from .launch_spec import Launch, LaunchSet, gemm_arguments, static_max_steps
+from .launch_spec import whole_tile_launch
 from .tile import ROLE_DP, whole_tile
 
 
@@ -82,9 +82,6 @@ def data_parallel_kernel(
 
 def launches(config, a, b, bias, c, workspace, backend, trace, options):
     """One launch, one program per tile (see :mod:`kernels.launch_spec`)."""
-    gemm = gemm_arguments(
-        config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
+    return whole_tile_launch(
+        data_parallel_kernel, config, a, b, bias, c, workspace, backend, trace, options
     )
-    kernel_args = gemm.args + (gemm.max_steps,)
-    launch = Launch(data_parallel_kernel, (config.grid,), kernel_args, gemm.constexprs, options)
-    return LaunchSet((launch,), traces=(("gemm", gemm.trace),))

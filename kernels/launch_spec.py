@@ -114,3 +114,13 @@ def static_max_steps(config):
     return tiling.max_work_items(
         config.dp_tiles, config.sk_iters, config.iters_per_tile, config.grid
     )
+
+
+def whole_tile_launch(kernel, config, a, b, bias, c, workspace, backend, trace, options):
+    """The one launch of a kernel that takes only the shared arguments and computes whole
+    tiles on a static schedule (data-parallel, persistent)."""
+    gemm = gemm_arguments(
+        config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
+    )
+    launch = Launch(kernel, (config.grid,), gemm.args + (gemm.max_steps,), gemm.constexprs, options)
+    return LaunchSet((launch,), traces=(("gemm", gemm.trace),))

@@ -4,7 +4,7 @@ import triton
 import triton.language as tl
 
 from . import contract
-from .launch_spec import Launch, LaunchSet, gemm_arguments, static_max_steps
+from .launch_spec import whole_tile_launch
 from .tile import ROLE_DP, whole_tile
 
 
@@ -86,9 +86,6 @@ def persistent_kernel(
 
 def launches(config, a, b, bias, c, workspace, backend, trace, options):
     """One launch of ``config.grid`` programs (see :mod:`kernels.launch_spec`)."""
-    gemm = gemm_arguments(
-        config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
+    return whole_tile_launch(
+        persistent_kernel, config, a, b, bias, c, workspace, backend, trace, options
     )
-    kernel_args = gemm.args + (gemm.max_steps,)
-    launch = Launch(persistent_kernel, (config.grid,), kernel_args, gemm.constexprs, options)
-    return LaunchSet((launch,), traces=(("gemm", gemm.trace),))

@@ -133,25 +133,12 @@ def sk_segment(
     owner, last = contract.streamk_tile_programs(tile, dp_tiles, iters, sk_iters, num_programs)
     my_slot = contract.streamk_partial_slot(lp, tile, dp_tiles, iters, sk_iters, num_programs)
     counter = contract.streamk_tile_counter(tile, dp_tiles)
-    finalizes = lp * 0
+    # Each protocol leaves the tile's sum in acc where this program stores the final tile;
+    # then the one epilogue below adds the bias and stores it.
+    stores_tile = (owner == last).to(tl.int32)
+    finalizes = stores_tile
     if owner == last:
-        tile_epilogue(
-            acc,
-            c_ptr,
-            bias_ptr,
-            M,
-            N,
-            stride_cm,
-            stride_cn,
-            stride_bias,
-            pid_m,
-            pid_n,
-            BLOCK_M,
-            BLOCK_N,
-            HAS_BIAS,
-            BACKEND,
-        )
-        finalizes = lp * 0 + 1
+        pass
     elif FIXUP == OWNER_WAITS:
         if k_begin != 0:
             store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
@@ -163,23 +150,7 @@ def sk_segment(
                     q, tile, dp_tiles, iters, sk_iters, num_programs
                 )
                 acc += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
-            tile_epilogue(
-                acc,
-                c_ptr,
-                bias_ptr,
-                M,
-                N,
-                stride_cm,
-                stride_cn,
-                stride_bias,
-                pid_m,
-                pid_n,
-                BLOCK_M,
-                BLOCK_N,
-                HAS_BIAS,
-                BACKEND,
-            )
-            finalizes = lp * 0 + 1
+            stores_tile = lp * 0 + 1
     elif FIXUP == TURNSTILE:
         if lp > owner:
             wait_for(flags_ptr + (lp - 1), epoch, BACKEND)
@@ -191,23 +162,7 @@ def sk_segment(
             store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
             publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
         else:
-            tile_epilogue(
-                acc,
-                c_ptr,
-                bias_ptr,
-                M,
-                N,
-                stride_cm,
-                stride_cn,
-                stride_bias,
-                pid_m,
-                pid_n,
-                BLOCK_M,
-                BLOCK_N,
-                HAS_BIAS,
-                BACKEND,
-            )
-            finalizes = lp * 0 + 1
+            stores_tile = lp * 0 + 1
     elif FIXUP == LAST_ARRIVER:
         store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
         arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)
@@ -221,23 +176,8 @@ def sk_segment(
                     q, tile, dp_tiles, iters, sk_iters, num_programs
                 )
                 total += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
-            tile_epilogue(
-                total,
-                c_ptr,
-                bias_ptr,
-                M,
-                N,
-                stride_cm,
-                stride_cn,
-                stride_bias,
-                pid_m,
-                pid_n,
-                BLOCK_M,
-                BLOCK_N,
-                HAS_BIAS,
-                BACKEND,
-            )
-            finalizes = lp * 0 + 1
+            acc = total
+            stores_tile = lp * 0 + 1
     else:
         # ATOMIC: every segment adds into the zeroed output, the owner's with the bias
         tile_epilogue(
@@ -260,6 +200,24 @@ def sk_segment(
         )
         arrived = tl.atomic_add(counters_ptr + counter, 1, sem="relaxed", scope="gpu")
         finalizes = (arrived == last - owner).to(tl.int32)
+    if stores_tile:
+        tile_epilogue(
+            acc,
+            c_ptr,
+            bias_ptr,
+            M,
+            N,
+            stride_cm,
+            stride_cn,
+            stride_bias,
+            pid_m,
+            pid_n,
+            BLOCK_M,
+            BLOCK_N,
+            HAS_BIAS,
+            BACKEND,
+        )
+        finalizes = stores_tile
     role = ROLE_SK_CONTRIBUTOR - (k_begin == 0).to(tl.int32)
     trace_end(
         trace_ptr,
