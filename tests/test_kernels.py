@@ -29,6 +29,7 @@ from kernels.backend import NVIDIA
 from kernels.dtypes import TORCH_DTYPES
 from kernels.launch import build_launches, launch_options
 from kernels.workspace import Workspace, workspace_for
+from refsim.tiling import cdiv
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # The same tests are the interpreter tier on a CPU machine and part of `pytest -m gpu` on a GPU.
@@ -75,8 +76,8 @@ DTYPES = ("fp32", "fp16", "bf16")
 
 def config_for(run, shape, dtype="fp32"):
     options = dict(SMALL, **RUNS[run], dtype=dtype)
-    if options.get("split_k", 1) > -(-shape[2] // options["block_k"]):
-        options["split_k"] = -(-shape[2] // options["block_k"])
+    if "split_k" in options:  # at most the tile's K-iterations
+        options["split_k"] = min(options["split_k"], cdiv(shape[2], options["block_k"]))
     return refsim.GemmConfig(*shape, **options)
 
 
