@@ -8,14 +8,13 @@ Markdown table (GPU, driver, versions, date) with ``--markdown PATH``.
 """
 
 import argparse
-import datetime
-import subprocess
 
 import torch
 import triton
 from triton.testing import do_bench
 
 import kernels
+from conformance.report import environment
 from conformance.tolerances import tolerance_problem
 
 SHAPES = [
@@ -36,27 +35,6 @@ STRATEGIES = {
 }
 NVIDIA_BLOCKS = {"block_m": 128, "block_n": 256, "block_k": 64}
 AMD_BLOCKS = {"block_m": 256, "block_n": 256, "block_k": 64}
-
-
-def environment():
-    props = torch.cuda.get_device_properties(0)
-    try:
-        driver = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        driver = "unknown"
-    return {
-        "gpu": props.name,
-        "sms": props.multi_processor_count,
-        "driver": driver,
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "date": datetime.date.today().isoformat(),
-    }
 
 
 def publish(lines, path):
@@ -115,7 +93,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     args = parser.parse_args()
-    env = environment()
+    env = environment("cuda")
     lines = [
         f"# Kernels vs torch.matmul on {env['gpu']}",
         "",

@@ -12,10 +12,11 @@ import argparse
 import time
 
 import torch
-from kernels_vs_vendor import bench_if_correct, environment, publish
+from kernels_vs_vendor import bench_if_correct, publish
 from triton.testing import do_bench
 
 import kernels
+from conformance.report import environment
 from conformance.tolerances import tolerance_problem
 from kernels.auto import config_for
 
@@ -129,7 +130,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", help="write the tables here")
     args = parser.parse_args()
-    env = environment()
+    env = environment("cuda")
     rows = matmul_rows() + linear_rows()
     a = torch.randn((128, 128), device="cuda", dtype=torch.bfloat16)
     host = []
