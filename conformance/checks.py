@@ -10,11 +10,12 @@ import dataclasses
 import numpy as np
 import torch
 
+import refsim
 from refsim import numerics, tiling
 
-from .diagnosis import diagnose, first_wrong_tile, partial_cause
+from .diagnosis import decode_epilogue, decode_order, diagnose, first_wrong_tile, partial_cause
 from .harness import cast_to, expected_output, launch, to_numpy
-from .inputs import integer_inputs, random_inputs
+from .inputs import epilogue_inputs, integer_inputs, order_inputs, random_inputs
 from .tolerances import TOLERANCE, relative_error
 
 
@@ -65,6 +66,48 @@ def check_partials(kut, config, run, sim, tensors):
                 f"{p.k_begin}..{p.k_end}) differs in slot {slot}: {detail}"
             )
     return Finding("partials", not reasons, reasons[:5], causes[0] if causes else None)
+
+
+def check_addition_order(kut, case, config, device):
+    """Order-revealing inputs (:func:`conformance.inputs.order_inputs`) into an fp32 output: equal
+    to refsim's output bit for bit, so split tiles added their partials in refsim's order.
+
+    None where nothing is ordered: no split tile the inputs cover, or the atomic fixup (whose
+    order is the hardware's by design).
+    """
+    if config.fixup == "atomic" and config.strategy == "streamk":
+        return None
+    inputs = order_inputs(config, case.seed)
+    if not inputs.tiles:
+        return None
+    numpy_inputs = (inputs.a, inputs.b, inputs.bias if case.bias else None)
+    run, tensors = launch(
+        kut, config, case, numpy_inputs, device, trace=False, out_dtype=torch.float32
+    )
+    expected, _ = expected_output(config, run, tensors)
+    got = to_numpy(run.output)
+    if first_wrong_tile(config, got, expected) is None:
+        return Finding("addition order", True, [f"tiles {list(inputs.tiles)} in refsim's order"])
+    cause, info = decode_order(
+        config, got, tuple(map(to_numpy, tensors)), inputs.tiles, inputs.segments
+    )
+    return Finding("addition order", False, [info["detail"]], cause, info)
+
+
+def check_epilogue(kut, case, config, device):
+    """fp16/bf16 with a bias: outputs where a second rounding shows
+    (:func:`conformance.inputs.epilogue_inputs`) equal refsim's fp32 output cast once."""
+    if case.dtype not in ("fp16", "bf16") or not case.bias:
+        return None
+    run, tensors = launch(kut, config, case, epilogue_inputs(case), device, trace=False)
+    expected32, _ = expected_output(config, run, tensors)
+    got = to_numpy(run.output)
+    if first_wrong_tile(config, got, cast_to(expected32, run.output.dtype)) is None:
+        return Finding("epilogue rounding", True, ["bias added before the one cast"])
+    a, b, bias = map(to_numpy, tensors)
+    unbiased = refsim.simulate(config, a=a, b=b).output
+    cause, detail = decode_epilogue(got, unbiased, bias, run.output.dtype)
+    return Finding("epilogue rounding", False, [detail], cause)
 
 
 def check_memory_order(run):

@@ -6,14 +6,16 @@ which K-iterations and how much bias reached each output element. Every cause is
 :data:`CAUSES`.
 """
 
+import itertools
+
 import numpy as np
 import torch
 
 import refsim
-from refsim import tiling
+from refsim import numerics, tiling
 
 from .harness import POISON, launch, to_numpy
-from .inputs import BIAS_UNIT, probe_inputs
+from .inputs import BIAS_UNIT, probe_inputs, reduce_in_order
 
 CAUSES = (
     "missing K-segment",
@@ -28,6 +30,8 @@ CAUSES = (
     "partial read before it was written",
     "flag set before its partial is stored",
     "partial never released",
+    "wrong addition order",
+    "bias added after the cast",
     "inaccurate",
     "unclassified",
 )
@@ -179,3 +183,58 @@ def partial_cause(math, config, partial, got):
         if np.array_equal(diff, product):
             return "duplicated K-segment", f"K-iteration {k} is in it once too often"
     return "unclassified", "no single K-iteration or bias explains the difference"
+
+
+def decode_order(config, got, inputs, tiles, segments):
+    """``(cause, info)`` for an output of order-revealing ``inputs`` (numpy ``a, b, bias``) that
+    differs from refsim's: the first wrong tile among ``tiles``, and the orders of its partials
+    that give the kernel's values (``"wrong addition order"``), if any does.
+
+    The two first partials commute, so orders come in pairs that give the same bits; all that
+    match are reported.
+    """
+    tile_math = numerics.TileMath(config, *inputs)
+    for tile in tiles:
+        pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
+        rows, cols = _tile_region(config, pid_m, pid_n)
+        n = len(segments[tile])
+        predicted = tuple(range(n))
+        if np.array_equal(
+            got[rows, cols], reduce_in_order(tile_math, pid_m, pid_n, segments[tile], predicted)
+        ):
+            continue
+        matches = [
+            order
+            for order in itertools.permutations(range(n))
+            if np.array_equal(
+                got[rows, cols], reduce_in_order(tile_math, pid_m, pid_n, segments[tile], order)
+            )
+        ]
+        info = {
+            "tile": tile,
+            "pid_m": pid_m,
+            "pid_n": pid_n,
+            "plan": plan_segments(config, None, tile),
+        }
+        if not matches:
+            info["detail"] = (
+                f"tile {tile}: no order of its {n} partials {segments[tile]} gives the "
+                "kernel's values"
+            )
+            return "unclassified", info
+        info["orders"] = matches
+        shown = " or ".join(str(order) for order in matches)
+        info["detail"] = f"tile {tile}: partials added as {shown}, refsim predicts {predicted}"
+        return "wrong addition order", info
+    return "unclassified", {"detail": "every covered split tile is right; another tile differs"}
+
+
+def decode_epilogue(got, expected_unbiased, bias, dtype):
+    """``(cause, detail)`` for a wrong fp16/bf16 output of :func:`conformance.inputs.epilogue_inputs`:
+    ``"bias added after the cast"`` when it equals the bias-free fp32 output cast, plus the bias,
+    cast again."""
+    first = torch.from_numpy(np.asarray(expected_unbiased, dtype=np.float32)).to(dtype)
+    twice = (first.float() + torch.from_numpy(np.asarray(bias, dtype=np.float32))).to(dtype)
+    if np.array_equal(got, twice.double().numpy()):
+        return "bias added after the cast", "the output is the cast sum, plus the bias, cast again"
+    return "unclassified", "the output is neither rounded once nor rounded twice"

@@ -120,6 +120,62 @@ MUTANTS = (
         Case("mutant-ws-counter-gap", 64, 96, 40, strategy="work_stealing"),
         "tile never written",
     ),
+    Mutant(
+        "split-k-reverse",
+        "the split-K reduction adds the slices in reverse order",
+        "split_k.py",
+        "    total = load_partial(\n"
+        "        partials_ptr, contract.split_k_partial_slot(tile, 0, SPLIT_K), BLOCK_M, BLOCK_N\n"
+        "    )\n"
+        "    for split in range(1, SPLIT_K):\n"
+        "        slot = contract.split_k_partial_slot(tile, split, SPLIT_K)",
+        "    total = load_partial(\n"
+        "        partials_ptr, contract.split_k_partial_slot(tile, SPLIT_K - 1, SPLIT_K), BLOCK_M,"
+        " BLOCK_N\n"
+        "    )\n"
+        "    for split in range(1, SPLIT_K):\n"
+        "        slot = contract.split_k_partial_slot(tile, SPLIT_K - 1 - split, SPLIT_K)",
+        Case("mutant-split-k-reverse", 64, 64, 80, strategy="split_k", options=(("split_k", 3),)),
+        "wrong addition order",
+    ),
+    Mutant(
+        "bias-after-cast",
+        "the epilogue casts to the output dtype before adding the bias",
+        "tile.py",
+        "            acc = acc + bias.to(tl.float32)[None, :]",
+        "            acc = acc.to(c_ptr.dtype.element_ty).to(tl.float32) + bias.to(tl.float32)"
+        "[None, :]",
+        Case("mutant-bias-after-cast", 64, 64, 40, strategy="persistent", dtype="fp16"),
+        "bias added after the cast",
+    ),
+    Mutant(
+        "last-arriver-reverse",
+        "the last arriver adds the partials in reverse K order",
+        "streamk.py",
+        "            owner_slot = contract.streamk_partial_slot(\n"
+        "                owner, tile, dp_tiles, iters, sk_iters, num_programs\n"
+        "            )\n"
+        "            total = load_partial(partials_ptr, owner_slot, BLOCK_M, BLOCK_N)\n"
+        "            for q in range(owner + 1, last + 1):\n"
+        "                q_slot = contract.streamk_partial_slot(\n"
+        "                    q, tile, dp_tiles, iters, sk_iters, num_programs",
+        "            owner_slot = contract.streamk_partial_slot(\n"
+        "                last, tile, dp_tiles, iters, sk_iters, num_programs\n"
+        "            )\n"
+        "            total = load_partial(partials_ptr, owner_slot, BLOCK_M, BLOCK_N)\n"
+        "            for q in range(owner + 1, last + 1):\n"
+        "                q_slot = contract.streamk_partial_slot(\n"
+        "                    owner + last - q, tile, dp_tiles, iters, sk_iters, num_programs",
+        Case(
+            "mutant-last-arriver-reverse",
+            16,
+            32,
+            160,
+            fixup="last-arriver",
+            options=(("sk_hybrid", "one-wave"),),
+        ),
+        "wrong addition order",
+    ),
 )
 
 _built = {}

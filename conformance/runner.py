@@ -7,7 +7,9 @@ from .backend import select_backend
 from .checks import (
     Finding,
     check_accuracy,
+    check_addition_order,
     check_determinism,
+    check_epilogue,
     check_exact,
     check_memory_order,
     check_order,
@@ -79,6 +81,10 @@ def check_case(kut, case, device, determinism_runs=3):
         memory = check_memory_order(run)
         if memory is not None:
             findings.append(memory)
+        for extra in (check_addition_order, check_epilogue):
+            finding = extra(kut, case, config, device)
+            if finding is not None:
+                findings.append(finding)
         if not (config.strategy == "streamk" and config.fixup == "atomic"):
             findings.append(check_determinism(kut, case, config, device, determinism_runs))
         findings.append(check_accuracy(kut, case, config, device))

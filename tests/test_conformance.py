@@ -18,10 +18,23 @@ import refsim
 from conformance import Case, KernelUnderTest, check_case, load_cases, quick_set
 from conformance.__main__ import _parser, main
 from conformance.adapter import reference
-from conformance.checks import check_memory_order, check_partials
-from conformance.diagnosis import decode_probe
-from conformance.harness import POISON
-from conformance.inputs import BIAS_UNIT, integer_inputs, probe_expected
+from conformance.checks import (
+    check_addition_order,
+    check_epilogue,
+    check_memory_order,
+    check_partials,
+)
+from conformance.diagnosis import decode_epilogue, decode_order, decode_probe
+from conformance.harness import POISON, cast_to
+from conformance.inputs import (
+    BIAS_UNIT,
+    epilogue_inputs,
+    equivalent_orders,
+    integer_inputs,
+    order_inputs,
+    probe_expected,
+    reduce_in_order,
+)
 from conformance.mutants import MUTANTS, build
 from conformance.runner import run_parallel
 from refsim import numerics
@@ -70,6 +83,121 @@ def test_every_mutant_is_caught_with_its_cause(mutant):
     result = check_case(build(mutant), mutant.case, DEVICE)
     assert not result.passed
     assert mutant.expected_cause in result.causes, result.causes
+
+
+ORDER_CASES = [
+    Case("order-split-k", 64, 64, 80, strategy="split_k", options=(("split_k", 3),)),
+    Case(
+        "order-last-arriver",
+        16,
+        32,
+        160,
+        fixup="last-arriver",
+        options=(("sk_hybrid", "one-wave"),),
+    ),
+    Case("order-owner-waits", 130, 70, 300, fixup="owner-waits", dtype="bf16"),
+    Case(
+        "order-turnstile",
+        1,
+        64,
+        40,
+        fixup="turnstile",
+        dtype="fp16",
+        options=(("sk_hybrid", "one-wave"),),
+    ),
+]
+
+
+def _tile_math(config, inputs, tile):
+    math = numerics.TileMath(config, inputs.a, inputs.b, inputs.bias)
+    return math, *refsim.tiling.grouped_tile(
+        tile, config.num_pid_m, config.num_pid_n, config.group_m
+    )
+
+
+@pytest.mark.parametrize("case", ORDER_CASES, ids=lambda c: c.name)
+def test_order_inputs_accumulate_every_segment_exactly(case):
+    """Each program's own fp32 accumulation (refsim's, K-iteration by K-iteration) is the exact
+    float64 sum, so neither the MMA unit's order nor its rounding can matter."""
+    config = case.config()
+    inputs = order_inputs(config, case.seed)
+    assert inputs.tiles
+    for tile in inputs.tiles:
+        math, pid_m, pid_n = _tile_math(config, inputs, tile)
+        rows, cols = math.region(pid_m, pid_n)
+        for k_begin, k_end in inputs.segments[tile]:
+            k0, k1 = k_begin * config.block_k, min(config.k, k_end * config.block_k)
+            exact = math.a[rows, k0:k1] @ math.b[k0:k1, cols]
+            assert np.array_equal(math.accumulate(pid_m, pid_n, k_begin, k_end), exact)
+
+
+@pytest.mark.parametrize("case", ORDER_CASES[:2], ids=lambda c: c.name)
+def test_order_inputs_tell_every_order_apart(case):
+    """Only K order and its commuted first pair give refsim's bits; every other order differs."""
+    config = case.config()
+    inputs = order_inputs(config, case.seed)
+    for tile in inputs.tiles:
+        n = len(inputs.segments[tile])
+        assert n >= 3
+        swapped = (1, 0, *range(2, n))
+        assert equivalent_orders(config, inputs, tile) == [tuple(range(n)), swapped]
+
+
+def test_a_wrong_addition_order_is_decoded_from_the_output():
+    config = ORDER_CASES[0].config()
+    inputs = order_inputs(config)
+    sim = refsim.simulate(config, a=inputs.a, b=inputs.b, bias=inputs.bias)
+    got = sim.output.astype(np.float64)
+    tile = inputs.tiles[2]
+    math, pid_m, pid_n = _tile_math(config, inputs, tile)
+    got[math.region(pid_m, pid_n)] = reduce_in_order(
+        math, pid_m, pid_n, inputs.segments[tile], (2, 0, 1)
+    )
+    numpy_inputs = (inputs.a, inputs.b, inputs.bias)
+    cause, info = decode_order(config, got, numpy_inputs, inputs.tiles, inputs.segments)
+    assert (cause, info["tile"], info["orders"]) == (
+        "wrong addition order",
+        tile,
+        [(0, 2, 1), (2, 0, 1)],
+    )
+    assert info["detail"].endswith("refsim predicts (0, 1, 2)")
+    assert [(k_begin, k_end) for _, k_begin, k_end, _ in info["plan"]] == inputs.segments[tile]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_bias_added_after_the_cast_is_decoded(dtype):
+    case = Case("epilogue", 16, 32, 40, dtype="fp16" if dtype == torch.float16 else "bf16")
+    a, b, bias = epilogue_inputs(case)
+    unbiased = (a @ b).astype(np.float32)
+    once = cast_to(unbiased + bias.astype(np.float32), dtype)
+    twice = cast_to(cast_to(unbiased, dtype) + bias, dtype)
+    assert not np.array_equal(once, twice)  # the inputs tell the two apart
+    assert decode_epilogue(twice, unbiased, bias, dtype)[0] == "bias added after the cast"
+    assert decode_epilogue(once + 1, unbiased, bias, dtype)[0] == "unclassified"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        *ORDER_CASES[1:],
+        Case(
+            "order-split-k-bf16",
+            40,
+            32,
+            40,
+            strategy="split_k",
+            dtype="bf16",
+            options=(("split_k", 3),),
+        ),
+    ],
+    ids=lambda c: c.name,
+)
+def test_the_reference_kernels_add_in_refsims_order(case):
+    kut, config = reference(), case.config()
+    order = check_addition_order(kut, case, config, DEVICE)
+    assert order.passed, order.reasons
+    epilogue = check_epilogue(kut, case, config, DEVICE)
+    assert epilogue is None if case.dtype == "fp32" else epilogue.passed
 
 
 EVENT_LOGS = [  # (events, passes, cause): the memory-order rule on hand-made logs
