@@ -178,8 +178,21 @@ def check_order(config, run, sim):
 
 
 def check_work_stealing(config, run):
-    """Every tile once, every ticket once, each tile from its counter's range."""
+    """Every tile once, every ticket once, each tile from its counter's range, and every record
+    where the tiling rules put it: ``(pid_m, pid_n)`` of its tile, the whole K-range."""
     reasons = []
+    misplaced = short = long = False
+    for r in run.records:
+        place = tiling.grouped_tile(r.tile, config.num_pid_m, config.num_pid_n, config.group_m)
+        if (r.pid_m, r.pid_n) != place or (r.k_begin, r.k_end) != (0, config.iters_per_tile):
+            misplaced |= (r.pid_m, r.pid_n) != place
+            short |= r.k_begin > 0 or r.k_end < config.iters_per_tile
+            long |= r.k_end - r.k_begin > config.iters_per_tile
+            reasons.append(
+                f"program {r.program}: tile {r.tile} recorded at (pid_m {r.pid_m}, pid_n "
+                f"{r.pid_n}) over K-iterations [{r.k_begin}, {r.k_end}); the tiling puts it at "
+                f"({place[0]}, {place[1]}) over [0, {config.iters_per_tile})"
+            )
     tiles = collections.Counter(r.tile for r in run.records)
     missing = sorted(set(range(config.total_tiles)) - set(tiles))
     repeated = sorted(t for t, c in tiles.items() if c > 1)
@@ -210,11 +223,18 @@ def check_work_stealing(config, run):
                 f"counter {counter}: {len(used)} tickets used ({shown}), expected "
                 f"0..{end - begin - 1}"
             )
-    cause = (
-        "tile never written"
-        if missing
-        else ("duplicated K-segment" if repeated else ("wrong tile order" if reasons else None))
-    )
+    if missing:
+        cause = "tile never written"
+    elif repeated:
+        cause = "duplicated K-segment"
+    elif misplaced:
+        cause = "tile written to the wrong place"
+    elif short:
+        cause = "missing K-segment"
+    elif long:
+        cause = "duplicated K-segment"
+    else:
+        cause = "wrong tile order" if reasons else None
     return Finding("work-stealing invariants", not reasons, reasons[:5], cause)
 
 

@@ -12,7 +12,7 @@ import torch
 
 import refsim
 from kernels.dtypes import TORCH_DTYPES
-from refsim import numerics
+from refsim import numerics, tiling
 
 from .inputs import as_tensors
 
@@ -60,10 +60,40 @@ def expected_output(config, run, tensors):
     if config.strategy == "work_stealing":
         if getattr(run, "records", None) is None:  # untraced: integer inputs are exact anyway
             return a @ b + (0.0 if bias is None else bias), None
-        replayed, _ = numerics.compute(config, run.records, [], a, b, bias)
+        replayed, _ = numerics.compute(config, ticket_records(config, run.records), [], a, b, bias)
         return replayed, None
     sim = refsim.simulate(config, a=a, b=b, bias=bias)
     return sim.output, sim
+
+
+def ticket_records(config, records):
+    """Work-stealing records rebuilt from their (counter, ticket) alone, by the tiling rules.
+
+    The replay trusts nothing else a kernel recorded: the tile, its ``(pid_m, pid_n)`` and its
+    whole K-range come from :func:`refsim.tiling.ws_ticket_tile` and
+    :func:`refsim.tiling.grouped_tile`. A ticket outside its counter's range, or a counter that
+    does not exist, names no tile and is left out (the invariants check reports it).
+    """
+    rebuilt = []
+    for r in records:
+        if not 0 <= r.counter < config.num_counters or r.ticket < 0:
+            continue
+        begin, end = tiling.ws_counter_range(r.counter, config.total_tiles, config.num_counters)
+        tile = tiling.ws_ticket_tile(r.counter, r.ticket, config.total_tiles, config.num_counters)
+        if not begin <= tile < end:
+            continue
+        pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
+        rebuilt.append(
+            r._replace(
+                tile=tile,
+                pid_m=pid_m,
+                pid_n=pid_n,
+                k_begin=0,
+                k_end=config.iters_per_tile,
+                finalizes=True,
+            )
+        )
+    return rebuilt
 
 
 def cast_to(values, dtype):

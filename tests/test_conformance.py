@@ -23,9 +23,10 @@ from conformance.checks import (
     check_epilogue,
     check_memory_order,
     check_partials,
+    check_work_stealing,
 )
 from conformance.diagnosis import decode_epilogue, decode_order, decode_probe
-from conformance.harness import POISON, cast_to
+from conformance.harness import POISON, cast_to, expected_output, launch, ticket_records
 from conformance.inputs import (
     BIAS_UNIT,
     epilogue_inputs,
@@ -274,6 +275,58 @@ def test_partials_check_decodes_what_is_wrong_with_a_partial(fault):
     finding = check_partials(reference(), config, run, sim, (a, b, bias))
     assert (finding.passed, finding.cause) == (False, cause), finding.reasons
     assert f"slot {slot}" in finding.reasons[0]
+
+
+def _stolen_run(config):
+    """A traced work-stealing run of the reference kernels on integer inputs."""
+    case = Case(
+        "ws",
+        config.m,
+        config.n,
+        config.k,
+        "work_stealing",
+        block_m=config.block_m,
+        block_n=config.block_n,
+        block_k=config.block_k,
+        group_m=config.group_m,
+    )
+    run, tensors = launch(reference(), config, case, integer_inputs(case), "cpu", trace=True)
+    return run, tensors
+
+
+WS_RECORD_FAULTS = {
+    # what a kernel wrongly records -> the cause the invariants check must give
+    "pid_m": ("tile written to the wrong place", lambda r: r._replace(pid_m=r.pid_m + 1)),
+    "pid_n": ("tile written to the wrong place", lambda r: r._replace(pid_n=r.pid_n + 1)),
+    "k_begin": ("missing K-segment", lambda r: r._replace(k_begin=1)),
+    "k_end": ("duplicated K-segment", lambda r: r._replace(k_end=r.k_end + 1)),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(WS_RECORD_FAULTS))
+def test_work_stealing_records_are_held_to_the_tiling_rules(fault):
+    """A record whose place or K-range is not its tile's, by the tiling rules, is a finding;
+    and the replay that predicts the output ignores what the records say besides tickets."""
+    config = Case("ws", 64, 96, 40, "work_stealing").config()
+    run, tensors = _stolen_run(config)
+    assert check_work_stealing(config, run).passed
+    cause, change = WS_RECORD_FAULTS[fault]
+    faulty = types.SimpleNamespace(records=[change(run.records[0]), *run.records[1:]])
+    finding = check_work_stealing(config, faulty)
+    assert not finding.passed
+    assert finding.cause == cause
+    assert f"tile {run.records[0].tile} recorded at" in finding.reasons[0]
+    expected, _ = expected_output(config, run, tensors)
+    replayed, _ = expected_output(config, faulty, tensors)
+    np.testing.assert_array_equal(replayed, expected)
+
+
+def test_a_ticket_outside_its_counters_range_is_not_replayed():
+    config = Case("ws", 64, 96, 40, "work_stealing").config()
+    run, _ = _stolen_run(config)
+    bogus = run.records[0]._replace(ticket=config.total_tiles)
+    assert len(ticket_records(config, [bogus, *run.records[1:]])) == len(run.records) - 1
+    assert not check_work_stealing(config, types.SimpleNamespace(records=[bogus])).passed
 
 
 def test_the_diagnosis_names_the_tile_plan_and_cause():
