@@ -128,7 +128,7 @@ def test_order_inputs_accumulate_every_segment_exactly(case):
         rows, cols = math.region(pid_m, pid_n)
         for k_begin, k_end in inputs.segments[tile]:
             k0, k1 = k_begin * config.block_k, min(config.k, k_end * config.block_k)
-            exact = math.a[rows, k0:k1] @ math.b[k0:k1, cols]
+            exact = math.a[rows, k0:k1].astype(np.float64) @ math.b[k0:k1, cols].astype(np.float64)
             assert np.array_equal(math.accumulate(pid_m, pid_n, k_begin, k_end), exact)
 
 
