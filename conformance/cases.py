@@ -35,6 +35,8 @@ class Case:
     bias: bool = True
     transpose_a: bool = False
     transpose_b: bool = False
+    transpose_c: bool = False  # the output a transposed view (column-major)
+    strided: bool = False  # A, B and C with padded leading dimensions, the bias with stride 2
     seed: int = 0
     options: tuple = ()
 
