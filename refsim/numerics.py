@@ -172,10 +172,58 @@ class TileMath:
         return acc + self.bias[self.region(0, pid_n)[1]]
 
 
-def compute(config, records, fixups, a, b, bias=None):
-    """``(output, partials)`` for a run's records and fixups; see the module docstring."""
+class InterpreterTileMath(TileMath):
+    """Block products exactly as the kernels compute them under Triton's interpreter.
+
+    There ``tl.dot`` is ``numpy.matmul(a, b, dtype=float32) + acc`` on the loaded blocks: a
+    BLOCK_M x BLOCK_K block of A whose rows past M wrap around (``% M``), a BLOCK_K x BLOCK_N
+    block of B whose columns wrap likewise, K past the end zero (bf16 blocks converted to
+    float32 first, fp16 blocks passed as they are). This class makes the same numpy call on the
+    same arrays, so its float32 products -- and with them every sum -- are the interpreter's
+    bit for bit, for any inputs, not only exact ones. Slower than :class:`TileMath` (one small
+    matmul per tile and K-iteration): meant for the small problems the interpreter runs.
+    """
+
+    def __init__(self, config, a, b, bias):
+        super().__init__(config, a, b, bias)
+        block_dtype = np.float16 if config.dtype == "fp16" else np.float32
+        self.a_blocks = self.a.astype(block_dtype)
+        self.b_blocks = self.b.astype(block_dtype)
+
+    def accumulate(self, pid_m, pid_n, k_begin, k_end):
+        c = self.config
+        rows = (pid_m * c.block_m + np.arange(c.block_m)) % c.m
+        cols = (pid_n * c.block_n + np.arange(c.block_n)) % c.n
+        acc = np.zeros((c.block_m, c.block_n), dtype=np.float32)
+        for k in range(k_begin, k_end):
+            k_idx = k * c.block_k + np.arange(c.block_k)
+            inside = k_idx < c.k
+            a = np.zeros((c.block_m, c.block_k), dtype=self.a_blocks.dtype)
+            b = np.zeros((c.block_k, c.block_n), dtype=self.b_blocks.dtype)
+            a[:, inside] = self.a_blocks[np.ix_(rows, k_idx[inside])]
+            b[inside, :] = self.b_blocks[np.ix_(k_idx[inside], cols)]
+            acc = np.matmul(a, b, dtype=np.float32) + acc
+        region_rows, region_cols = self.region(pid_m, pid_n)
+        return acc[: region_rows.stop - region_rows.start, : region_cols.stop - region_cols.start]
+
+    def accumulate_all(self, records):
+        return [self.accumulate(r.pid_m, r.pid_n, r.k_begin, r.k_end) for r in records]
+
+
+BLOCK_PRODUCTS = {"float64": TileMath, "interpreter": InterpreterTileMath}
+
+
+def compute(config, records, fixups, a, b, bias=None, products="float64"):
+    """``(output, partials)`` for a run's records and fixups; see the module docstring.
+
+    ``products`` chooses how block products are computed (:data:`BLOCK_PRODUCTS`): ``"float64"``
+    rounded once (:class:`TileMath`), or ``"interpreter"`` as Triton's interpreter does
+    (:class:`InterpreterTileMath`).
+    """
     check_inputs(config, a, b, bias)
-    math = TileMath(config, a, b, bias)
+    if products not in BLOCK_PRODUCTS:
+        raise ValueError(f"products={products!r}: accepted values are {sorted(BLOCK_PRODUCTS)}")
+    math = BLOCK_PRODUCTS[products](config, a, b, bias)
     output = np.full((config.m, config.n), np.nan, dtype=np.float32)
     split = {f.tile: f for f in fixups}
     own = {}
