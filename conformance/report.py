@@ -12,6 +12,7 @@ def environment(device):
 
     env = {
         "device": device,
+        "tier": "gpu" if device == "cuda" else "interpreter",
         "torch": torch.__version__,
         "triton": triton.__version__,
         "python": platform.python_version(),
@@ -147,3 +148,53 @@ def write(folder, env, case_results, mutant_results):
                         )
     with open(os.path.join(folder, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def tier_summary(folders):
+    """A Markdown table of totals and mutation score per tier, from the ``report.json`` files of
+    runs written to ``folders`` (one per tier: the interpreter's quick set, a GPU's full set)."""
+    lines = [
+        "| tier | device | cases | passed | mutants | caught with the right cause | "
+        "mutation score | wall time | date |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for folder in folders:
+        with open(os.path.join(folder, "report.json"), encoding="utf-8") as f:
+            data = json.load(f)
+        env, summary = data["environment"], data["totals"]
+        score = summary["mutation_score"]
+        wall = env.get("wall_seconds")
+        lines.append(
+            f"| {env.get('tier', env['device'])} | {env.get('gpu')} | {summary['cases']} | "
+            f"{summary['passed']} | {summary['mutants']} | "
+            f"{summary['mutants_caught_with_right_cause']} | "
+            f"{'-' if score is None else f'{score:.0%}'} | "
+            f"{'-' if wall is None else f'{wall:.0f} s'} | {env.get('date')} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """``python -m conformance.report DIR [DIR ...]``: the per-tier table of written reports."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance.report",
+        description="Print totals and the mutation score per tier of written conformance reports.",
+    )
+    parser.add_argument("folders", nargs="+", metavar="DIR", help="a folder holding report.json")
+    args = parser.parse_args(argv)
+    try:
+        print(tier_summary(args.folders))
+    except OSError as exc:
+        print(f"conformance.report: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"conformance.report: error: not a conformance report: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
