@@ -1,17 +1,18 @@
 """Conformance cases as data: every case is a seeded GEMM configuration plus how to feed it.
 
-Two named sets: ``quick`` (Triton's interpreter on the CPU, small shapes and blocks) and
-``full`` (a GPU: large shapes, every strategy and fixup, wave-quantisation edges for the GPU's
-SM count and for 304 CUs / 8 XCDs emulated by the grid, K < BLOCK_K, M = 1, N = 1, bias on and
-off, fp16/bf16/fp32). ``load_cases`` reads a JSON list of the same fields.
+Two named sets run every strategy run (a strategy, or Stream-K with one fixup) in every role
+(:data:`ROLES`: a dtype, a bias and a layout, and per set a shape and a machine): ``quick``
+(Triton's interpreter on the CPU, small shapes and blocks) and ``full`` (a GPU with
+``sm_count`` SMs: large shapes, wave edges, 304 CUs in 8 XCDs emulated by the grid).
+:func:`coverage` names the features cases reach, read off their configs and refsim's plans;
+each set reaches all of :data:`REQUIRED_FEATURES`. ``load_cases`` reads a JSON list of cases.
 """
 
+import collections
 import dataclasses
 import json
 
-from refsim import GemmConfig, tiling
-
-FIXUP_RUNS = ("owner-waits", "turnstile", "last-arriver")
+from refsim import PROFILES, STRATEGIES, GemmConfig, build_plan, tiling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,136 +75,347 @@ class Case:
         return cls(**data)
 
 
-def _strategy_runs():
-    """(label, strategy, fixup, options) for every strategy and fixup."""
-    runs = [(s, s, None, ()) for s in ("data_parallel", "persistent", "work_stealing")]
-    runs += [("work_stealing-global", "work_stealing", None, (("global_counter", True),))]
-    runs += [("split_k", "split_k", None, (("split_k", 3),))]
-    runs += [(f, "streamk", f, (("sk_hybrid", "one-wave"),)) for f in FIXUP_RUNS]
-    runs += [("owner-waits-hybrid", "streamk", "owner-waits", ())]
-    return runs
+# Every strategy run: a strategy, or Stream-K with one fixup protocol.
+LABELS = (
+    "data_parallel",
+    "persistent",
+    "streamk/owner-waits",
+    "streamk/turnstile",
+    "streamk/last-arriver",
+    "streamk/atomic",
+    "work_stealing",
+    "split_k",
+)
+LAYOUTS = ("transpose_a", "transpose_b", "transpose_c", "strided")
+# Each run gets one case per role. A role fixes the dtype, the bias and a layout, so that every
+# run sees fp16 and bf16 each with and without a bias (the atomic fixup adds with fp32 atomics:
+# fp32 only) and every strategy each layout; the sets give each role a shape and a machine:
+# * waves: several waves of tiles, K a multiple of BLOCK_K, tiles not divisible by the grid:
+#   Stream-K's two-tile rule gives data-parallel tiles plus SK tiles that programs straddle;
+# * k-small: K < BLOCK_K, one K-iteration: every Stream-K tile lies whole in one program
+#   (one-wave), split-K cannot split;
+# * row: M = 1, more programs than tiles, K not a multiple of BLOCK_K: each Stream-K tile
+#   split over three or more programs, split-K in three, with an fp32 output;
+# * col: N = 1; work stealing with one global counter;
+# * xcd2, xcd8: 2 and 8 XCDs with a grid that they do not divide (one program fewer than CUs,
+#   so that the waiting fixups' programs stay resident); work stealing with per-XCD counters,
+#   two per XCD on 2.
+ROLES = {
+    "waves": ("bf16", True, "strided"),
+    "k-small": ("fp16", False, "transpose_a"),
+    "row": ("fp32", True, "transpose_c"),
+    "col": ("bf16", False, "transpose_b"),
+    "xcd2": ("fp16", True, "transpose_b"),
+    "xcd8": ("fp32", False, "transpose_a"),
+}
+SPLIT_K = 3  # split-K's split (capped at a tile's K-iterations)
+GPU_BLOCKS = {"block_m": 128, "block_n": 128, "block_k": 64, "group_m": 8}
 
 
-def _fit_split(options, k, block_k):
-    """Cap a split_k option at the tile's K-iterations (K < BLOCK_K leaves one)."""
-    iters = tiling.cdiv(k, block_k)
-    return tuple(
-        (name, min(value, iters)) if name == "split_k" else (name, value) for name, value in options
-    )
+def _options(**options):
+    """Case options as Case keeps them: sorted (name, value) pairs, so that JSON round-trips."""
+    return tuple(sorted(options.items()))
 
 
-def quick_set():
-    """Small shapes for the interpreter: every strategy x (odd shapes, dtypes, layouts, bias),
-    plus the atomic fixup (fp32 only: it adds with fp32 atomics)."""
-    shapes = [
-        (1, 1, 1),
-        (17, 33, 5),
-        (130, 70, 300),
-        (1, 64, 40),
-        (40, 1, 40),
-        (64, 32, 40),
-        (80, 32, 40),
-    ]
-    dtypes = ("fp32", "fp16", "bf16")
+def _run_options(label, role, k, block_k):
+    """The GemmConfig options a strategy run takes in a role (beyond the machine's grid)."""
+    strategy = label.partition("/")[0]
+    options = {}
+    if strategy == "split_k":
+        options["split_k"] = min(SPLIT_K, tiling.cdiv(k, block_k))
+    elif strategy == "streamk" and role == "k-small":
+        options["sk_hybrid"] = "one-wave"
+    elif strategy == "work_stealing" and role == "col":
+        options["global_counter"] = True
+    elif strategy == "work_stealing" and role == "xcd2":
+        options["counters_per_xcd"] = 2
+    return options
+
+
+def _role_cases(roles, blocks):
+    """One case per strategy run and role; ``roles``: role -> ``((m, n, k), machine)``, the
+    machine giving ``cus``, ``xcds`` and a ``grid`` that only persistent and Stream-K take."""
     cases = []
-    for label, strategy, fixup, options in _strategy_runs():
-        for i, (m, n, k) in enumerate(shapes):
+    for label in LABELS:
+        strategy, _, fixup = label.partition("/")
+        for role, ((m, n, k), machine) in roles.items():
+            dtype, bias, layout = ROLES[role]
+            options = _run_options(label, role, k, blocks["block_k"])
+            if "grid" in machine and strategy in ("persistent", "streamk"):
+                options["grid"] = machine["grid"]
             cases.append(
                 Case(
-                    f"{label}-{m}x{n}x{k}",
+                    f"{fixup or strategy}-{role}-{m}x{n}x{k}",
                     m,
                     n,
                     k,
                     strategy,
+                    fixup or None,
+                    cus=machine["cus"],
+                    xcds=machine.get("xcds", 1),
+                    dtype="fp32" if fixup == "atomic" else dtype,
+                    bias=bias,
+                    options=_options(**options),
+                    **{layout: True},
+                    **blocks,
+                )
+            )
+    return cases
+
+
+def quick_set():
+    """Small shapes and 16x32x16 blocks for the interpreter: every strategy run in every role,
+    plus the chunked XCD remap and Stream-K with no SK tile."""
+    roles = {
+        "waves": ((100, 20, 64), {"cus": 3}),  # 7 tiles on 3 programs: 4 SK, 3 DP
+        "k-small": ((48, 64, 8), {"cus": 4}),
+        "row": ((1, 32, 88), {"cus": 4}),  # 1 tile of 6 K-iterations on 4 programs
+        "col": ((40, 1, 40), {"cus": 4}),
+        "xcd2": ((80, 32, 40), {"cus": 4, "xcds": 2, "grid": 3}),
+        "xcd8": ((80, 32, 40), {"cus": 8, "xcds": 8, "grid": 7}),
+    }
+    cases = _role_cases(roles, {"block_m": 16, "block_n": 32, "block_k": 16, "group_m": 4})
+    chunked = {"cus": 6, "xcds": 2, "options": _options(xcd_chunk=2)}  # 6 ids: 1.5 rounds of 4
+    cases += [
+        Case("persistent-xcd-chunk-80x32x32", 80, 32, 32, "persistent", dtype="bf16", **chunked),
+        Case("turnstile-xcd-chunk-80x32x32", 80, 32, 32, fixup="turnstile", bias=False, **chunked),
+        # 2 tiles on 2 programs: one whole wave, so the two-tile rule leaves no SK tile
+        Case("owner-waits-no-sk-32x32x16", 32, 32, 16, fixup="owner-waits", cus=2, dtype="fp16"),
+    ]
+    return _seeded(cases)
+
+
+def gpu_device(sm_count):
+    """The smallest hardware profile with at least ``sm_count`` CUs: the device the full set
+    describes a GPU with ``sm_count`` SMs as (h100 for an H100 or H200, mi300x for 304 CUs)."""
+    fitting = [p for p in PROFILES.values() if p.cus >= sm_count]
+    if not fitting:
+        largest = max(p.cus for p in PROFILES.values())
+        raise ValueError(
+            f"sm_count={sm_count}: no hardware profile has that many (at most {largest})"
+        )
+    return min(fitting, key=lambda p: p.cus).name
+
+
+def full_set(sm_count):
+    """GPU cases for ``sm_count`` SMs, 128x128x64 blocks: every strategy run in every role, wave
+    edges, 8192x8192x4096, the chunked XCD remap, and 304 CUs in 8 XCDs emulated by the grid.
+
+    The waiting fixups (owner-waits, turnstile) never launch more programs than ``sm_count``:
+    they need every program resident at once.
+    """
+    blocks = dict(GPU_BLOCKS, device=gpu_device(sm_count))
+    two, eight = 2 * (sm_count // 2), 8 * (sm_count // 8)
+    xcd_shape = (1152, 1408, 1000)  # 99 tiles: not divisible by 2 or 8
+    roles = {
+        "waves": ((4096, 3968, 4096), {"cus": sm_count}),  # 992 tiles: few SM counts divide it
+        "k-small": ((3072, 4224, 32), {"cus": sm_count}),
+        "row": ((1, 4096, 4000), {"cus": sm_count}),
+        "col": ((4096, 1, 4000), {"cus": sm_count}),
+        "xcd2": (xcd_shape, {"cus": two, "xcds": 2, "grid": two - 1}),
+        "xcd8": (xcd_shape, {"cus": eight, "xcds": 8, "grid": eight - 1}),
+    }
+    cases = _role_cases(roles, blocks)
+    machine = dict(blocks, cus=sm_count)
+    # One wave + 1 and two waves - 1 of tiles.
+    for label, strategy, fixup in (
+        ("persistent", "persistent", None),
+        ("owner-waits", "streamk", "owner-waits"),
+    ):
+        for tiles, dtype in ((sm_count + 1, "bf16"), (2 * sm_count - 1, "fp16")):
+            cases.append(
+                Case(
+                    f"{label}-{tiles}tiles",
+                    128,
+                    128 * tiles,
+                    2048,
+                    strategy,
                     fixup,
-                    dtype=dtypes[i % 3],
-                    bias=i % 3 != 2,
-                    transpose_a=i % 2 == 1,
-                    transpose_b=i % 4 >= 2,
-                    seed=i,
-                    options=_fit_split(options, k, 16),
+                    dtype=dtype,
+                    **machine,
                 )
             )
     cases += [
         Case(
-            f"atomic-{m}x{n}x{k}",
-            m,
-            n,
-            k,
-            "streamk",
-            "atomic",
-            dtype="fp32",
-            seed=i,
-            options=(("sk_hybrid", "one-wave"),),
-        )
-        for i, (m, n, k) in enumerate([(17, 33, 5), (130, 70, 300)])
+            "work_stealing-8192x8192x4096",
+            8192,
+            8192,
+            4096,
+            "work_stealing",
+            dtype="bf16",
+            **machine,
+        ),
+        Case(
+            "owner-waits-8192x8192x4096",
+            8192,
+            8192,
+            4096,
+            fixup="owner-waits",
+            dtype="fp16",
+            bias=False,
+            **machine,
+        ),
+        # two whole waves of tiles: the two-tile rule leaves no SK tile
+        Case(
+            "turnstile-no-sk", 256, 128 * sm_count, 256, fixup="turnstile", dtype="bf16", **machine
+        ),
     ]
-    return cases
-
-
-def full_set(sm_count):
-    """GPU cases: large shapes and wave edges for ``sm_count`` SMs and for 304 CUs / 8 XCDs."""
-    blocks = {"block_m": 128, "block_n": 128, "block_k": 64, "group_m": 8, "cus": sm_count}
-    # 4096^3, M = 1, N = 1, K < BLOCK_K, and one wave + 1 / two waves - 1 of 128x128 tiles.
-    shapes = [
-        (4096, 4096, 4096),
-        (1, 4096, 4096),
-        (4096, 1, 4096),
-        (3072, 4224, 32),
-        (128, 128 * (sm_count + 1), 2048),
-        (128, 128 * (2 * sm_count - 1), 2048),
+    chunked = dict(blocks, cus=eight, xcds=8, options=_options(grid=eight - 1, xcd_chunk=4))
+    cases += [
+        Case("persistent-xcd-chunk", *xcd_shape, "persistent", dtype="fp16", **chunked),
+        Case(
+            "turnstile-xcd-chunk",
+            *xcd_shape,
+            fixup="turnstile",
+            dtype="bf16",
+            bias=False,
+            **chunked,
+        ),
     ]
-    cases = []
-    for label, strategy, fixup, options in _strategy_runs():
-        big = [(8192, 8192, 4096)] if label in ("owner-waits-hybrid", "work_stealing") else []
-        for i, (m, n, k) in enumerate(shapes + big):
-            cases.append(
-                Case(
-                    f"{label}-{m}x{n}x{k}",
-                    m,
-                    n,
-                    k,
-                    strategy,
-                    fixup,
-                    dtype=("bf16", "fp16", "fp32")[i % 3],
-                    bias=i % 2 == 0,
-                    transpose_a=i % 3 == 1,
-                    transpose_b=i % 4 == 3,
-                    seed=i,
-                    options=_fit_split(
-                        tuple(o for o in options if o[0] != "sk_hybrid"), k, blocks["block_k"]
-                    ),
-                    **blocks,
-                )
-            )
-    # The atomic fixup (nondeterministic by design: no determinism check; fp32 output).
-    cases.append(
-        Case("atomic-4096x4096x4096", 4096, 4096, 4096, "streamk", "atomic", dtype="fp32", **blocks)
-    )
     # 304 CUs in 8 XCDs, emulated by the grid: the XCD remap and per-XCD counters as on MI300X.
-    mi300x = dict(blocks, cus=304, xcds=8, device="mi300x")
+    mi300x = dict(GPU_BLOCKS, cus=304, xcds=8, device="mi300x")
     for strategy, fixup, options in (
         ("persistent", None, ()),
-        ("work_stealing", None, (("counters_per_xcd", 2),)),
+        ("work_stealing", None, _options(counters_per_xcd=2)),
         ("streamk", "last-arriver", ()),
     ):
-        label = strategy if fixup is None else f"{strategy}-{fixup}"
         for tiles in (303, 305):
             cases.append(
                 Case(
-                    f"{label}-xcd8-{tiles}tiles",
+                    f"{fixup or strategy}-xcd8-{tiles}tiles",
                     128,
                     128 * tiles,
                     1024,
                     strategy,
                     fixup,
                     dtype="bf16",
-                    seed=tiles,
                     options=options,
                     **mi300x,
                 )
             )
-    return cases
+    return _seeded(cases)
+
+
+def _label(config):
+    """A config's strategy run, as in LABELS."""
+    return f"streamk/{config.fixup}" if config.strategy == "streamk" else config.strategy
+
+
+def case_features(case):
+    """The named features one case reaches (see REQUIRED_FEATURES), read off its GemmConfig
+    and refsim's plan of it: never off its name."""
+    config = case.config()
+    plan = build_plan(config)
+    label, strategy = _label(config), config.strategy
+    bias = "bias" if case.bias else "no-bias"
+    features = {f"{config.dtype}/{bias}", f"{config.dtype}/{label}", f"{bias}/{label}"}
+    if config.k < config.block_k:
+        features.add(f"K<BLOCK_K/{label}")
+    elif config.k % config.block_k:
+        features.add(f"K%BLOCK_K!=0/{label}")
+    else:
+        features.add(f"EVEN_K/{label}")
+    features |= {f"{side}=1" for side, size in (("M", config.m), ("N", config.n)) if size == 1}
+    if config.xcds > 1 and config.grid % config.xcds:
+        features.add(f"xcds={config.xcds}/grid%xcds!=0/{label}")
+    if config.remap_mode == tiling.REMAP_CHUNKED and config.grid % (config.xcds * config.xcd_chunk):
+        features.add(f"xcd_chunk/grid%(xcds*chunk)!=0/{label}")
+    for layout in LAYOUTS:
+        if getattr(case, layout) and (layout != "strided" or case.bias):
+            features.add(f"{'strided+bias' if layout == 'strided' else layout}/{strategy}")
+    if strategy in ("persistent", "streamk", "work_stealing") and config.grid > config.total_tiles:
+        features.add(f"grid>tiles/{label}")
+    waves, last_wave = divmod(config.total_tiles, config.grid)
+    if strategy in ("persistent", "streamk") and waves and last_wave:  # a partial last wave
+        features.add(f"tiles%grid!=0/{label}")
+    split_programs = [tile.programs for tile in plan.split_tiles.values()]
+    if config.dtype == "fp32" and any(len(programs) >= 3 for programs in split_programs):
+        features.add(f"3+programs/{label.rpartition('/')[2]}/fp32")
+    if strategy == "streamk":
+        features |= _streamk_features(config, label, split_programs)
+    elif strategy == "work_stealing":
+        xcds, per_xcd = config.counter_layout
+        if config.global_counter:
+            features.add("work_stealing/global-counter")
+        if per_xcd > 1:
+            features.add("work_stealing/counters_per_xcd>1")
+        if xcds > 1:
+            features.add("work_stealing/xcds>1")
+        if config.total_tiles % config.num_counters:
+            features.add("work_stealing/tiles%counters!=0")
+    elif strategy == "split_k" and config.split_k == 1:
+        features.add("split_k/split_k=1")
+    return features
+
+
+def _streamk_features(config, label, split_programs):
+    """Stream-K's paths: no SK tile, SK tiles with or without data-parallel ones, an SK tile
+    whole in one program, a program in two split tiles (both its partial slots)."""
+    features = set()
+    if config.sk_tiles == 0:
+        features.add("streamk/sk_tiles=0")
+    if split_programs:
+        features.add(f"{label}/{'hybrid' if config.dp_tiles else 'sk-only'}")
+    if config.sk_tiles > len(split_programs):
+        features.add(f"{label}/whole-sk-tile")
+    tiles_per_program = collections.Counter(p for programs in split_programs for p in programs)
+    if any(count >= 2 for count in tiles_per_program.values()):
+        features.add(f"{label}/program-in-2-split-tiles")
+    return features
+
+
+def coverage(cases):
+    """The named features the cases reach together (see case_features)."""
+    return set().union(*map(case_features, cases))
+
+
+def _required_features():
+    """REQUIRED_FEATURES, run by run, then the layouts and the work-stealing counters."""
+    features = [f"{d}/{b}" for d in ("fp16", "bf16", "fp32") for b in ("bias", "no-bias")]
+    features += ["M=1", "N=1", "streamk/sk_tiles=0"]
+    for label in LABELS:
+        strategy, _, fixup = label.partition("/")
+        features += [f"bias/{label}", f"no-bias/{label}"]
+        features += [f"K<BLOCK_K/{label}", f"K%BLOCK_K!=0/{label}", f"EVEN_K/{label}"]
+        if fixup != "atomic":
+            features += [f"fp16/{label}", f"bf16/{label}"]
+        if strategy != "work_stealing":
+            features += [f"xcds={x}/grid%xcds!=0/{label}" for x in (2, 8)]
+        if strategy in ("persistent", "streamk"):
+            features += [f"grid>tiles/{label}", f"tiles%grid!=0/{label}"]
+        if strategy in ("streamk", "split_k"):
+            features.append(f"3+programs/{fixup or strategy}/fp32")
+        if strategy == "streamk":
+            features += [
+                f"{label}/{path}"
+                for path in ("hybrid", "sk-only", "whole-sk-tile", "program-in-2-split-tiles")
+            ]
+    features += [
+        f"{'strided+bias' if layout == 'strided' else layout}/{strategy}"
+        for strategy in STRATEGIES
+        for layout in LAYOUTS
+    ]
+    features += [
+        f"xcd_chunk/grid%(xcds*chunk)!=0/{label}" for label in ("persistent", "streamk/turnstile")
+    ]
+    features += ["split_k/split_k=1", "grid>tiles/work_stealing"]
+    features += [
+        f"work_stealing/{path}"
+        for path in ("global-counter", "counters_per_xcd>1", "xcds>1", "tiles%counters!=0")
+    ]
+    return features
+
+
+# Every feature both named sets must reach: each strategy run's dtypes, bias, K shapes and XCD
+# remaps (2 and 8 XCDs, a grid they do not divide), Stream-K's hybrid, split and whole tiles,
+# tiles over three or more programs in fp32, every layout per strategy, the work-stealing
+# counter layouts, grids above and not dividing the tile count, M = 1 and N = 1.
+REQUIRED_FEATURES = _required_features()
+
+
+def _seeded(cases):
+    """The cases with seeds 0, 1, 2, ... in order: each case its own inputs."""
+    return [dataclasses.replace(case, seed=seed) for seed, case in enumerate(cases)]
 
 
 def load_cases(path):
