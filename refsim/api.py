@@ -75,12 +75,21 @@ def simulate(
         numerics.check_inputs(config, a, b, bias)
     plan = build_plan(config)
     sim = Simulation(config, plan, with_bias=bias is not None, jitter=float(jitter), seed=int(seed))
-    records, fixups, deadlock, makespan = sim.run()
+    records, fixups, deadlock, makespan, coverage_errors = sim.run()
     output = partials = None
     if a is not None:
         output, partials = numerics.compute(config, records, fixups, a, b, bias)
     return SimResult(
-        config, plan, records, fixups, deadlock, makespan, sim.busy_us, output, partials
+        config,
+        plan,
+        records,
+        fixups,
+        deadlock,
+        makespan,
+        sim.busy_us,
+        coverage_errors=coverage_errors,
+        output=output,
+        partials=partials,
     )
 
 
@@ -102,11 +111,12 @@ def work_items_bound(config: GemmConfig) -> int:
     """An upper bound on what a run of ``config`` holds: work items, programs and CUs.
 
     Every strategy has at most one work item per tile and split, plus one reduction program
-    per tile for split-K; Stream-K's walk adds at most one item per program.
+    per tile for split-K; Stream-K's walk (and work stealing's Stream-K tail) adds at most one
+    item per program.
     """
     splits = config.split_k or 1
     items = config.total_tiles * (splits + 1 if splits > 1 else 1)
-    if config.strategy == "streamk":
+    if config.strategy == "streamk" or config.sk_tiles:
         items += config.grid
     return items + config.grid + config.cus
 

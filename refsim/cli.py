@@ -151,17 +151,23 @@ def _simulate(args: argparse.Namespace) -> int:
     if hasattr(args, "block"):
         options.update(zip(DEFAULT_BLOCKS, args.block))
     res = simulate(args.M, args.N, args.K, jitter=args.jitter, seed=args.seed, **options)
-    if args.json:
-        print(json.dumps(res.summary_dict(), indent=2))
-    else:
-        print(res.summary())
+    _print_summary(json.dumps(res.summary_dict(), indent=2) if args.json else res.summary())
     if args.trace:
         res.to_chrome_trace(args.trace)
         print(f"trace written to {args.trace}", file=sys.stderr)
     if args.gantt:
         res.plot_gantt(args.gantt)
         print(f"Gantt chart written to {args.gantt}", file=sys.stderr)
-    return 1 if res.deadlock is not None else 0
+    return 1 if res.deadlock is not None or res.coverage_errors else 0
+
+
+def _print_summary(text: str) -> None:
+    """Print to stdout; a reader that leaves early (``| head``) ends the printing quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Point stdout at /dev/null so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _flag_names(message: str) -> str:
@@ -190,7 +196,7 @@ def _check_output(flag: str, path: str | None, formats: tuple[str, ...]) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 deadlock predicted, 2 bad input)."""
+    """Entry point; returns the exit code (0 ok, 1 deadlock or lost work predicted, 2 bad input)."""
     try:
         args = _parser().parse_args(argv)
         if args.command == "devices":

@@ -9,7 +9,7 @@ read their options from these fields.
 import dataclasses
 import functools
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import tiling
@@ -17,7 +17,27 @@ from .hardware import DEFAULT_DEVICE, PROFILES, HardwareProfile, get_profile
 
 STRATEGIES = ("data_parallel", "persistent", "streamk", "work_stealing", "split_k")
 FIXUPS = ("owner-waits", "turnstile", "last-arriver", "atomic")
-SK_HYBRIDS = ("two-tile", "one-wave")
+# Schedule hooks (refsim.tiling's module docstring): each preset's name and contract function.
+SK_HYBRIDS = {
+    "two-tile": tiling.streamk_split_two_tile,
+    "one-wave": tiling.streamk_split_one_wave,
+    "remainder": tiling.streamk_split_remainder,
+}
+WS_COUNTER_MAPS = {
+    "hardware": tiling.ws_counter_hardware,
+    "logical": tiling.ws_counter_logical,
+    "hardware-xcd-logical-slot": tiling.ws_counter_hardware_xcd_logical_slot,
+}
+WS_COUNTER_RANGES = {"even": tiling.ws_range_even, "per-xcd": tiling.ws_range_per_xcd}
+TILE_ORDERS = {"strided": tiling.tile_order_strided, "contiguous": tiling.tile_order_contiguous}
+# Per hook field: its presets and the signature a function given instead must have.
+HOOKS: dict[str, tuple[dict[str, Callable[..., Any]], str]] = {
+    "sk_hybrid": (SK_HYBRIDS, "(total_tiles, num_programs) -> sk_tiles"),
+    "ws_counter_map": (WS_COUNTER_MAPS, "(hw_pid, logical_pid, config) -> counter"),
+    "ws_counter_ranges": (WS_COUNTER_RANGES, "(counter, config) -> (begin, end)"),
+    "tile_order": (TILE_ORDERS, "(logical_pid, step, config) -> tile"),
+}
+Hook = str | Callable[..., Any]
 DTYPE_ALIASES = {
     "fp16": "fp16",
     "float16": "fp16",
@@ -67,6 +87,17 @@ def _choice(name: str, value: object, accepted: Iterable[str]) -> None:
         raise ValueError(f"{name}={value!r}: accepted values are {', '.join(map(repr, accepted))}")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def hook_name(value: object) -> str | None:
+    """A hook field as the summary shows it: a preset's name, a function's qualified name."""
+    if value is None or isinstance(value, str):
+        return value
+    return getattr(value, "__qualname__", repr(value))
+
+
 def fitting_block(size: int) -> int:
     """The next power of two of ``size``, at least the smallest tl.dot shape."""
     return max(SMALLEST_BLOCK, 1 << (size - 1).bit_length())
@@ -88,12 +119,19 @@ class GemmConfig:
       count for data_parallel; tiles x ``split_k`` for split_k.
     * ``sk_tiles`` (streamk): by ``sk_hybrid`` -- ``"two-tile"`` (default): the partial last
       wave plus one full wave go Stream-K, none when tiles divide into whole waves;
-      ``"one-wave"``: every tile goes Stream-K.
+      ``"one-wave"``: every tile goes Stream-K; ``"remainder"``: the partial last wave only;
+      or a function ``(total_tiles, num_programs) -> sk_tiles``. Work stealing: 0 (its last
+      ``sk_tiles`` tiles, when given, are split Stream-K style after the stolen ones).
     * ``split_k`` (split_k): the smallest split that gives every CU a program, at most the
       number of K-iterations of a tile.
-    * ``fixup``, ``sk_hybrid`` (streamk), ``counters_per_xcd``, ``global_counter``
-      (work_stealing): the documented defaults for their strategy; they stay None for the
-      other strategies, which refuse them.
+    * ``fixup``, ``sk_hybrid`` (streamk), ``counters_per_xcd``, ``global_counter``,
+      ``ws_counter_map``, ``ws_counter_ranges`` (work_stealing), ``tile_order`` (data_parallel,
+      persistent): the documented defaults for their strategy; they stay None for the other
+      strategies, which refuse them. Work stealing takes ``fixup`` only with ``sk_tiles``.
+    * The hooks (``sk_hybrid``, ``ws_counter_map``, ``ws_counter_ranges``, ``tile_order``)
+      take a preset's name or a function under the tiling contract's rules (see
+      :mod:`refsim.tiling`); :meth:`counter_of`, :meth:`counter_range` and :meth:`tile_of`
+      apply them and check what they return.
     * ``xcd_remap``: true on multi-XCD devices; logical program ids are made contiguous per XCD
       (``xcd_chunk`` consecutive ids at a time when set, else one block per XCD).
     """
@@ -110,17 +148,18 @@ class GemmConfig:
     xcds: int = _option("XCDs (default: the device's)")
     grid: int = _option("programs to launch (default: by strategy)")
     sk_tiles: int | None = _option(
-        "Stream-K tiles (default: by the hybrid rule)", strategies=("streamk",)
+        "Stream-K tiles (default: by the hybrid rule; 0 for work_stealing)",
+        strategies=("streamk", "work_stealing"),
     )
-    sk_hybrid: str | None = _option(
-        "how many tiles go Stream-K",
+    sk_hybrid: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
+        "how many tiles go Stream-K (Python also takes a function)",
         strategies=("streamk",),
         strategy_default="two-tile",
         choices=SK_HYBRIDS,
     )
     fixup: str | None = _option(
         "how split tiles are reduced",
-        strategies=("streamk",),
+        strategies=("streamk", "work_stealing"),
         strategy_default="owner-waits",
         choices=FIXUPS,
     )
@@ -131,6 +170,24 @@ class GemmConfig:
         "one counter for the whole device",
         strategies=("work_stealing",),
         strategy_default=False,
+    )
+    ws_counter_map: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
+        "which counter each program draws from (Python also takes a function)",
+        strategies=("work_stealing",),
+        strategy_default="hardware",
+        choices=WS_COUNTER_MAPS,
+    )
+    ws_counter_ranges: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
+        "which tiles each counter hands out (Python also takes a function)",
+        strategies=("work_stealing",),
+        strategy_default="even",
+        choices=WS_COUNTER_RANGES,
+    )
+    tile_order: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
+        "which tile each program computes at each step (Python also takes a function)",
+        strategies=("data_parallel", "persistent"),
+        strategy_default="strided",
+        choices=TILE_ORDERS,
     )
     split_k: int | None = _option(
         "splits of each tile's K-range (default: enough to fill the CUs)",
@@ -165,8 +222,8 @@ class GemmConfig:
                 raise ValueError(f"{name}={value!r}: must be True or False")
         if self.counters_per_xcd is not None:
             self._set("counters_per_xcd", _integer("counters_per_xcd", self.counters_per_xcd))
-        if self.sk_hybrid is not None:
-            _choice("sk_hybrid", self.sk_hybrid, SK_HYBRIDS)
+        for name in HOOKS:
+            self._check_hook(name)
         if self.fixup is not None:
             _choice("fixup", self.fixup, FIXUPS)
         if self.dtype not in DTYPE_ALIASES:
@@ -182,6 +239,24 @@ class GemmConfig:
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
 
+    def _check_hook(self, name: str) -> None:
+        """A hook field holds a preset's name or a function (None: not this strategy's)."""
+        value = getattr(self, name)
+        presets, signature = HOOKS[name]
+        if value is None or callable(value) or (isinstance(value, str) and value in presets):
+            return
+        raise ValueError(
+            f"{name}={value!r}: accepted values are {', '.join(map(repr, presets))} "
+            f"or a function {signature}"
+        )
+
+    def _hook(self, name: str) -> Callable[..., Any]:
+        """The function of hook field ``name``: the preset it names, or the function given."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"{name}: strategy={self.strategy!r} does not take it")
+        return HOOKS[name][0][value] if isinstance(value, str) else value
+
     def _fill_strategy_options(self) -> None:
         """Refuse options the strategy does not take; give the ones it takes their default."""
         for f in dataclasses.fields(self):
@@ -192,7 +267,8 @@ class GemmConfig:
             if self.strategy not in strategies:
                 if value is not None:
                     raise ValueError(
-                        f"{f.name}={value!r}: only strategy={strategies[0]!r} takes it"
+                        f"{f.name}={value!r}: only strategy="
+                        f"{' or '.join(map(repr, strategies))} takes it"
                     )
             elif value is None and "strategy_default" in f.metadata:
                 self._set(f.name, f.metadata["strategy_default"])
@@ -257,20 +333,31 @@ class GemmConfig:
         else:
             grid = _integer("grid", cus if self.grid is None else self.grid)
         self._set("grid", grid)
-        if self.strategy == "streamk":
-            sk = self.sk_tiles
-            if sk is None:
-                sk = tiling.streamk_sk_tiles(tiles, grid, self.sk_hybrid == "two-tile")
-            if (
-                isinstance(sk, bool)
-                or not isinstance(sk, numbers.Integral)
-                or not 0 <= int(sk) <= tiles
-            ):
-                raise ValueError(
-                    f"sk_tiles={sk!r}: must be an integer in 0..{tiles} (the tile count)"
-                )
-            self._set("sk_tiles", int(sk))
+        if self.strategy in ("streamk", "work_stealing"):
+            self._fill_sk_tiles(tiles, grid)
         return grid
+
+    def _fill_sk_tiles(self, tiles: int, grid: int) -> None:
+        sk = self.sk_tiles
+        if sk is None and self.strategy == "streamk":
+            sk = self._hook("sk_hybrid")(tiles, grid)
+            if not _is_int(sk) or not 0 <= sk <= tiles:
+                raise ValueError(
+                    f"sk_hybrid={hook_name(self.sk_hybrid)}: returned {sk!r} for {tiles} tiles "
+                    f"on a grid of {grid}; a split rule returns an integer in 0..{tiles}"
+                )
+        elif sk is None:
+            sk = 0
+        if not _is_int(sk) or not 0 <= sk <= tiles:
+            raise ValueError(f"sk_tiles={sk!r}: must be an integer in 0..{tiles} (the tile count)")
+        self._set("sk_tiles", int(sk))
+        if self.strategy == "work_stealing" and not sk:
+            if "fixup" not in self._derived:
+                raise ValueError(
+                    f"fixup={self.fixup!r}: work_stealing splits no tile without sk_tiles, "
+                    "so it has nothing to reduce"
+                )
+            self._set("fixup", None)
 
     def _check_work_stealing(self, grid: int, xcds: int) -> None:
         if self.strategy != "work_stealing" or self.global_counter:
@@ -373,6 +460,72 @@ class GemmConfig:
         return tiling.logical_program(
             pid, self.grid, self.xcds, self.remap_mode, self.xcd_chunk or 1
         )
+
+    @functools.cached_property
+    def schedule_config(self) -> tiling.ScheduleConfig:
+        """The integers the schedule hooks read (their ``config`` argument)."""
+        counter_xcds, counters_per_xcd = self.counter_layout
+        return tiling.ScheduleConfig(
+            grid=self.grid,
+            xcds=self.xcds,
+            num_pid_m=self.num_pid_m,
+            num_pid_n=self.num_pid_n,
+            group_m=self.group_m,
+            total_tiles=self.total_tiles,
+            iters_per_tile=self.iters_per_tile,
+            dp_tiles=self.dp_tiles,
+            sk_tiles=self.sk_tiles or 0,
+            counter_xcds=counter_xcds,
+            counters_per_xcd=counters_per_xcd,
+            num_counters=self.num_counters,
+        )
+
+    def counter_of(self, pid: int) -> int:
+        """The counter hardware program ``pid`` draws from (work stealing), by ``ws_counter_map``.
+
+        ValueError when the map returns anything but a counter ``0 .. num_counters - 1``.
+        """
+        logical = self.logical_program(pid)
+        counter = self._hook("ws_counter_map")(pid, logical, self.schedule_config)
+        if not _is_int(counter) or not 0 <= counter < self.num_counters:
+            raise ValueError(
+                f"ws_counter_map={hook_name(self.ws_counter_map)}: program {pid} (logical "
+                f"{logical}) got counter {counter!r}; the counters are 0..{self.num_counters - 1}"
+            )
+        return int(counter)
+
+    def counter_range(self, counter: int) -> tuple[int, int]:
+        """``[begin, end)``: the tiles ``counter`` hands out, by ``ws_counter_ranges``.
+
+        ValueError unless ``0 <= begin <= end <= dp_tiles`` (the counters hand out only the
+        tiles before the Stream-K ones).
+        """
+        span = self._hook("ws_counter_ranges")(counter, self.schedule_config)
+        if not (
+            isinstance(span, tuple)
+            and len(span) == 2
+            and all(map(_is_int, span))
+            and 0 <= span[0] <= span[1] <= self.dp_tiles
+        ):
+            raise ValueError(
+                f"ws_counter_ranges={hook_name(self.ws_counter_ranges)}: counter {counter} got "
+                f"{span!r}; a range is (begin, end) with 0 <= begin <= end <= {self.dp_tiles}"
+            )
+        return int(span[0]), int(span[1])
+
+    def tile_of(self, logical_pid: int, step: int) -> int:
+        """The tile logical program ``logical_pid`` computes at ``step``, by ``tile_order``.
+
+        A program of data_parallel or persistent has ``tiling.persistent_tile_count`` steps.
+        ValueError when the order returns anything but a tile ``0 .. total_tiles - 1``.
+        """
+        tile = self._hook("tile_order")(logical_pid, step, self.schedule_config)
+        if not _is_int(tile) or not 0 <= tile < self.total_tiles:
+            raise ValueError(
+                f"tile_order={hook_name(self.tile_order)}: program {logical_pid} step {step} got "
+                f"tile {tile!r}; the tiles are 0..{self.total_tiles - 1}"
+            )
+        return int(tile)
 
     def replace(self, **changes):
         """A copy with some fields changed.

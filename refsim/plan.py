@@ -1,8 +1,9 @@
 """The static plan: which program computes which tile and K-range, in which order.
 
-Built only from :mod:`refsim.tiling` and a :class:`~refsim.config.GemmConfig`, so the kernels,
-which call the same functions, follow the same plan. Work stealing has no static tile order
-(tickets are a race); its plan fixes only each program's counter.
+Built only from :mod:`refsim.tiling` and a :class:`~refsim.config.GemmConfig` (whose schedule
+hooks it applies), so the kernels, which call the same functions, follow the same plan. Work
+stealing has no static tile order (tickets are a race); its plan fixes each program's counter,
+each counter's tile range and, with ``sk_tiles``, each program's Stream-K tail.
 """
 
 import dataclasses
@@ -39,10 +40,20 @@ class SplitTile:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
+    """What every program does, as far as it is known before the launch.
+
+    ``programs[pid]``: hardware program ``pid``'s work items in execution order; for work
+    stealing only its Stream-K tail, whose steps count from 0 here and follow the program's
+    stolen tiles at run time. ``counters[pid]``: the work-stealing counter it draws from, and
+    ``counter_ranges[c]``: counter ``c``'s ``(begin, end)`` tile range (both empty for the other
+    strategies).
+    """
+
     config: object
     programs: tuple  # per hardware program id: tuple of WorkItem in execution order
     split_tiles: dict  # tile -> SplitTile, for tiles computed by more than one program
     counters: tuple  # per hardware program id: work-stealing counter (empty otherwise)
+    counter_ranges: tuple = ()  # per work-stealing counter: (begin, end)
 
     def items(self):
         """Every planned work item, program by program."""
@@ -52,14 +63,15 @@ class Plan:
 def build_plan(config):
     """The plan for ``config``; see the module docstring."""
     builders = {
-        "data_parallel": _data_parallel,
-        "persistent": _persistent,
+        "data_parallel": _ordered,
+        "persistent": _ordered,
         "streamk": _streamk,
         "work_stealing": _work_stealing,
         "split_k": _split_k,
     }
     programs, split_tiles, counters = builders[config.strategy](config)
-    return Plan(config, tuple(map(tuple, programs)), split_tiles, tuple(counters))
+    counter_ranges = tuple(config.counter_range(c) for c in range(config.num_counters))
+    return Plan(config, tuple(map(tuple, programs)), split_tiles, tuple(counters), counter_ranges)
 
 
 def _item(config, program, step, tile, k_begin, k_end, role):
@@ -77,10 +89,21 @@ def _logical_ids(config):
     return logical, hardware
 
 
-def _data_parallel(config):
+def _ordered(config):
+    """data_parallel and persistent: ``persistent_tile_count`` steps each, tiles by ``tile_order``
+    (one step per program for data_parallel, whose grid is the tile count)."""
     logical, _ = _logical_ids(config)
-    iters = config.iters_per_tile
-    programs = [[_item(config, pid, 0, logical[pid], 0, iters, "dp")] for pid in range(config.grid)]
+    iters, tiles, grid = config.iters_per_tile, config.total_tiles, config.grid
+    programs = []
+    for pid in range(grid):
+        lp = logical[pid]
+        count = tiling.persistent_tile_count(lp, tiles, grid)
+        programs.append(
+            [
+                _item(config, pid, step, config.tile_of(lp, step), 0, iters, "dp")
+                for step in range(count)
+            ]
+        )
     return programs, {}, ()
 
 
@@ -93,28 +116,24 @@ def _persistent_steps(config, pid, lp, num_tiles):
     ]
 
 
-def _persistent(config):
-    logical, _ = _logical_ids(config)
-    programs = [
-        _persistent_steps(config, pid, logical[pid], config.total_tiles)
-        for pid in range(config.grid)
-    ]
-    return programs, {}, ()
-
-
 def _streamk(config):
     logical, hardware = _logical_ids(config)
+    programs = [
+        _persistent_steps(config, pid, logical[pid], config.dp_tiles) for pid in range(config.grid)
+    ]
+    return *_with_sk_tail(config, programs, logical, hardware), ()
+
+
+def _with_sk_tail(config, programs, logical, hardware):
+    """Append each program's Stream-K segments of tiles ``[dp_tiles, total_tiles)`` to its
+    items; returns ``(programs, split_tiles)``."""
     grid, iters, first_sk = config.grid, config.iters_per_tile, config.dp_tiles
     sk_iters = config.sk_iters
-    programs = []
-    for pid in range(grid):
-        lp = logical[pid]
-        items = _persistent_steps(config, pid, lp, first_sk)
-        start, end = tiling.streamk_iter_range(lp, sk_iters, grid)
+    for pid, items in enumerate(programs):
+        start, end = tiling.streamk_iter_range(logical[pid], sk_iters, grid)
         for tile, k_begin, k_end in _sk_segments(start, end, iters, first_sk, config.fixup):
             role = "sk-owner" if k_begin == 0 else "sk-contributor"
             items.append(_item(config, pid, len(items), tile, k_begin, k_end, role))
-        programs.append(items)
     split_tiles = {}
     for tile in range(first_sk, config.total_tiles):
         owner, last = tiling.streamk_tile_programs(tile, first_sk, iters, sk_iters, grid)
@@ -122,7 +141,7 @@ def _streamk(config):
             split_tiles[tile] = SplitTile(
                 tile, tuple(hardware[lp] for lp in range(owner, last + 1))
             )
-    return programs, split_tiles, ()
+    return programs, split_tiles
 
 
 def _sk_segments(start, end, iters, first_sk, fixup):
@@ -163,6 +182,7 @@ def _split_k(config):
 
 
 def _work_stealing(config):
-    xcds, per_xcd = config.counter_layout
-    counters = [tiling.ws_counter(pid, xcds, per_xcd) for pid in range(config.grid)]
-    return [[] for _ in range(config.grid)], {}, counters
+    logical, hardware = _logical_ids(config)
+    counters = [config.counter_of(pid) for pid in range(config.grid)]
+    programs: list[list[WorkItem]] = [[] for _ in range(config.grid)]
+    return *_with_sk_tail(config, programs, logical, hardware), counters

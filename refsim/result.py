@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 
 from . import trace
-from .config import GemmConfig
+from .config import HOOKS, GemmConfig, hook_name
 from .numerics import Partial
 from .plan import Plan
 from .trace import WorkRecord
@@ -59,6 +59,51 @@ class Deadlock:
         return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class TileCoverage:
+    """K-iterations ``[k_begin, k_end)`` of ``tile`` were computed ``times`` times, not once."""
+
+    tile: int
+    k_begin: int
+    k_end: int
+    times: int
+
+    def __str__(self):
+        what = "never computed" if self.times == 0 else f"computed {self.times} times"
+        return f"tile {self.tile} K-iterations [{self.k_begin}, {self.k_end}): {what}"
+
+
+@dataclasses.dataclass(frozen=True)
+class UnservedCounter:
+    """A work-stealing counter that no program drew from, though it has tiles to hand out."""
+
+    counter: int
+    begin: int
+    end: int
+
+    def __str__(self):
+        return (
+            f"counter {self.counter} never served: no program draws from it, so its tiles "
+            f"[{self.begin}, {self.end}) are never taken"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class IdlePrograms:
+    """The programs that computed nothing, listed when a run lost or duplicated work."""
+
+    programs: tuple[int, ...]
+
+    def __str__(self):
+        shown = ", ".join(map(str, self.programs[:16]))
+        more = "" if len(self.programs) <= 16 else f", ... ({len(self.programs)} in all)"
+        return f"programs that took nothing: {shown}{more}"
+
+
+CoverageError = TileCoverage | UnservedCounter | IdlePrograms
+# How many coverage errors summary() prints; summary_dict() and coverage_errors hold them all.
+SUMMARY_COVERAGE_LINES = 24
+
 BLOCK_FIT_NOTES = {
     None: "",
     "fitted": " (fitted to the problem)",
@@ -72,8 +117,13 @@ class SimResult:
 
     ``records``: one :class:`~refsim.trace.WorkRecord` per work item, by program then step
     (split-K's reduction launch last). ``fixups``: one :class:`~refsim.result.Fixup` per
-    split tile. ``deadlock``: None, or a :class:`~refsim.result.Deadlock`. ``output`` and
-    ``partials`` are set when input arrays were given (see :mod:`refsim.numerics`).
+    split tile. ``deadlock``: None, or a :class:`~refsim.result.Deadlock`.
+    ``coverage_errors``: every way the run's work fails to be the whole GEMM exactly once --
+    an :class:`UnservedCounter` per work-stealing counter with tiles that no program drew
+    from, an :class:`IdlePrograms` of the programs that computed nothing, and a
+    :class:`TileCoverage` per K-range of a tile computed zero times or more than once, in that
+    order; empty for a run that did all the work. ``output`` and ``partials`` are set when
+    input arrays were given (see :mod:`refsim.numerics`).
     """
 
     config: GemmConfig
@@ -83,14 +133,19 @@ class SimResult:
     deadlock: Deadlock | None
     makespan_us: float
     busy_us: list[float]
+    coverage_errors: list[CoverageError] = dataclasses.field(default_factory=list)
     output: np.ndarray | None = None
     partials: list[Partial] | None = None
 
     @property
-    def tflops(self):
-        """Predicted throughput, 2*M*N*K over the makespan (0 for a deadlocked run)."""
+    def tflops(self) -> float | None:
+        """Predicted throughput, 2*M*N*K over the makespan: 0 for a deadlocked run, None for
+        one that lost or duplicated work (``coverage_errors``), whose time is not that of the
+        GEMM."""
         if self.deadlock is not None or self.makespan_us <= 0:
             return 0.0
+        if self.coverage_errors:
+            return None
         return self.config.flops / (self.makespan_us * 1e6)
 
     def xcd_utilisation(self):
@@ -119,6 +174,10 @@ class SimResult:
             "block_fit": c.block_fit,
             "group_m": c.group_m,
             "grid": c.grid,
+            "sk_hybrid": hook_name(c.sk_hybrid),
+            "ws_counter_map": hook_name(c.ws_counter_map),
+            "ws_counter_ranges": hook_name(c.ws_counter_ranges),
+            "tile_order": hook_name(c.tile_order),
             "tiles": c.total_tiles,
             "iters_per_tile": c.iters_per_tile,
             "dp_tiles": c.dp_tiles,
@@ -132,6 +191,7 @@ class SimResult:
             "longest_wait_us": longest.wait_us if longest else 0.0,
             "longest_wait_tile": longest.tile if longest else None,
             "deadlock": str(self.deadlock) if self.deadlock else None,
+            "coverage_errors": [str(error) for error in self.coverage_errors],
         }
 
     def summary(self):
@@ -143,6 +203,7 @@ class SimResult:
             f"strategy {c.strategy}"
             + (f", fixup {c.fixup}" if c.fixup else "")
             + (f", split_k {c.split_k}" if c.split_k else "")
+            + _schedule_notes(c)
             + f", blocks {c.block_m}x{c.block_n}x{c.block_k}"
             + BLOCK_FIT_NOTES[c.block_fit]
             + f", group_m {c.group_m}, grid {c.grid}",
@@ -153,13 +214,26 @@ class SimResult:
                 else f"{s['dp_tiles']} DP, {s['sk_tiles']} SK"
             )
             + f"; {s['work_items']} work items",
-            f"makespan {self.makespan_us:.2f} us, predicted {self.tflops:.1f} TFLOP/s",
+            f"makespan {self.makespan_us:.2f} us, "
+            + (
+                "no TFLOP/s: work lost (below)"
+                if self.coverage_errors
+                else f"predicted {self.tflops:.1f} TFLOP/s"
+            ),
             "XCD utilisation " + " ".join(f"{u:.0%}" for u in s["xcd_utilisation"]),
             f"fixups {s['fixups']}, longest wait {s['longest_wait_us']:.2f} us"
             + (f" (tile {s['longest_wait_tile']})" if s["longest_wait_tile"] is not None else ""),
         ]
         if self.deadlock is not None:
             lines.append(str(self.deadlock))
+        if self.coverage_errors:
+            lines.append(_coverage_headline(self.coverage_errors))
+            lines += [f"  {error}" for error in self.coverage_errors[:SUMMARY_COVERAGE_LINES]]
+            if len(self.coverage_errors) > SUMMARY_COVERAGE_LINES:
+                lines.append(
+                    f"  ... {len(self.coverage_errors) - SUMMARY_COVERAGE_LINES} more "
+                    "(all of them in SimResult.coverage_errors and the --json summary)"
+                )
         return "\n".join(lines)
 
     def to_chrome_trace(self, path):
@@ -181,3 +255,34 @@ class SimResult:
             waits=[(w[0], w[3]) for w in self.deadlock.waiting] if self.deadlock else (),
             stalled_at=self.deadlock.at_us if self.deadlock else None,
         )
+
+
+def _schedule_notes(config: GemmConfig) -> str:
+    """The schedule hooks that differ from their default, for the summary's strategy line."""
+    notes = []
+    for name in HOOKS:
+        value = getattr(config, name)
+        field = GemmConfig.__dataclass_fields__[name]
+        if value is not None and value != field.metadata["strategy_default"]:
+            notes.append(f", {name} {hook_name(value)}")
+    return "".join(notes)
+
+
+def _coverage_headline(errors: list[CoverageError]) -> str:
+    """``work lost: ...``: counters unserved, programs idle, K-ranges computed never or twice
+    (the counts that are not zero)."""
+    ranges = [e for e in errors if isinstance(e, TileCoverage)]
+    never = sum(e.times == 0 for e in ranges)
+    counts = [
+        (sum(isinstance(e, UnservedCounter) for e in errors), "counter", "never served"),
+        (
+            sum(len(e.programs) for e in errors if isinstance(e, IdlePrograms)),
+            "program",
+            "took nothing",
+        ),
+        (never, "tile K-range", "never computed"),
+        (len(ranges) - never, "tile K-range", "computed more than once"),
+    ]
+    return "work lost: " + ", ".join(
+        f"{n} {noun}{'s' if n > 1 else ''} {what}" for n, noun, what in counts if n
+    )

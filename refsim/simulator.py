@@ -5,10 +5,13 @@ dispatcher: on AMD profiles workgroup ``i`` queues on XCD ``i % XCDS`` and start
 free CU of that XCD; on NVIDIA profiles any free SM takes the next program. Ties are broken by
 creation order, so a run is a pure function of its inputs. A program waiting on a flag holds
 its slot; when every live program waits and nothing is scheduled, SimPy runs out of events and
-the run ends with a :class:`Deadlock` describing who waits on whom.
+the run ends with a :class:`Deadlock` describing who waits on whom. Every run then checks its
+records against the whole GEMM (:meth:`Simulation.coverage_errors`): each (tile, K-iteration)
+computed exactly once, every work-stealing counter with tiles served.
 """
 
 import collections
+import itertools
 import random
 import typing
 
@@ -17,7 +20,7 @@ import simpy
 from . import tiling
 from .cost import CostModel
 from .plan import WorkItem
-from .result import Deadlock, Fixup
+from .result import CoverageError, Deadlock, Fixup, IdlePrograms, TileCoverage, UnservedCounter
 from .trace import WorkRecord
 
 
@@ -33,7 +36,8 @@ class L2Occupancy:
 
 
 class Simulation:
-    """Runs one plan in simulated time; ``run()`` returns ``(records, fixups, deadlock, makespan)``."""
+    """Runs one plan in simulated time; ``run()`` returns ``(records, fixups, deadlock,
+    makespan, coverage_errors)``."""
 
     def __init__(self, config, plan, *, with_bias=False, jitter=0.0, seed=0):
         self.config, self.plan = config, plan
@@ -71,7 +75,32 @@ class Simulation:
             for item, cu, start in self.in_fixup.values():
                 self._record(item, cu, start, False)  # cut short: ends when the run stalled
         self.records.sort(key=lambda r: (r.kernel != "gemm", r.program, r.step))
-        return self.records, [self.fixups[t] for t in sorted(self.fixups)], deadlock, self.env.now
+        fixups = [self.fixups[t] for t in sorted(self.fixups)]
+        return self.records, fixups, deadlock, self.env.now, self.coverage_errors()
+
+    def coverage_errors(self) -> list[CoverageError]:
+        """Where the records are not the whole GEMM once (see ``SimResult.coverage_errors``)."""
+        iters = self.config.iters_per_tile
+        spans: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+        for r in self.records:
+            if r.kernel == "gemm":
+                spans[r.tile].append((r.k_begin, r.k_end))
+        miscovered: list[CoverageError] = []
+        for tile in range(self.config.total_tiles):
+            ranges = spans.get(tile, [])
+            if ranges != [(0, iters)]:
+                miscovered += _miscovered(tile, ranges, iters)
+        errors: list[CoverageError] = [
+            UnservedCounter(counter, begin, end)
+            for counter, (begin, end) in enumerate(self.plan.counter_ranges)
+            if end > begin and not self.atomic_count[("counter", counter)]
+        ]
+        if errors or miscovered:
+            busy = {r.program for r in self.records if r.kernel == "gemm"}
+            idle = tuple(pid for pid in range(self.config.grid) if pid not in busy)
+            if idle:
+                errors.append(IdlePrograms(idle))
+        return errors + miscovered
 
     def _main(self):
         config, cost = self.config, self.cost
@@ -222,28 +251,29 @@ class Simulation:
     # Program bodies -------------------------------------------------------------------------
     def _static_program(self, pid, cu):
         xcd = cu // self.cus_per_xcd
-        split_tiles = self.plan.split_tiles
-        timeout = self.env.timeout
-        tile_bytes = self._tile_bytes()
         for item in self.plan.programs[pid]:
-            start = self.env.now
-            whole = item.tile not in split_tiles
-            yield timeout(self._compute_begin(item, cu, xcd, tile_bytes if whole else 0.0))
-            self._compute_end(item, xcd)
-            if whole:
-                self._record(item, cu, start, True)
-                continue
-            if item.role == "split":
-                yield from self._transfer(cu, self.cost.partial_bytes)
-                finalizes = False
-            else:
-                self.in_fixup[pid] = (item, cu, start)
-                protocol = self.FIXUP_PROTOCOLS[self.config.fixup]
-                finalizes = yield from protocol(
-                    self, pid, cu, item, split_tiles[item.tile].programs
-                )
-                del self.in_fixup[pid]
-            self._record(item, cu, start, finalizes)
+            yield from self._work_item(pid, cu, xcd, item)
+
+    def _work_item(self, pid, cu, xcd, item):
+        """One planned item: its K-loop, then the tile's store or its part in the fixup."""
+        start = self.env.now
+        split_tiles = self.plan.split_tiles
+        whole = item.tile not in split_tiles
+        tail_bytes = self._tile_bytes() if whole else 0.0
+        yield self.env.timeout(self._compute_begin(item, cu, xcd, tail_bytes))
+        self._compute_end(item, xcd)
+        if whole:
+            self._record(item, cu, start, True)
+            return
+        if item.role == "split":
+            yield from self._transfer(cu, self.cost.partial_bytes)
+            finalizes = False
+        else:
+            self.in_fixup[pid] = (item, cu, start)
+            protocol = self.FIXUP_PROTOCOLS[self.config.fixup]
+            finalizes = yield from protocol(self, pid, cu, item, split_tiles[item.tile].programs)
+            del self.in_fixup[pid]
+        self._record(item, cu, start, finalizes)
 
     def _owner_waits(self, pid, cu, item, programs):
         if pid != programs[0]:
@@ -302,18 +332,18 @@ class Simulation:
     }
 
     def _ws_program(self, pid, cu):
+        """Draw tickets until the counter's range is exhausted, then run the Stream-K tail."""
         config = self.config
         xcd = cu // self.cus_per_xcd
         counter = self.plan.counters[pid]
-        tiles, counters = config.total_tiles, config.num_counters
-        _, end = tiling.ws_counter_range(counter, tiles, counters)
+        begin, end = self.plan.counter_ranges[counter]
         step = 0
         while True:
             start = self.env.now
             ticket = yield from self._atomic(("counter", counter))
-            tile = tiling.ws_ticket_tile(counter, ticket, tiles, counters)
+            tile = begin + ticket
             if tile >= end:
-                return
+                break
             pid_m, pid_n = tiling.grouped_tile(
                 tile, config.num_pid_m, config.num_pid_n, config.group_m
             )
@@ -321,6 +351,9 @@ class Simulation:
             yield self.env.timeout(self._compute_begin(item, cu, xcd, self._tile_bytes()))
             self._compute_end(item, xcd)
             self._record(item, cu, start, True, ticket, counter)
+            step += 1
+        for item in self.plan.programs[pid]:
+            yield from self._work_item(pid, cu, xcd, item._replace(step=step))
             step += 1
 
     def _reduce_program(self, pid, cu):
@@ -334,3 +367,19 @@ class Simulation:
         programs = self.plan.split_tiles[tile].programs
         self._add_fixup(tile, pid, programs, programs)
         self._record(item, cu, start, True, kernel="reduce")
+
+
+def _miscovered(tile, ranges, iters):
+    """The K-ranges of ``[0, iters)`` that ``ranges`` cover other than once, merged."""
+    bounds = sorted({0, iters, *(b for span in ranges for b in span if 0 <= b <= iters)})
+    errors: list[TileCoverage] = []
+    for low, high in itertools.pairwise(bounds):
+        times = sum(begin <= low < end for begin, end in ranges)
+        if times == 1:
+            continue
+        last = errors[-1] if errors else None
+        if last is not None and last.k_end == low and last.times == times:
+            errors[-1] = TileCoverage(tile, last.k_begin, high, times)
+        else:
+            errors.append(TileCoverage(tile, low, high, times))
+    return errors

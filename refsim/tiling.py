@@ -15,15 +15,49 @@ Conventions
   ``[dp_tiles, total_tiles)`` are split into one contiguous range of K-iterations per program.
 * Arguments written in UPPER_CASE are compile-time constants in the kernels; so are the named
   constants in :data:`CONSTANTS` (``tl.constexpr`` in the jitted functions' globals).
+
+Schedule hooks
+--------------
+Some choices a kernel makes are hooks, so that refsim can describe a kernel written elsewhere:
+the Stream-K split ``(total_tiles, num_programs) -> sk_tiles``, the work-stealing counter map
+``(hw_pid, logical_pid, config) -> counter``, the counters' tile ranges ``(counter, config) ->
+(begin, end)`` and the tile order ``(logical_pid, step, config) -> tile``. The presets below
+are contract functions like the rest; ``config`` is a :class:`ScheduleConfig`, the launch's
+integers, which a kernel passes to a jit function as a named tuple.
 """
 
 import types
+import typing
 
 # XCD remap modes (``logical_program``'s REMAP).
 REMAP_NONE = 0
 REMAP_PLAIN = 1
 REMAP_CHUNKED = 2
 CONSTANTS = {"REMAP_NONE": REMAP_NONE, "REMAP_PLAIN": REMAP_PLAIN, "REMAP_CHUNKED": REMAP_CHUNKED}
+
+
+class ScheduleConfig(typing.NamedTuple):
+    """The integers of a launch that a schedule hook reads as its ``config`` argument.
+
+    ``GemmConfig.schedule_config`` builds it; refsim passes it to every hook, and a kernel can
+    pass the same named tuple to the jitted hook (Triton reads a named tuple's fields by name),
+    so a hook that runs in refsim runs in a kernel. The counter layout fields describe the
+    work-stealing counters: ``counter_xcds`` XCDs with ``counters_per_xcd`` counters each
+    (1 and 1 for one global counter, and for the other strategies, which have no counters).
+    """
+
+    grid: int  # programs launched
+    xcds: int  # XCDs of the device
+    num_pid_m: int
+    num_pid_n: int
+    group_m: int
+    total_tiles: int
+    iters_per_tile: int
+    dp_tiles: int  # tiles computed whole (work stealing: the tiles its counters hand out)
+    sk_tiles: int  # tiles split Stream-K style over the grid, after the others
+    counter_xcds: int
+    counters_per_xcd: int
+    num_counters: int  # counter_xcds * counters_per_xcd for work stealing, else 0
 
 
 def cdiv(a, b):
@@ -118,6 +152,27 @@ def streamk_sk_tiles(total_tiles, num_programs, TWO_TILE):
         if leftover == 0:
             sk_tiles = leftover  # 0, of the arguments' integer type (a literal would be int32)
     return sk_tiles
+
+
+def streamk_split_two_tile(total_tiles, num_programs):
+    """Split hook ``"two-tile"``: :func:`streamk_sk_tiles` with ``TWO_TILE`` (the default).
+
+    Example: 400 tiles on 304 programs give 96 + 304 = 400 SK tiles; 608 tiles give none.
+    """
+    return streamk_sk_tiles(total_tiles, num_programs, True)
+
+
+def streamk_split_one_wave(total_tiles, num_programs):
+    """Split hook ``"one-wave"``: every tile goes Stream-K. Example: 400 tiles -> 400."""
+    return streamk_sk_tiles(total_tiles, num_programs, False)
+
+
+def streamk_split_remainder(total_tiles, num_programs):
+    """Split hook ``"remainder"``: only the partial last wave goes Stream-K (tritonBLAS).
+
+    Example: 400 tiles on 304 programs give 96 SK tiles after one DP wave of 304; 608 give 0.
+    """
+    return total_tiles % num_programs
 
 
 def streamk_iter_range(pid, sk_iters, num_programs):
@@ -239,6 +294,66 @@ def ws_counter_range(counter, total_tiles, num_counters):
     return begin, end
 
 
+def ws_counter_hardware(hw_pid, logical_pid, config):
+    """Counter map ``"hardware"`` (the default): :func:`ws_counter` of the hardware id.
+
+    A program draws from a counter of its own XCD. Example: 8 XCDs with 2 counters each,
+    hardware program 13 (XCD 5, its second program there) draws from counter 5 * 2 + 1 = 11.
+    """
+    return ws_counter(hw_pid, config.counter_xcds, config.counters_per_xcd)
+
+
+def ws_counter_logical(hw_pid, logical_pid, config):
+    """Counter map ``"logical"``: :func:`ws_counter` of the logical (XCD-remapped) id.
+
+    Every counter is served when the grid has a program per counter, but a program's counter
+    may sit on another XCD. Example: 304 programs, 8 XCDs, 1 counter each: hardware program 1
+    is logical program 38, so it draws from counter 38 % 8 = 6.
+    """
+    return ws_counter(logical_pid, config.counter_xcds, config.counters_per_xcd)
+
+
+def ws_counter_hardware_xcd_logical_slot(hw_pid, logical_pid, config):
+    """Counter map ``"hardware-xcd-logical-slot"``: the XCD from the hardware id, the slot
+    within it from the logical id, each as :func:`ws_counter` computes them.
+
+    The mapping of a kernel that mixes the two ids; the remap gives each XCD a block of logical
+    ids whose slots need not reach every counter of the XCD. Example: 304 programs, 8 XCDs, 8
+    counters each: the programs of XCD 0 (logical ids 0..37) get slots 0..4 only, and counters
+    5, 6 and 7 are never served.
+    """
+    xcd = hw_pid % config.counter_xcds
+    slot = (logical_pid // config.counter_xcds) % config.counters_per_xcd
+    return xcd * config.counters_per_xcd + slot
+
+
+def ws_range_even(counter, config):
+    """Counter ranges ``"even"`` (the default): :func:`ws_counter_range` over the dealt tiles.
+
+    Example: 400 tiles over 64 counters: counter 0 hands out ``[0, 6)``, counter 1 ``[6, 12)``,
+    counter 2 ``[12, 18)``, counter 3 ``[18, 25)``.
+    """
+    return ws_counter_range(counter, config.dp_tiles, config.num_counters)
+
+
+def ws_range_per_xcd(counter, config):
+    """Counter ranges ``"per-xcd"``: tiles split per XCD, then per counter slot of the XCD.
+
+    Each XCD gets ``cdiv(tiles, counter_xcds)`` consecutive tiles and each of its counters
+    ``cdiv`` of that, so trailing ranges may be short or empty. Example: 400 tiles, 8 XCDs, 8
+    counters each: XCD 1 owns tiles ``[50, 100)``; its counter slots get 7 tiles each, the last
+    only ``[99, 100)``.
+    """
+    tiles = config.dp_tiles
+    per_xcd = cdiv(tiles, config.counter_xcds)
+    per_counter = cdiv(per_xcd, config.counters_per_xcd)
+    xcd_begin = min((counter // config.counters_per_xcd) * per_xcd, tiles)
+    xcd_end = min(xcd_begin + per_xcd, tiles)
+    begin = min(xcd_begin + (counter % config.counters_per_xcd) * per_counter, xcd_end)
+    end = min(begin + per_counter, xcd_end)
+    return begin, end
+
+
 def ws_ticket_tile(counter, ticket, total_tiles, num_counters):
     """Tile for a counter's ``ticket``; a value ``>= end`` of the counter's range means done."""
     begin = counter * total_tiles // num_counters
@@ -248,6 +363,25 @@ def ws_ticket_tile(counter, ticket, total_tiles, num_counters):
 def ws_max_work_items(total_tiles, num_counters):
     """The most tiles one work-stealing program can take: all of the largest counter range."""
     return cdiv(total_tiles, num_counters)
+
+
+def tile_order_strided(logical_pid, step, config):
+    """Tile order ``"strided"`` (the default): :func:`persistent_tile`, ``lp, lp + grid, ...``.
+
+    Example: 10 tiles on 4 programs: program 1 computes tiles 1, 5 and 9.
+    """
+    return persistent_tile(logical_pid, step, config.grid)
+
+
+def tile_order_contiguous(logical_pid, step, config):
+    """Tile order ``"contiguous"``: each program computes one block of consecutive tiles.
+
+    The blocks have the sizes of :func:`persistent_tile_count` (the first ``tiles % grid``
+    programs one more). Example: 10 tiles on 4 programs: program 1 computes tiles 3, 4 and 5.
+    """
+    base = config.total_tiles // config.grid
+    extra = config.total_tiles % config.grid
+    return logical_pid * base + min(logical_pid, extra) + step
 
 
 def split_k_work(pid, SPLIT_K):
@@ -277,6 +411,9 @@ CONTRACT = (
     persistent_tile_count,
     persistent_tile,
     streamk_sk_tiles,
+    streamk_split_two_tile,
+    streamk_split_one_wave,
+    streamk_split_remainder,
     streamk_iter_range,
     streamk_program_of_iter,
     streamk_segment,
@@ -288,8 +425,15 @@ CONTRACT = (
     max_work_items,
     ws_counter,
     ws_counter_range,
+    ws_counter_hardware,
+    ws_counter_logical,
+    ws_counter_hardware_xcd_logical_slot,
+    ws_range_even,
+    ws_range_per_xcd,
     ws_ticket_tile,
     ws_max_work_items,
+    tile_order_strided,
+    tile_order_contiguous,
     split_k_work,
     split_k_range,
     split_k_partial_slot,

@@ -80,13 +80,16 @@ def record_problems(result):
 
 
 def plan_problems(result):
-    """Static strategies: each program did exactly its planned items, in order."""
-    if result.config.strategy == "work_stealing":
-        return []
-    done = [r for r in result.records if r.kernel == "gemm"]
+    """Each program did exactly its planned items, in order (work stealing: its Stream-K tail,
+    after its stolen tiles, steps numbered on from them)."""
+    stealing = result.config.strategy == "work_stealing"
+    done = [r for r in result.records if r.kernel == "gemm" and r.role != "ws"]
     planned = result.plan.items()
-    observed = [(r.program, r.step, r.tile, r.k_begin, r.k_end, r.role) for r in done]
-    expected = [(i.program, i.step, i.tile, i.k_begin, i.k_end, i.role) for i in planned]
+    observed = [(r.program, r.tile, r.k_begin, r.k_end, r.role) for r in done]
+    expected = [(i.program, i.tile, i.k_begin, i.k_end, i.role) for i in planned]
+    if not stealing:
+        observed = [(r.step, *o) for r, o in zip(done, observed)]
+        expected = [(i.step, *e) for i, e in zip(planned, expected)]
     if observed != expected:
         first = next(
             i for i, (o, e) in enumerate(zip(observed + [None], expected + [None])) if o != e
@@ -131,29 +134,44 @@ def fixup_problems(result):
 
 
 def work_stealing_problems(result):
-    """Every ticket of every counter used once; each tile comes from its counter's range."""
+    """Every ticket of every counter used once; each tile comes from its counter's range;
+    stolen tiles come before a program's Stream-K tail."""
     config = result.config
     if config.strategy != "work_stealing":
         return []
     problems = []
     tickets = collections.defaultdict(list)
     for r in result.records:
+        if r.role != "ws":
+            continue
         tickets[r.counter].append(r.ticket)
-        begin, end = tiling.ws_counter_range(r.counter, config.total_tiles, config.num_counters)
+        begin, end = config.counter_range(r.counter)
         if not begin <= r.tile < end or r.tile != begin + r.ticket:
             problems.append(f"{r}: tile outside counter {r.counter}'s range [{begin}, {end})")
-        if r.counter != result.plan.counters[r.program]:
+        if r.counter != config.counter_of(r.program):
             problems.append(
-                f"{r}: drew from counter {r.counter}, planned {result.plan.counters[r.program]}"
+                f"{r}: drew from counter {r.counter}, mapped to {config.counter_of(r.program)}"
             )
     for counter in range(config.num_counters):
-        begin, end = tiling.ws_counter_range(counter, config.total_tiles, config.num_counters)
+        begin, end = config.counter_range(counter)
         if sorted(tickets[counter]) != list(range(end - begin)):
             problems.append(
                 f"counter {counter}: tickets {sorted(tickets[counter])[:8]}... "
                 f"expected 0..{end - begin - 1}"
             )
+    for program, records in itertools.groupby(result.records, key=lambda r: r.program):
+        roles = [r.role == "ws" for r in records if r.kernel == "gemm"]
+        if roles != sorted(roles, reverse=True):
+            problems.append(f"program {program}: a stolen tile after its Stream-K tail")
     return problems
+
+
+def reported_coverage_problems(result):
+    """The simulator reports lost work exactly when :func:`coverage_problems` finds some."""
+    found, reported = coverage_problems(result), result.coverage_errors
+    if bool(found) != bool(reported):
+        return [f"coverage errors reported: {reported[:3]}; found: {found[:3]}"]
+    return []
 
 
 def all_problems(result):
@@ -163,4 +181,5 @@ def all_problems(result):
         + plan_problems(result)
         + fixup_problems(result)
         + work_stealing_problems(result)
+        + reported_coverage_problems(result)
     )

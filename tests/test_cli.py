@@ -88,6 +88,13 @@ def test_simulate_prints_the_summary(capsys, big_expected):
     assert "deadlock" not in out
 
 
+def test_the_default_launch_simulates_well_under_a_second(capsys, big_expected):
+    """The coverage check runs on every launch; the 8192^3 one on 304 CUs stays interactive."""
+    began = time.perf_counter()
+    assert run_main(capsys, ["simulate", "8192", "8192", "8192", "--cus", "304"])[0] == 0
+    assert time.perf_counter() - began < 0.5
+
+
 def test_simulate_json_prints_the_summary_keys(capsys, big_expected):
     code, out, err = run_main(
         capsys, ["simulate", "8192", "8192", "8192", "--cus", "304", "--json"]
@@ -219,8 +226,14 @@ BAD_INPUT = [
     (["simulate", "8", "8", "8", "--split-k", "2"], "split_k"),
     (
         ["simulate", "8", "8", "8", "--strategy", "persistent", "--fixup", "turnstile"],
-        "--fixup='turnstile': only --strategy='streamk' takes it",
+        "--fixup='turnstile': only --strategy='streamk' or 'work_stealing' takes it",
     ),
+    (
+        ["simulate", "8", "8", "8", "--strategy", "work_stealing", "--ws-counter-map", "xcd"],
+        "--ws-counter-map='xcd': accepted values are 'hardware', 'logical', "
+        "'hardware-xcd-logical-slot' or a function",
+    ),
+    (["simulate", "8", "8", "8", "--tile-order", "strided"], "--tile-order='strided': only"),
     (["simulate", "8", "8", "8", "--counters-per-xcd", "2"], "only --strategy='work_stealing'"),
     (["simulate", "8", "8", "8", "--global-counter"], "--global-counter=True: only"),
     (["simulate", "8", "8", "8", "--xcd-chunk", "0"], "--xcd-chunk=0"),
@@ -343,6 +356,70 @@ def test_no_deadlock_with_a_second_cu(capsys):
 
 
 # --------------------------------------------------------------------------------------------
+# Lost work: exit 1, the coverage errors instead of a throughput.
+
+# The issue's work-stealing launch (tests/test_schedule_hooks.py explains its 20 lost counters).
+LOST_WORK = [
+    "simulate",
+    "5120",
+    "5120",
+    "512",
+    "--strategy",
+    "work_stealing",
+    "--counters-per-xcd",
+    "8",
+    "--ws-counter-map",
+    "hardware-xcd-logical-slot",
+    "--ws-counter-ranges",
+    "per-xcd",
+]
+
+
+def test_lost_work_exits_1_and_lists_what_was_lost(capsys):
+    code, out, err = run_main(capsys, LOST_WORK)
+    assert (code, err) == (1, "")
+    assert "TFLOP/s" not in out.replace("no TFLOP/s", "")
+    assert "makespan" in out and "no TFLOP/s: work lost (below)" in out
+    assert (
+        "work lost: 20 counters never served, 56 programs took nothing, 122 tile K-ranges "
+        "never computed\n"
+    ) in out
+    assert "  counter 5 never served: no program draws from it, so its tiles [35, 42)" in out
+    assert "  ... 119 more (all of them in SimResult.coverage_errors" in out
+
+
+def test_lost_work_json_has_no_throughput_and_every_error(capsys):
+    code, out, _ = run_main(capsys, LOST_WORK + ["--json"])
+    assert code == 1
+    summary = json.loads(out)
+    assert summary["tflops"] is None and summary["deadlock"] is None
+    assert len(summary["coverage_errors"]) == 20 + 1 + 122
+    assert summary["ws_counter_map"] == "hardware-xcd-logical-slot"
+    assert summary["ws_counter_ranges"] == "per-xcd"
+
+
+def test_a_reader_that_leaves_early_ends_the_output_quietly():
+    """``refsim simulate ... | head``: the long summary meets a closed pipe, and the command
+    still exits with its status, without an error line."""
+    with subprocess.Popen(
+        [console_script(), *LOST_WORK], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout.readline().startswith(b"GEMM 5120x5120x512")
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 1
+        assert proc.stderr.read() == b""
+
+
+def test_the_schedule_presets_reach_the_config(capsys):
+    code, out, _ = run_main(capsys, ["simulate", "5120", "5120", "512", "--sk-hybrid", "remainder"])
+    assert code == 0 and "304 DP, 96 SK" in out and "sk_hybrid remainder" in out
+    code, out, _ = run_main(
+        capsys, SMALL + ["--strategy", "persistent", "--tile-order", "contiguous", "--json"]
+    )
+    assert code == 0 and json.loads(out)["tile_order"] == "contiguous"
+
+
+# --------------------------------------------------------------------------------------------
 # Options read from GemmConfig; version; devices as JSON.
 
 
@@ -353,6 +430,10 @@ def test_every_config_field_has_its_flag_in_the_help(capsys):
         assert FLAGS[name] in text, name
     assert "one of owner-waits, turnstile, last-arriver, atomic (default owner-waits)" in text
     assert "(default off); work_stealing only" in text
+    assert "one of two-tile, one-wave, remainder (default two-tile); streamk only" in text
+    assert "one of hardware, logical, hardware-" in text  # argparse may wrap at the hyphen
+    assert "(default hardware); work_stealing only" in text
+    assert "one of strided, contiguous (default strided); data_parallel and persistent" in text
 
 
 def test_xcd_remap_reaches_the_config(capsys):

@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refsim import FIXUPS, PROFILES, STRATEGIES, GemmConfig
-from refsim.config import FIELD_NAMES, OPTION_NAMES, SK_HYBRIDS
+from refsim.config import (
+    FIELD_NAMES,
+    OPTION_NAMES,
+    SK_HYBRIDS,
+    TILE_ORDERS,
+    WS_COUNTER_MAPS,
+    WS_COUNTER_RANGES,
+)
 
 # 512 x 512 x 512 with the default 256 x 256 x 64 blocks: 2 x 2 = 4 tiles, 8 K-iterations each.
 BASE = dict(m=512, n=512, k=512)
@@ -73,8 +80,36 @@ INVALID = [
     (dict(sk_tiles=True), ["sk_tiles=True"]),
     (dict(strategy="persistent", sk_tiles=1), ["sk_tiles=1", "streamk"]),
     (dict(strategy="data_parallel", sk_tiles=0), ["sk_tiles=0", "streamk"]),
-    (dict(strategy="work_stealing", sk_tiles=2), ["sk_tiles=2", "streamk"]),
-    (dict(strategy="split_k", sk_tiles=1), ["sk_tiles=1", "streamk"]),
+    (dict(strategy="split_k", sk_tiles=1), ["sk_tiles=1", "streamk", "work_stealing"]),
+    (dict(strategy="work_stealing", sk_tiles=BASE_TILES + 1), [f"0..{BASE_TILES}"]),
+    # work stealing reduces split tiles only with a Stream-K tail
+    (dict(strategy="work_stealing", fixup="turnstile"), ["fixup='turnstile'", "sk_tiles"]),
+    (
+        dict(strategy="work_stealing", sk_tiles=0, fixup="atomic"),
+        ["fixup='atomic'", "sk_tiles"],
+    ),
+    # schedule hooks: a preset's name or a function; a split rule's result is checked
+    (dict(sk_hybrid=2), ["sk_hybrid=2", *SK_HYBRIDS, "(total_tiles, num_programs) -> sk_tiles"]),
+    (
+        dict(strategy="work_stealing", ws_counter_map="xcd"),
+        ["ws_counter_map='xcd'", *WS_COUNTER_MAPS, "(hw_pid, logical_pid, config) -> counter"],
+    ),
+    (
+        dict(strategy="work_stealing", ws_counter_ranges="uneven"),
+        ["ws_counter_ranges='uneven'", *WS_COUNTER_RANGES, "(counter, config) -> (begin, end)"],
+    ),
+    (
+        dict(strategy="persistent", tile_order="snake"),
+        ["tile_order='snake'", *TILE_ORDERS, "(logical_pid, step, config) -> tile"],
+    ),
+    (dict(sk_hybrid=lambda tiles, grid: tiles + 1), ["sk_hybrid=<lambda>", "returned 5", "0..4"]),
+    (dict(sk_hybrid=lambda tiles, grid: -1), ["sk_hybrid=<lambda>", "returned -1"]),
+    (dict(sk_hybrid=lambda tiles, grid: 1.0), ["sk_hybrid=<lambda>", "returned 1.0"]),
+    (dict(sk_hybrid=lambda tiles, grid: True), ["sk_hybrid=<lambda>", "returned True"]),
+    (dict(strategy="streamk", tile_order="strided"), ["tile_order='strided'", "persistent"]),
+    (dict(ws_counter_map="hardware"), ["ws_counter_map='hardware'", "work_stealing"]),
+    (dict(strategy="persistent", ws_counter_ranges="even"), ["ws_counter_ranges", "work_stealing"]),
+    (dict(strategy="work_stealing", sk_hybrid="remainder"), ["sk_hybrid='remainder'", "streamk"]),
     # split_k
     (
         dict(strategy="split_k", split_k=BASE_ITERS + 1),
@@ -104,7 +139,12 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, expected", INVALID, ids=[repr(kw) for kw, _ in INVALID])
+def case_id(kwargs):
+    """A test id that is the same in every process: functions by name, not by address."""
+    return repr({name: getattr(v, "__qualname__", v) for name, v in kwargs.items()})
+
+
+@pytest.mark.parametrize("kwargs, expected", INVALID, ids=[case_id(kw) for kw, _ in INVALID])
 def test_invalid_value_raises_value_error_naming_the_field(kwargs, expected):
     """The message names the offending field and, for a choice, every accepted value."""
     with pytest.raises(ValueError) as excinfo:
@@ -354,8 +394,9 @@ def test_derived_properties_are_consistent(m, n, k, bm, bn, bk, strategy, device
     assert c.total_tiles == c.num_pid_m * c.num_pid_n
     assert c.iters_per_tile == math.ceil(k / bk)
     assert c.flops == 2 * m * n * k
-    if strategy == "streamk":
+    if strategy in ("streamk", "work_stealing"):
         assert 0 <= c.sk_tiles <= c.total_tiles
+        assert c.sk_tiles == 0 or strategy == "streamk"  # work stealing: 0 unless given
         assert c.dp_tiles == c.total_tiles - c.sk_tiles
         assert c.sk_iters == c.sk_tiles * c.iters_per_tile
     else:
@@ -374,6 +415,8 @@ def test_derived_properties_are_consistent(m, n, k, bm, bn, bk, strategy, device
         assert c.global_counter is None and c.counters_per_xcd is None
     if strategy != "streamk":
         assert c.fixup is None and c.sk_hybrid is None
+    assert (c.tile_order is None) == (strategy not in ("data_parallel", "persistent"))
+    assert (c.ws_counter_map is None) == (c.ws_counter_ranges is None) == (not stealing)
     assert c.profile is PROFILES[device]
 
 
@@ -395,7 +438,7 @@ def test_replace_rederives_sk_tiles_for_the_new_size():
         ("data_parallel", 1024, None, None),
         ("split_k", 1024, None, 1),
         ("persistent", 304, None, None),
-        ("work_stealing", 304, None, None),
+        ("work_stealing", 304, 0, None),
     ],
 )
 def test_replace_strategy_rederives_grid_sk_tiles_and_split_k(strategy, grid, sk_tiles, split_k):
@@ -482,15 +525,31 @@ def test_more_cus_than_the_device_has_is_rejected():
     "strategy, expected",
     [
         ("streamk", dict(fixup="owner-waits", sk_hybrid="two-tile")),
-        ("work_stealing", dict(counters_per_xcd=1, global_counter=False)),
-        ("persistent", dict()),
-        ("data_parallel", dict()),
+        (
+            "work_stealing",
+            dict(
+                counters_per_xcd=1,
+                global_counter=False,
+                ws_counter_map="hardware",
+                ws_counter_ranges="even",
+            ),
+        ),
+        ("persistent", dict(tile_order="strided")),
+        ("data_parallel", dict(tile_order="strided")),
         ("split_k", dict()),
     ],
 )
 def test_strategy_options_default_only_where_they_apply(strategy, expected):
     c = config(strategy=strategy)
-    options = ("fixup", "sk_hybrid", "counters_per_xcd", "global_counter")
+    options = (
+        "fixup",
+        "sk_hybrid",
+        "counters_per_xcd",
+        "global_counter",
+        "ws_counter_map",
+        "ws_counter_ranges",
+        "tile_order",
+    )
     assert {name: getattr(c, name) for name in options} == {
         name: expected.get(name) for name in options
     }
@@ -500,7 +559,9 @@ def test_replace_strategy_drops_derived_strategy_options_and_refuses_given_ones(
     derived = config().replace(strategy="persistent")
     assert (derived.fixup, derived.sk_hybrid) == (None, None)
     assert derived.replace(strategy="streamk").fixup == "owner-waits"
-    with pytest.raises(ValueError, match="fixup='turnstile': only strategy='streamk' takes it"):
+    with pytest.raises(
+        ValueError, match="fixup='turnstile': only strategy='streamk' or 'work_stealing' takes it"
+    ):
         config(fixup="turnstile").replace(strategy="persistent")
 
 

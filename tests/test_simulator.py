@@ -11,7 +11,7 @@ from invariants import all_problems
 
 import refsim
 from refsim import simulator, tiling
-from refsim.config import OPTION_NAMES
+from refsim.config import OPTION_NAMES, SK_HYBRIDS, TILE_ORDERS, WS_COUNTER_RANGES
 from refsim.hardware import H100_SXM
 
 # A 2-SM toy GPU whose numbers are powers of two, so every simulated time is exact in binary:
@@ -257,15 +257,24 @@ def configs(draw):
     }
     m, n, k = draw(SHAPES), draw(SHAPES), draw(SHAPES)
     iters = tiling.cdiv(k, kwargs["block_k"])
+    tiles = tiling.cdiv(m, kwargs["block_m"]) * tiling.cdiv(n, kwargs["block_n"])
     if strategy == "streamk":
         kwargs["fixup"] = draw(st.sampled_from(refsim.FIXUPS))
-        kwargs["sk_hybrid"] = draw(st.sampled_from(["two-tile", "one-wave"]))
+        kwargs["sk_hybrid"] = draw(st.sampled_from(list(SK_HYBRIDS)))
         kwargs["grid"] = draw(st.one_of(st.none(), st.integers(1, cus)))
     elif strategy == "split_k":
         kwargs["split_k"] = draw(st.integers(1, min(iters, 16)))
     elif strategy == "work_stealing":
         kwargs["global_counter"] = draw(st.booleans())
         kwargs["counters_per_xcd"] = draw(st.integers(1, max(1, min(4, cus // xcds))))
+        # "hardware-xcd-logical-slot" may leave counters unserved: tests/test_schedule_hooks.py
+        kwargs["ws_counter_map"] = draw(st.sampled_from(["hardware", "logical"]))
+        kwargs["ws_counter_ranges"] = draw(st.sampled_from(list(WS_COUNTER_RANGES)))
+        kwargs["sk_tiles"] = draw(st.sampled_from([0, 0, 1, tiles // 3, tiles]))
+        if kwargs["sk_tiles"]:
+            kwargs["fixup"] = draw(st.sampled_from(refsim.FIXUPS))
+    else:
+        kwargs["tile_order"] = draw(st.sampled_from(list(TILE_ORDERS)))
     return refsim.GemmConfig(m, n, k, **kwargs)
 
 

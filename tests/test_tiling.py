@@ -163,6 +163,52 @@ def ws_ticket_tile_args(draw):
 
 
 @st.composite
+def schedule_configs(draw):
+    """A :class:`tiling.ScheduleConfig` as ``GemmConfig.schedule_config`` would build one."""
+    num_pid_m = draw(st.integers(1, 64))
+    num_pid_n = draw(st.integers(1, MAX_TILES // num_pid_m))
+    total_tiles = num_pid_m * num_pid_n
+    sk_tiles = draw(st.integers(0, total_tiles))
+    xcds = draw(XCD_COUNTS)
+    counter_xcds = draw(st.sampled_from([1, xcds]))
+    counters_per_xcd = draw(COUNTERS_PER_XCD)
+    return tiling.ScheduleConfig(
+        grid=draw(PROGRAM_COUNTS),
+        xcds=xcds,
+        num_pid_m=num_pid_m,
+        num_pid_n=num_pid_n,
+        group_m=draw(GROUP_MS),
+        total_tiles=total_tiles,
+        iters_per_tile=draw(ITERS_PER_TILE),
+        dp_tiles=total_tiles - sk_tiles,
+        sk_tiles=sk_tiles,
+        counter_xcds=counter_xcds,
+        counters_per_xcd=counters_per_xcd,
+        num_counters=counter_xcds * counters_per_xcd,
+    )
+
+
+@st.composite
+def counter_map_args(draw):
+    config = draw(schedule_configs())
+    return below(draw, config.grid), below(draw, config.grid), config
+
+
+@st.composite
+def counter_range_args(draw):
+    config = draw(schedule_configs())
+    return below(draw, config.num_counters), config
+
+
+@st.composite
+def tile_order_args(draw):
+    config = draw(schedule_configs())
+    logical_pid = below(draw, config.grid)
+    steps = tiling.persistent_tile_count(logical_pid, config.total_tiles, config.grid)
+    return logical_pid, below(draw, max(steps, 1)), config
+
+
+@st.composite
 def split_k_range_args(draw):
     split_k = draw(SPLIT_KS)
     return below(draw, split_k), draw(ITERS_PER_TILE), split_k
@@ -184,6 +230,9 @@ ARGUMENTS = {
     "persistent_tile_count": persistent_tile_count_args(),
     "persistent_tile": persistent_tile_args(),
     "streamk_sk_tiles": st.tuples(st.integers(0, MAX_TILES), PROGRAM_COUNTS, st.booleans()),
+    "streamk_split_two_tile": st.tuples(st.integers(0, MAX_TILES), PROGRAM_COUNTS),
+    "streamk_split_one_wave": st.tuples(st.integers(0, MAX_TILES), PROGRAM_COUNTS),
+    "streamk_split_remainder": st.tuples(st.integers(0, MAX_TILES), PROGRAM_COUNTS),
     "streamk_iter_range": streamk_iter_range_args(),
     "streamk_program_of_iter": streamk_program_of_iter_args(),
     "streamk_segment": streamk_segment_args(),
@@ -195,8 +244,15 @@ ARGUMENTS = {
     "max_work_items": max_work_items_args(),
     "ws_counter": st.tuples(st.integers(0, MAX_PROGRAMS - 1), XCD_COUNTS, COUNTERS_PER_XCD),
     "ws_counter_range": ws_counter_range_args(),
+    "ws_counter_hardware": counter_map_args(),
+    "ws_counter_logical": counter_map_args(),
+    "ws_counter_hardware_xcd_logical_slot": counter_map_args(),
+    "ws_range_even": counter_range_args(),
+    "ws_range_per_xcd": counter_range_args(),
     "ws_ticket_tile": ws_ticket_tile_args(),
     "ws_max_work_items": st.tuples(st.integers(1, MAX_TILES), st.integers(1, 64)),
+    "tile_order_strided": tile_order_args(),
+    "tile_order_contiguous": tile_order_args(),
     "split_k_work": st.tuples(st.integers(0, MAX_TILES * 16 - 1), SPLIT_KS),
     "split_k_range": split_k_range_args(),
     "split_k_partial_slot": split_k_partial_slot_args(),
@@ -278,9 +334,41 @@ def contract_kernel(
             tl.store(out + 3, results[3])
 
 
+def hook_kernel(
+    args_ptr,
+    results_ptr,
+    config,
+    FN: tl.constexpr,
+    NUM_INT_ARGS: tl.constexpr,
+    NUM_RESULTS: tl.constexpr,
+):
+    """Program ``i`` stores ``FN(*args[i], config)`` in ``results[i]``: a schedule hook, whose
+    last argument is a :class:`tiling.ScheduleConfig` passed to the kernel as a named tuple."""
+    case = tl.program_id(0)
+    row = args_ptr + case * NUM_INT_ARGS
+    a0 = tl.load(row)
+    a1 = tl.load(row + min(1, NUM_INT_ARGS - 1))
+    if NUM_INT_ARGS == 1:
+        results = FN(a0, config)
+    else:
+        results = FN(a0, a1, config)
+    out = results_ptr + case * NUM_RESULTS
+    if NUM_RESULTS == 1:
+        tl.store(out, results)
+    else:
+        tl.store(out, results[0])
+        tl.store(out + 1, results[1])
+
+
+def takes_config(fn):
+    """Whether ``fn`` is a schedule hook: its last parameter is the ScheduleConfig."""
+    return list(inspect.signature(fn).parameters)[-1] == "config"
+
+
 @pytest.fixture(scope="module")
 def interpreted():
-    """``(jitted contract namespace, jitted contract_kernel)``, both built for the interpreter.
+    """``(jitted contract namespace, jitted contract_kernel, jitted hook_kernel)``, built for
+    the interpreter.
 
     Triton reads TRITON_INTERPRET when ``triton.jit`` decorates a function, so the flag is set
     (through its knob, which also sets the environment variable) only around the decoration and
@@ -288,7 +376,7 @@ def interpreted():
     """
     with triton.knobs.runtime.scope():
         triton.knobs.runtime.interpret = True
-        return tiling.triton_namespace(), triton.jit(contract_kernel)
+        return tiling.triton_namespace(), triton.jit(contract_kernel), triton.jit(hook_kernel)
 
 
 @pytest.mark.interpreter
@@ -356,10 +444,10 @@ def run_kernel(kernel, jitted_fn, num_runtime, cases, num_results, device="cpu")
 @given(data=st.data())
 def test_jitted_function_matches_python(fn, interpreted, data):
     """The jitted function, run by Triton's interpreter, returns what the Python one does."""
-    namespace, kernel = interpreted
-    assert isinstance(kernel, InterpretedFunction)
+    namespace, kernel, hooks = interpreted
+    assert isinstance(kernel, InterpretedFunction) and isinstance(hooks, InterpretedFunction)
     assert isinstance(getattr(namespace, fn.__name__), InterpretedFunction)
-    assert_jitted_matches_python(fn, namespace, kernel, data, "cpu")
+    assert_jitted_matches_python(fn, namespace, kernel, hooks, data, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +455,7 @@ def compiled():
     """The contract and the harness compiled for the GPU (the interpreter switched off)."""
     with triton.knobs.runtime.scope():
         triton.knobs.runtime.interpret = False
-        return tiling.triton_namespace(), triton.jit(contract_kernel)
+        return tiling.triton_namespace(), triton.jit(contract_kernel), triton.jit(hook_kernel)
 
 
 @pytest.mark.gpu
@@ -381,12 +469,29 @@ def compiled():
 @given(data=st.data())
 def test_compiled_function_matches_python(fn, compiled, data):
     """The same check with the functions compiled for and run on the GPU."""
-    namespace, kernel = compiled
+    namespace, kernel, hooks = compiled
     assert not isinstance(kernel, InterpretedFunction)
-    assert_jitted_matches_python(fn, namespace, kernel, data, "cuda")
+    assert_jitted_matches_python(fn, namespace, kernel, hooks, data, "cuda")
 
 
-def assert_jitted_matches_python(fn, namespace, kernel, data, device):
+def run_hook_kernel(kernel, jitted_fn, cases, num_results, device="cpu"):
+    """Results of the hook ``jitted_fn`` on every case, one launch per distinct config."""
+    groups = defaultdict(list)
+    for case in cases:
+        groups[case[-1]].append(case)
+    results = {}
+    for config, group in groups.items():
+        num_int_args = len(group[0]) - 1
+        args = torch.tensor([case[:-1] for case in group], dtype=torch.int32, device=device)
+        out = torch.full((len(group), num_results), -1, dtype=torch.int32, device=device)
+        kernel[(len(group),)](
+            args, out, config, FN=jitted_fn, NUM_INT_ARGS=num_int_args, NUM_RESULTS=num_results
+        )
+        results.update(zip(group, map(tuple, out.tolist())))
+    return results
+
+
+def assert_jitted_matches_python(fn, namespace, kernel, hooks, data, device):
     cases = data.draw(
         st.lists(
             ARGUMENTS[fn.__name__],
@@ -399,14 +504,11 @@ def assert_jitted_matches_python(fn, namespace, kernel, data, device):
     expected = {case: as_tuple(fn(*case)) for case in cases}
     num_results = len(expected[cases[0]])
 
-    actual = run_kernel(
-        kernel,
-        getattr(namespace, fn.__name__),
-        runtime_parameter_count(fn),
-        cases,
-        num_results,
-        device,
-    )
+    jitted = getattr(namespace, fn.__name__)
+    if takes_config(fn):
+        actual = run_hook_kernel(hooks, jitted, cases, num_results, device)
+    else:
+        actual = run_kernel(kernel, jitted, runtime_parameter_count(fn), cases, num_results, device)
 
     mismatches = [
         f"args={case} python={expected[case]} triton={actual[case]}"
@@ -690,3 +792,132 @@ def test_split_k_covers_every_tile_iteration_once(num_tiles, iters_per_tile, dat
         slots.append(tiling.split_k_partial_slot(tile, split, split_k))
     assert sorted(covered) == [(t, k) for t in range(num_tiles) for k in range(iters_per_tile)]
     assert sorted(slots) == list(range(num_tiles * split_k))
+
+
+# --------------------------------------------------------------------------------------------
+# Schedule hooks: the presets' semantics, and a hook of one's own run both ways.
+
+
+def schedule_config(total_tiles, grid, xcds=1, counters_per_xcd=1, sk_tiles=0):
+    """A ScheduleConfig with the fields the hooks read set, the others 1."""
+    return tiling.ScheduleConfig(
+        grid=grid,
+        xcds=xcds,
+        num_pid_m=1,
+        num_pid_n=total_tiles,
+        group_m=1,
+        total_tiles=total_tiles,
+        iters_per_tile=1,
+        dp_tiles=total_tiles - sk_tiles,
+        sk_tiles=sk_tiles,
+        counter_xcds=xcds,
+        counters_per_xcd=counters_per_xcd,
+        num_counters=xcds * counters_per_xcd,
+    )
+
+
+@PROPERTY_SETTINGS
+@given(total_tiles=st.integers(0, MAX_TILES), num_programs=PROGRAM_COUNTS)
+def test_streamk_split_presets(total_tiles, num_programs):
+    """two-tile and one-wave are streamk_sk_tiles; remainder leaves whole DP waves only."""
+    assert tiling.streamk_split_two_tile(total_tiles, num_programs) == tiling.streamk_sk_tiles(
+        total_tiles, num_programs, True
+    )
+    assert tiling.streamk_split_one_wave(total_tiles, num_programs) == total_tiles
+    remainder = tiling.streamk_split_remainder(total_tiles, num_programs)
+    assert 0 <= remainder < num_programs and remainder <= total_tiles
+    assert (total_tiles - remainder) % num_programs == 0
+
+
+@PROPERTY_SETTINGS
+@given(num_xcds=XCD_COUNTS, counters_per_xcd=COUNTERS_PER_XCD, data=st.data())
+def test_counter_maps_by_hardware_and_by_logical_id_serve_every_counter(
+    num_xcds, counters_per_xcd, data
+):
+    """With a program per counter on every XCD: "hardware" keeps each program on a counter of
+    its own XCD, "logical" is ws_counter of the remapped id, and both serve every counter;
+    "hardware-xcd-logical-slot" keeps the XCD but takes the slot from the logical id."""
+    num_programs = data.draw(st.integers(num_xcds * counters_per_xcd, MAX_PROGRAMS))
+    config = schedule_config(1, num_programs, num_xcds, counters_per_xcd)
+    logical = [tiling.xcd_remap(pid, num_programs, num_xcds) for pid in range(num_programs)]
+    by_hardware, by_logical = set(), set()
+    for pid, lp in enumerate(logical):
+        counter = tiling.ws_counter_hardware(pid, lp, config)
+        assert counter == tiling.ws_counter(pid, num_xcds, counters_per_xcd)
+        by_hardware.add(counter)
+        by_logical.add(tiling.ws_counter_logical(pid, lp, config))
+        mixed = tiling.ws_counter_hardware_xcd_logical_slot(pid, lp, config)
+        assert mixed // counters_per_xcd == tiling.xcd_of_program(pid, num_xcds)
+        assert mixed % counters_per_xcd == (lp // num_xcds) % counters_per_xcd
+    assert by_hardware == by_logical == set(range(num_xcds * counters_per_xcd))
+
+
+@PROPERTY_SETTINGS
+@given(
+    total_tiles=st.integers(0, MAX_TILES),
+    num_xcds=XCD_COUNTS,
+    counters_per_xcd=COUNTERS_PER_XCD,
+    data=st.data(),
+)
+def test_counter_range_presets_partition_the_dealt_tiles(
+    total_tiles, num_xcds, counters_per_xcd, data
+):
+    """Both presets split tiles [0, dp_tiles) into consecutive ranges in counter order; "even"
+    is ws_counter_range, "per-xcd" keeps each XCD's counters inside its cdiv share."""
+    sk_tiles = data.draw(st.integers(0, total_tiles))
+    config = schedule_config(total_tiles, 1, num_xcds, counters_per_xcd, sk_tiles)
+    dealt = total_tiles - sk_tiles
+    counters = range(config.num_counters)
+    even = [tiling.ws_range_even(c, config) for c in counters]
+    assert even == [tiling.ws_counter_range(c, dealt, config.num_counters) for c in counters]
+    per_xcd = [tiling.ws_range_per_xcd(c, config) for c in counters]
+    for ranges in (even, per_xcd):
+        assert ranges[0][0] == 0 and ranges[-1][1] == dealt
+        assert all(end == begin for (_, end), (begin, _) in itertools.pairwise(ranges))
+        assert all(begin <= end for begin, end in ranges)
+    share = tiling.cdiv(dealt, num_xcds)
+    for counter, (begin, end) in enumerate(per_xcd):
+        xcd = counter // counters_per_xcd
+        assert min(xcd * share, dealt) <= begin <= end <= min((xcd + 1) * share, dealt)
+        assert end - begin <= tiling.cdiv(share, counters_per_xcd)
+
+
+@PROPERTY_SETTINGS
+@given(total_tiles=st.integers(0, 2000), num_programs=PROGRAM_COUNTS)
+def test_tile_order_presets_give_every_tile_once(total_tiles, num_programs):
+    """Over persistent_tile_count steps per program both orders are permutations of the tiles;
+    "strided" is persistent_tile, "contiguous" gives each program consecutive tiles."""
+    config = schedule_config(total_tiles, num_programs)
+    strided, contiguous = [], []
+    for lp in range(num_programs):
+        steps = range(tiling.persistent_tile_count(lp, total_tiles, num_programs))
+        strided += [tiling.tile_order_strided(lp, step, config) for step in steps]
+        assert strided[len(strided) - len(steps) :] == [
+            tiling.persistent_tile(lp, step, num_programs) for step in steps
+        ]
+        contiguous += [tiling.tile_order_contiguous(lp, step, config) for step in steps]
+    assert sorted(strided) == list(range(total_tiles))
+    assert contiguous == list(range(total_tiles))  # program by program, each block in order
+
+
+def mixed_ids_counter(hw_pid, logical_pid, config):
+    """A counter map of one's own: the XCD from the hardware id, the slot the remapped id modulo
+    the counters per XCD. Plain arithmetic on ``config``, so it jits as it is."""
+    xcd = hw_pid % config.counter_xcds
+    return xcd * config.counters_per_xcd + logical_pid % config.counters_per_xcd
+
+
+@pytest.mark.interpreter
+@settings(max_examples=1, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_hook_of_ones_own_runs_jitted_as_in_python(interpreted, data):
+    """``triton.jit`` of a user's hook, called from a kernel with the ScheduleConfig a host
+    passes, returns what refsim gets from the plain function."""
+    _, _, hooks = interpreted
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = True
+        jitted = triton.jit(mixed_ids_counter)
+    config = schedule_config(400, 304, 8, 8)
+    cases = [(pid, tiling.xcd_remap(pid, 304, 8), config) for pid in range(304)]
+    expected = {case: (mixed_ids_counter(*case),) for case in cases}
+    assert run_hook_kernel(hooks, jitted, cases, 1) == expected
