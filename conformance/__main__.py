@@ -1,15 +1,18 @@
 """``python -m conformance --device cpu|cuda [--set quick|full] [--cases FILE] [--report DIR]``.
 
-Runs the cases against the project's kernels and the known-wrong mutants, prints a table,
-writes JSON and Markdown to ``--report``, and exits non-zero on any failure (a case failing,
-or a mutant not caught with its expected cause). A bad invocation -- an unknown option, a case
-file that cannot be read, a report folder that cannot be written -- exits 2 with one line.
+Runs the cases against the project's kernels and the known-wrong mutants, each case in a worker
+process (``--jobs`` of them), prints a table, writes JSON and Markdown to ``--report``, and exits
+non-zero on any failure (a case failing, or a mutant not caught with its expected cause). A
+kernel that crashes, or makes no progress for ``--hang-timeout`` seconds, fails its case and the
+run goes on. A bad invocation -- an unknown option, a case file that cannot be read, a report
+folder that cannot be written -- exits 2 with one line.
 """
 
 import argparse
 import os
 import sys
 import tempfile
+import time
 
 from .backend import select_backend
 
@@ -63,6 +66,13 @@ def _parser():
         help="worker processes (each compiles its own kernels; try one per core)",
     )
     parser.add_argument(
+        "--hang-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds without a finished check after which a case's kernel counts as hung",
+    )
+    parser.add_argument(
         "--shard",
         type=_shard,
         default=(1, 1),
@@ -90,15 +100,17 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    if not args.hang_timeout > 0:
+        print("conformance: error: --hang-timeout must be above 0 seconds", file=sys.stderr)
+        return 2
     select_backend(args.device)  # before anything imports a kernel module
     import torch
     from tqdm import tqdm
 
     from . import report
-    from .adapter import reference
     from .cases import full_set, load_cases, quick_set
     from .mutants import MUTANTS
-    from .runner import run_cases, run_mutants, run_parallel
+    from .runner import run_parallel
 
     case_set = args.case_set or ("quick" if args.device == "cpu" else "full")
     try:
@@ -130,18 +142,22 @@ def main(argv=None):
     index, count = args.shard
     cases = cases[index - 1 :: count]
     mutants = () if args.no_mutants or index != 1 else MUTANTS
+    started = time.monotonic()
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
         step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())
-        if args.jobs > 1:
-            case_results, mutant_results = run_parallel(
-                cases, mutants, args.device, args.jobs, args.determinism_runs, step
-            )
-        else:
-            case_results = run_cases(reference(), cases, args.device, args.determinism_runs, step)
-            mutant_results = run_mutants(mutants, args.device, args.determinism_runs, step)
+        case_results, mutant_results = run_parallel(
+            cases, mutants, args.device, args.jobs, args.determinism_runs, step, args.hang_timeout
+        )
     print(report.table(case_results, mutant_results))
     if args.report:
-        report.write(args.report, report.environment(args.device), case_results, mutant_results)
+        env = report.environment(args.device)
+        env.update(
+            set=args.cases or case_set,
+            shard=f"{index}/{count}",
+            jobs=args.jobs,
+            wall_seconds=round(time.monotonic() - started, 1),
+        )
+        report.write(args.report, env, case_results, mutant_results)
         print(f"report written to {args.report}/report.json and report.md")
     totals = report.totals(case_results, mutant_results)
     bad = totals["failed"] + totals["mutants"] - totals["mutants_caught_with_right_cause"]

@@ -11,10 +11,19 @@ import numpy as np
 import torch
 
 import refsim
+from kernels.backend import program_order, shuffled_order
 from refsim import numerics, tiling
 
-from .diagnosis import decode_epilogue, decode_order, diagnose, first_wrong_tile, partial_cause
-from .harness import cast_to, expected_output, launch, to_numpy
+from .diagnosis import (
+    decode_epilogue,
+    decode_order,
+    decode_precision,
+    diagnose,
+    first_wrong_tile,
+    partial_cause,
+)
+from .guards import OutputLayout
+from .harness import POISON, cast_to, expected_output, launch, ticket_records, to_numpy
 from .inputs import epilogue_inputs, integer_inputs, order_inputs, random_inputs
 from .tolerances import TOLERANCE, relative_error
 
@@ -39,7 +48,7 @@ def check_exact(kut, case, config, device):
     expected = cast_to(expected32, run.output.dtype)
     if first_wrong_tile(config, got, expected) is None:
         return Finding("exact output", True, []), run, tensors, sim
-    cause, info = diagnose(kut, case, config, got, expected, sim, device)
+    cause, info = diagnose(kut, case, config, got, expected, sim, device, tensors, run.output.dtype)
     reason = (
         f"tile {info['tile']} (pid_m {info['pid_m']}, pid_n {info['pid_n']}) first differs "
         f"at {tuple(info['element'])}: {info['got']} != {info['expected']}"
@@ -68,6 +77,92 @@ def check_partials(kut, config, run, sim, tensors):
     return Finding("partials", not reasons, reasons[:5], causes[0] if causes else None)
 
 
+def check_guard_bands(config, case, run):
+    """Every element of the output's storage outside the M x N view (guard rows and columns,
+    a strided layout's padding) still holds :data:`conformance.guards.GUARD`: the kernel wrote
+    nothing outside the matrix. None when ``run.output`` is not the view the harness passed."""
+    output_layout = OutputLayout.of(config, case)
+    storage = output_layout.storage_of(run.output)
+    if storage is None:
+        return None
+    written = output_layout.written(storage)
+    if not written:
+        guards = storage.numel() - config.m * config.n
+        return Finding("guard bands", True, [f"{guards} guard elements untouched"])
+    reasons = [output_layout.describe(i, j) for i, j in written[:5]]
+    if len(written) > 5:
+        reasons.append(f"{len(written)} guard elements written in all")
+    return Finding(
+        "guard bands",
+        False,
+        reasons,
+        "write outside the tile or matrix",
+        {"written": [list(place) for place in written[:5]], "count": len(written)},
+    )
+
+
+def _slot_owners(work_items):
+    """``(program, tile)`` work items sharing a slot in words, e.g. "program 0's slot for tiles
+    1, 2"."""
+    tiles = collections.defaultdict(list)
+    for program, tile in work_items:
+        tiles[program].append(str(tile))
+    return "; ".join(
+        f"program {program}'s slot for tile{'s' if len(t) > 1 else ''} {', '.join(t)}"
+        for program, t in tiles.items()
+    )
+
+
+def check_partial_slots(kut, config, run, sim):
+    """Every slot of the partial workspace where refsim's plan puts no partial still holds the
+    :data:`conformance.harness.POISON` the harness filled it with: no program stored a partial
+    where none belongs (a tile that is not split, an owner that keeps its partial, a slot past
+    the last one). None without a poisoned workspace, slots or refsim's plan."""
+    if kut.poison is None or kut.partial_slot is None or sim is None:
+        return None
+    partials = getattr(run, "partials", None)
+    if partials is None:
+        return None
+    planned = {kut.partial_slot(config, p.program, p.tile) for p in sim.partials}
+    named = collections.defaultdict(list)  # slot -> the work items that could hold a partial there
+    for r in sim.records:
+        if r.kernel == "gemm" and r.role != "dp":
+            named[kut.partial_slot(config, r.program, r.tile)].append((r.program, r.tile))
+    last = max(named, default=-1)
+    poisoned = (partials == POISON).reshape(len(partials), -1).all(dim=1).tolist()
+    written = [s for s, untouched in enumerate(poisoned) if not untouched and s not in planned]
+    if not written:
+        return Finding(
+            "partial slots",
+            True,
+            [f"{len(partials) - len(planned)} slots without a planned partial untouched"],
+        )
+    reasons = []
+    for slot in written[:5]:
+        if slot > last:
+            reasons.append(
+                f"slot {slot} was written: it is past the last slot of the plan ({last})"
+            )
+        elif slot in named:
+            reasons.append(
+                f"slot {slot} was written, but refsim plans no partial there "
+                f"({_slot_owners(named[slot])})"
+            )
+        else:
+            reasons.append(f"slot {slot} was written, but refsim plans no partial there")
+    return Finding(
+        "partial slots", False, reasons, "write outside the tile or matrix", {"slots": written}
+    )
+
+
+def check_stray_writes(kut, case, config, run, sim):
+    """The findings of the traced exact-output run's writes outside its place: the output's
+    guard bands (:func:`check_guard_bands`) and the partial workspace's unplanned slots
+    (:func:`check_partial_slots`), those that apply."""
+    findings = (check_guard_bands(config, case, run), check_partial_slots(kut, config, run, sim))
+    return [finding for finding in findings if finding is not None]
+
+
 def check_addition_order(kut, case, config, device):
     """Order-revealing inputs (:func:`conformance.inputs.order_inputs`) into an fp32 output: equal
     to refsim's output bit for bit, so split tiles added their partials in refsim's order.
@@ -94,56 +189,74 @@ def check_addition_order(kut, case, config, device):
     return Finding("addition order", False, [info["detail"]], cause, info)
 
 
+def check_random_bits(kut, case, config, device, exact_passed=True):
+    """Random inputs, in Triton's interpreter: output equal to refsim's bit for bit, with block
+    products computed as the interpreter computes them
+    (:class:`refsim.numerics.InterpreterTileMath`).
+
+    Random values make every fp32 addition round, so any reduction or accumulation in another
+    order than refsim's shows here even where the designed inputs do not reach. None on a GPU
+    (its MMA units sum a block in their own order) and for the atomic fixup (arrival order).
+    The difference is put down to the order only when the exact check passed (``exact_passed``):
+    otherwise the sum itself is wrong and that check names the cause.
+    """
+    if device != "cpu" or (config.strategy == "streamk" and config.fixup == "atomic"):
+        return None
+    run, tensors = launch(
+        kut, config, case, random_inputs(case), device, trace=True, out_dtype=torch.float32
+    )
+    a, b, bias = map(to_numpy, tensors)
+    if config.strategy == "work_stealing":
+        if getattr(run, "records", None) is None:
+            return None
+        records, fixups = ticket_records(config, run.records), []
+    else:
+        sim = refsim.simulate(config)
+        records, fixups = sim.records, sim.fixups
+    expected, _ = numerics.compute(config, records, fixups, a, b, bias, products="interpreter")
+    got = to_numpy(run.output)
+    wrong = first_wrong_tile(config, got, expected)
+    if wrong is None:
+        return Finding("random bits", True, ["random inputs: refsim's bits"])
+    tile, pid_m, pid_n, element = wrong
+    reason = (
+        f"random inputs: tile {tile} (pid_m {pid_m}, pid_n {pid_n}) first differs at "
+        f"{element}: {got[element]!r} != {expected[element]!r}"
+    )
+    if not exact_passed:  # the sum itself is wrong: the exact check has the cause
+        return Finding("random bits", False, [reason + " (as on the exact inputs)"])
+    return Finding(
+        "random bits",
+        False,
+        [reason + ": the right sum, rounded as another order of additions rounds it"],
+        "wrong addition order",
+        {"tile": tile, "element": list(element)},
+    )
+
+
 def check_epilogue(kut, case, config, device):
     """fp16/bf16 with a bias: outputs where a second rounding shows
-    (:func:`conformance.inputs.epilogue_inputs`) equal refsim's fp32 output cast once."""
+    (:func:`conformance.inputs.epilogue_inputs`) equal refsim's fp32 output cast once. A
+    mismatch is decoded as the bias added after a first cast or, since these sums lie above
+    2048, as an accumulator kept in fp16/bf16 (:func:`conformance.diagnosis.decode_precision`)."""
     if case.dtype not in ("fp16", "bf16") or not case.bias:
         return None
     run, tensors = launch(kut, config, case, epilogue_inputs(case), device, trace=False)
-    expected32, _ = expected_output(config, run, tensors)
+    expected32, sim = expected_output(config, run, tensors)
     got = to_numpy(run.output)
-    if first_wrong_tile(config, got, cast_to(expected32, run.output.dtype)) is None:
+    wrong = first_wrong_tile(config, got, cast_to(expected32, run.output.dtype))
+    if wrong is None:
         return Finding("epilogue rounding", True, ["bias added before the one cast"])
     a, b, bias = map(to_numpy, tensors)
     unbiased = refsim.simulate(config, a=a, b=b).output
     cause, detail = decode_epilogue(got, unbiased, bias, run.output.dtype)
+    if cause == "unclassified":  # these inputs' sums show an fp16/bf16 accumulator too
+        tile, pid_m, pid_n, _ = wrong
+        precision = decode_precision(
+            config, sim, tile, pid_m, pid_n, got, tensors, run.output.dtype
+        )
+        cause, detail = precision or (cause, detail)
     return Finding("epilogue rounding", False, [detail], cause)
-
-
-def check_memory_order(run):
-    """Every partial a program stores is followed by a release (a flag published or a counter
-    arrived at) of that same program, so no reader can be told "ready" before the data is.
-
-    Reads ``run.events``: ``(program, kind, index)`` in each program's order, kinds ``store``,
-    ``publish`` and ``arrive``. The order is the kernel's program order, so the check does not
-    depend on a race showing up: it holds on a GPU exactly as in the interpreter.
-    """
-    events = getattr(run, "events", None)
-    if events is None:
-        return None
-    pending = {}
-    released = collections.defaultdict(list)
-    for program, kind, index in events:
-        if kind == "store":
-            pending.setdefault(program, []).append(index)
-        else:
-            pending.pop(program, None)
-            released[program].append((kind, index))
-    if not pending:
-        return Finding("memory order", True, [f"{len(events)} events, every store released"])
-    late = {p: slots for p, slots in pending.items() if released[p]}
-    reasons = [
-        f"program {p} stored partial slot(s) {slots} after its last release "
-        f"({released[p][-1][0]} {released[p][-1][1]})"
-        for p, slots in sorted(late.items())
-    ]
-    reasons += [
-        f"program {p} stored partial slot(s) {slots} and never released them"
-        for p, slots in sorted(pending.items())
-        if p not in late
-    ]
-    cause = "flag set before its partial is stored" if late else "partial never released"
-    return Finding("memory order", False, reasons[:5], cause)
 
 
 def check_order(config, run, sim):
@@ -239,10 +352,21 @@ def check_work_stealing(config, run):
 
 
 def check_determinism(kut, case, config, device, runs):
-    """``runs`` launches on the same random inputs give identical bits."""
+    """``runs`` launches on the same random inputs give identical fp32 bits (fp16/bf16 rounding
+    could hide a difference).
+
+    In Triton's interpreter, which runs programs one at a time, every run after the first runs
+    them in another seeded order (:func:`kernels.backend.program_order`), so a result that
+    depends on which program arrives last changes there as it would on a GPU. Launches whose
+    programs wait on one another keep the order they need.
+    """
     first = None
     for i in range(runs):
-        run, _ = launch(kut, config, case, random_inputs(case), device, trace=False)
+        order = shuffled_order(i) if i else None
+        with program_order(order):
+            run, _ = launch(
+                kut, config, case, random_inputs(case), device, trace=False, out_dtype=torch.float32
+            )
         bits = run.output.detach().cpu().clone()
         if first is None:
             first = bits
@@ -254,7 +378,10 @@ def check_determinism(kut, case, config, device, runs):
             return Finding(
                 "determinism",
                 False,
-                [f"run {i} differs from run 0, first at {tuple(differ)}"],
+                [
+                    f"run {i} (programs in a shuffled order) differs from run 0, first at "
+                    f"{tuple(differ)}"
+                ],
                 "nondeterminism",
             )
     return Finding("determinism", True, [f"{runs} runs identical"])

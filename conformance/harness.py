@@ -2,7 +2,8 @@
 
 A kernel under test is any callable ``run(config, a, b, bias=None, out=None, trace=False)``
 returning an object with ``output`` (and, when traced, ``records`` -- refsim WorkRecords --
-and optionally ``partials``); see :class:`KernelUnderTest`.
+and optionally ``partials``); see :class:`KernelUnderTest`. Its inputs come in the case's layouts
+(transposed, strided) and its output is a view inside guard bands (:mod:`conformance.guards`).
 """
 
 import dataclasses
@@ -14,6 +15,7 @@ import refsim
 from kernels.dtypes import TORCH_DTYPES
 from refsim import numerics, tiling
 
+from .guards import OutputLayout
 from .inputs import as_tensors
 
 # What the harness fills scratch memory with before a run: a stale read shows up as this value.
@@ -28,7 +30,7 @@ class KernelUnderTest:
     ``out`` following ``config``. ``partial_slot(config, program, tile)`` (optional) maps refsim's
     partials to rows of the returned ``partials``; ``poison(device)`` (optional) fills its scratch
     memory with :data:`POISON`. A traced run may also return ``events``, the order in which each
-    program stored partials and released them (see :func:`conformance.checks.check_memory_order`).
+    program stored partials and released them (see :func:`conformance.synchronisation.check_synchronisation`).
     """
 
     name: str
@@ -43,11 +45,12 @@ def to_numpy(tensor):
 
 
 def launch(kut, config, case, inputs, device, trace, out_dtype=None):
-    """Run ``kut`` on numpy ``inputs`` laid out as ``case`` says, into a NaN-filled output, after
-    poisoning its scratch memory; returns the run and the input tensors."""
+    """Run ``kut`` on numpy ``inputs`` laid out as ``case`` says, after poisoning its scratch
+    memory, into a NaN-filled output inside guard bands (:class:`conformance.guards.OutputLayout`,
+    which finds them again from ``run.output``); returns the run and the input tensors."""
     a, b, bias = as_tensors(case, *inputs, device)
     dtype = out_dtype or TORCH_DTYPES[case.dtype]
-    out = torch.full((config.m, config.n), float("nan"), dtype=dtype, device=device)
+    _, out = OutputLayout.of(config, case).allocate(dtype, device)
     if kut.poison is not None:
         kut.poison(torch.device(device))
     run = kut.run(config, a, b, bias, out=out, trace=trace)

@@ -1,17 +1,27 @@
 """Inputs for conformance: exact integers, random values, decodable probes, inputs that reveal
-the order in which partials are added, and inputs that reveal where the bias meets the cast.
+the order in which partials are added, and inputs that reveal where the bias meets the cast; and
+the layouts they are handed to a kernel in (:func:`as_tensors`).
 
-Probe inputs make every output element say where it came from (all values exact in fp32):
+Probe inputs (:func:`probe_inputs`) make every output element of a tile say where it came from.
+Element ``(m, n)`` probes one K-iteration ``j = (m % R) * C + n % C``, numbered in mixed radix
+over the tile's columns and then its rows: ``C`` is the smaller of the iteration count ``I`` and
+the tile's width, ``R = cdiv(I, C)``. Where the tile is at least as wide as ``I`` (``R = 1``)
+column ``n`` probes iteration ``n % I``; a narrower tile (``N < I``, ``N = 1``) probes the rest
+down its rows. A tile with fewer than ``I`` elements probes only its first iterations, and an
+element with ``j >= I`` probes none. The values:
 
-* ``a[m, k] = 1 + m % 3`` -- a row code;
-* ``b[k, n] = 1`` where ``k`` lies in K-iteration ``n % I`` (``I`` iterations), else 0 -- so
-  column ``n`` sums exactly one K-iteration;
+* ``a[m, k] = 1 + m % 3`` -- a row code -- where ``k`` lies in an iteration ``j`` with
+  ``j // C = m % R``, else 0;
+* ``b[k, n] = 1`` where ``k`` lies in an iteration ``j`` with ``j % C = n % C``, else 0 -- so
+  element ``(m, n)`` sums exactly iteration ``(m % R) * C + n % C``;
 * ``bias[n] = 4096 * (1 + n % 3)`` -- a column code far above any product.
 
 So ``out[m, n] = 4096 * q + p`` with ``q`` the bias sum in units of 4096 and
-``p = (1 + m % 3) * |iteration n % I| * multiplicity``: a missing K-segment gives
-multiplicity 0, a duplicated one 2, a missing bias ``q = 0``, a bias added twice
-``q = 2 (1 + n % 3)``, a bias taken by row ``q = 1 + m % 3``.
+``p = (1 + m % 3) * |iteration j| * multiplicity``: a missing K-segment gives multiplicity 0, a
+duplicated one 2, a missing bias ``q = 0``, a bias added twice ``q = 2 (1 + n % 3)``, a bias
+taken by row ``q = 1 + m % 3``. Every value is a small integer (``p`` is at most
+``3 * BLOCK_K`` per multiplicity) or a multiple of 4096 below 2^14, exact in fp16, bf16 and fp32,
+and every sum stays an integer below 2^24, so the kernel's fp32 arithmetic is exact in any order.
 """
 
 import dataclasses
@@ -26,6 +36,11 @@ from kernels.dtypes import TORCH_DTYPES
 from refsim import numerics, tiling
 
 BIAS_UNIT = 4096.0
+# The strided layout (Case.strided): extra elements at the end of each stored row of A and of
+# B, and the bias's stride.
+A_PADDING = 3
+B_PADDING = 8
+BIAS_STRIDE = 2
 # The order-revealing inputs (see order_inputs): integer magnitudes up to 255 are exact in bf16
 # and fp16; A's row exponents in 0..8 and B's column exponents in -10..8 keep them within
 # fp16's range, and give two partials of one element gaps of up to 26 binary places.
@@ -40,26 +55,56 @@ ORDER_MAX_SEGMENTS = 6
 ORDER_MAX_TILES = 8
 
 
-def _layout(array, transposed, dtype, device):
-    tensor = torch.from_numpy(np.ascontiguousarray(array.T if transposed else array))
-    tensor = tensor.to(TORCH_DTYPES[dtype]).to(device)
+def _padding_values(shape):
+    """What a strided operand's padding holds: integers in -4..4 in a fixed pattern, exact in
+    every dtype, so that a kernel reading the padding gets values the diagnosis can model."""
+    return (np.arange(math.prod(shape)) % 9 - 4.0).reshape(shape)
+
+
+def _operand(array, transposed, padding, dtype, device):
+    """``array`` as a tensor view in ``dtype``: row-major, or column-major (a transposed view)
+    when ``transposed``, with ``padding`` more elements at the end of each stored row."""
+    stored = array.T if transposed else array
+    rows, columns = stored.shape
+    storage = _padding_values((rows, columns + padding))
+    storage[:, :columns] = stored
+    tensor = torch.from_numpy(storage).to(TORCH_DTYPES[dtype]).to(device)[:, :columns]
     return tensor.t() if transposed else tensor
 
 
 def as_tensors(case, a, b, bias, device):
-    """numpy inputs -> torch tensors in the case's dtype and layouts (transposed views)."""
+    """numpy inputs -> torch tensors in the case's dtype and layouts: A and B transposed views
+    where ``transpose_a``/``transpose_b`` say so; with ``strided``, A's and B's stored rows
+    padded by :data:`A_PADDING` and :data:`B_PADDING` elements and the bias a view of stride
+    :data:`BIAS_STRIDE` (the padding holds :func:`_padding_values`)."""
+    if bias is not None:
+        stride = BIAS_STRIDE if case.strided else 1
+        storage = _padding_values((len(bias) * stride,))
+        storage[::stride] = bias
+        bias = torch.from_numpy(storage).to(TORCH_DTYPES[case.dtype]).to(device)[::stride]
     return (
-        _layout(a, case.transpose_a, case.dtype, device),
-        _layout(b, case.transpose_b, case.dtype, device),
-        None if bias is None else _layout(bias, False, case.dtype, device),
+        _operand(a, case.transpose_a, A_PADDING if case.strided else 0, case.dtype, device),
+        _operand(b, case.transpose_b, B_PADDING if case.strided else 0, case.dtype, device),
+        bias,
     )
 
 
 def integer_inputs(case, seed_offset=0):
-    """Integers in -4..4 (never all zero): every fp32 sum is exact."""
+    """Integers (never all zero) whose every fp32 sum is exact, and large enough that an
+    accumulator rounded to fp16 or bf16 shows.
+
+    A and B are drawn from -4..4, the bias too, except ``a[:, 0] = 64`` and ``b[0, :]`` in
+    40..63: their product alone is 2560..4032, so after the first K-iteration (whose other
+    products are at most 16 in magnitude) the accumulator lies around 2^11..2^12, past 2048
+    where fp16 stops being exact (bf16 stops at 256). Adding the later iterations' sums, odd
+    about half the time, to an accumulator rounded to either dtype then loses bits. Every sum
+    is an integer below ``4032 + 16 K``, exact in fp32 for any K below about a million.
+    """
     rng = np.random.default_rng(case.seed + seed_offset)
     a = rng.integers(-4, 5, (case.m, case.k)).astype(np.float64)
     b = rng.integers(-4, 5, (case.k, case.n)).astype(np.float64)
+    a[:, 0] = 64.0
+    b[0, :] = rng.integers(40, 64, case.n)
     bias = rng.integers(-4, 5, case.n).astype(np.float64) if case.bias else None
     return a, b, bias
 
@@ -72,23 +117,52 @@ def random_inputs(case, seed_offset=0):
     return a, b, bias
 
 
-def probe_inputs(config):
-    """Decodable inputs (module docstring); always with a bias."""
-    iters = config.iters_per_tile
-    a = np.repeat((1 + np.arange(config.m) % 3)[:, None], config.k, axis=1).astype(np.float64)
+def probe_layout(config, pid_n):
+    """``(C, R)`` of the probe for the tiles of column block ``pid_n`` (module docstring):
+    element ``(m, n)`` probes K-iteration ``(m % R) * C + n % C``."""
+    iterations = config.iters_per_tile
+    width = min(config.n, (pid_n + 1) * config.block_n) - pid_n * config.block_n
+    columns = min(iterations, width)
+    return columns, tiling.cdiv(iterations, columns)
+
+
+def probed_iterations(config, pid_n):
+    """The K-iteration each output element probes in the probe for column block ``pid_n``
+    (an ``M x N`` array; ``>= iters_per_tile`` where an element probes none)."""
+    columns, rows = probe_layout(config, pid_n)
+    m = np.arange(config.m)[:, None]
+    n = np.arange(config.n)[None, :]
+    return (m % rows) * columns + n % columns
+
+
+def probe_inputs(config, pid_n=0):
+    """Decodable inputs for the tiles of column block ``pid_n`` (module docstring; only the
+    tile's width matters); always with a bias."""
+    columns, rows = probe_layout(config, pid_n)
     iteration_of_k = np.arange(config.k) // config.block_k
-    b = (iteration_of_k[:, None] == (np.arange(config.n) % iters)[None, :]).astype(np.float64)
+    m = np.arange(config.m)
+    in_row = iteration_of_k[None, :] // columns == (m % rows)[:, None]
+    a = ((1 + m % 3)[:, None] * in_row).astype(np.float64)
+    b = (iteration_of_k[:, None] % columns == (np.arange(config.n) % columns)[None, :]).astype(
+        np.float64
+    )
     bias = BIAS_UNIT * (1 + np.arange(config.n) % 3)
     return a, b, bias
 
 
-def probe_expected(config):
-    """What a correct kernel writes for the probe inputs."""
-    iters = config.iters_per_tile
-    counts = np.minimum(config.block_k, config.k - np.arange(iters) * config.block_k)
+def iteration_sizes(config):
+    """How many K indices each K-iteration holds (the last may be short)."""
+    return np.minimum(config.block_k, config.k - np.arange(config.iters_per_tile) * config.block_k)
+
+
+def probe_expected(config, pid_n=0):
+    """What a correct kernel writes for ``probe_inputs(config, pid_n)``."""
+    probed = probed_iterations(config, pid_n)
+    sizes = np.append(iteration_sizes(config), 0)  # an element probing none sums nothing
     rows = (1 + np.arange(config.m) % 3)[:, None]
     cols = np.arange(config.n)
-    return rows * counts[cols % iters][None, :] + BIAS_UNIT * (1 + cols % 3)[None, :]
+    products = rows * sizes[np.minimum(probed, config.iters_per_tile)]
+    return products + BIAS_UNIT * (1 + cols % 3)[None, :]
 
 
 @dataclasses.dataclass(frozen=True)

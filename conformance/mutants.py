@@ -32,13 +32,18 @@ class Mutant:
 
 
 _SK = {"strategy": "streamk", "fixup": "owner-waits", "options": (("sk_hybrid", "one-wave"),)}
+_LA = {"fixup": "last-arriver", "options": (("sk_hybrid", "one-wave"),)}
 # The owner-waits contributor's store and publish, as kernels/streamk.py has them.
+_STORE_ARGUMENTS = "partials_ptr, my_slot, acc, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE"
 _CONTRIBUTOR_RELEASE = (
     "        if k_begin != 0:\n"
-    "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
-    " TRACE)\n"
+    "            store_partial(\n"
+    f"                {_STORE_ARGUMENTS}\n"
+    "            )\n"
     "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)"
 )
+# The trailing arguments of the last arriver's partial loads, as kernels/streamk.py has them.
+_LOAD_ARGUMENTS = "events_ptr, pid, BLOCK_M, BLOCK_N, TRACE"
 
 MUTANTS = (
     Mutant(
@@ -47,9 +52,12 @@ MUTANTS = (
         "streamk.py",
         _CONTRIBUTOR_RELEASE,
         "        if k_begin != 0:\n"
-        "            store_partial(partials_ptr, my_slot, acc + tl.load(bias_ptr + (pid_n * BLOCK_N"
+        "            store_partial(\n"
+        "                partials_ptr, my_slot, acc + tl.load(bias_ptr + (pid_n * BLOCK_N"
         " + tl.arange(0, BLOCK_N)) * stride_bias, mask=(pid_n * BLOCK_N + tl.arange(0, BLOCK_N))"
-        " < N, other=0.0).to(tl.float32)[None, :], events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)\n"
+        " < N, other=0.0).to(tl.float32)[None, :], tile, events_ptr, pid, BLOCK_M, BLOCK_N,"
+        " TRACE\n"
+        "            )\n"
         "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
         Case("mutant-bias-every-contributor", 64, 64, 80, cus=3, **_SK),
         "bias applied more than once",
@@ -70,9 +78,9 @@ MUTANTS = (
         "the owner skips its last contributor's partial",
         "streamk.py",
         "            for q in range(lp + 1, last + 1):\n"
-        "                wait_for(flags_ptr + q, epoch, BACKEND)",
+        "                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)",
         "            for q in range(lp + 1, last):\n"
-        "                wait_for(flags_ptr + q, epoch, BACKEND)",
+        "                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)",
         Case("mutant-dropped-partial", 64, 64, 80, cus=3, **_SK),
         "missing K-segment",
     ),
@@ -105,8 +113,9 @@ MUTANTS = (
         _CONTRIBUTOR_RELEASE,
         "        if k_begin != 0:\n"
         "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)\n"
-        "            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N,"
-        " TRACE)",
+        "            store_partial(\n"
+        f"                {_STORE_ARGUMENTS}\n"
+        "            )",
         Case("mutant-flag-before-store", 64, 64, 80, cus=3, **_SK),
         "flag set before its partial is stored",
     ),
@@ -124,15 +133,14 @@ MUTANTS = (
         "split-k-reverse",
         "the split-K reduction adds the slices in reverse order",
         "split_k.py",
-        "    total = load_partial(\n"
-        "        partials_ptr, contract.split_k_partial_slot(tile, 0, SPLIT_K), BLOCK_M, BLOCK_N\n"
-        "    )\n"
+        "    slot = contract.split_k_partial_slot(tile, 0, SPLIT_K)\n"
+        "    total = load_partial(partials_ptr, slot, tile, trace_ptr, tile, BLOCK_M, BLOCK_N,"
+        " False)\n"
         "    for split in range(1, SPLIT_K):\n"
         "        slot = contract.split_k_partial_slot(tile, split, SPLIT_K)",
-        "    total = load_partial(\n"
-        "        partials_ptr, contract.split_k_partial_slot(tile, SPLIT_K - 1, SPLIT_K), BLOCK_M,"
-        " BLOCK_N\n"
-        "    )\n"
+        "    slot = contract.split_k_partial_slot(tile, SPLIT_K - 1, SPLIT_K)\n"
+        "    total = load_partial(partials_ptr, slot, tile, trace_ptr, tile, BLOCK_M, BLOCK_N,"
+        " False)\n"
         "    for split in range(1, SPLIT_K):\n"
         "        slot = contract.split_k_partial_slot(tile, SPLIT_K - 1 - split, SPLIT_K)",
         Case("mutant-split-k-reverse", 64, 64, 80, strategy="split_k", options=(("split_k", 3),)),
@@ -155,26 +163,161 @@ MUTANTS = (
         "            owner_slot = contract.streamk_partial_slot(\n"
         "                owner, tile, dp_tiles, iters, sk_iters, num_programs\n"
         "            )\n"
-        "            total = load_partial(partials_ptr, owner_slot, BLOCK_M, BLOCK_N)\n"
+        "            total = load_partial(\n"
+        f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
+        "            )\n"
         "            for q in range(owner + 1, last + 1):\n"
         "                q_slot = contract.streamk_partial_slot(\n"
         "                    q, tile, dp_tiles, iters, sk_iters, num_programs",
         "            owner_slot = contract.streamk_partial_slot(\n"
         "                last, tile, dp_tiles, iters, sk_iters, num_programs\n"
         "            )\n"
-        "            total = load_partial(partials_ptr, owner_slot, BLOCK_M, BLOCK_N)\n"
+        "            total = load_partial(\n"
+        f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
+        "            )\n"
         "            for q in range(owner + 1, last + 1):\n"
         "                q_slot = contract.streamk_partial_slot(\n"
         "                    owner + last - q, tile, dp_tiles, iters, sk_iters, num_programs",
+        Case("mutant-last-arriver-reverse", 16, 32, 160, **_LA),
+        "wrong addition order",
+    ),
+    Mutant(
+        "turnstile-no-wait",
+        "a turnstile contributor adds its predecessor's partial without waiting for its flag",
+        "streamk.py",
+        "        if lp > owner:\n"
+        "            wait_for(flags_ptr, lp - 1, epoch, events_ptr, pid, TRACE, BACKEND)\n",
+        "        if lp > owner:\n",
+        Case("mutant-turnstile-no-wait", 64, 64, 80, cus=3, **dict(_SK, fixup="turnstile")),
+        "partial read before its release",
+    ),
+    Mutant(
+        "last-arriver-early",
+        "the second-to-last arrival at a tile's counter reduces (off by one on the count)",
+        "streamk.py",
+        "        if arrived == last - owner:\n",
+        "        if arrived == last - owner - 1:\n",
+        Case("mutant-last-arriver-early", 64, 64, 80, cus=3, **_LA),
+        "partial read before its release",
+    ),
+    Mutant(
+        "last-arriver-own-first",
+        "the last arriver starts the sum from its own accumulator, then adds the others in K order",
+        "streamk.py",
+        "            total = load_partial(\n"
+        f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
+        "            )\n"
+        "            for q in range(owner + 1, last + 1):\n"
+        "                q_slot = contract.streamk_partial_slot(\n"
+        "                    q, tile, dp_tiles, iters, sk_iters, num_programs\n"
+        "                )\n"
+        "                total += load_partial(\n"
+        f"                    partials_ptr, q_slot, tile, {_LOAD_ARGUMENTS}\n"
+        "                )",
+        "            total = acc + load_partial(\n"
+        f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
+        "            ) * (lp != owner).to(tl.float32)\n"
+        "            for q in range(owner + 1, last + 1):\n"
+        "                q_slot = contract.streamk_partial_slot(\n"
+        "                    q, tile, dp_tiles, iters, sk_iters, num_programs\n"
+        "                )\n"
+        "                total += load_partial(\n"
+        f"                    partials_ptr, q_slot, tile, {_LOAD_ARGUMENTS}\n"
+        "                ) * (q != lp).to(tl.float32)",
+        Case("mutant-last-arriver-own-first", 16, 32, 160, **_LA),
+        "wrong addition order",
+    ),
+    Mutant(
+        "stale-epoch",
+        "the workspace hands every launch the same flag epoch",
+        "workspace.py",
+        "        self._epoch += 1\n",
+        "        self._epoch = 1\n",
+        Case("mutant-stale-epoch", 64, 64, 80, cus=3, **_SK),
+        "flag held a stale epoch",
+    ),
+    Mutant(
+        "trace-rows-short",
+        "the trace is sized one row per program short of the longest schedule",
+        "launch_spec.py",
+        "        config.dp_tiles, config.sk_iters, config.iters_per_tile, config.grid\n    )\n",
+        "        config.dp_tiles, config.sk_iters, config.iters_per_tile, config.grid\n    ) - 1\n",
+        Case("mutant-trace-rows-short", 64, 64, 80, cus=3, **_SK),
+        "record overrun",
+    ),
+    Mutant(
+        "arrive-before-store",
+        "a last-arriver contributor counts itself in before storing its partial",
+        "streamk.py",
+        f"        store_partial({_STORE_ARGUMENTS})\n"
+        "        arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)\n",
+        "        arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)\n"
+        f"        store_partial({_STORE_ARGUMENTS})\n",
+        Case("mutant-arrive-before-store", 64, 64, 80, cus=3, **_LA),
+        "flag set before its partial is stored",
+    ),
+    Mutant(
+        "epilogue-mask-row-m",
+        "the epilogue's row mask is off by one: the last row tile also stores row M",
+        "tile.py",
+        "    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)",
+        "    mask = (offs_m[:, None] <= M) & (offs_n[None, :] < N)",
+        Case("mutant-epilogue-mask-row-m", 40, 64, 40, strategy="persistent"),
+        "write outside the tile or matrix",
+    ),
+    Mutant(
+        "a-row-stride-ignored",
+        "the K-loop reads A as row-major with leading dimension K, ignoring its row stride",
+        "tile.py",
+        "        a_ptrs = a_ptr + offs_m[:, None] * stride_am + k_idx[None, :] * stride_ak",
+        "        a_ptrs = a_ptr + offs_m[:, None] * K + k_idx[None, :] * stride_ak",
+        Case("mutant-a-row-stride-ignored", 64, 64, 40, strategy="persistent", strided=True),
+        "operand layout ignored",
+    ),
+    Mutant(
+        "bias-stride-ignored",
+        "the epilogue reads the bias with stride 1, ignoring its stride",
+        "tile.py",
+        "            bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)",
+        "            bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)",
+        Case("mutant-bias-stride-ignored", 64, 64, 40, strategy="persistent", strided=True),
+        "operand layout ignored",
+    ),
+    Mutant(
+        "accumulator-in-input-dtype",
+        "the K-loop rounds the accumulator to the input dtype after every K-iteration",
+        "tile.py",
+        "        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)",
+        "        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)"
+        ".to(a_ptr.dtype.element_ty).to(tl.float32)",
+        Case("mutant-accumulator-in-input-dtype", 64, 64, 80, strategy="persistent", dtype="fp16"),
+        "accumulator precision",
+    ),
+    Mutant(
+        "partial-slot-off-by-one",
+        "partials are stored one slot past their own",
+        "tile.py",
+        "    tl.store(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, acc)",
+        "    tl.store(ws_ptr + (slot + 1).to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, acc)",
         Case(
-            "mutant-last-arriver-reverse",
-            16,
-            32,
-            160,
-            fixup="last-arriver",
+            "mutant-partial-slot-off-by-one",
+            64,
+            64,
+            80,
+            cus=3,
+            fixup="owner-waits",
             options=(("sk_hybrid", "one-wave"),),
         ),
-        "wrong addition order",
+        "write outside the tile or matrix",
+    ),
+    Mutant(
+        "owner-waits-next-epoch",
+        "the owner waits for the epoch after this launch's (an off-by-one in the epoch scheme)",
+        "streamk.py",
+        "                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)",
+        "                wait_for(flags_ptr, q, epoch + 1, events_ptr, pid, TRACE, BACKEND)",
+        Case("mutant-owner-waits-next-epoch", 64, 64, 80, cus=3, **_SK),
+        "kernel hung",
     ),
 )
 

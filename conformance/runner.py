@@ -1,9 +1,16 @@
-"""Running cases and mutants: one CaseResult per (kernel, case), with every check's finding."""
+"""Running cases and mutants: one CaseResult per (kernel, case), with every check's finding.
+
+:func:`check_case` checks one case in this process. :func:`run_cases`, :func:`run_mutants` and
+:func:`run_parallel` check each case in a worker process (:mod:`conformance.isolation`), so that
+a kernel that crashes or hangs fails its case and the run goes on.
+"""
 
 import dataclasses
+import functools
 import time
 
-from .backend import select_backend
+import torch
+
 from .checks import (
     Finding,
     check_accuracy,
@@ -11,10 +18,18 @@ from .checks import (
     check_determinism,
     check_epilogue,
     check_exact,
-    check_memory_order,
     check_order,
     check_partials,
+    check_random_bits,
+    check_stray_writes,
 )
+from .harness import launch
+from .inputs import integer_inputs
+from .isolation import Task, WorkerPool
+from .synchronisation import check_synchronisation
+
+# The factory of the project's own kernels (see :func:`run_cases`).
+REFERENCE = "conformance.adapter:reference"
 
 
 @dataclasses.dataclass
@@ -49,114 +64,126 @@ class CaseResult:
 
 
 def warm_up(kut, case, config, device):
-    import torch
-
-    from .inputs import as_tensors, integer_inputs
-
-    a, b, bias = as_tensors(case, *integer_inputs(case), device)
-    kut.run(
-        config,
-        a,
-        b,
-        bias,
-        out=torch.empty((config.m, config.n), dtype=torch.float32, device=device),
-    )
+    """One untraced launch, so that the kernel's scratch memory exists and can be poisoned (inside
+    the harness's guard bands: a kernel writing outside the matrix must not corrupt memory)."""
+    launch(kut, config, case, integer_inputs(case), device, trace=False, out_dtype=torch.float32)
 
 
-def check_case(kut, case, device, determinism_runs=3):
-    """Every check of one case against one kernel; a crash is a failed finding, not an abort."""
+class _Findings(list):
+    """A case's findings, each announced as it is added: a check finished."""
+
+    def __init__(self, announce):
+        super().__init__()
+        self._announce = announce
+
+    def append(self, finding):
+        super().append(finding)
+        self._announce(finding)
+
+    def extend(self, findings):
+        for finding in findings:
+            self.append(finding)
+
+    def __iadd__(self, findings):
+        self.extend(findings)
+        return self
+
+
+def check_case(kut, case, device, determinism_runs=3, on_finding=None):
+    """Every check of one case against one kernel; an exception is a failed finding, not an abort.
+
+    ``on_finding(finding)``, if given, is called as each check finishes (a worker's progress).
+    """
     start = time.perf_counter()
     config = case.config()
-    findings = []
+    findings = _Findings(on_finding or (lambda finding: None))
     try:
         if kut.poison is not None:  # create the scratch memory, so that it can be poisoned
             warm_up(kut, case, config, device)
         exact, run, tensors, sim = check_exact(kut, case, config, device)
         findings.append(exact)
+        for stray in check_stray_writes(kut, case, config, run, sim):
+            findings.append(stray)
         if getattr(run, "records", None) is not None:
             findings.append(check_order(config, run, sim))
         partials = check_partials(kut, config, run, sim, tensors)
         if partials is not None:
             findings.append(partials)
-        memory = check_memory_order(run)
-        if memory is not None:
-            findings.append(memory)
+        synchronisation = check_synchronisation(config, run)
+        if synchronisation is not None:
+            findings.append(synchronisation)
         for extra in (check_addition_order, check_epilogue):
             finding = extra(kut, case, config, device)
             if finding is not None:
                 findings.append(finding)
+        random_bits = check_random_bits(kut, case, config, device, exact.passed)
+        if random_bits is not None:
+            findings.append(random_bits)
         if not (config.strategy == "streamk" and config.fixup == "atomic"):
             findings.append(check_determinism(kut, case, config, device, determinism_runs))
         findings.append(check_accuracy(kut, case, config, device))
-    except Exception as exc:  # a kernel that crashes or hangs up is a finding of its own
+    except Exception as exc:  # a kernel that raises is a finding of its own
         findings.append(
             Finding("launch", False, [f"{type(exc).__name__}: {exc}"[:500]], "unclassified")
         )
-    return CaseResult(kut.name, case, findings, time.perf_counter() - start)
+    return CaseResult(kut.name, case, list(findings), time.perf_counter() - start)
 
 
-def run_cases(kut, cases, device, determinism_runs=3, progress=None):
-    results = []
-    for case in cases:
-        results.append(check_case(kut, case, device, determinism_runs))
-        if progress is not None:
-            progress(results[-1])
+def mutant_kernel(name):
+    """The KernelUnderTest of the mutant called ``name`` (a worker builds its own)."""
+    from .mutants import MUTANTS, build
+
+    for mutant in MUTANTS:
+        if mutant.name == name:
+            return build(mutant)
+    raise ValueError(f"no mutant is called {name!r}")
+
+
+def _run_isolated(tasks, device, jobs, determinism_runs, progress, hang_timeout):
+    """The CaseResults of ``tasks``, in order, from ``jobs`` worker processes."""
+    if jobs < 1 or not hang_timeout > 0:
+        raise ValueError(f"need jobs >= 1 and hang_timeout > 0, not {jobs} and {hang_timeout}")
+    with WorkerPool(device, jobs, determinism_runs, hang_timeout) as pool:
+        return pool.run(tasks, progress)
+
+
+def run_cases(
+    cases, device, kernel=REFERENCE, determinism_runs=3, progress=None, jobs=1, hang_timeout=60.0
+):
+    """``cases`` against the kernel that ``kernel`` builds, each in a worker process.
+
+    ``kernel`` is a factory of a :class:`~conformance.harness.KernelUnderTest`, called in each
+    worker: a ``"module:function"`` string or a picklable (top-level) function. A case whose
+    kernel crashes or makes no progress for ``hang_timeout`` seconds fails with an
+    ``isolation`` finding; ``progress(result)`` is called as each case finishes.
+    """
+    if isinstance(kernel, str) and kernel.count(":") != 1:
+        raise ValueError(f"kernel {kernel!r}: expected 'module:function'")
+    if not (isinstance(kernel, str) or callable(kernel)):
+        raise TypeError(f"kernel must be a factory of the kernel, not a {type(kernel).__name__}")
+    tasks = [Task(kernel, case) for case in cases]
+    return _run_isolated(tasks, device, jobs, determinism_runs, progress, hang_timeout)
+
+
+def run_mutants(mutants, device, determinism_runs=3, progress=None, jobs=1, hang_timeout=60.0):
+    """Each mutant on its case, built and checked in a worker process (see :func:`run_cases`)."""
+    _, results = run_parallel((), mutants, device, jobs, determinism_runs, progress, hang_timeout)
     return results
 
 
-def _reference_case(case, device, determinism_runs):
-    from .adapter import reference
-
-    return check_case(reference(), case, device, determinism_runs)
-
-
-def _mutant_case(mutant, device, determinism_runs):
-    from .mutants import build
-
-    return check_case(build(mutant), mutant.case, device, determinism_runs)
-
-
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def run_parallel(cases, mutants, device, jobs, determinism_runs=3, progress=None):
+def run_parallel(
+    cases, mutants, device, jobs, determinism_runs=3, progress=None, hang_timeout=60.0
+):
     """The reference kernels on ``cases`` and the ``mutants``, in ``jobs`` worker processes.
 
     Each worker compiles its own kernels, so compilation -- most of a GPU case's time -- runs
     on several CPU cores at once; each selects the Triton backend for ``device`` itself (the
-    interpreter for "cpu"), whatever this process's environment says. Results come back in the
-    order given.
+    interpreter for "cpu"), whatever this process's environment says. A worker whose kernel
+    crashes or hangs fails that case and is replaced. Results come back in the order given.
     """
-    import concurrent.futures
-    import multiprocessing
-    import os
-
-    context = multiprocessing.get_context("spawn")  # CUDA cannot follow a fork
-    # Workers inherit the environment: share the cores out so that their numpy (BLAS) threads
-    # -- refsim's predictions -- do not oversubscribe the machine.
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
-    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, threads))
-    try:
-        # A worker imports kernels only after choosing the backend as this process did.
-        pool = concurrent.futures.ProcessPoolExecutor(
-            jobs, mp_context=context, initializer=select_backend, initargs=(device,)
-        )
-        futures = [pool.submit(_reference_case, case, device, determinism_runs) for case in cases]
-        futures += [
-            pool.submit(_mutant_case, mutant, device, determinism_runs) for mutant in mutants
-        ]
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    with pool:
-        if progress is not None:
-            for future in concurrent.futures.as_completed(futures):
-                progress(future.result())
-        results = [future.result() for future in futures]
+    tasks = [Task(REFERENCE, case) for case in cases]
+    tasks += [Task(functools.partial(mutant_kernel, m.name), m.case) for m in mutants]
+    results = _run_isolated(tasks, device, jobs, determinism_runs, progress, hang_timeout)
     return results[: len(cases)], [
         MutantResult(m, r) for m, r in zip(mutants, results[len(cases) :])
     ]
@@ -189,16 +216,3 @@ class MutantResult:
             "causes": self.result.causes,
             "result": self.result.to_dict(),
         }
-
-
-def run_mutants(mutants, device, determinism_runs=3, progress=None):
-    from .mutants import build
-
-    results = []
-    for mutant in mutants:
-        results.append(
-            MutantResult(mutant, check_case(build(mutant), mutant.case, device, determinism_runs))
-        )
-        if progress is not None:
-            progress(results[-1].result)
-    return results

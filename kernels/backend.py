@@ -8,10 +8,16 @@
 * ``AMD``: the XCC id from ``HW_REG_XCC_ID``, the CU id from ``HW_REG_HW_ID`` bits 8..11 and
   ``s_memrealtime`` (100 MHz constant clock on CDNA 3). Written from AMD's ISA documentation;
   **untested on hardware** here.
+
+The interpreter runs a launch's programs one at a time; :func:`program_order` chooses in which
+order (a protocol whose programs wait needs one, and a shuffled one shows a kernel that relies
+on the default).
 """
 
+import contextlib
 import functools
 import os
+import random
 
 import triton
 import triton.language as tl
@@ -37,6 +43,68 @@ def backend_for(device_type):
     import torch
 
     return AMD if getattr(torch.version, "hip", None) else NVIDIA
+
+
+@contextlib.contextmanager
+def program_order(order):
+    """Run the programs of every launch inside the block in ``order`` (Triton's interpreter).
+
+    ``order`` is None (the interpreter's own order, 0 first), a sequence of program ids or a
+    callable ``(num_programs) -> sequence``; it permutes the x index of the grid. The innermost
+    block wins. Compiled kernels run concurrently, so outside the interpreter this does nothing.
+    """
+    if not interpreting():
+        yield
+        return
+    orders = _order_stack()
+    orders.append(order)
+    try:
+        yield
+    finally:
+        orders.pop()
+
+
+def shuffled_order(seed):
+    """A program order for :func:`program_order`: a permutation drawn by ``random.Random(seed)``
+    (the same one for the same seed and number of programs)."""
+
+    def order(num_programs):
+        return random.Random(seed).sample(range(num_programs), num_programs)
+
+    return order
+
+
+def _order_stack():
+    """The active program orders, innermost last, kept on the interpreter itself so that every
+    copy of this package (a conformance mutant is one) shares one stack and one hook; the hook
+    maps the interpreter's x grid index through the innermost order (installed once)."""
+    from triton.runtime.interpreter import interpreter_builder
+
+    orders = getattr(interpreter_builder, "program_orders", None)
+    if orders is not None:
+        return orders
+    orders = interpreter_builder.program_orders = []
+    set_grid_idx = interpreter_builder.set_grid_idx
+    launch = {"order": None}
+
+    def ordered_set_grid_idx(x, y, z):
+        order = orders[-1] if orders else None
+        if order is None:
+            return set_grid_idx(x, y, z)
+        if x == y == z == 0:  # a launch begins: resolve the order for its grid
+            launch["order"] = _resolved(order, interpreter_builder.grid_dim[0])
+        return set_grid_idx(launch["order"][x], y, z)
+
+    interpreter_builder.set_grid_idx = ordered_set_grid_idx
+    return orders
+
+
+def _resolved(order, num_programs):
+    """``order`` as a list of program ids, checked to be a permutation of the grid."""
+    ids = list(order(num_programs) if callable(order) else order)
+    if sorted(ids) != list(range(num_programs)):
+        raise ValueError(f"program order {ids} is not a permutation of 0..{num_programs - 1}")
+    return ids
 
 
 @triton.jit

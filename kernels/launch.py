@@ -2,16 +2,27 @@
 
 Each strategy module (``STRATEGY_MODULES``) builds its launches as data (:mod:`kernels.launch_spec`)
 from its own buffers, arguments and partial-slot layout; this module only checks, allocates
-and enqueues them, and decodes what they wrote (:mod:`kernels.records`).
+and enqueues them (each in the program order it requires, under the interpreter), and decodes
+what they wrote (:mod:`kernels.records`).
 """
+
+import contextlib
 
 import torch
 
 from . import data_parallel, persistent, split_k, streamk, work_stealing
-from .backend import backend_for, interpreting
+from .backend import backend_for, interpreting, program_order
 from .device import default_config, device_profile
 from .dtypes import DTYPE_NAMES, SUPPORTED, TORCH_DTYPES
-from .records import KernelRun, decode_events, decode_trace
+from .records import (
+    KernelRun,
+    decode_events,
+    decode_trace,
+    events_lost,
+    in_flight,
+    trace_overruns,
+)
+from .streamk import WAITING_FIXUPS
 from .workspace import cuda_index, workspace_for
 
 STRATEGY_MODULES = {
@@ -21,7 +32,6 @@ STRATEGY_MODULES = {
     "work_stealing": work_stealing,
     "split_k": split_k,
 }
-WAITING_FIXUPS = ("owner-waits", "turnstile")
 
 
 def partial_slot(config, program, tile):
@@ -186,15 +196,36 @@ def run(
             trace=trace,
             options=options,
         )
-        for buffer in launch_set.zeroed:
-            buffer.zero_()
-        for launch in launch_set.launches:
+        if not trace:
+            _enqueue(launch_set)
+            return KernelRun(c, config)
+        flags_before = None if launch_set.flags is None else launch_set.flags.cpu().clone()
+        with in_flight(launch_set.events):
+            _enqueue(launch_set)
+            partials = None if launch_set.partials is None else launch_set.partials.clone()
+            overruns = events_lost(launch_set.events)
+            overruns += sum(trace_overruns(buffer) for _, buffer in launch_set.traces)
+            return KernelRun(
+                c,
+                config,
+                decode_trace(launch_set.traces, backend),
+                partials,
+                decode_events(launch_set.events),
+                launch_set.epoch,
+                flags_before,
+                overruns,
+            )
+
+
+def _enqueue(launch_set):
+    """Zero the set's buffers and enqueue its launches, each under the program order it
+    requires when the interpreter runs it (outside any order, the caller's applies)."""
+    for buffer in launch_set.zeroed:
+        buffer.zero_()
+    for launch in launch_set.launches:
+        order = contextlib.nullcontext() if launch.order is None else program_order(launch.order)
+        with order:
             launch.kernel[launch.grid](*launch.args, **launch.constexprs, **launch.options)
-        partials = (
-            launch_set.partials.clone() if trace and launch_set.partials is not None else None
-        )
-    records = decode_trace(launch_set.traces, backend) if trace else None
-    return KernelRun(c, config, records, partials, decode_events(launch_set.events))
 
 
 def _empty_product(a, b, bias, out):

@@ -2,8 +2,9 @@
 
 Each strategy module has ``launches(config, a, b, bias, c, workspace, backend, trace, options)``
 returning a :class:`LaunchSet`. :func:`kernels.launch.run` zeroes its buffers and calls
-``kernel[grid](*args, **constexprs, **options)`` for each :class:`Launch`; a compile-only check
-can build the same set from CPU tensors with any backend code and compile the kernels instead.
+``kernel[grid](*args, **constexprs, **options)`` for each :class:`Launch` (under the
+interpreter, in the launch's program ``order`` when it requires one); a compile-only check can
+build the same set from CPU tensors with any backend code and compile the kernels instead.
 """
 
 import dataclasses
@@ -21,6 +22,8 @@ class Launch:
 
     ``args`` are the kernel's runtime parameters in order, ``constexprs`` its ``tl.constexpr``
     parameters by name, ``options`` the compile options (``num_warps``, ``num_stages``).
+    ``order``: the program ids in the order Triton's sequential interpreter must run them (for
+    kernels whose programs wait on each other), or None when any order will do.
     """
 
     kernel: object
@@ -28,6 +31,7 @@ class Launch:
     args: tuple
     constexprs: dict
     options: dict
+    order: tuple = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +41,8 @@ class LaunchSet:
     ``zeroed``: buffers to zero on the stream before the first launch. ``traces``: ``(kernel
     name, trace buffer)`` pairs in decoding order. ``partials``: the partial workspace as
     ``(slots, BLOCK_M, BLOCK_N)`` when the launches write partials, else None. ``events``: the
-    event log, when one is kept.
+    event log, when one is kept. ``flags`` and ``epoch``: the flag buffer the launches publish
+    into and the epoch they publish, for kernels that keep flags.
     """
 
     launches: tuple
@@ -45,6 +50,8 @@ class LaunchSet:
     traces: tuple = ()
     partials: torch.Tensor = None
     events: torch.Tensor = None
+    flags: torch.Tensor = None
+    epoch: int = None
 
 
 @dataclasses.dataclass(frozen=True)

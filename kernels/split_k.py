@@ -2,7 +2,8 @@
 
 Program ``lp`` computes slice ``split`` of ``tile`` (``refsim.tiling.split_k_work``) and stores
 its fp32 partial in workspace slot ``split_k_partial_slot(tile, split, SPLIT_K)`` (``(tiles *
-SPLIT_K, BLOCK_M, BLOCK_N)``). The reduction launch, one program per tile, sums the slices in split order, adds
+SPLIT_K + 1, BLOCK_M, BLOCK_N)``: the last slot is a guard that only a write past the others
+reaches). The reduction launch, one program per tile, sums the slices in split order, adds
 the bias once and stores. With SPLIT_K = 1 the first launch stores the tile directly.
 """
 
@@ -114,7 +115,7 @@ def split_k_kernel(
     else:
         # released by the launch boundary (the reduction is a second kernel): no event log
         slot = contract.split_k_partial_slot(tile, split, SPLIT_K)
-        store_partial(partials_ptr, slot, acc, trace_ptr, pid, BLOCK_M, BLOCK_N, False)
+        store_partial(partials_ptr, slot, acc, tile, trace_ptr, pid, BLOCK_M, BLOCK_N, False)
     trace_end(
         trace_ptr,
         pid,
@@ -161,12 +162,12 @@ def split_k_reduce_kernel(
         tile, contract.cdiv(M, BLOCK_M), contract.cdiv(N, BLOCK_N), GROUP_M
     )
     t_start = trace_begin(tile * 0, TRACE, BACKEND)
-    total = load_partial(
-        partials_ptr, contract.split_k_partial_slot(tile, 0, SPLIT_K), BLOCK_M, BLOCK_N
-    )
+    # released by the launch boundary, like the stores: no event log
+    slot = contract.split_k_partial_slot(tile, 0, SPLIT_K)
+    total = load_partial(partials_ptr, slot, tile, trace_ptr, tile, BLOCK_M, BLOCK_N, False)
     for split in range(1, SPLIT_K):
         slot = contract.split_k_partial_slot(tile, split, SPLIT_K)
-        total += load_partial(partials_ptr, slot, BLOCK_M, BLOCK_N)
+        total += load_partial(partials_ptr, slot, tile, trace_ptr, tile, BLOCK_M, BLOCK_N, False)
     tile_epilogue(
         total,
         c_ptr,
@@ -209,7 +210,8 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
         config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
     )
     grid, block_m, block_n = config.grid, config.block_m, config.block_n
-    partials = workspace.buffer("partials", grid * block_m * block_n, torch.float32)
+    slots = grid + 1
+    partials = workspace.buffer("partials", slots * block_m * block_n, torch.float32)
     split = Launch(
         split_k_kernel,
         (grid,),
@@ -239,7 +241,7 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
     return LaunchSet(
         (split, reduce),
         traces=(("gemm", gemm.trace), ("reduce", reduce_trace)),
-        partials=partials.view(grid, block_m, block_n),
+        partials=partials.view(slots, block_m, block_n),
     )
 
 

@@ -13,13 +13,16 @@ A tile whose K-range spans programs is reduced by the fixup protocol (``FIXUP``)
   arrive sums all partials in K order. No waiting.
 * ``ATOMIC``: float atomic adds into a zeroed output; arrival order decides rounding.
 
-Partial workspace layout: ``(2 * grid, BLOCK_M, BLOCK_N)`` fp32, slot
+Partial workspace layout: ``(2 * grid + 1, BLOCK_M, BLOCK_N)`` fp32, slot
 ``refsim.tiling.streamk_partial_slot``: ``2 * lp`` for the segment at the start of logical
-program ``lp``'s range, ``2 * lp + 1`` for the one at its end. Flags: one int32 per logical
-program, holding the launch's epoch once its partial is published. Counters (last-arriver,
-atomic): one int32 per SK tile, ``refsim.tiling.streamk_tile_counter``.
-When tracing, every partial store and every release (flag published, counter arrived at) is
-appended to an event log (``tile.log_event``), so a checker can see each program's order.
+program ``lp``'s range, ``2 * lp + 1`` for the one at its end; the last slot is a guard that only
+a write past the others reaches. Flags: one int32 per logical program, holding the launch's
+epoch once its partial is published. Counters (last-arriver, atomic): one int32 per SK tile,
+``refsim.tiling.streamk_tile_counter``.
+When tracing, every partial store and load, every release (flag published, counter arrived at)
+and every wait and acquire is appended to an event log (``tile.log_event``), so a checker can
+see each program's order. Owner-waits and turnstile programs wait on each other: under the
+interpreter, which runs programs one at a time, the launch carries :func:`execution_order`.
 """
 
 import torch
@@ -29,7 +32,6 @@ import triton.language as tl
 from refsim import tiling
 
 from . import contract
-from .backend import INTERPRETER
 from .launch_spec import Launch, LaunchSet, gemm_arguments, static_max_steps
 from .records import event_log
 from .tile import (
@@ -58,6 +60,8 @@ FIXUP_CODES = {
     "last-arriver": LAST_ARRIVER,
     "atomic": ATOMIC,
 }
+# Protocols whose programs spin on other programs' flags.
+WAITING_FIXUPS = ("owner-waits", "turnstile")
 
 
 @triton.jit
@@ -141,41 +145,54 @@ def sk_segment(
         pass
     elif FIXUP == OWNER_WAITS:
         if k_begin != 0:
-            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
+            store_partial(
+                partials_ptr, my_slot, acc, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+            )
             publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
         else:
             for q in range(lp + 1, last + 1):
-                wait_for(flags_ptr + q, epoch, BACKEND)
+                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)
                 q_slot = contract.streamk_partial_slot(
                     q, tile, dp_tiles, iters, sk_iters, num_programs
                 )
-                acc += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
+                acc += load_partial(
+                    partials_ptr, q_slot, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+                )
             stores_tile = lp * 0 + 1
     elif FIXUP == TURNSTILE:
         if lp > owner:
-            wait_for(flags_ptr + (lp - 1), epoch, BACKEND)
+            wait_for(flags_ptr, lp - 1, epoch, events_ptr, pid, TRACE, BACKEND)
             prev_slot = contract.streamk_partial_slot(
                 lp - 1, tile, dp_tiles, iters, sk_iters, num_programs
             )
-            acc = load_partial(partials_ptr, prev_slot, BLOCK_M, BLOCK_N) + acc
+            running = load_partial(
+                partials_ptr, prev_slot, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+            )
+            acc = running + acc
         if lp < last:
-            store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
+            store_partial(
+                partials_ptr, my_slot, acc, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+            )
             publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
         else:
             stores_tile = lp * 0 + 1
     elif FIXUP == LAST_ARRIVER:
-        store_partial(partials_ptr, my_slot, acc, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
+        store_partial(partials_ptr, my_slot, acc, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
         arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)
         if arrived == last - owner:
             owner_slot = contract.streamk_partial_slot(
                 owner, tile, dp_tiles, iters, sk_iters, num_programs
             )
-            total = load_partial(partials_ptr, owner_slot, BLOCK_M, BLOCK_N)
+            total = load_partial(
+                partials_ptr, owner_slot, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+            )
             for q in range(owner + 1, last + 1):
                 q_slot = contract.streamk_partial_slot(
                     q, tile, dp_tiles, iters, sk_iters, num_programs
                 )
-                total += load_partial(partials_ptr, q_slot, BLOCK_M, BLOCK_N)
+                total += load_partial(
+                    partials_ptr, q_slot, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+                )
             acc = total
             stores_tile = lp * 0 + 1
     else:
@@ -265,11 +282,10 @@ def streamk_kernel(
     partials_ptr,
     flags_ptr,
     counters_ptr,
-    order_ptr,
     dp_tiles,
     sk_iters,
     epoch,
-    # the event log of partial stores and releases (written when TRACE)
+    # the event log of partial stores and loads, releases, waits and acquires (when TRACE)
     events_ptr,
     max_steps,
     # tiling
@@ -286,13 +302,10 @@ def streamk_kernel(
     HAS_BIAS: tl.constexpr,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
-    # fixup protocol; ORDERED: take the program id from order_ptr (sequential interpreter)
+    # fixup protocol
     FIXUP: tl.constexpr,
-    ORDERED: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    if ORDERED:
-        pid = tl.load(order_ptr + pid)
     num_programs = tl.num_programs(0)
     lp = contract.logical_program(pid, num_programs, NUM_XCDS, REMAP, CHUNK)
     iters = contract.cdiv(K, BLOCK_K)
@@ -389,39 +402,45 @@ def streamk_kernel(
 
 
 def launches(config, a, b, bias, c, workspace, backend, trace, options):
-    """One launch over the workspace's partials, flags and counters (see
-    :mod:`kernels.launch_spec`); under the interpreter, programs run in :func:`execution_order`."""
+    """One launch over the workspace's partials (plus a guard slot), flags and counters (see
+    :mod:`kernels.launch_spec`); owner-waits and turnstile require :func:`execution_order`."""
     gemm = gemm_arguments(
         config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
     )
     grid, block_m, block_n = config.grid, config.block_m, config.block_n
-    partials = workspace.buffer("partials", 2 * grid * block_m * block_n, torch.float32)
+    slots = 2 * grid + 1
+    partials = workspace.buffer("partials", slots * block_m * block_n, torch.float32)
     flags = workspace.buffer("flags", grid, torch.int32)
     counters = workspace.buffer("counters", max(config.sk_tiles, 1), torch.int32)
     zeroed = (counters, c) if config.fixup == "atomic" and config.sk_tiles else (counters,)
-    ordered = bool(backend == INTERPRETER)
-    order = (
-        torch.tensor(execution_order(config), dtype=torch.int32, device=a.device)
-        if ordered
-        else flags
-    )
-    events = event_log(4 * grid, a.device) if trace else gemm.trace
+    events = event_log(event_capacity(config), a.device) if trace else gemm.trace
+    epoch = workspace.next_epoch(flags)
     launch = Launch(
         streamk_kernel,
         (grid,),
         gemm.args
-        + (partials, flags, counters, order, config.dp_tiles, config.sk_iters)
-        + (workspace.next_epoch(flags), events, gemm.max_steps),
-        dict(gemm.constexprs, FIXUP=FIXUP_CODES[config.fixup], ORDERED=ordered),
+        + (partials, flags, counters, config.dp_tiles, config.sk_iters)
+        + (epoch, events, gemm.max_steps),
+        dict(gemm.constexprs, FIXUP=FIXUP_CODES[config.fixup]),
         options,
+        order=tuple(execution_order(config)) if config.fixup in WAITING_FIXUPS else None,
     )
     return LaunchSet(
         (launch,),
         zeroed=zeroed,
         traces=(("gemm", gemm.trace),),
-        partials=partials.view(2 * grid, block_m, block_n) if config.sk_tiles else None,
+        partials=partials.view(slots, block_m, block_n) if config.sk_tiles else None,
         events=events if trace else None,
+        flags=flags,
+        epoch=epoch,
     )
+
+
+def event_capacity(config):
+    """The most events a launch logs: per SK segment at most five (a contributor's store and
+    release, or an owner's wait, acquire and load per later contributor; a last arriver's
+    loads), and a launch has at most ``sk_tiles + grid - 1`` segments."""
+    return 5 * (config.sk_tiles + config.grid)
 
 
 def partial_slot(config, program, tile):
@@ -440,7 +459,7 @@ def execution_order(config):
     """Hardware program ids in an order the sequential interpreter can run without spinning.
 
     Owner-waits: highest logical id first (owners wait on later programs); otherwise lowest
-    logical id first (turnstile's programs wait on their predecessor; the others never wait).
+    logical id first (turnstile's programs wait on their predecessor).
     """
     by_logical = sorted(range(config.grid), key=config.logical_program)
     if config.fixup == "owner-waits":

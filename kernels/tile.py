@@ -8,7 +8,7 @@ import triton.language as tl
 
 from . import contract
 from .backend import INTERPRETER, read_clock, read_unit
-from .records import EVENTS, TRACE_FIELDS
+from .records import EVENT_FIELDS, EVENTS, TRACE_FIELDS
 
 # Role codes in trace records: the index in refsim.trace.ROLES.
 ROLE_DP = tl.constexpr(0)
@@ -19,10 +19,14 @@ ROLE_SPLIT = tl.constexpr(4)
 ROLE_REDUCE = tl.constexpr(5)
 
 NUM_TRACE_FIELDS = tl.constexpr(len(TRACE_FIELDS))
+NUM_EVENT_FIELDS = tl.constexpr(EVENT_FIELDS)
 
 # Event log kinds (see log_event), in records.EVENTS order.
 EVENT_STORE = tl.constexpr(EVENTS.index("store"))
+EVENT_LOAD = tl.constexpr(EVENTS.index("load"))
 EVENT_PUBLISH = tl.constexpr(EVENTS.index("publish"))
+EVENT_WAIT = tl.constexpr(EVENTS.index("wait"))
+EVENT_ACQUIRE = tl.constexpr(EVENTS.index("acquire"))
 EVENT_ARRIVE = tl.constexpr(EVENTS.index("arrive"))
 
 
@@ -127,22 +131,23 @@ def tile_epilogue(
 
 
 @triton.jit
-def log_event(events_ptr, pid, kind, index, LOG: tl.constexpr):
-    """Append ``(pid, kind, index)`` to the launch's event log (when ``LOG``).
+def log_event(events_ptr, pid, kind, index, value, LOG: tl.constexpr):
+    """Append ``(pid, kind, index, value)`` to the launch's event log (when ``LOG``).
 
-    Log layout (int64): ``[count, capacity, (pid, kind, index) * capacity]``. Entries take their
-    position from one atomic counter, so one program's events stay in its program order (atomics
-    on one address are coherent) on a GPU as in the interpreter; entries past the capacity are
-    counted but not written.
+    Log layout (int64): ``[count, capacity, (pid, kind, index, value) * capacity]``. Entries take
+    their position from one atomic counter, so one program's events stay in its program order
+    (atomics on one address are coherent) on a GPU as in the interpreter; entries past the
+    capacity are counted but not written.
     """
     if LOG:
         position = tl.atomic_add(events_ptr, 1, sem="relaxed", scope="gpu")
         capacity = tl.load(events_ptr + 1)
-        entry = events_ptr + 2 + 3 * position
+        entry = events_ptr + 2 + NUM_EVENT_FIELDS * position
         zero = tl.full((), 0, tl.int64)
         tl.store(entry, zero + pid, mask=position < capacity)
         tl.store(entry + 1, zero + kind, mask=position < capacity)
         tl.store(entry + 2, zero + index, mask=position < capacity)
+        tl.store(entry + 3, zero + value, mask=position < capacity)
 
 
 @triton.jit
@@ -150,22 +155,34 @@ def store_partial(
     ws_ptr,
     slot,
     acc,
+    tile,
     events_ptr,
     pid,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     LOG: tl.constexpr,
 ):
-    """Write an fp32 partial tile into workspace slot ``slot`` (BLOCK_M x BLOCK_N, row-major)."""
+    """Write ``tile``'s fp32 partial into workspace slot ``slot`` (BLOCK_M x BLOCK_N, row-major)."""
     offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
     tl.store(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, acc)
-    log_event(events_ptr, pid, EVENT_STORE, slot, LOG)
+    log_event(events_ptr, pid, EVENT_STORE, slot, tile, LOG)
 
 
 @triton.jit
-def load_partial(ws_ptr, slot, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Read workspace slot ``slot``, bypassing L1 (another program wrote it)."""
+def load_partial(
+    ws_ptr,
+    slot,
+    tile,
+    events_ptr,
+    pid,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    LOG: tl.constexpr,
+):
+    """Read workspace slot ``slot`` (a partial of ``tile``), bypassing L1 (another program
+    wrote it)."""
     offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    log_event(events_ptr, pid, EVENT_LOAD, slot, tile, LOG)
     return tl.load(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
 
 
@@ -174,7 +191,7 @@ def publish(flags_ptr, index, epoch, events_ptr, pid, LOG: tl.constexpr):
     """Release flag ``index``: every thread's earlier stores are visible before it reads ``epoch``."""
     tl.debug_barrier()
     tl.atomic_xchg(flags_ptr + index, epoch, sem="release", scope="gpu")
-    log_event(events_ptr, pid, EVENT_PUBLISH, index, LOG)
+    log_event(events_ptr, pid, EVENT_PUBLISH, index, epoch, LOG)
 
 
 @triton.jit
@@ -183,22 +200,27 @@ def arrive(counters_ptr, index, events_ptr, pid, LOG: tl.constexpr):
     before (acquire: the last to arrive sees every earlier arrival's partial)."""
     tl.debug_barrier()
     arrived = tl.atomic_add(counters_ptr + index, 1, sem="acq_rel", scope="gpu")
-    log_event(events_ptr, pid, EVENT_ARRIVE, index, LOG)
+    log_event(events_ptr, pid, EVENT_ARRIVE, index, arrived, LOG)
     return arrived
 
 
 @triton.jit
-def wait_for(flag_ptr, epoch, BACKEND: tl.constexpr):
-    """Acquire: spin until the flag reads ``epoch``.
+def wait_for(flags_ptr, index, epoch, events_ptr, pid, LOG: tl.constexpr, BACKEND: tl.constexpr):
+    """Acquire flag ``index``: spin until it reads ``epoch``. Logs the wait before spinning and
+    the value read when it ended, so a hung wait and a wait that read a wrong value both show.
 
-    The interpreter runs one program at a time and the launcher orders them so that every flag
+    The interpreter runs one program at a time, in an order (``Launch.order``) where every flag
     a program waits on is already set; a flag not set then never would be, so there the wait
-    does not spin (a kernel waiting on a flag nobody sets reads whatever the workspace holds).
+    does not spin (a kernel waiting on a flag nobody sets reads whatever the workspace holds,
+    and its acquire logs that value).
     """
+    log_event(events_ptr, pid, EVENT_WAIT, index, epoch, LOG)
+    seen = tl.atomic_add(flags_ptr + index, 0, sem="acquire", scope="gpu")
     if BACKEND != INTERPRETER:
-        while tl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu") != epoch:
-            pass
+        while seen != epoch:
+            seen = tl.atomic_add(flags_ptr + index, 0, sem="acquire", scope="gpu")
     tl.debug_barrier()
+    log_event(events_ptr, pid, EVENT_ACQUIRE, index, seen, LOG)
 
 
 @triton.jit
@@ -231,27 +253,32 @@ def trace_end(
 ):
     """Write one record (fields in TRACE_FIELDS order) at row ``pid``, column ``step``.
 
-    ``pid_m``/``pid_n`` are where the kernel computed the tile, so a wrong swizzle shows.
+    ``pid_m``/``pid_n`` are where the kernel computed the tile, so a wrong swizzle shows. A
+    step past ``max_steps`` would land in another program's row: it is counted in the cell
+    after the trace's ``num_programs x max_steps`` records instead (``records.trace_overruns``).
     """
     if TRACE:
         t_end = read_clock(2 * step + 1, BACKEND)
         unit, xcd = read_unit(BACKEND)
-        row = (tl.full((), 0, tl.int64) + pid) * max_steps + step
-        rec = trace_ptr + row * NUM_TRACE_FIELDS
         zero = tl.full((), 0, tl.int64)  # `zero + x` widens ints and loop counters alike
-        tl.store(rec + 0, zero + tile)
-        tl.store(rec + 1, zero + pid_m)
-        tl.store(rec + 2, zero + pid_n)
-        tl.store(rec + 3, zero + k_begin)
-        tl.store(rec + 4, zero + k_end)
-        tl.store(rec + 5, zero + role)
-        tl.store(rec + 6, zero + unit)
-        tl.store(rec + 7, zero + xcd)
-        tl.store(rec + 8, t_start)
-        tl.store(rec + 9, t_end)
-        tl.store(rec + 10, zero + ticket)
-        tl.store(rec + 11, zero + counter)
-        tl.store(rec + 12, zero + finalizes)
+        if step < max_steps:
+            rec = trace_ptr + ((zero + pid) * max_steps + step) * NUM_TRACE_FIELDS
+            tl.store(rec + 0, zero + tile)
+            tl.store(rec + 1, zero + pid_m)
+            tl.store(rec + 2, zero + pid_n)
+            tl.store(rec + 3, zero + k_begin)
+            tl.store(rec + 4, zero + k_end)
+            tl.store(rec + 5, zero + role)
+            tl.store(rec + 6, zero + unit)
+            tl.store(rec + 7, zero + xcd)
+            tl.store(rec + 8, t_start)
+            tl.store(rec + 9, t_end)
+            tl.store(rec + 10, zero + ticket)
+            tl.store(rec + 11, zero + counter)
+            tl.store(rec + 12, zero + finalizes)
+        else:
+            overrun_cell = trace_ptr + (zero + tl.num_programs(0)) * max_steps * NUM_TRACE_FIELDS
+            tl.atomic_add(overrun_cell, zero + 1, sem="relaxed", scope="gpu")
 
 
 @triton.jit

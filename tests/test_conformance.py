@@ -21,7 +21,6 @@ from conformance.adapter import reference
 from conformance.checks import (
     check_addition_order,
     check_epilogue,
-    check_memory_order,
     check_partials,
     check_work_stealing,
 )
@@ -38,6 +37,7 @@ from conformance.inputs import (
 )
 from conformance.mutants import MUTANTS, build
 from conformance.runner import run_parallel
+from conformance.synchronisation import check_synchronisation
 from refsim import numerics
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -201,12 +201,16 @@ def test_the_reference_kernels_add_in_refsims_order(case):
     assert epilogue is None if case.dtype == "fp32" else epilogue.passed
 
 
-EVENT_LOGS = [  # (events, passes, cause): the memory-order rule on hand-made logs
-    ([(0, "store", 0), (0, "publish", 0), (1, "store", 2), (1, "arrive", 5)], True, None),
-    ([(3, "publish", 3), (3, "store", 6)], False, "flag set before its partial is stored"),
-    ([(0, "store", 0), (1, "publish", 1)], False, "partial never released"),
+EVENT_LOGS = [  # (events, passes, cause): the store-then-release rule on hand-made logs
     (
-        [(2, "store", 4), (2, "publish", 2), (2, "store", 5)],
+        [(0, "store", 0, 2), (0, "publish", 0, 1), (1, "store", 2, 5), (1, "arrive", 5, 0)],
+        True,
+        None,
+    ),
+    ([(3, "publish", 3, 1), (3, "store", 6, 2)], False, "flag set before its partial is stored"),
+    ([(0, "store", 0, 2), (1, "publish", 1, 1)], False, "partial never released"),
+    (
+        [(2, "store", 4, 5), (2, "publish", 2, 1), (2, "store", 5, 5)],
         False,
         "flag set before its partial is stored",
     ),
@@ -216,7 +220,7 @@ EVENT_LOGS = [  # (events, passes, cause): the memory-order rule on hand-made lo
 
 @pytest.mark.parametrize("events, passes, cause", EVENT_LOGS)
 def test_memory_order_rule_on_event_logs(events, passes, cause):
-    finding = check_memory_order(types.SimpleNamespace(events=events))
+    finding = check_synchronisation(CONFIG, types.SimpleNamespace(events=events))
     assert (finding.passed, finding.cause) == (passes, cause), finding.reasons
 
 
@@ -232,17 +236,26 @@ def test_streamk_logs_each_store_before_its_release(fixup, release):
         torch.randint(-4, 5, shape, dtype=torch.float32, device=DEVICE)
         for shape in ((64, 80), (80, 64))
     )
-    events = kernels.run(config, a, b, trace=True).events
-    by_program = {}
-    for program, kind, index in events:
-        by_program.setdefault(program, []).append((kind, index))
-    assert by_program and all(kinds[-1][0] == release for kinds in by_program.values()), events
-    stores = sorted(index for program, kind, index in events if kind == "store")
+    run = kernels.run(config, a, b, trace=True)
+    stores = sorted(index for _, kind, index, _ in run.events if kind == "store")
     assert stores == sorted(
         kernels.partial_slot(config, p.program, p.tile)
         for p in refsim.simulate(config, a=a.cpu().numpy(), b=b.cpu().numpy()).partials
     )
-    assert check_memory_order(types.SimpleNamespace(events=events)).passed
+    loads = {index for _, kind, index, _ in run.events if kind == "load"}
+    assert loads and loads <= set(stores), run.events
+    kinds = {kind for _, kind, _, _ in run.events}
+    assert kinds & {"publish", "arrive"} == {release}, run.events
+    flag_values = {
+        value for _, kind, _, value in run.events if kind in ("publish", "wait", "acquire")
+    }
+    assert flag_values <= {run.epoch}, run.events
+    arrivals = {}
+    for _, kind, counter, count in run.events:
+        if kind == "arrive":
+            arrivals.setdefault(counter, []).append(count)
+    assert all(sorted(counts) == list(range(len(counts))) for counts in arrivals.values())
+    assert check_synchronisation(config, run).passed
 
 
 PARTIAL_FAULTS = {  # a wrong partial, made from the right one, and what it must decode to

@@ -12,6 +12,8 @@ import sys
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 from kernel_checks import (
     INTERPRETER_TIER_ONLY,
     LAYOUTS,
@@ -24,10 +26,12 @@ from kernel_checks import (
 )
 
 import kernels
+import kernels.streamk
 import refsim
-from kernels.backend import NVIDIA
+from kernels.backend import NVIDIA, program_order, shuffled_order
 from kernels.dtypes import TORCH_DTYPES
 from kernels.launch import build_launches, launch_options
+from kernels.records import describe_waits, event_log, in_flight, pending_waits
 from kernels.workspace import Workspace, workspace_for
 from refsim.tiling import cdiv
 
@@ -343,8 +347,11 @@ def test_launches_are_built_as_data_for_another_backend_without_launching(run_na
         assert len(launch.args) == len(runtime), runtime
         assert set(launch.constexprs) == constexpr
         assert launch.constexprs["BACKEND"] == NVIDIA
-        assert launch.constexprs.get("ORDERED", False) is False
         assert set(launch.options) <= {"num_warps", "num_stages"}
+        if config.fixup in ("owner-waits", "turnstile"):  # waiting programs need an order
+            assert launch.order == tuple(kernels.streamk.execution_order(config))
+        else:
+            assert launch.order is None
     assert torch.isnan(c).all()
     assert launch_set.traces[0][0] == "gemm"
 
@@ -373,3 +380,145 @@ def test_partial_slot_refuses_a_strategy_without_partials():
     config = config_for("persistent", (33, 17, 20))
     with pytest.raises(ValueError, match="keeps no partials"):
         kernels.partial_slot(config, 0, 0)
+
+
+# What a traced run records: bounded buffers, the partials' guard slot, the flags' epochs, the log
+# of a launch in flight; and the interpreter's program order.
+
+POISON = 2.0**40
+
+
+def _records_key(records):
+    return sorted((r.program, r.step, r.tile, r.k_begin, r.k_end, r.role) for r in records)
+
+
+def test_trace_rows_past_max_steps_are_counted_and_touch_no_other_row(monkeypatch):
+    config = config_for("owner-waits", (80, 32, 40))
+    a, b, bias = make_inputs(config, device=DEVICE)
+    planned = refsim.simulate(config).records
+    rows = max(r.step for r in planned)  # the longest program's last record does not fit
+    monkeypatch.setattr(kernels.streamk, "static_max_steps", lambda config: rows)
+    run = launch(config, a, b, bias)
+    assert run.overruns == sum(r.step >= rows for r in planned) > 0
+    assert _records_key(run.records) == _records_key(r for r in planned if r.step < rows)
+
+
+def test_events_past_the_log_capacity_are_counted_not_written(monkeypatch):
+    config = config_for("owner-waits", (80, 32, 40))
+    a, b, bias = make_inputs(config, device=DEVICE)
+    complete = launch(config, a, b, bias).events
+    monkeypatch.setattr(kernels.streamk, "event_capacity", lambda config: 3)
+    run = launch(config, a, b, bias)
+    assert (len(run.events), run.overruns) == (3, len(complete) - 3)
+
+
+@pytest.mark.parametrize(
+    "run_name, slots",
+    [("owner-waits", lambda grid: 2 * grid + 1), ("split_k", lambda grid: grid + 1)],
+)
+def test_partials_end_with_a_guard_slot_no_kernel_writes(run_name, slots):
+    config = config_for(run_name, (80, 32, 40))
+    a, b, bias = make_inputs(config, device=DEVICE)
+    launch(config, a, b, bias)  # creates the workspace's partials
+    workspace_for(a.device).fill("partials", POISON)
+    partials = launch(config, a, b, bias).partials
+    assert partials.shape[0] == slots(config.grid)
+    assert (partials[-1] == POISON).all()
+    assert not (partials[:-1] == POISON).all()
+
+
+def test_a_traced_streamk_run_carries_its_epoch_and_the_flags_before_it():
+    config = config_for("owner-waits", (80, 32, 40))
+    a, b, bias = make_inputs(config, device=DEVICE)
+    first = launch(config, a, b, bias)
+    second = launch(config, a, b, bias)
+    assert second.epoch == first.epoch + 1
+    published = {flag for _, kind, flag, _ in first.events if kind == "publish"}
+    assert published
+    before = second.flags_before.tolist()
+    assert second.flags_before.device.type == "cpu" and len(before) == config.grid
+    assert {before[flag] for flag in published} == {first.epoch}
+    assert second.epoch not in before
+
+
+def test_describe_waits_names_the_programs_of_the_launch_in_flight_that_never_acquired():
+    log = event_log(4, "cpu")
+    entries = [(12, 3, 13, 5), (3, 3, 2, 5), (3, 4, 2, 5)]  # wait, wait, acquire
+    log[0] = len(entries)
+    log[2 : 2 + 4 * len(entries)] = torch.tensor(entries).flatten()
+    assert describe_waits() is None
+    with in_flight(log):
+        assert describe_waits() == "program 12 waits on flag 13 (epoch 5)"
+        log[0] = 1  # only the first wait logged so far
+        assert describe_waits() == "program 12 waits on flag 13 (epoch 5)"
+        log[0] = 0
+        assert describe_waits() is None
+    assert describe_waits() is None
+
+
+def test_pending_waits_pairs_each_wait_with_its_own_programs_acquire():
+    events = [
+        (1, "wait", 4, 7),
+        (2, "wait", 4, 7),
+        (1, "acquire", 4, 7),
+        (2, "acquire", 5, 7),  # another flag: program 2 still waits on flag 4
+        (3, "wait", 6, 7),
+        (3, "acquire", 6, 2),  # read a wrong value, but the wait ended
+    ]
+    assert pending_waits(events) == [(2, 4, 7)]
+
+
+@triton.jit
+def _log_program_order(count_ptr, order_ptr):
+    position = tl.atomic_add(count_ptr, 1)
+    tl.store(order_ptr + position, tl.program_id(0))
+
+
+def _programs_in_run_order(grid):
+    count = torch.zeros(1, dtype=torch.int32, device=DEVICE)
+    order = torch.full((grid,), -1, dtype=torch.int32, device=DEVICE)
+    _log_program_order[(grid,)](count, order)
+    return order.tolist()
+
+
+INTERPRETER_ONLY = pytest.mark.skipif(
+    DEVICE == "cuda", reason="compiled programs run concurrently: the order is the interpreter's"
+)
+
+
+@INTERPRETER_ONLY
+def test_program_order_runs_the_programs_in_the_order_given():
+    assert _programs_in_run_order(5) == [0, 1, 2, 3, 4]
+    with program_order([3, 1, 4, 0, 2]):
+        assert _programs_in_run_order(5) == [3, 1, 4, 0, 2]
+    with program_order(lambda n: range(n - 1, -1, -1)):
+        assert _programs_in_run_order(4) == [3, 2, 1, 0]
+    assert _programs_in_run_order(5) == [0, 1, 2, 3, 4]
+
+
+@INTERPRETER_ONLY
+def test_program_order_innermost_wins_and_shuffles_are_seeded():
+    shuffled = shuffled_order(7)(6)
+    assert sorted(shuffled) == list(range(6)) and shuffled != list(range(6))
+    with program_order(shuffled_order(7)):
+        assert _programs_in_run_order(6) == shuffled
+        with program_order(None):
+            assert _programs_in_run_order(6) == list(range(6))
+        assert _programs_in_run_order(6) == shuffled
+
+
+@INTERPRETER_ONLY
+def test_program_order_refuses_an_order_that_is_not_a_permutation():
+    with program_order([0, 0, 1]), pytest.raises(Exception, match=r"not a permutation of 0\.\.2"):
+        _programs_in_run_order(3)
+
+
+@INTERPRETER_ONLY
+def test_a_waiting_protocol_keeps_its_own_order_inside_a_shuffled_one():
+    config = config_for("owner-waits", (80, 32, 40))
+    a, b, bias = make_inputs(config, device=DEVICE)
+    with program_order(shuffled_order(3)):
+        run = launch(config, a, b, bias)
+    assert exact_output_problems(run, a, b, bias) == []
+    acquired = {value for _, kind, _, value in run.events if kind == "acquire"}
+    assert acquired == {run.epoch}  # every flag waited on was already published
