@@ -30,7 +30,7 @@ def for_package(module, name):
         atomic = config.strategy == "streamk" and config.fixup == "atomic"
         return module.run(config, a, b, bias, out=out, trace=trace, deterministic=not atomic)
 
-    return KernelUnderTest(name, run, module.partial_slot, poison=poison)
+    return KernelUnderTest(name, run, module.partial_slot, poison=poison, block_dots=True)
 
 
 def reference():

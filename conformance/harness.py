@@ -7,6 +7,7 @@ and optionally ``partials``); see :class:`KernelUnderTest`. Its inputs come in t
 """
 
 import dataclasses
+import time
 
 import numpy as np
 import torch
@@ -37,6 +38,10 @@ class KernelUnderTest:
     run: object
     partial_slot: object = None
     poison: object = None
+    # Whether, in Triton's interpreter, the kernel multiplies the config's blocks with one
+    # tl.dot per K-iteration (the interpreter's float32 matmul), so that random inputs must
+    # give refsim's bits too (see conformance.checks.check_random_bits).
+    block_dots: bool = False
 
 
 def to_numpy(tensor):
@@ -53,8 +58,31 @@ def launch(kut, config, case, inputs, device, trace, out_dtype=None):
     _, out = OutputLayout.of(config, case).allocate(dtype, device)
     if kut.poison is not None:
         kut.poison(torch.device(device))
-    run = kut.run(config, a, b, bias, out=out, trace=trace)
+    _kernel_clock.started = time.monotonic()
+    try:
+        run = kut.run(config, a, b, bias, out=out, trace=trace)
+        if out.is_cuda:
+            torch.cuda.synchronize(out.device)
+    finally:
+        _kernel_clock.started = None
     return run, (a, b, bias)
+
+
+class _KernelClock:
+    """When the launch in progress began (None between launches), for a hang watchdog."""
+
+    started = None
+
+
+_kernel_clock = _KernelClock()
+
+
+def seconds_in_kernel():
+    """How long this process has been inside one kernel launch (the kernel's own call and the
+    wait for its device to finish), or None when it is not in one: a hang is a launch that does
+    not end, while refsim's predictions on the CPU may take long without hanging anything."""
+    started = _kernel_clock.started
+    return None if started is None else time.monotonic() - started
 
 
 def expected_output(config, run, tensors):

@@ -3,8 +3,10 @@
 A worker is a spawned process (CUDA cannot follow a fork) that selects the Triton backend for the
 device before it imports any kernel, then checks one case after another: it lives long, because
 starting one costs seconds. It sends each finding as its check finishes. Its watchdog thread
-notices when no check has finished for ``hang_timeout`` seconds, asks the loaded kernel packages
-who waits on whom (their ``records.describe_waits()``) and sends that as the case's hang.
+notices a kernel launch that has not ended after ``hang_timeout`` seconds
+(:func:`conformance.harness.seconds_in_kernel`), asks the loaded kernel packages who waits on
+whom (their ``records.describe_waits()``) and sends that as the case's hang; long work outside a
+launch (refsim's predictions) is not a hang, and the watchdog says the worker is alive meanwhile.
 
 The parent reads a worker that died mid-case (a segfault, an abort) as that case's crash, kills a
 worker that reported a hang, and also kills one that has sent nothing for ``hang_timeout`` plus
@@ -30,6 +32,8 @@ from .backend import select_backend
 
 # How long the parent waits past the hang timeout for a worker's word before killing it silently.
 WORD_GRACE_S = 10.0
+# How often a busy worker's watchdog tells the parent it is alive.
+HEARTBEAT_S = 5.0
 # How long a worker may take to import torch, Triton and the suite before the run gives up.
 STARTUP_LIMIT_S = 600.0
 
@@ -119,38 +123,42 @@ def hang_reason(hang_timeout):
 
 
 class _Watchdog:
-    """Notices a case making no progress for ``hang_timeout`` seconds and reports it once."""
+    """Notices a case stuck inside one kernel launch for ``hang_timeout`` seconds and reports
+    it once; while the case makes progress otherwise (refsim's predictions, the diagnosis), it
+    tells the parent every :data:`HEARTBEAT_S` seconds that the worker is alive."""
 
     def __init__(self, send, hang_timeout):
         self._send = send
         self._timeout = hang_timeout
         self._lock = threading.Lock()
         self._index = None  # the task being checked; None between tasks and once reported
-        self._last = 0.0
         threading.Thread(target=self._watch, name="conformance-watchdog", daemon=True).start()
 
     def begin(self, index):
         with self._lock:
-            self._index, self._last = index, time.monotonic()
-
-    def progress(self):
-        with self._lock:
-            self._last = time.monotonic()
+            self._index = index
 
     def end(self):
         with self._lock:
             self._index = None
 
     def _watch(self):
+        from .harness import seconds_in_kernel
+
+        last_beat = time.monotonic()
         while True:
             time.sleep(min(1.0, self._timeout / 10))
+            in_kernel = seconds_in_kernel()
             with self._lock:
                 index = self._index
-                stuck = index is not None and time.monotonic() - self._last > self._timeout
+                stuck = index is not None and in_kernel is not None and in_kernel > self._timeout
                 if stuck:
                     self._index = None
             if stuck:
                 self._send(("hung", index, hang_reason(self._timeout)))
+            elif index is not None and time.monotonic() - last_beat >= HEARTBEAT_S:
+                self._send(("alive", index))
+                last_beat = time.monotonic()
 
 
 def _check(task, device, determinism_runs, send, watchdog, index):
@@ -168,7 +176,6 @@ def _check(task, device, determinism_runs, send, watchdog, index):
     send(("started", index, kut.name))
 
     def on_finding(finding):
-        watchdog.progress()
         send(("finding", index, finding))
 
     return check_case(kut, task.case, device, determinism_runs, on_finding=on_finding)

@@ -201,8 +201,8 @@ MUTANTS = (
         "partial read before its release",
     ),
     Mutant(
-        "last-arriver-own-first",
-        "the last arriver starts the sum from its own accumulator, then adds the others in K order",
+        "last-arriver-own-last",
+        "the last arriver adds the others' partials in K order, then its own accumulator last",
         "streamk.py",
         "            total = load_partial(\n"
         f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
@@ -214,7 +214,7 @@ MUTANTS = (
         "                total += load_partial(\n"
         f"                    partials_ptr, q_slot, tile, {_LOAD_ARGUMENTS}\n"
         "                )",
-        "            total = acc + load_partial(\n"
+        "            total = load_partial(\n"
         f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
         "            ) * (lp != owner).to(tl.float32)\n"
         "            for q in range(owner + 1, last + 1):\n"
@@ -223,8 +223,9 @@ MUTANTS = (
         "                )\n"
         "                total += load_partial(\n"
         f"                    partials_ptr, q_slot, tile, {_LOAD_ARGUMENTS}\n"
-        "                ) * (q != lp).to(tl.float32)",
-        Case("mutant-last-arriver-own-first", 16, 32, 160, **_LA),
+        "                ) * (q != lp).to(tl.float32)\n"
+        "            total += acc",
+        Case("mutant-last-arriver-own-last", 16, 32, 160, **_LA),
         "wrong addition order",
     ),
     Mutant(

@@ -141,7 +141,7 @@ def write(folder, env, case_results, mutant_results):
                         f"  - {f.check}: {'; '.join(f.reasons)}"
                         + (f" -- cause: {f.cause}" if f.cause else "")
                     )
-                    if f.diagnosis and "plan" in f.diagnosis:
+                    if f.diagnosis and {"tile", "plan"} <= f.diagnosis.keys():
                         lines.append(
                             f"    - refsim's plan for tile {f.diagnosis['tile']}: "
                             f"{f.diagnosis['plan']}; {f.diagnosis.get('detail', '')}"

@@ -42,15 +42,20 @@ OVERRIDABLE = tuple(
 
 
 def _implied_strategy(options):
-    """The one strategy that takes every given option, or ``"auto"`` when they all apply to
-    every strategy; ValueError when no strategy takes them all."""
+    """The first strategy (in ``STRATEGIES`` order) that takes every given option, or ``"auto"``
+    when they all apply to every strategy; ValueError when no strategy takes them all.
+
+    ``fixup`` belongs to Stream-K and to work stealing's Stream-K tail: it implies Stream-K.
+    """
     candidates = set(STRATEGIES)
     specific = sorted(o for o in options if set(option_strategies(o)) != set(STRATEGIES))
     for option in specific:
         candidates &= set(option_strategies(option))
     if not candidates:
         raise ValueError(f"options {', '.join(specific)} belong to different strategies")
-    return candidates.pop() if len(candidates) == 1 else "auto"
+    if not specific:
+        return "auto"
+    return min(candidates, key=STRATEGIES.index)
 
 
 def choose(m, n, k, units, block_m, block_n, block_k):

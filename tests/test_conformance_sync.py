@@ -41,10 +41,18 @@ LOGS = {  # name: (events, what else the run carries, cause or None, a fragment 
         "waiting on program 2's flag 2",
     ),
     "waited on another flag": (
-        STORED + [(1, "wait", 0, EPOCH), (1, "acquire", 0, EPOCH), (1, "load", 4, 5)],
+        STORED
+        + [(0, "publish", 0, EPOCH), (1, "wait", 0, EPOCH), (1, "acquire", 0, EPOCH)]
+        + [(1, "load", 4, 5)],
         {},
         "partial read before its release",
         "without waiting on program 2's flag 2",
+    ),
+    "waits for a value nobody publishes": (
+        [(1, "wait", 2, EPOCH + 1), (1, "acquire", 2, EPOCH), (1, "load", 4, 5), *STORED],
+        {},
+        "kernel hung",
+        f"program 1 waits on flag 2 for {EPOCH + 1}, which no program of this launch publishes",
     ),
     "acquired a value other than the epoch": (
         [(1, "wait", 2, EPOCH), (1, "acquire", 2, EPOCH - 1), (1, "load", 4, 5), *STORED],
