@@ -64,9 +64,10 @@ class CaseResult:
 
 
 def warm_up(kut, case, config, device):
-    """One untraced launch, so that the kernel's scratch memory exists and can be poisoned (inside
-    the harness's guard bands: a kernel writing outside the matrix must not corrupt memory)."""
-    launch(kut, config, case, integer_inputs(case), device, trace=False, out_dtype=torch.float32)
+    """One launch, so that the kernel's scratch memory exists and can be poisoned (inside the
+    harness's guard bands: a kernel writing outside the matrix must not corrupt memory). Traced,
+    so that if it hangs, its event log says who waits on whom."""
+    launch(kut, config, case, integer_inputs(case), device, trace=True, out_dtype=torch.float32)
 
 
 class _Findings(list):
