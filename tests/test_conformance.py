@@ -306,7 +306,7 @@ def _stolen_run(config):
         block_k=config.block_k,
         group_m=config.group_m,
     )
-    run, tensors = launch(reference(), config, case, integer_inputs(case), "cpu", trace=True)
+    run, tensors = launch(reference(), config, case, integer_inputs(case), DEVICE, trace=True)
     return run, tensors
 
 
