@@ -10,6 +10,8 @@ import contextlib
 
 import torch
 
+from refsim.config import hook_name
+
 from . import data_parallel, persistent, split_k, streamk, work_stealing
 from .backend import backend_for, interpreting, program_order
 from .device import default_config, device_profile
@@ -101,7 +103,33 @@ def _check(config, a, b, bias, out):
         )
 
 
+# The schedules the kernels implement; refsim describes others (for kernels written elsewhere).
+KERNEL_SCHEDULES = {
+    "ws_counter_map": "hardware",
+    "ws_counter_ranges": "even",
+    "tile_order": "strided",
+}
+
+
+def _check_schedule(config):
+    """Refuse a config whose schedule hooks the kernels do not follow: they would compute a
+    different schedule than the one refsim predicts for it."""
+    for name, implemented in KERNEL_SCHEDULES.items():
+        value = getattr(config, name)
+        if value is not None and value != implemented:
+            raise ValueError(
+                f"{name}={hook_name(value)}: the kernels follow only {implemented!r} "
+                "(refsim describes other schedules, for kernels written elsewhere)"
+            )
+    if config.strategy == "work_stealing" and config.sk_tiles:
+        raise ValueError(
+            f"sk_tiles={config.sk_tiles}: the work-stealing kernel has no Stream-K tail "
+            "(refsim describes one, for kernels written elsewhere)"
+        )
+
+
 def _check_launchable(config, device, deterministic, out_dtype):
+    _check_schedule(config)
     if config.strategy == "streamk" and config.fixup == "atomic":
         if deterministic:
             raise ValueError(

@@ -7,6 +7,7 @@ tests run on CPU tensors with small blocks; with a GPU the same tests run compil
 import inspect
 import itertools
 import os
+import re
 import subprocess
 import sys
 
@@ -522,3 +523,23 @@ def test_a_waiting_protocol_keeps_its_own_order_inside_a_shuffled_one():
     assert exact_output_problems(run, a, b, bias) == []
     acquired = {value for _, kind, _, value in run.events if kind == "acquire"}
     assert acquired == {run.epoch}  # every flag waited on was already published
+
+
+@pytest.mark.parametrize(
+    ("strategy", "options", "refused"),
+    [
+        ("persistent", {"tile_order": "contiguous"}, "tile_order='contiguous'"),
+        ("work_stealing", {"ws_counter_map": "logical"}, "ws_counter_map='logical'"),
+        ("work_stealing", {"ws_counter_ranges": "per-xcd"}, "ws_counter_ranges='per-xcd'"),
+        ("work_stealing", {"sk_tiles": 1}, "sk_tiles=1: the work-stealing kernel has no"),
+    ],
+)
+def test_a_schedule_the_kernels_do_not_follow_is_refused(strategy, options, refused):
+    config = refsim.GemmConfig(
+        64, 64, 32, strategy=strategy, block_m=16, block_n=32, block_k=16, cus=4, device="h100",
+        dtype="fp32", **options,
+    )  # fmt: skip
+    a = torch.ones((64, 32), device=DEVICE)
+    b = torch.ones((32, 64), device=DEVICE)
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        kernels.run(config, a, b)
