@@ -118,7 +118,7 @@ def _check_schedule(config):
         value = getattr(config, name)
         if value is not None and value != implemented:
             raise ValueError(
-                f"{name}={hook_name(value)}: the kernels follow only {implemented!r} "
+                f"{name}={hook_name(value)!r}: the kernels follow only {implemented!r} "
                 "(refsim describes other schedules, for kernels written elsewhere)"
             )
     if config.strategy == "work_stealing" and config.sk_tiles:
