@@ -70,7 +70,7 @@ def _parser():
         type=float,
         default=60.0,
         metavar="S",
-        help="seconds without a finished check after which a case's kernel counts as hung",
+        help="seconds a kernel launch may run before its case counts as hung",
     )
     parser.add_argument(
         "--shard",

@@ -256,12 +256,15 @@ class _Worker:
 
 
 @contextlib.contextmanager
-def _blas_threads(jobs):
-    """Workers inherit the environment: share the cores out so that their numpy (BLAS) threads --
-    refsim's predictions -- do not oversubscribe the machine."""
+def _worker_environment(jobs, device):
+    """Workers inherit the environment they start in: share the cores out so that their numpy
+    (BLAS) threads -- refsim's predictions -- do not oversubscribe the machine, and choose the
+    Triton backend for ``device`` already there, since a spawned worker imports the caller's
+    main module (which may import kernels) before it runs anything of the suite."""
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    saved = {name: os.environ.get(name) for name in (*_THREAD_VARIABLES, "TRITON_INTERPRET")}
     os.environ.update(dict.fromkeys(_THREAD_VARIABLES, threads))
+    select_backend(device)
     try:
         yield
     finally:
@@ -320,7 +323,7 @@ class WorkerPool:
     def _start_workers(self, outstanding):
         missing = min(self.jobs, outstanding) - len(self._workers)
         if missing > 0:
-            with _blas_threads(self.jobs):
+            with _worker_environment(self.jobs, self.device):
                 self._workers += [
                     _Worker(self._context, self.device, self.determinism_runs, self.hang_timeout)
                     for _ in range(missing)
