@@ -1,7 +1,9 @@
 """The conformance suite: proves the kernels do what refsim predicts, and says where they don't.
 
 ``python -m conformance --device cpu|cuda`` runs it; from Python, :func:`check_case` checks one
-:class:`Case` against any :class:`KernelUnderTest` (see :mod:`conformance.adapter`).
+:class:`Case` against any :class:`KernelUnderTest` (see :mod:`conformance.adapter`). A kernel
+written elsewhere is adapted with :func:`adapt` and records its work with
+:mod:`conformance.worklog`; ``python -m conformance --kernel module:factory`` checks it.
 
 Layers, each importing only those before it: :mod:`~conformance.inputs` and
 :mod:`~conformance.cases` (data), :mod:`~conformance.harness` (launching a kernel under test,
@@ -19,6 +21,8 @@ _HOMES = {
     "Case": "cases",
     "CaseResult": "runner",
     "KernelUnderTest": "harness",
+    "WorkLog": "worklog",
+    "adapt": "adapter",
     "check_case": "runner",
     "full_set": "cases",
     "load_cases": "cases",

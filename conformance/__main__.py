@@ -4,12 +4,15 @@ Runs the cases against the project's kernels and the known-wrong mutants, each c
 process (``--jobs`` of them), prints a table, writes JSON and Markdown to ``--report``, and exits
 non-zero on any failure (a case failing, or a mutant not caught with its expected cause). A
 kernel that crashes, or makes no progress for ``--hang-timeout`` seconds, fails its case and the
-run goes on. A bad invocation -- an unknown option, a case file that cannot be read, a report
-folder that cannot be written -- exits 2 with one line.
+run goes on. ``--kernel module:factory`` checks the kernel that ``factory()`` builds instead, on
+the cases as its schedule follows them, without mutants. A bad invocation -- an unknown option,
+a case file that cannot be read, a report folder that cannot be written, a ``--kernel`` that
+builds no kernel -- exits 2 with one line.
 """
 
 import argparse
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -48,6 +51,12 @@ def _parser():
     )
     parser.add_argument(
         "--cases", metavar="FILE", help="a JSON file of cases instead of a named set"
+    )
+    parser.add_argument(
+        "--kernel",
+        metavar="MODULE:FACTORY",
+        help="check the KernelUnderTest that FACTORY() builds instead of the project's kernels "
+        "(no mutants)",
     )
     parser.add_argument("--report", metavar="DIR", help="folder for report.json and report.md")
     parser.add_argument(
@@ -92,6 +101,27 @@ def _writable(folder):
         raise ValueError(f"--report {folder}: cannot write there: {exc.strerror}") from None
 
 
+def _kernel_cases(spec, cases):
+    """``(cases, skipped)``: the cases as the kernel that factory ``spec`` builds follows them
+    (:func:`conformance.cases.follow`); ValueError with one line when it builds no kernel, or
+    its ``follows`` cannot travel to a worker process. Imports the kernel's module: call it
+    once the backend is selected."""
+    from .cases import follow
+    from .runner import load_kernel
+
+    try:
+        kut = load_kernel(spec)
+        pickle.dumps(kut.follows)
+    except ValueError as exc:
+        raise ValueError(f"--kernel {spec}: {exc}") from None
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise ValueError(
+            f"--kernel {spec}: its follows cannot be sent to a worker process (a schedule hook "
+            f"must be a module-level function): {exc}"
+        ) from None
+    return follow(cases, kut.follows or {})
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.determinism_runs < 2 or args.jobs < 1:
@@ -110,7 +140,7 @@ def main(argv=None):
     from . import report
     from .cases import full_set, load_cases, quick_set
     from .mutants import MUTANTS
-    from .runner import run_parallel
+    from .runner import run_cases, run_parallel
 
     case_set = args.case_set or ("quick" if args.device == "cpu" else "full")
     try:
@@ -134,20 +164,43 @@ def main(argv=None):
                 case.config()
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"case {case.name}: {exc}") from None
+        skipped = []
+        if args.kernel:
+            cases, skipped = _kernel_cases(args.kernel, cases)
         if args.report:
             _writable(args.report)
     except ValueError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
+    for name, reason in skipped:
+        print(f"skipped case {name}: the kernel's schedule makes it invalid: {reason}")
     index, count = args.shard
     cases = cases[index - 1 :: count]
-    mutants = () if args.no_mutants or index != 1 else MUTANTS
+    mutants = () if args.no_mutants or args.kernel or index != 1 else MUTANTS
     started = time.monotonic()
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
         step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())
-        case_results, mutant_results = run_parallel(
-            cases, mutants, args.device, args.jobs, args.determinism_runs, step, args.hang_timeout
-        )
+        if args.kernel:
+            mutant_results = []
+            case_results = run_cases(
+                cases,
+                args.device,
+                args.kernel,
+                args.determinism_runs,
+                step,
+                args.jobs,
+                args.hang_timeout,
+            )
+        else:
+            case_results, mutant_results = run_parallel(
+                cases,
+                mutants,
+                args.device,
+                args.jobs,
+                args.determinism_runs,
+                step,
+                args.hang_timeout,
+            )
     print(report.table(case_results, mutant_results))
     if args.report:
         env = report.environment(args.device)
@@ -157,6 +210,8 @@ def main(argv=None):
             jobs=args.jobs,
             wall_seconds=round(time.monotonic() - started, 1),
         )
+        if args.kernel:
+            env["kernel"] = args.kernel
         report.write(args.report, env, case_results, mutant_results)
         print(f"report written to {args.report}/report.json and report.md")
     totals = report.totals(case_results, mutant_results)

@@ -13,6 +13,21 @@ import dataclasses
 import json
 
 from refsim import PROFILES, STRATEGIES, GemmConfig, build_plan, tiling
+from refsim.config import OPTION_NAMES, check_names, hook_name, option_strategies
+
+# The GemmConfig options a Case keeps as fields of its own; any other goes to Case.options.
+CASE_FIELDS = (
+    "strategy",
+    "fixup",
+    "block_m",
+    "block_n",
+    "block_k",
+    "group_m",
+    "cus",
+    "xcds",
+    "device",
+    "dtype",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +76,40 @@ class Case:
         )
 
     def to_dict(self):
+        """The case as JSON-ready data; a schedule hook given as a function shows its name."""
         data = dataclasses.asdict(self)
-        data["options"] = dict(self.options)
+        data["options"] = {name: hook_name(v) if callable(v) else v for name, v in self.options}
         return data
+
+    @property
+    def label(self):
+        """The strategy run the case names first: the fixup for Stream-K, else the strategy."""
+        return self.fixup if self.strategy == "streamk" and self.fixup else self.strategy
+
+    def following(self, options):
+        """This case as a kernel whose schedule fixes the GemmConfig ``options`` runs it.
+
+        The shape, dtype, bias, layouts and seed stay the case's; ``options`` replace the case's
+        own. Where they change the strategy, the options only the case's strategy takes (its
+        fixup, split, counters, hooks) are dropped, since they were chosen for it; the general
+        ones (grid, XCD remap) stay. The name then starts with the new strategy run, e.g.
+        ``owner-waits-waves-100x20x64`` followed by a persistent kernel is
+        ``persistent-waves-100x20x64``. The result may be an invalid config (``config()``
+        raises); see :func:`follow`. TypeError for an option GemmConfig does not have.
+        """
+        check_names(options, [name for name in OPTION_NAMES if name not in ("m", "n", "k")])
+        fields = {name: options[name] for name in CASE_FIELDS if name in options}
+        kept = dict(self.options)
+        if fields.get("strategy", self.strategy) != self.strategy:
+            kept = {name: v for name, v in kept.items() if option_strategies(name) == STRATEGIES}
+            fields.setdefault("fixup", None)
+        kept.update((name, v) for name, v in options.items() if name not in CASE_FIELDS)
+        followed = dataclasses.replace(self, **fields, options=_options(**kept))
+        if followed.label == self.label:
+            return followed
+        return dataclasses.replace(
+            followed, name=f"{followed.label}-{self.name.removeprefix(self.label + '-')}"
+        )
 
     @classmethod
     def from_dict(cls, data):
@@ -416,6 +462,40 @@ REQUIRED_FEATURES = _required_features()
 def _seeded(cases):
     """The cases with seeds 0, 1, 2, ... in order: each case its own inputs."""
     return [dataclasses.replace(case, seed=seed) for seed, case in enumerate(cases)]
+
+
+def follow(cases, options):
+    """``(followed, skipped)``: the ``cases`` as a kernel that fixes the GemmConfig ``options``
+    runs them (:meth:`Case.following`), each distinct case once, and ``(name, reason)`` for each
+    case those options make an invalid config (skipped, not failed).
+
+    Cases alike but for their name and seed are one case (the first); a name that two distinct
+    cases would share gets ``-from-<the source's strategy run>`` on the later ones (and ``-2``,
+    ``-3``, ... if that is taken too).
+    """
+    followed, skipped, seen, names = [], [], set(), set()
+    for case in cases:
+        candidate = case.following(options)
+        try:
+            candidate.config()
+        except (ValueError, TypeError) as exc:
+            skipped.append((case.name, str(exc)))
+            continue
+        alike = dataclasses.replace(candidate, name="", seed=0)
+        if alike in seen:
+            continue
+        seen.add(alike)
+        name = candidate.name
+        if name in names:
+            name = f"{name}-from-{case.label}"
+        unique, count = name, 1
+        while unique in names:
+            count += 1
+            unique = f"{name}-{count}"
+        name = unique
+        names.add(name)
+        followed.append(dataclasses.replace(candidate, name=name))
+    return followed, skipped
 
 
 def load_cases(path):

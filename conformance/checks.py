@@ -23,7 +23,15 @@ from .diagnosis import (
     partial_cause,
 )
 from .guards import OutputLayout
-from .harness import POISON, cast_to, expected_output, launch, ticket_records, to_numpy
+from .harness import (
+    POISON,
+    STREAM_K_ROLES,
+    cast_to,
+    expected_output,
+    launch,
+    replayed_schedule,
+    to_numpy,
+)
 from .inputs import epilogue_inputs, integer_inputs, order_inputs, random_inputs
 from .tolerances import TOLERANCE, relative_error
 
@@ -126,7 +134,7 @@ def check_partial_slots(kut, config, run, sim):
     planned = {kut.partial_slot(config, p.program, p.tile) for p in sim.partials}
     named = collections.defaultdict(list)  # slot -> the work items that could hold a partial there
     for r in sim.records:
-        if r.kernel == "gemm" and r.role != "dp":
+        if r.kernel == "gemm" and r.role not in ("dp", "ws"):  # whole tiles keep no partial
             named[kut.partial_slot(config, r.program, r.tile)].append((r.program, r.tile))
     last = max(named, default=-1)
     poisoned = (partials == POISON).reshape(len(partials), -1).all(dim=1).tolist()
@@ -215,7 +223,7 @@ def check_random_bits(kut, case, config, device, exact_passed=True):
     if config.strategy == "work_stealing":
         if getattr(run, "records", None) is None:
             return None
-        records, fixups = ticket_records(config, run.records), []
+        records, fixups, _ = replayed_schedule(config, run.records)
     else:
         sim = refsim.simulate(config)
         records, fixups = sim.records, sim.fixups
@@ -227,7 +235,7 @@ def check_random_bits(kut, case, config, device, exact_passed=True):
     tile, pid_m, pid_n, element = wrong
     reason = (
         f"random inputs: tile {tile} (pid_m {pid_m}, pid_n {pid_n}) first differs at "
-        f"{element}: {got[element]!r} != {expected[element]!r}"
+        f"{element}: {float(got[element])!r} != {float(expected[element])!r}"
     )
     if not exact_passed:  # the sum itself is wrong: the exact check has the cause
         return Finding("random bits", False, [reason + " (as on the exact inputs)"])
@@ -266,22 +274,17 @@ def check_epilogue(kut, case, config, device):
 
 
 def check_order(config, run, sim):
-    """Static strategies: each program's (tile, k_begin, k_end, role) sequence is refsim's."""
+    """Static strategies: each program's (tile, k_begin, k_end, role) sequence is refsim's.
+    Work stealing: its invariants (:func:`check_work_stealing`)."""
     if config.strategy == "work_stealing":
         return check_work_stealing(config, run)
-    key = lambda r: (
-        r.kernel,
-        r.program,
-        r.step,
-        r.tile,
-        r.pid_m,
-        r.pid_n,
-        r.k_begin,
-        r.k_end,
-        r.role,
-    )
-    got = sorted(map(key, run.records))
-    expected = sorted(map(key, sim.records))
+    key = lambda r: (r.kernel, *r[:8])  # kernel, program, step, tile, pid_m, pid_n, K-range, role
+    return _same_work(list(map(key, run.records)), list(map(key, sim.records)))
+
+
+def _same_work(got, expected):
+    """The "tile order" finding of work items ``got`` against ``expected`` (tuples alike)."""
+    got, expected = sorted(got), sorted(expected)
     if got == expected:
         return Finding("tile order", True, [])
     first = next(
@@ -296,12 +299,31 @@ def check_order(config, run, sim):
     )
 
 
+def check_work_stealing_tail(config, run):
+    """Work stealing with a Stream-K tail: every program's tail work items (roles sk-owner and
+    sk-contributor) are refsim's plan for its tail, (program, step, tile, pid_m, pid_n, k_begin,
+    k_end, role) alike, its steps counted on from the tiles it stole. None without a tail."""
+    if config.strategy != "work_stealing" or not config.sk_tiles:
+        return None
+    stolen = collections.Counter(r.program for r in run.records if r.role not in STREAM_K_ROLES)
+    planned = [
+        tuple(item._replace(step=stolen[item.program] + item.step))
+        for item in refsim.build_plan(config).items()
+    ]
+    tail = [tuple(r[:8]) for r in run.records if r.role in STREAM_K_ROLES]
+    return _same_work(tail, planned)
+
+
 def check_work_stealing(config, run):
-    """Every tile once, every ticket once, each tile from its counter's range, and every record
-    where the tiling rules put it: ``(pid_m, pid_n)`` of its tile, the whole K-range."""
+    """Every tile the counters hand out taken once, every ticket once, each tile from its
+    counter's range (:meth:`refsim.GemmConfig.counter_range`) by a program the counter map
+    gives that counter (:meth:`refsim.GemmConfig.counter_of`), and every record where the tiling
+    rules put it: ``(pid_m, pid_n)`` of its tile, the whole K-range. A Stream-K tail's records
+    (roles sk-owner and sk-contributor) are :func:`check_work_stealing_tail`'s."""
     reasons = []
     misplaced = short = long = False
-    for r in run.records:
+    stolen = [r for r in run.records if r.role not in STREAM_K_ROLES]
+    for r in stolen:
         place = tiling.grouped_tile(r.tile, config.num_pid_m, config.num_pid_n, config.group_m)
         if (r.pid_m, r.pid_n) != place or (r.k_begin, r.k_end) != (0, config.iters_per_tile):
             misplaced |= (r.pid_m, r.pid_n) != place
@@ -312,29 +334,33 @@ def check_work_stealing(config, run):
                 f"{r.pid_n}) over K-iterations [{r.k_begin}, {r.k_end}); the tiling puts it at "
                 f"({place[0]}, {place[1]}) over [0, {config.iters_per_tile})"
             )
-    tiles = collections.Counter(r.tile for r in run.records)
-    missing = sorted(set(range(config.total_tiles)) - set(tiles))
+    tiles = collections.Counter(r.tile for r in stolen)
+    missing = sorted(set(range(config.dp_tiles)) - set(tiles))
     repeated = sorted(t for t, c in tiles.items() if c > 1)
     if missing:
         reasons.append(f"tiles never taken: {missing[:10]}")
     if repeated:
         reasons.append(f"tiles taken twice: {repeated[:10]}")
+    ranges = [config.counter_range(counter) for counter in range(config.num_counters)]
     tickets = collections.defaultdict(list)
-    for r in run.records:
-        begin, end = tiling.ws_counter_range(r.counter, config.total_tiles, config.num_counters)
+    for r in stolen:
+        if not 0 <= r.counter < config.num_counters:
+            reasons.append(
+                f"program {r.program}: tile {r.tile} drawn from counter {r.counter}, which does "
+                f"not exist (the counters are 0..{config.num_counters - 1})"
+            )
+            continue
+        begin, end = ranges[r.counter]
         if not begin <= r.tile < end or r.tile != begin + r.ticket:
             reasons.append(
                 f"program {r.program}: tile {r.tile} is not ticket {r.ticket} of "
                 f"counter {r.counter}'s range [{begin}, {end})"
             )
-        if r.counter != tiling.ws_counter(r.program, *config.counter_layout):
-            reasons.append(
-                f"program {r.program} drew from counter {r.counter}, not its own "
-                f"{tiling.ws_counter(r.program, *config.counter_layout)}"
-            )
+        own = config.counter_of(r.program)
+        if r.counter != own:
+            reasons.append(f"program {r.program} drew from counter {r.counter}, not its own {own}")
         tickets[r.counter].append(r.ticket)
-    for counter in range(config.num_counters):
-        begin, end = tiling.ws_counter_range(counter, config.total_tiles, config.num_counters)
+    for counter, (begin, end) in enumerate(ranges):
         if sorted(tickets[counter]) != list(range(end - begin)):
             used = sorted(tickets[counter])
             shown = ", ".join(map(str, used[:8])) + (", ..." if len(used) > 8 else "")

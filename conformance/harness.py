@@ -21,6 +21,8 @@ from .inputs import as_tensors
 
 # What the harness fills scratch memory with before a run: a stale read shows up as this value.
 POISON = 2.0**40
+# The roles of a split tile's work items in Stream-K, and in a work-stealing kernel's tail.
+STREAM_K_ROLES = ("sk-owner", "sk-contributor")
 
 
 @dataclasses.dataclass
@@ -30,8 +32,11 @@ class KernelUnderTest:
     ``run(config, a, b, bias=None, out=None, trace=False)`` must compute ``a @ b + bias`` into
     ``out`` following ``config``. ``partial_slot(config, program, tile)`` (optional) maps refsim's
     partials to rows of the returned ``partials``; ``poison(device)`` (optional) fills its scratch
-    memory with :data:`POISON`. A traced run may also return ``events``, the order in which each
-    program stored partials and released them (see :func:`conformance.synchronisation.check_synchronisation`).
+    memory with :data:`POISON` before the next launch. A traced run may also return ``events``,
+    the order in which each program stored partials and released them (see
+    :func:`conformance.synchronisation.check_synchronisation`). ``follows`` (optional): the
+    GemmConfig options the kernel's schedule fixes, a dict; a case runs against the kernel as
+    :meth:`conformance.cases.Case.following` them (see :func:`conformance.adapter.adapt`).
     """
 
     name: str
@@ -42,6 +47,7 @@ class KernelUnderTest:
     # tl.dot per K-iteration (the interpreter's float32 matmul), so that random inputs must
     # give refsim's bits too (see conformance.checks.check_random_bits).
     block_dots: bool = False
+    follows: dict = None
 
 
 def to_numpy(tensor):
@@ -86,32 +92,56 @@ def seconds_in_kernel():
 
 
 def expected_output(config, run, tensors):
-    """refsim's output for these inputs: its plan, or for work stealing the observed tickets."""
+    """refsim's output for these inputs and the refsim run it comes from: its plan, or for work
+    stealing the observed tickets (:func:`replayed_schedule`; no run without a Stream-K tail).
+
+    An untraced work-stealing run has no tickets: every stolen tile is whole, so its value does
+    not depend on who took it, and refsim's own run gives the output with a tail; without one,
+    the float64 product (exact on integer inputs).
+    """
     a, b, bias = map(to_numpy, tensors)
     if config.strategy == "work_stealing":
-        if getattr(run, "records", None) is None:  # untraced: integer inputs are exact anyway
+        if getattr(run, "records", None) is not None:
+            records, fixups, sim = replayed_schedule(config, run.records)
+            output, partials = numerics.compute(config, records, fixups, a, b, bias)
+            if sim is not None:
+                sim = dataclasses.replace(sim, output=output, partials=partials)
+            return output, sim
+        if not config.sk_tiles:
             return a @ b + (0.0 if bias is None else bias), None
-        replayed, _ = numerics.compute(config, ticket_records(config, run.records), [], a, b, bias)
-        return replayed, None
     sim = refsim.simulate(config, a=a, b=b, bias=bias)
     return sim.output, sim
 
 
-def ticket_records(config, records):
-    """Work-stealing records rebuilt from their (counter, ticket) alone, by the tiling rules.
+def replayed_schedule(config, records):
+    """Work stealing: ``(records, fixups, sim)`` to compute the output from -- the kernel's
+    tickets replayed by the tiling rules (:func:`ticket_records`), then refsim's plan for the
+    Stream-K tail (roles in :data:`STREAM_K_ROLES`) and the tail's fixups, from ``sim``, refsim's
+    run of ``config`` (None without a tail). The tail is static, so its plan is the prediction."""
+    replayed = ticket_records(config, records)
+    if not config.sk_tiles:
+        return replayed, [], None
+    sim = refsim.simulate(config)
+    tail = [r for r in sim.records if r.role in STREAM_K_ROLES]
+    return replayed + tail, sim.fixups, sim
 
-    The replay trusts nothing else a kernel recorded: the tile, its ``(pid_m, pid_n)`` and its
-    whole K-range come from :func:`refsim.tiling.ws_ticket_tile` and
-    :func:`refsim.tiling.grouped_tile`. A ticket outside its counter's range, or a counter that
-    does not exist, names no tile and is left out (the invariants check reports it).
+
+def ticket_records(config, records):
+    """Work-stealing records rebuilt from their (counter, ticket) alone, by the config's rules.
+
+    The replay trusts nothing else a kernel recorded: ticket ``t`` of counter ``c`` is tile
+    ``begin + t`` of the counter's range ``[begin, end)`` (:meth:`refsim.GemmConfig.counter_range`),
+    at the ``(pid_m, pid_n)`` of :func:`refsim.tiling.grouped_tile`, over its whole K-range. A
+    ticket outside its counter's range, or a counter that does not exist, names no tile and is
+    left out (the invariants check reports it); so are the Stream-K tail's records (counter -1).
     """
     rebuilt = []
     for r in records:
         if not 0 <= r.counter < config.num_counters or r.ticket < 0:
             continue
-        begin, end = tiling.ws_counter_range(r.counter, config.total_tiles, config.num_counters)
-        tile = tiling.ws_ticket_tile(r.counter, r.ticket, config.total_tiles, config.num_counters)
-        if not begin <= tile < end:
+        begin, end = config.counter_range(r.counter)
+        tile = begin + r.ticket
+        if tile >= end:
             continue
         pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
         rebuilt.append(

@@ -7,6 +7,7 @@ a kernel that crashes or hangs fails its case and the run goes on.
 
 import dataclasses
 import functools
+import importlib
 import time
 
 import torch
@@ -22,8 +23,9 @@ from .checks import (
     check_partials,
     check_random_bits,
     check_stray_writes,
+    check_work_stealing_tail,
 )
-from .harness import launch
+from .harness import KernelUnderTest, launch
 from .inputs import integer_inputs
 from .isolation import Task, WorkerPool
 from .synchronisation import check_synchronisation
@@ -94,8 +96,12 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
     """Every check of one case against one kernel; an exception is a failed finding, not an abort.
 
     ``on_finding(finding)``, if given, is called as each check finishes (a worker's progress).
+    A kernel that fixes some options (``kut.follows``) runs the case as it follows them
+    (:meth:`conformance.cases.Case.following`), and the result holds that case.
     """
     start = time.perf_counter()
+    if kut.follows:
+        case = case.following(kut.follows)
     config = case.config()
     findings = _Findings(on_finding or (lambda finding: None))
     try:
@@ -107,6 +113,9 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
             findings.append(stray)
         if getattr(run, "records", None) is not None:
             findings.append(check_order(config, run, sim))
+            tail = check_work_stealing_tail(config, run)
+            if tail is not None:
+                findings.append(tail)
         partials = check_partials(kut, config, run, sim, tensors)
         if partials is not None:
             findings.append(partials)
@@ -128,6 +137,35 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
             Finding("launch", False, [f"{type(exc).__name__}: {exc}"[:500]], "unclassified")
         )
     return CaseResult(kut.name, case, list(findings), time.perf_counter() - start)
+
+
+def load_kernel(factory):
+    """The :class:`~conformance.harness.KernelUnderTest` that ``factory``, a ``"module:function"``
+    string, builds; ValueError with one line when it is not such a string, its module cannot be
+    imported, the function is missing or fails, or it returns anything else."""
+    module_name, _, function = factory.partition(":")
+    if not module_name or not function.isidentifier():
+        raise ValueError("expected module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module may fail in any way while it loads
+        raise ValueError(f"cannot import {module_name}: {_one_line(exc)}") from None
+    build = getattr(module, function, None)
+    if not callable(build):
+        raise ValueError(f"{module_name} has no function {function}")
+    try:
+        kut = build()
+    except Exception as exc:
+        raise ValueError(f"{function}() failed: {_one_line(exc)}") from None
+    if not isinstance(kut, KernelUnderTest):
+        raise ValueError(f"{function}() returned a {type(kut).__name__}, not a KernelUnderTest")
+    return kut
+
+
+def _one_line(exc):
+    """An exception as ``Type: message``, its message's first line only."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
 def mutant_kernel(name):
@@ -154,8 +192,10 @@ def run_cases(
     """``cases`` against the kernel that ``kernel`` builds, each in a worker process.
 
     ``kernel`` is a factory of a :class:`~conformance.harness.KernelUnderTest`, called in each
-    worker: a ``"module:function"`` string or a picklable (top-level) function. A case whose
-    kernel crashes or makes no progress for ``hang_timeout`` seconds fails with an
+    worker: a ``"module:function"`` string or a picklable (top-level) function. A kernel that
+    fixes some options (``follows``) runs each case as it follows them (:func:`check_case`);
+    :func:`conformance.cases.follow` drops the cases they make invalid, and repeats, beforehand.
+    A case whose kernel crashes or makes no progress for ``hang_timeout`` seconds fails with an
     ``isolation`` finding; ``progress(result)`` is called as each case finishes.
     """
     if isinstance(kernel, str) and kernel.count(":") != 1:
