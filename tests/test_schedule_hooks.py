@@ -38,6 +38,17 @@ def issue_counter(hw_pid, logical_pid, config):
     return (hw_pid % config.counter_xcds) * config.counters_per_xcd + slot
 
 
+def test_with_the_real_kernels_stream_k_tail_the_issues_94_tiles_are_lost():
+    """The kernel of the issue steals 304 tiles and splits the remaining 400 % 304 = 96
+    Stream-K style: each XCD's 38 stolen tiles give its slots 5 each (slot 7: 3), so the 20
+    counters never served hold 17 * 5 + 3 * 3 = 94 tiles -- the issue's count."""
+    result = refsim.simulate(**ISSUE, ws_counter_map=issue_counter, sk_tiles=400 % 304)
+    unserved = [e for e in result.coverage_errors if isinstance(e, UnservedCounter)]
+    never = [e for e in result.coverage_errors if isinstance(e, TileCoverage)]
+    assert (len(unserved), len(never)) == (20, 94)
+    assert sum(e.end - e.begin for e in unserved) == 94
+
+
 def slot_modulo_counter(hw_pid, logical_pid, config):
     """The same with the slot ``logical_pid % COUNTERS_PER_XCD``."""
     slot = logical_pid % config.counters_per_xcd
@@ -52,8 +63,8 @@ def test_the_issues_counter_map_loses_20_counters_and_122_tiles():
     ``(lp // 8) % 8`` run through only 5 or 6 of the 8 values (XCD 0: ids 0..37 give slots
     0..4), so 3 + 2 + 2 + 3 + 3 + 2 + 2 + 3 = 20 counters get no program. Each XCD owns 50
     tiles, 7 per counter slot and 1 for slot 7: 17 lost counters in slots 0..6 hold 7 tiles and
-    3 in slot 7 hold 1, 17 * 7 + 3 = 122 tiles. (The issue counted 94 on the real kernel, whose
-    range rule refsim does not have; the counters agree exactly.) The slot taken as
+    3 in slot 7 hold 1, 17 * 7 + 3 = 122 tiles. (The issue's 94 is the real kernel, which
+    also splits its last ``400 % 304`` tiles Stream-K: see the next test.) The slot taken as
     ``lp % 8`` instead reaches every residue within each XCD's 38 ids: nothing is lost.
     """
     result = refsim.simulate(**ISSUE, ws_counter_map=issue_counter)
