@@ -19,12 +19,26 @@ option that only one strategy takes (``fixup=...``, ``split_k=...``, ``counters_
 selects that strategy, as an explicit ``strategy=...`` does.
 Configurations are cached per key, so a repeated call does no host work beyond one dictionary
 lookup; the overrides are part of the key as a frozen tuple (:func:`freeze_overrides`).
+
+**Tuned tables.** A lookup table built from a refsim sweep (``refsim.sweep.answers.table``)
+replaces the rule where it has an answer: :func:`use_table` installs one (a path to its JSON or
+the dict), or ``REFSIM_TABLE`` names one or more (``os.pathsep``-separated; read at the first
+choice, when :func:`use_table` was not called). One table per device profile; installing
+clears the configuration cache. A choice uses the table of the device's profile when a bucket
+has the same dtype and unit count and holds M, N and K (``[low, high)`` each); elsewhere the
+rule applies. The bucket's strategy and options are adapted to what the kernels run and what
+auto promises: blocks at most the next power of two of their dimension, ``sk_tiles`` and
+``split_k`` at most the problem's tiles and K-iterations, no ``grid`` for strategies of a fixed
+grid, the kernels' own schedule hooks (``KERNEL_SCHEDULES``), the ``last-arriver`` fixup (no
+waiting, deterministic; a work-stealing entry keeps no Stream-K tail). Explicit overrides win.
 """
 
 import dataclasses
 import functools
+import json
+import os
 
-from refsim.config import STRATEGIES, GemmConfig, fitting_block, option_strategies
+from refsim.config import HOOKS, STRATEGIES, GemmConfig, fitting_block, option_strategies
 from refsim.tiling import cdiv
 
 from .device import device_config
@@ -85,21 +99,136 @@ def freeze_overrides(overrides):
 
 @functools.lru_cache(maxsize=4096)
 def config_for(m, n, k, dtype, device, strategy="auto", overrides=()):
-    """The GemmConfig for one GEMM: ``strategy`` (or the rule, for ``"auto"``) and
-    ``overrides``, GemmConfig fields as :func:`freeze_overrides` gives them (hashable: they are
-    part of the cache key).
+    """The GemmConfig for one GEMM: ``strategy`` (or, for ``"auto"``, the installed table's
+    answer, else the rule) and ``overrides``, GemmConfig fields as :func:`freeze_overrides` gives
+    them (hashable: they are part of the cache key).
     """
     name = dtype_name(dtype)
     options = dict(overrides)
+    if strategy == "auto":
+        strategy = _implied_strategy(options)
+    if strategy == "auto":
+        tuned = _tuned_config(m, n, k, name, device, options)
+        if tuned is not None:
+            return tuned
     block_m, block_n, block_k = GPU_BLOCKS[name] if device.type == "cuda" else INTERPRETER_BLOCKS
     options.setdefault("block_m", min(block_m, fitting_block(m)))
     options.setdefault("block_n", min(block_n, fitting_block(n)))
     options.setdefault("block_k", block_k)
-    if strategy == "auto":
-        strategy = _implied_strategy(options)
     if strategy == "auto":
         probe = device_config(m, n, k, name, device, **dict(options, strategy="data_parallel"))
         strategy, chosen = choose(m, n, k, probe.cus, probe.block_m, probe.block_n, probe.block_k)
         for field, value in chosen.items():
             options.setdefault(field, value)
     return device_config(m, n, k, name, device, **dict(options, strategy=strategy))
+
+
+# Installed lookup tables by device profile name; None until use_table or REFSIM_TABLE fills it.
+_tables = None
+# The options of a table's answer that auto passes on (the machine's own come from the device).
+TABLE_OPTIONS = (
+    "block_m",
+    "block_n",
+    "block_k",
+    "group_m",
+    "grid",
+    "sk_tiles",
+    "sk_hybrid",
+    "fixup",
+    "counters_per_xcd",
+    "global_counter",
+    "split_k",
+    "xcd_remap",
+    "xcd_chunk",
+    *HOOKS,
+)
+FIXED_GRID = ("data_parallel", "split_k")
+BUCKET_KEYS = ("dtype", "cus", "m", "n", "k", "strategy", "options")
+
+
+def _load_table(table):
+    """A table as a dict: ``table`` itself, or the JSON at that path; ValueError when it is not
+    a lookup table."""
+    if not isinstance(table, dict):
+        with open(table) as file:
+            table = json.load(file)
+    if not isinstance(table, dict) or not isinstance(table.get("buckets"), list):
+        raise ValueError("not a lookup table: expected a dict with 'device' and a 'buckets' list")
+    if "device" not in table:
+        raise ValueError("lookup table has no 'device'")
+    for bucket in table["buckets"]:
+        missing = [key for key in BUCKET_KEYS if key not in bucket]
+        if missing:
+            raise ValueError(f"lookup table bucket lacks {', '.join(missing)}: {bucket}")
+    return table
+
+
+def use_table(table):
+    """Install a lookup table for its device (a path to its JSON, or the dict); None removes
+    every table. Clears the configuration cache, so no choice made before is served again."""
+    global _tables
+    if table is None:
+        _tables = {}
+    else:
+        loaded = _load_table(table)
+        _tables = {**_installed_tables(), loaded["device"]: loaded}
+    config_for.cache_clear()
+
+
+def _installed_tables():
+    """The installed tables, reading ``REFSIM_TABLE`` the first time when nothing was installed."""
+    global _tables
+    if _tables is None:
+        paths = [p for p in os.environ.get("REFSIM_TABLE", "").split(os.pathsep) if p]
+        _tables = {table["device"]: table for table in map(_load_table, paths)}
+    return _tables
+
+
+def table_entry(m, n, k, dtype, device_name, units):
+    """The installed table's bucket holding this GEMM (dtype name, profile name, unit count),
+    or None."""
+    table = _installed_tables().get(device_name)
+    if table is None:
+        return None
+    for bucket in table["buckets"]:
+        if (
+            bucket["dtype"] == dtype
+            and bucket["cus"] == units
+            and all(
+                low <= size < high
+                for size, (low, high) in zip((m, n, k), (bucket[d] for d in "mnk"))
+            )
+        ):
+            return bucket
+    return None
+
+
+def _tuned_config(m, n, k, dtype, device, overrides):
+    """The config of the installed table's answer for this GEMM, adapted (module docstring), or
+    None on a miss."""
+    from .launch import KERNEL_SCHEDULES
+
+    machine = {f: overrides[f] for f in ("device", "cus", "xcds") if f in overrides}
+    probe = device_config(m, n, k, dtype, device, **dict(machine, strategy="data_parallel"))
+    entry = table_entry(m, n, k, dtype, probe.profile.name, probe.cus)
+    if entry is None:
+        return None
+    strategy = entry["strategy"]
+    options = {f: v for f, v in entry["options"].items() if f in TABLE_OPTIONS and v is not None}
+    for field, size in (("block_m", m), ("block_n", n), ("block_k", k)):
+        if field in options:
+            options[field] = min(options[field], fitting_block(size))
+    for field in KERNEL_SCHEDULES:  # the strategy's default is the schedule the kernels follow
+        options.pop(field, None)
+    if strategy in FIXED_GRID:
+        options.pop("grid", None)
+    if strategy == "work_stealing":
+        options.pop("sk_tiles", None)
+        options.pop("fixup", None)
+    if strategy == "streamk":
+        options["fixup"] = "last-arriver"
+    capped = {f: options.pop(f) for f in ("sk_tiles", "split_k") if f in options}
+    config = device_config(m, n, k, dtype, device, **dict(options, **overrides, strategy=strategy))
+    limits = {"sk_tiles": config.total_tiles, "split_k": config.iters_per_tile}
+    fitted = {f: min(v, limits[f]) for f, v in capped.items() if f not in overrides}
+    return config.replace(**fitted) if fitted else config

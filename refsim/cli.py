@@ -1,4 +1,6 @@
-"""The ``refsim`` command line: ``refsim simulate M N K ...`` and ``refsim devices``.
+"""The ``refsim`` command line: ``refsim simulate M N K ...``, ``refsim devices``, and the sweep
+commands ``refsim sweep SPEC.yaml --out RESULTS.parquet`` (:mod:`refsim.sweep`), ``refsim best``,
+``refsim table`` and ``refsim heatmap`` (answers from the results, :mod:`refsim.sweep.answers`).
 
 The options of ``simulate`` are :class:`~refsim.config.GemmConfig`'s fields, read from the
 dataclass: ``--name-with-dashes`` for field ``name_with_dashes``, ``--block BMxBNxBK`` for the
@@ -11,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import sys
 import typing
 from typing import Any
@@ -114,7 +117,58 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
     devices = commands.add_parser("devices", help="list the hardware profiles")
     devices.add_argument("--json", action="store_true", help="print every field as JSON")
+    _add_sweep_commands(commands)
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def _add_sweep_commands(commands: Any) -> None:
+    """``sweep`` and the commands that answer questions from its results."""
+    sweep = commands.add_parser(
+        "sweep", help="simulate every configuration of a YAML spec on a Dask cluster"
+    )
+    sweep.add_argument("spec", metavar="SPEC.yaml", help="the spec (see refsim.sweep.spec)")
+    sweep.add_argument(
+        "--out",
+        required=True,
+        metavar="RESULTS.parquet",
+        help="results dataset directory; a re-run skips the configurations already there",
+    )
+    cluster = sweep.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:7786"
+    )
+    cluster.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="worker processes of the embedded cluster (default: one per core)",
+    )
+    sweep.add_argument(
+        "--batch-size",
+        type=_positive,
+        metavar="N",
+        help="configurations per task and part file (default: by the sweep's size)",
+    )
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    best = commands.add_parser("best", help="the best configuration per shape of sweep results")
+    best.add_argument("results", metavar="RESULTS.parquet")
+    best.add_argument("--by", default="shape", help="group the rows by (default shape)")
+    best.add_argument("--json", action="store_true", help="print the rows as JSON")
+    table = commands.add_parser("table", help="a per-device lookup table from sweep results")
+    table.add_argument("results", metavar="RESULTS.parquet")
+    table.add_argument("--device", required=True, help="the device of the table")
+    table.add_argument("--out", required=True, metavar="TABLE.json", help="where to write it")
+    heatmap = commands.add_parser("heatmap", help="a heatmap of the best strategy at one K")
+    heatmap.add_argument("results", metavar="RESULTS.parquet")
+    heatmap.add_argument("--k", type=_positive, required=True, metavar="K", help="the K to plot")
+    heatmap.add_argument("--out", required=True, metavar="OUT.png", help="where to write it")
+    heatmap.add_argument("--device", help="the device to plot, when the results hold several")
 
 
 def _devices(as_json: bool) -> None:
@@ -161,6 +215,69 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if res.deadlock is not None or res.coverage_errors else 0
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _sweep_package() -> Any:
+    """:mod:`refsim.sweep`, or RuntimeError saying how to install what it needs."""
+    try:
+        return importlib.import_module(".sweep", __package__)
+    except ImportError as exc:
+        raise RuntimeError(
+            f"the sweep commands need the sweep extra ({exc.name} is missing): "
+            "pip install 'refsim[sweep]'"
+        ) from None
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """Run the sweep; a Ctrl-C or SIGTERM keeps the finished parts and says how to resume."""
+    run_sweep = _sweep_package().run_sweep
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        done = run_sweep(
+            args.spec,
+            args.out,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            size=args.batch_size,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"refsim: interrupted; the finished batches are in {args.out}: "
+            "run the same command again to finish the sweep",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(
+        f"{done.configurations} configurations: {done.simulated} simulated "
+        f"({done.refused} refused), {done.already_done} already in {args.out}"
+    )
+    return 0
+
+
+def _answer(args: argparse.Namespace) -> int:
+    """``best``, ``table`` or ``heatmap``: an answer from the results at ``args.results``."""
+    _sweep_package().results.check_dataset(args.results)
+    from .sweep import answers
+
+    if args.command == "best":
+        rows = answers.best(args.results, by=args.by)
+        _print_summary(json.dumps(rows, indent=1) if args.json else answers.format_best(rows))
+    elif args.command == "table":
+        table = answers.table(args.results, args.device)
+        with open(args.out, "w") as file:
+            json.dump(table, file, indent=1)
+        print(f"table written to {args.out}")
+    else:
+        answers.heatmap(args.results, args.k, args.out, device=args.device)
+        print(f"heatmap written to {args.out}")
+    return 0
+
+
 def _print_summary(text: str) -> None:
     """Print to stdout; a reader that leaves early (``| head``) ends the printing quietly."""
     try:
@@ -196,12 +313,17 @@ def _check_output(flag: str, path: str | None, formats: tuple[str, ...]) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 deadlock or lost work predicted, 2 bad input)."""
+    """Entry point; returns the exit code (0 ok, 1 deadlock or lost work predicted, 2 bad input,
+    130 a sweep interrupted)."""
+    command = None
     try:
         args = _parser().parse_args(argv)
+        command = args.command
         if args.command == "devices":
             _devices(args.json)
             return 0
+        if args.command in SWEEP_COMMANDS:
+            return SWEEP_COMMANDS[args.command](args)
         _check_output("--trace", args.trace, ("json",))
         _check_output("--gantt", args.gantt, trace.GANTT_FORMATS)
         if args.gantt and importlib.util.find_spec("matplotlib") is None:
@@ -210,5 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     except (UsageError, ValueError, OSError, RuntimeError) as exc:
-        print(f"refsim: error: {_flag_names(str(exc))}", file=sys.stderr)
+        message = str(exc) if command in SWEEP_COMMANDS else _flag_names(str(exc))
+        print(f"refsim: error: {message}", file=sys.stderr)
         return 2
+
+
+SWEEP_COMMANDS = {"sweep": _sweep, "best": _answer, "table": _answer, "heatmap": _answer}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
