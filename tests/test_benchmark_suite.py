@@ -1,0 +1,179 @@
+"""benchmarks/suite.py on the CPU: its shape list, its configs, its refusal without a GPU and its
+Markdown/CSV report from fake measurements."""
+
+import csv
+import importlib
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from refsim.config import GemmConfig
+from refsim.tiling import cdiv
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+SCRIPT = BENCHMARKS / "suite.py"
+REQUIRED_CATEGORIES = (
+    "squares",
+    "waves-132",
+    "waves-304",
+    "skinny-m",
+    "skinny-n",
+    "large-k",
+    "small",
+    "llm",
+)
+ENV = {
+    "gpu": "NVIDIA H200",
+    "sms": 132,
+    "driver": "570.86.15",
+    "torch": "2.13.0",
+    "triton": "3.6.0",
+    "date": "2026-01-02",
+}
+
+
+@pytest.fixture(scope="module")
+def suite():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module("suite")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def run_script(*args, **env):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def test_list_prints_at_least_40_shapes_in_every_category_and_both_dtypes():
+    result = run_script("--list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    headers = [line.split(" (")[0] for line in lines if line.endswith(":")]
+    shape_lines = [line for line in lines if line.startswith("  ")]
+    assert set(REQUIRED_CATEGORIES) <= set(headers)
+    assert len(shape_lines) >= 40
+    assert lines[-1] == f"{len(shape_lines)} shapes, dtypes bf16, fp16"
+
+
+def test_quick_list_takes_one_shape_per_chosen_category():
+    result = run_script("--list", "--quick", "--categories", "small", "llm")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "2 shapes, dtypes bf16, fp16"
+
+
+def test_without_a_gpu_the_script_exits_2_with_one_line():
+    result = run_script("--quick", CUDA_VISIBLE_DEVICES="", HIP_VISIBLE_DEVICES="")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "GPU" in result.stderr
+
+
+def test_shapes_are_unique_and_fit_their_category(suite):
+    shapes = suite.all_shapes()
+    assert len({shape.size for shape in shapes}) == len(shapes)
+    assert len({(shape.category, shape.label) for shape in shapes}) == len(shapes)
+    by_category = {name: [s for s in shapes if s.category == name] for name in REQUIRED_CATEGORIES}
+    assert all(by_category.values())
+    assert {s.m for s in by_category["squares"] if s.m == s.n == s.k} >= {1024, 8192}
+    assert all(s.m <= 16 for s in by_category["skinny-m"])
+    assert all(s.n <= 16 for s in by_category["skinny-n"])
+    assert all(max(s.size) <= 512 for s in by_category["small"])
+    assert all(s.k >= 16384 and s.k >= 4 * max(s.m, s.n) for s in by_category["large-k"])
+    assert {label.split()[0] for label in (s.label for s in by_category["llm"])} == {
+        "llama3-8b",
+        "llama3-70b",
+    }
+
+
+@pytest.mark.parametrize("units", [132, 304])
+def test_wave_shapes_sit_at_below_and_above_whole_waves(suite, units):
+    offsets = set()
+    for shape in suite.all_shapes():
+        if shape.category == f"waves-{units}":
+            tiles = cdiv(shape.m, 128) * cdiv(shape.n, 128)
+            offset = (tiles + units // 2) % units - units // 2
+            assert abs(offset) <= 8, (shape, tiles)
+            assert str(tiles) in shape.label
+            offsets.add((offset > 0) - (offset < 0))
+    assert offsets == {-1, 0, 1}
+
+
+def test_every_shape_is_a_valid_config_for_every_strategy_and_dtype(suite):
+    for shape in suite.all_shapes():
+        for dtype in suite.DTYPES:
+            for strategy in suite.STRATEGIES:
+                config = suite.strategy_config(shape, dtype, strategy)
+                assert isinstance(config, GemmConfig)
+                assert (config.m, config.n, config.k, config.dtype) == (*shape.size, dtype)
+                assert config.cus == 132
+
+
+def fake_measurements(suite):
+    square, skinny = suite.all_shapes()[0], suite.Shape("skinny-m", "decode", 16, 4096, 4096)
+    measure = suite.Measurement
+    return [
+        measure(square, "bf16", "torch.matmul", ms=1.0),
+        measure(square, "bf16", "auto", "data_parallel 128x128x64", ms=0.5, kernel_us=480.0),
+        measure(square, "bf16", "persistent", "persistent 128x256x64", ms=0.25, kernel_us=240.0),
+        measure(square, "bf16", "split_k", "split_k x2", problem="output: relative error 1"),
+        measure(skinny, "fp16", "torch.matmul", ms=0.1),
+        measure(skinny, "fp16", "auto", "split_k x4 16x128x64", ms=0.2, kernel_us=190.0),
+    ]
+
+
+def test_report_has_the_header_the_summary_and_every_measurement(suite, tmp_path):
+    host = [("torch.matmul", 5.5, None), ("kernels.matmul (auto, cached)", None, "bad output")]
+    markdown, table = suite.write_report(
+        fake_measurements(suite), ENV, host, "2 shapes", tmp_path / "out"
+    )
+    assert (markdown.name, table.name) == ("suite-h200.md", "suite-h200.csv")
+    text = markdown.read_text()
+    for field in ("NVIDIA H200", "driver 570.86.15", "torch 2.13.0", "Triton 3.6.0", "2026-01-02"):
+        assert field in text
+    # auto's ratios are 1.0 / 0.5 = 2 and 0.1 / 0.2 = 0.5: geomean 1, worst the skinny shape.
+    assert "geomean ratio 1.000 over 2 shape/dtype pairs" in text
+    assert "worst shape for auto: skinny-m decode (16x4096x4096) fp16, ratio 0.500" in text
+    assert "| squares | 1024x1024x1024 | 1024x1024x1024 | bf16 | persistent | 4.000 | 2.000 |" in (
+        text
+    )
+    assert "| skinny-m | decode | 16x4096x4096 | fp16 | auto | 0.500 | 0.500 |" in text
+    assert "output: relative error 1" in text
+    assert "| torch.matmul | 5.5 |" in text
+    assert "| kernels.matmul (auto, cached) | wrong, not timed: bad output |" in text
+
+    lines = table.read_text().splitlines()
+    assert lines[0] == "# GPU NVIDIA H200, driver 570.86.15, torch 2.13.0, Triton 3.6.0, 2026-01-02"
+    rows = list(csv.DictReader(lines[1:]))
+    assert len(rows) == 6
+    persistent = next(row for row in rows if row["candidate"] == "persistent")
+    assert float(persistent["ratio"]) == 4.0
+    assert math.isclose(float(persistent["tflops"]), 2 * 1024**3 / 0.25e-3 / 1e12, rel_tol=1e-3)
+    assert float(persistent["kernel_us"]) == 240.0
+    wrong = next(row for row in rows if row["candidate"] == "split_k")
+    assert (wrong["ms"], wrong["ratio"], wrong["problem"]) == ("", "", "output: relative error 1")
+
+
+def test_summary_without_a_timed_auto_says_so(suite):
+    square = suite.all_shapes()[0]
+    rows = [suite.Measurement(square, "bf16", "torch.matmul", ms=1.0)]
+    lines = suite.summary_lines(rows)
+    assert any("no timed result" in line for line in lines)
+    assert lines[-1].endswith("| none timed |  |  |")
+
+
+def test_gpu_slug_names_files_by_gpu(suite):
+    assert suite.gpu_slug("NVIDIA H200") == "h200"
+    assert suite.gpu_slug("NVIDIA H100 80GB HBM3") == "h100-80gb-hbm3"
+    assert suite.gpu_slug("AMD Instinct MI300X") == "instinct-mi300x"
