@@ -20,7 +20,9 @@ from conformance.harness import POISON, expected_output, ticket_records
 from conformance.inputs import integer_inputs
 from conformance.runner import check_case
 from conformance.worklog import ROLE_DP, WorkLog, record_work
-from kernels.backend import program_order, shuffled_order
+from kernels import contract
+from kernels.backend import backend_for, program_order, shuffled_order
+from kernels.tile import tile_accumulate, tile_epilogue
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -34,12 +36,13 @@ def contiguous_gemm(
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_bias,
     log_ptr, max_items,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    HAS_BIAS: tl.constexpr, INTERPRETED: tl.constexpr, RECORD: tl.constexpr,
+    EVEN_K: tl.constexpr, HAS_BIAS: tl.constexpr, BACKEND: tl.constexpr, RECORD: tl.constexpr,
     STRIDED: tl.constexpr,
 ):  # fmt: skip
     """Persistent GEMM: program ``pid`` computes one block of consecutive tiles (the first
     ``tiles % grid`` programs one more), in the grouped order; ``STRIDED`` is the bug of taking
-    tiles ``pid, pid + grid, ...`` instead (every tile still computed once)."""
+    tiles ``pid, pid + grid, ...`` instead (every tile still computed once). The schedule is its
+    own; the tile's K-loop and epilogue are the project's shared helpers."""
     pid = tl.program_id(0)
     grid = tl.num_programs(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
@@ -52,40 +55,15 @@ def contiguous_gemm(
         tile = first + step
         if STRIDED:
             tile = pid + step * grid
-        group = GROUP_M * num_pid_n
-        first_m = (tile // group) * GROUP_M
-        rows = tl.minimum(num_pid_m - first_m, GROUP_M)
-        pid_m = first_m + (tile % group) % rows
-        pid_n = (tile % group) // rows
-        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for kk in range(0, iters):
-            offs_k = kk * BLOCK_K + tl.arange(0, BLOCK_K)
-            a = tl.load(
-                a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak,
-                mask=(offs_m[:, None] < M) & (offs_k[None, :] < K),
-                other=0.0,
-            )
-            b = tl.load(
-                b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn,
-                mask=(offs_k[:, None] < K) & (offs_n[None, :] < N),
-                other=0.0,
-            )
-            if INTERPRETED and a_ptr.dtype.element_ty == tl.bfloat16:  # the interpreter's bf16 dot
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision="ieee")
-        if HAS_BIAS:
-            acc += tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0).to(
-                tl.float32
-            )[None, :]
-        if INTERPRETED and c_ptr.dtype.element_ty == tl.bfloat16:  # the interpreter truncates
-            bits = acc.to(tl.uint32, bitcast=True)
-            acc = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).to(tl.float32, bitcast=True)
-        c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-        mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask)
+        pid_m, pid_n = contract.grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)
+        acc = tile_accumulate(
+            a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, pid_m, pid_n,
+            0, iters, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, "ieee", BACKEND,
+        )  # fmt: skip
+        tile_epilogue(
+            acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
+            BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND,
+        )  # fmt: skip
         if RECORD:
             record_work(
                 log_ptr, pid, step, tile, pid_m, pid_n, 0, iters, ROLE_DP, -1, -1, max_items
@@ -102,8 +80,9 @@ def launch_contiguous(config, a, b, bias, out, worklog, strided=False, rows_shor
         bias.stride(0) if bias is not None else 0,
         log, worklog.max_items - rows_short if worklog is not None else 0,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        GROUP_M=config.group_m, HAS_BIAS=bias is not None,
-        INTERPRETED=a.device.type == "cpu", RECORD=worklog is not None, STRIDED=strided,
+        GROUP_M=config.group_m, EVEN_K=config.k % config.block_k == 0,
+        HAS_BIAS=bias is not None, BACKEND=backend_for(a.device.type),
+        RECORD=worklog is not None, STRIDED=strided,
     )  # fmt: skip
 
 

@@ -14,7 +14,10 @@ from the hardware id too, and every counter is served.
 The schedule's integers come from refsim's ``ScheduleConfig`` (``GemmConfig.schedule_config``),
 and the counter ranges and the tail's iteration ranges from the jitted tiling contract
 (:mod:`kernels.contract`), so the kernel follows refsim's plan for ``strategy="work_stealing"``
-with ``ws_counter_ranges="per-xcd"``, ``sk_tiles`` and ``fixup="last-arriver"``.
+with ``ws_counter_ranges="per-xcd"``, ``sk_tiles`` and ``fixup="last-arriver"``. The schedule is
+the kernel's own; its K-loop and epilogue are the project's (``kernels.tile.tile_accumulate`` and
+``tile_epilogue``), which also hold the workarounds for Triton's interpreter (bf16 ``tl.dot``,
+truncating casts) in one place.
 """
 
 import torch
@@ -23,6 +26,8 @@ import triton.language as tl
 
 from conformance.worklog import ROLE_SK_CONTRIBUTOR, ROLE_SK_OWNER, ROLE_WS, record_work
 from kernels import contract
+from kernels.backend import backend_for
+from kernels.tile import tile_accumulate, tile_epilogue
 
 
 @triton.jit
@@ -37,64 +42,6 @@ def counter_of(pid, lp, schedule, SLOT_FROM_REMAPPED_ID: tl.constexpr):
 
 
 @triton.jit
-def accumulate(
-    a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, pid_m, pid_n,
-    k_begin, k_end,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    INTERPRETED: tl.constexpr,
-):  # fmt: skip
-    """fp32 sum over K-iterations ``[k_begin, k_end)`` of tile ``(pid_m, pid_n)``, in K order.
-
-    Triton's interpreter multiplies bf16 blocks wrongly, so there they are widened first (exact).
-    """
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for kk in range(k_begin, k_end):
-        offs_k = kk * BLOCK_K + tl.arange(0, BLOCK_K)
-        a = tl.load(
-            a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak,
-            mask=(offs_m[:, None] < M) & (offs_k[None, :] < K),
-            other=0.0,
-        )
-        b = tl.load(
-            b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn,
-            mask=(offs_k[:, None] < K) & (offs_n[None, :] < N),
-            other=0.0,
-        )
-        if INTERPRETED and a_ptr.dtype.element_ty == tl.bfloat16:
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision="ieee")
-    return acc
-
-
-@triton.jit
-def store_tile(
-    acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
-    INTERPRETED: tl.constexpr,
-):  # fmt: skip
-    """Add the bias in fp32, cast once to the output's dtype and store the tile.
-
-    Triton's interpreter truncates fp32 to bf16 where GPUs round to nearest even, so there the
-    value is rounded first (by integer arithmetic) and the cast is exact.
-    """
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)
-        acc = acc + bias.to(tl.float32)[None, :]
-    if INTERPRETED and c_ptr.dtype.element_ty == tl.bfloat16:
-        bits = acc.to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        acc = bits.to(tl.float32, bitcast=True)
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
 def ws_tail_gemm(
     a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
     stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn, stride_bias,
@@ -104,8 +51,8 @@ def ws_tail_gemm(
     partials_ptr,  # fp32 (2 * grid, BLOCK_M, BLOCK_N)
     log_ptr, max_items,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    HAS_BIAS: tl.constexpr, SLOT_FROM_REMAPPED_ID: tl.constexpr, INTERPRETED: tl.constexpr,
-    RECORD: tl.constexpr,
+    EVEN_K: tl.constexpr, HAS_BIAS: tl.constexpr, SLOT_FROM_REMAPPED_ID: tl.constexpr,
+    BACKEND: tl.constexpr, RECORD: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     grid = schedule.grid
@@ -123,13 +70,13 @@ def ws_tail_gemm(
         pid_m, pid_n = contract.grouped_tile(
             tile, schedule.num_pid_m, schedule.num_pid_n, schedule.group_m
         )
-        acc = accumulate(
+        acc = tile_accumulate(
             a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, pid_m, pid_n,
-            0, iters, BLOCK_M, BLOCK_N, BLOCK_K, INTERPRETED,
+            0, iters, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, "ieee", BACKEND,
         )  # fmt: skip
-        store_tile(
+        tile_epilogue(
             acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
-            BLOCK_M, BLOCK_N, HAS_BIAS, INTERPRETED,
+            BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND,
         )  # fmt: skip
         if RECORD:
             record_work(
@@ -148,15 +95,15 @@ def ws_tail_gemm(
         pid_m, pid_n = contract.grouped_tile(
             tile, schedule.num_pid_m, schedule.num_pid_n, schedule.group_m
         )
-        acc = accumulate(
+        acc = tile_accumulate(
             a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, pid_m, pid_n,
-            k_begin, k_end, BLOCK_M, BLOCK_N, BLOCK_K, INTERPRETED,
+            k_begin, k_end, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, "ieee", BACKEND,
         )  # fmt: skip
         owner, last = contract.streamk_tile_programs(tile, first_sk, iters, sk_iters, grid)
         if owner == last:  # the whole tile is this program's
-            store_tile(
+            tile_epilogue(
                 acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
-                BLOCK_M, BLOCK_N, HAS_BIAS, INTERPRETED,
+                BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND,
             )  # fmt: skip
         else:  # store the partial; the last to arrive sums them all in K order
             tile_offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
@@ -172,9 +119,9 @@ def ws_tail_gemm(
                         partials_ptr + q_slot * (BLOCK_M * BLOCK_N) + tile_offs,
                         cache_modifier=".cg",
                     )
-                store_tile(
+                tile_epilogue(
                     total, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m,
-                    pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, INTERPRETED,
+                    pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND,
                 )  # fmt: skip
         if RECORD:
             owns_k0 = (k_begin == 0).to(tl.int32)  # the segment holding k = 0: the tile's owner
@@ -209,7 +156,8 @@ def launch(config, a, b, bias, out, worklog, slot_from_remapped_id=False):
         schedule, tile_counters, arrivals, partials, log,
         worklog.max_items if worklog is not None else 0,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        HAS_BIAS=bias is not None, SLOT_FROM_REMAPPED_ID=slot_from_remapped_id,
-        INTERPRETED=device.type == "cpu", RECORD=worklog is not None,
+        EVEN_K=config.k % config.block_k == 0, HAS_BIAS=bias is not None,
+        SLOT_FROM_REMAPPED_ID=slot_from_remapped_id, BACKEND=backend_for(device.type),
+        RECORD=worklog is not None,
     )  # fmt: skip
     return out
