@@ -123,6 +123,23 @@ def _kernel_cases(spec, cases):
 
 
 def main(argv=None):
+    """The command line; exit code 0 (all well), 1 (a failure) or 2 (a bad invocation).
+
+    It sets ``TRITON_INTERPRET`` for its device before any kernel module is imported, and puts
+    the caller's value back on return, so that a Python caller (a test) keeps its own backend
+    for the kernels it jits afterwards.
+    """
+    saved = os.environ.get("TRITON_INTERPRET")
+    try:
+        return _main(argv)
+    finally:
+        if saved is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = saved
+
+
+def _main(argv):
     args = _parser().parse_args(argv)
     if args.determinism_runs < 2 or args.jobs < 1:
         print(

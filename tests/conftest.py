@@ -27,16 +27,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(skip)
-
-
-@pytest.fixture(autouse=True)
-def _keep_the_backend_choice():
-    """Restore TRITON_INTERPRET after each test: the conformance CLI, driven in-process, sets it
-    for its device, and a kernel function jitted later in this process (the lazily built
-    contract) would otherwise become an interpreted one beside compiled kernels."""
-    saved = os.environ.get("TRITON_INTERPRET")
-    yield
-    if saved is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = saved

@@ -530,3 +530,15 @@ def test_the_documented_usage_is_the_clis(monkeypatch):
     docs = (ROOT / "docs" / "conformance.md").read_text()
     documented = re.search(r"## 1\. Running it\n\n```text\n(.*?)```", docs, re.S).group(1)
     assert documented == _parser().format_usage()
+
+
+def test_the_cli_driven_from_python_gives_the_backend_choice_back(monkeypatch, capsys):
+    """main() sets TRITON_INTERPRET for its device, then restores the caller's value: a kernel
+    the caller jits later (the lazily built contract) keeps the caller's backend."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    code = main(["--device", "cuda", "--set", "full", "--cases", "no-such-file.json"])
+    assert code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert os.environ["TRITON_INTERPRET"] == "1"
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert main(["--device", "cpu", "--set", "full"]) == 2
+    assert "TRITON_INTERPRET" not in os.environ
