@@ -246,21 +246,37 @@ def measure(shape, dtype, candidates, device, units):
 
 
 def host_overhead():
-    """``(call, us per call or None, problem)`` at 128^3: many calls without synchronisation."""
+    """``(call, us per call or None, problem)`` at 128^3, each of ours after torch's own
+    operation: many calls without synchronisation (launch-bound)."""
     import kernels
     from conformance.tolerances import tolerance_problem
     from kernels.auto import config_for
 
     a = torch.randn((128, 128), device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(128, device="cuda", dtype=torch.bfloat16)
+    batch = torch.randn((4, 128, 128), device="cuda", dtype=torch.bfloat16)
     config = config_for(128, 128, 128, a.dtype, a.device)
+    ours = kernels.nn.Linear(128, 128, device="cuda", dtype=torch.bfloat16)
+    theirs = torch.nn.Linear(128, 128, device="cuda", dtype=torch.bfloat16)
+    theirs.load_state_dict(ours.state_dict())
+    weight_t = ours.weight.detach().t()
+    calls = (
+        # name, call, (a, b, bias) its output must match
+        (VENDOR, lambda: torch.matmul(a, a), (a, a, None)),
+        ("kernels.matmul (auto, cached)", lambda: kernels.matmul(a, a), (a, a, None)),
+        ("kernels.run (a GemmConfig in hand)", lambda: kernels.run(config, a, a).output, (a, a, None)),
+        ("torch.addmm", lambda: torch.addmm(bias, a, a), (a, a, bias)),
+        ("kernels.addmm", lambda: kernels.addmm(bias, a, a), (a, a, bias)),
+        ("torch.nn.Linear (no grad)", lambda: theirs(a), (a, weight_t, ours.bias.detach())),
+        ("kernels.nn.Linear (no grad)", lambda: ours(a), (a, weight_t, ours.bias.detach())),
+        ("torch.bmm (4 x 128^3)", lambda: torch.bmm(batch, batch)[3], (batch[3], batch[3], None)),
+        ("kernels.bmm (4 x 128^3)", lambda: kernels.bmm(batch, batch)[3], (batch[3], batch[3], None)),
+    )  # fmt: skip
     rows = []
-    for name, call in (
-        (VENDOR, lambda: torch.matmul(a, a)),
-        ("kernels.matmul (auto, cached)", lambda: kernels.matmul(a, a)),
-        ("kernels.run (a GemmConfig in hand)", lambda: kernels.run(config, a, a).output),
-    ):
-        problem = tolerance_problem(call(), a, a)
-        rows.append((name, None if problem else host_us(call), problem))
+    with torch.no_grad():
+        for name, call, operands in calls:
+            problem = tolerance_problem(call(), *operands)
+            rows.append((name, None if problem else host_us(call), problem))
     return rows
 
 

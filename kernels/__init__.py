@@ -4,6 +4,7 @@
 :class:`refsim.GemmConfig` (data_parallel, persistent, streamk with four fixup protocols,
 work_stealing, split_k) and returns a :class:`KernelRun` with the output and, when traced,
 the work records and partial buffers in the same terms as :func:`refsim.simulate`'s.
+``kernels.capture`` captures one such run in a CUDA graph for fixed-shape callers.
 
 The torch front end -- ``kernels.matmul``, ``kernels.addmm``, ``kernels.bmm`` and
 ``kernels.nn.Linear``, PyTorch operators with autograd that ``torch.compile`` can trace -- is
@@ -11,9 +12,11 @@ described in docs/torch-api.md.
 """
 
 __all__ = [
+    "CapturedRun",
     "KernelRun",
     "addmm",
     "bmm",
+    "capture",
     "default_config",
     "launch_options",
     "matmul",
@@ -31,6 +34,8 @@ _LAZY = {
     "launch_options": ("launch", "launch_options"),
     "default_config": ("device", "default_config"),
     "KernelRun": ("records", "KernelRun"),
+    "capture": ("graphs", "capture"),
+    "CapturedRun": ("graphs", "CapturedRun"),
     "matmul": ("ops", "matmul"),
     "addmm": ("ops", "addmm"),
     "bmm": ("ops", "bmm"),

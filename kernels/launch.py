@@ -10,9 +10,9 @@ import contextlib
 
 import torch
 
-from refsim.config import hook_name
+from refsim.config import GemmConfig, hook_name
 
-from . import data_parallel, persistent, split_k, streamk, work_stealing
+from . import data_parallel, persistent, prepared, split_k, streamk, work_stealing
 from .backend import backend_for, interpreting, program_order
 from .device import default_config, device_profile
 from .dtypes import DTYPE_NAMES, SUPPORTED, TORCH_DTYPES
@@ -191,6 +191,12 @@ def run(
     overrides) to derive one with :func:`default_config`. Zero-sized M, N or K behave as
     ``torch.matmul`` (only with a derived config: a GemmConfig cannot hold zero sizes).
     """
+    key = None
+    if not trace and isinstance(config, GemmConfig):
+        key = prepared.plan_key(config, a, b, bias, out, deterministic, num_warps, num_stages)
+        plan = prepared.lookup(key)
+        if plan is not None:
+            return KernelRun(plan(a, b, bias, out), config)
     if config is None or isinstance(config, dict):
         for name, t in (("a", a), ("b", b)):
             if not isinstance(t, torch.Tensor):
@@ -212,20 +218,20 @@ def run(
         {k: v for k, v in (("num_warps", num_warps), ("num_stages", num_stages)) if v is not None}
     )
     workspace = workspace_for(device)
+    tensors = (a, b, bias, c) if key is None else prepared.stand_ins(a, b, bias, c)
     with workspace.lock:
         launch_set = build_launches(
             config,
-            a,
-            b,
-            bias,
-            c,
+            *tensors,
             backend=backend,
             workspace=workspace,
             trace=trace,
             options=options,
         )
         if not trace:
-            _enqueue(launch_set)
+            compiled = _enqueue(launch_set)
+            if key is not None and prepared.preparable(launch_set, tensors):
+                prepared.remember(key, launch_set, compiled, tensors, workspace, c.shape, c.dtype)
             return KernelRun(c, config)
         flags_before = None if launch_set.flags is None else launch_set.flags.cpu().clone()
         with in_flight(launch_set.events):
@@ -247,13 +253,18 @@ def run(
 
 def _enqueue(launch_set):
     """Zero the set's buffers and enqueue its launches, each under the program order it
-    requires when the interpreter runs it (outside any order, the caller's applies)."""
+    requires when the interpreter runs it (outside any order, the caller's applies); returns
+    what each launch returned (on a GPU, the compiled kernel)."""
     for buffer in launch_set.zeroed:
         buffer.zero_()
+    compiled = []
     for launch in launch_set.launches:
         order = contextlib.nullcontext() if launch.order is None else program_order(launch.order)
         with order:
-            launch.kernel[launch.grid](*launch.args, **launch.constexprs, **launch.options)
+            compiled.append(
+                launch.kernel[launch.grid](*launch.args, **launch.constexprs, **launch.options)
+            )
+    return compiled
 
 
 def _empty_product(a, b, bias, out):

@@ -24,6 +24,7 @@ class Launch:
     parameters by name, ``options`` the compile options (``num_warps``, ``num_stages``).
     ``order``: the program ids in the order Triton's sequential interpreter must run them (for
     kernels whose programs wait on each other), or None when any order will do.
+    ``epoch_arg``: the position in ``args`` of the launch's flag epoch (new every launch), if any.
     """
 
     kernel: object
@@ -32,6 +33,7 @@ class Launch:
     constexprs: dict
     options: dict
     order: tuple = None
+    epoch_arg: int = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,16 +55,15 @@ def _product(a, b, bias, out, strategy, deterministic, overrides):
     """One 2-D GEMM into ``out`` (allocated when None) with the cached configuration."""
     m, k = a.shape
     n = b.shape[1]
-    if out is None:
-        out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     if 0 in (m, n, k):
+        if out is None:
+            out = torch.empty((m, n), dtype=a.dtype, device=a.device)
         out.zero_()
         if bias is not None and m and n:
             out.copy_(bias.expand(m, n))
         return out
     config = config_for(m, n, k, a.dtype, a.device, strategy, overrides)
-    run(config, a, b, bias, out=out, deterministic=deterministic)
-    return out
+    return run(config, a, b, bias, out=out, deterministic=deterministic).output
 
 
 @torch.library.custom_op("refsim::mm", mutates_args=())
@@ -295,6 +294,8 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
     if a.shape[-1] != b.shape[-2]:
         raise _mat_shapes_error(a.flatten(0, -2), b)
     flags = (strategy, deterministic, freeze_overrides(config_overrides))
+    if a.dim() == 2 and b.dim() == 2 and out is None:
+        return mm(a, b, None, flags)
     if b.dim() == 2:
         lead = a.shape[:-1]
         shape = (*lead, b.shape[1])

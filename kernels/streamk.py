@@ -18,7 +18,7 @@ Partial workspace layout: ``(2 * grid + 1, BLOCK_M, BLOCK_N)`` fp32, slot
 program ``lp``'s range, ``2 * lp + 1`` for the one at its end; the last slot is a guard that only
 a write past the others reaches. Flags: one int32 per logical program, holding the launch's
 epoch once its partial is published. Counters (last-arriver, atomic): one int32 per SK tile,
-``refsim.tiling.streamk_tile_counter``.
+``refsim.tiling.streamk_tile_counter``; the last arrival zeroes its tile's counter again.
 When tracing, every partial store and load, every release (flag published, counter arrived at)
 and every wait and acquire is appended to an event log (``tile.log_event``), so a checker can
 see each program's order. Owner-waits and turnstile programs wait on each other: under the
@@ -40,6 +40,7 @@ from .tile import (
     arrive,
     load_partial,
     publish,
+    release_counter,
     store_partial,
     tile_accumulate,
     tile_epilogue,
@@ -195,6 +196,7 @@ def sk_segment(
                 )
             acc = total
             stores_tile = lp * 0 + 1
+            release_counter(counters_ptr, counter)
     else:
         # ATOMIC: every segment adds into the zeroed output, the owner's with the bias
         tile_epilogue(
@@ -217,6 +219,8 @@ def sk_segment(
         )
         arrived = tl.atomic_add(counters_ptr + counter, 1, sem="relaxed", scope="gpu")
         finalizes = (arrived == last - owner).to(tl.int32)
+        if finalizes != 0:
+            release_counter(counters_ptr, counter)
     if stores_tile:
         tile_epilogue(
             acc,
@@ -412,18 +416,18 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
     partials = workspace.buffer("partials", slots * block_m * block_n, torch.float32)
     flags = workspace.buffer("flags", grid, torch.int32)
     counters = workspace.buffer("counters", max(config.sk_tiles, 1), torch.int32)
-    zeroed = (counters, c) if config.fixup == "atomic" and config.sk_tiles else (counters,)
+    zeroed = (c,) if config.fixup == "atomic" and config.sk_tiles else ()
     events = event_log(event_capacity(config), a.device) if trace else gemm.trace
     epoch = workspace.next_epoch(flags)
+    args = gemm.args + (partials, flags, counters, config.dp_tiles, config.sk_iters)
     launch = Launch(
         streamk_kernel,
         (grid,),
-        gemm.args
-        + (partials, flags, counters, config.dp_tiles, config.sk_iters)
-        + (epoch, events, gemm.max_steps),
+        args + (epoch, events, gemm.max_steps),
         dict(gemm.constexprs, FIXUP=FIXUP_CODES[config.fixup]),
         options,
         order=tuple(execution_order(config)) if config.fixup in WAITING_FIXUPS else None,
+        epoch_arg=len(args),
     )
     return LaunchSet(
         (launch,),

@@ -205,6 +205,14 @@ def arrive(counters_ptr, index, events_ptr, pid, LOG: tl.constexpr):
 
 
 @triton.jit
+def release_counter(counters_ptr, index):
+    """Zero counter ``index`` for the next launch. Only the program that saw the last arrival
+    calls it, so nothing of this launch touches the counter after it: launches need no
+    zeroing launch before them."""
+    tl.atomic_xchg(counters_ptr + index, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
 def wait_for(flags_ptr, index, epoch, events_ptr, pid, LOG: tl.constexpr, BACKEND: tl.constexpr):
     """Acquire flag ``index``: spin until it reads ``epoch``. Logs the wait before spinning and
     the value read when it ended, so a hung wait and a wait that read a wrong value both show.

@@ -3,8 +3,9 @@
 Program ``pid`` draws from counter ``refsim.tiling.ws_counter(pid, ...)`` (one per XCD, several
 per XCD, or one global counter); counter ``c`` hands out the tiles of
 ``ws_counter_range(c, ...)`` in ticket order and the program stops at the first ticket past
-the range. Counters sit ``COUNTER_STRIDE`` int32s apart (their own 128-byte line each) and are
-zeroed on the launch stream before every launch.
+the range. Counters sit ``COUNTER_STRIDE`` int32s apart (their own 128-byte line each); one
+more, after them, counts the programs that finished, and the last of them zeroes them all, so
+the next launch finds them zeroed without a zeroing launch.
 """
 
 import torch
@@ -15,7 +16,7 @@ from refsim import tiling
 
 from . import contract
 from .launch_spec import Launch, LaunchSet, gemm_arguments
-from .tile import ROLE_WS, whole_tile
+from .tile import ROLE_WS, release_counter, whole_tile
 
 COUNTER_STRIDE = 32
 
@@ -107,13 +108,22 @@ def work_stealing_kernel(
         ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
         tile = contract.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
         step += 1
+    # every program's last ticket is drawn before it counts itself finished (release), and the
+    # last to finish sees them all (acquire) before it resets the counters
+    tl.debug_barrier()
+    done_index = num_counters * COUNTER_STRIDE
+    finished = tl.atomic_add(counters_ptr + done_index, 1, sem="acq_rel", scope="gpu")
+    if finished == tl.num_programs(0) - 1:
+        for index in range(0, num_counters + 1):
+            release_counter(counters_ptr, index * COUNTER_STRIDE)
 
 
 def launches(config, a, b, bias, c, workspace, backend, trace, options):
-    """One launch over the workspace's zeroed counters (see :mod:`kernels.launch_spec`)."""
+    """One launch over the workspace's counters, zeroed by the launch before (see
+    :mod:`kernels.launch_spec`)."""
     max_steps = tiling.ws_max_work_items(config.total_tiles, config.num_counters)
     gemm = gemm_arguments(config, a, b, bias, c, workspace, backend, trace, max_steps)
-    counters = workspace.buffer("counters", config.num_counters * COUNTER_STRIDE, torch.int32)
+    counters = workspace.buffer("counters", (config.num_counters + 1) * COUNTER_STRIDE, torch.int32)
     ws_xcds, per_xcd = config.counter_layout
     launch = Launch(
         work_stealing_kernel,
@@ -122,4 +132,4 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
         dict(gemm.constexprs, WS_XCDS=ws_xcds, WS_PER_XCD=per_xcd, COUNTER_STRIDE=COUNTER_STRIDE),
         options,
     )
-    return LaunchSet((launch,), zeroed=(counters,), traces=(("gemm", gemm.trace),))
+    return LaunchSet((launch,), traces=(("gemm", gemm.trace),))

@@ -2,8 +2,9 @@
 
 Created lazily on first use (never at import), grown when a launch needs more, and kept per
 (device, stream) so launches on different streams never share one. Flags hold the epoch of the
-launch that set them: a new launch takes a new epoch instead of clearing them. Counters are
-zeroed on the launch's stream by the launcher, with no host synchronisation.
+launch that set them: a new launch takes a new epoch instead of clearing them. Counters start
+zeroed and every launch leaves them zeroed (the last program to use one resets it), so no launch
+needs a zeroing launch before it.
 """
 
 import threading
@@ -21,6 +22,8 @@ class Workspace:
         self._buffers = {}
         self._epoch = 0
         self.lock = threading.Lock()
+        # Counts buffer (re)allocations: a launch prepared over older buffers must be rebuilt.
+        self.generation = 0
 
     def buffer(self, name, numel, dtype):
         """A 1-D view of at least ``numel`` elements; flag buffers start zeroed."""
@@ -28,7 +31,12 @@ class Workspace:
         if current is None or current.numel() < numel or current.dtype != dtype:
             current = torch.zeros(max(numel, 1), dtype=dtype, device=self.device)
             self._buffers[name] = current
+            self.generation += 1
         return current if current.numel() == max(numel, 1) else current[: max(numel, 1)]
+
+    def held(self, name):
+        """The whole buffer ``name`` as allocated (None before its first use)."""
+        return self._buffers.get(name)
 
     def fill(self, name, value):
         """Set every element of buffer ``name`` to ``value``, if this workspace holds one."""

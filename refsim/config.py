@@ -239,6 +239,22 @@ class GemmConfig:
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
 
+    def __hash__(self) -> int:
+        """The compared fields' hash, computed once: configs key the kernels' launch caches,
+        where hashing every field on every call would cost more than the rest of the lookup."""
+        cached = self.__dict__.get("_hash_value")
+        if cached is None:
+            fields = dataclasses.fields(self)
+            cached = hash(tuple(getattr(self, f.name) for f in fields if f.compare))
+            self._set("_hash_value", cached)
+        return cached
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the cached hash: string hashes differ between processes."""
+        state = dict(self.__dict__)
+        state.pop("_hash_value", None)
+        return state
+
     def _check_hook(self, name: str) -> None:
         """A hook field holds a preset's name or a function (None: not this strategy's)."""
         value = getattr(self, name)

@@ -368,6 +368,24 @@ def test_cpu_and_cpu_0_share_one_workspace_and_fill_reaches_its_buffer():
     assert workspace.buffer("never-allocated", 2, torch.float32).tolist() == [0.0, 0.0]
 
 
+@pytest.mark.parametrize(
+    "run_name", ["last-arriver", "atomic", "work_stealing", "work_stealing-2-per-xcd"]
+)
+def test_counters_are_left_zeroed_so_no_launch_needs_a_zeroing_launch(run_name):
+    """No launch zeroes the counters first: each leaves them zeroed for the next, which
+    therefore computes the same tiles (the counters are poisoned between the two)."""
+    config = config_for(run_name, (80, 48, 40))
+    a, b, bias = make_inputs(config, device=DEVICE)
+    first = launch(config, a, b, bias)
+    counters = workspace_for(a.device).held("counters")
+    assert counters.numel() > 1 and counters.count_nonzero().item() == 0
+    second = launch(config, a, b, bias)
+    assert counters.count_nonzero().item() == 0
+    assert _records_key(second.records) == _records_key(first.records)
+    assert torch.equal(second.output, first.output) or config.fixup == "atomic"
+    assert not exact_output_problems(second, a, b, bias)
+
+
 def test_launch_options_for_an_offline_vendor_match_those_of_its_device():
     config = refsim.GemmConfig(256, 256, 256, block_m=128, block_n=128, block_k=64, dtype="bf16")
     assert launch_options(config, torch.device("cpu")) == {"num_warps": 4, "num_stages": 1}
