@@ -1,19 +1,34 @@
 """``strategy="auto"``: a strategy and configuration per (shape, dtype, device), by a fixed rule.
 
 The rule (documented in docs/torch-api.md), with ``units`` the device's SMs/CUs, ``tiles`` the
-output tiles and ``iters`` the K-iterations of one tile:
+output tiles (of every product of a batch) and ``iters`` the K-iterations of one tile:
+
+Blocks, on a GPU (:func:`gpu_blocks`):
+
+* M or N of at most ``SKINNY`` (decode-like): the skinny side's next power of two (at least
+  16) by 64, ``SKINNY_BLOCK_K`` deep -- a 16-row block does not compute 112 dead rows, and
+  narrow tiles make enough of them to spread the weight matrix over the device.
+* otherwise the first of ``GPU_BLOCKS[dtype]`` with the least wave-quantised cost,
+  ``ceil(tiles / units) * BLOCK_M * BLOCK_N / BLOCK_EFFICIENCY``: 128x256x64 where its tiles
+  fill the waves, 128x128x64 where halving the tile saves a wave.
+
+Each block side is at most the next power of two of its dimension. Under the interpreter,
+32x32x32 (capped the same way). Then the strategy (:func:`choose`):
 
 1. ``iters < 4``: ``data_parallel`` -- too little K to be worth splitting.
-2. ``tiles % units == 0`` or ``tiles >= 4 * units``: ``data_parallel`` -- whole waves, or a
-   partial last wave that costs at most a fifth of the run.
+2. ``tiles % units == 0``, a last wave at least ``FULL_LAST_WAVE`` (80%) full, or
+   ``tiles >= 2 * units``: ``data_parallel`` -- whole waves, or a partial last wave that costs
+   little (measured on the H200: Stream-K's fixup cost more than the partial wave from two
+   waves up, and at 130 tiles on 132 SMs).
 3. ``tiles * 2 <= units``: ``split_k`` with ``min(units // tiles, iters // 2)`` slices -- too
    few tiles to fill the device.
-4. otherwise ``streamk`` (two-tile hybrid) with the ``last-arriver`` fixup: the partial last
+4. a decode-like product (M or N at most ``SKINNY``): ``data_parallel`` -- it is bound by
+   reading the weights once, which Stream-K's partials only add to.
+5. otherwise ``streamk`` (two-tile hybrid) with the ``last-arriver`` fixup: the partial last
    wave is shared out by K-iterations, and no program ever waits on another, so any grid runs.
 
-Blocks: 128x128x64 for fp16/bf16 and 128x128x32 for fp32 on a GPU; 32x32x32 under the
-interpreter. A skinny side takes a smaller block: ``block_m`` at most the next power of two
-of M (at least 16), likewise ``block_n`` for N, so that M = 1 does not compute 127 dead rows.
+A batch of products (``kernels.bmm``, batched ``kernels.matmul``) runs data-parallel in one
+launch over every product's tiles, with the blocks above for the whole batch's tile count.
 Explicit overrides win over the rule: blocks and machine options are used as given, and an
 option that only one strategy takes (``fixup=...``, ``split_k=...``, ``counters_per_xcd=...``)
 selects that strategy, as an explicit ``strategy=...`` does.
@@ -41,11 +56,29 @@ import os
 from refsim.config import HOOKS, STRATEGIES, GemmConfig, fitting_block, option_strategies
 from refsim.tiling import cdiv
 
-from .device import device_config
+from .device import device_config, device_profile
 from .dtypes import dtype_name
+from .workspace import cuda_index
 
-GPU_BLOCKS = {"fp16": (128, 128, 64), "bf16": (128, 128, 64), "fp32": (128, 128, 32)}
+# Blocks auto considers on a GPU, by dtype, largest first (gpu_blocks).
+GPU_BLOCKS = {
+    "fp16": ((128, 256, 64), (128, 128, 64)),
+    "bf16": ((128, 256, 64), (128, 128, 64)),
+    "fp32": ((128, 128, 32),),
+}
+# Throughput per FLOP of a block's K-loop relative to 128x256x64, measured on the H200
+# (docs/gpu/hopper-variants-h200.md: 128x128x64 ran at 0.83-0.90 of 128x256x64).
+BLOCK_EFFICIENCY = {(128, 256, 64): 1.0, (128, 128, 64): 0.88, (128, 128, 32): 1.0}
+# M or N up to this is a decode-like product; its blocks are SKINNY_LONG_SIDE along the other
+# dimension and SKINNY_BLOCK_K deep.
+SKINNY = 16
+SKINNY_LONG_SIDE = 64
+SKINNY_BLOCK_K = {"fp16": 64, "bf16": 64, "fp32": 32}
 INTERPRETER_BLOCKS = (32, 32, 32)
+# A partial last wave is left to data-parallel from this many waves up, or when it is at
+# least this full.
+DATA_PARALLEL_WAVES = 2
+FULL_LAST_WAVE = 0.8
 # GemmConfig's fields a caller may set; the sizes and dtype come from the operands, and the
 # strategy is an argument of its own.
 OVERRIDABLE = tuple(
@@ -72,14 +105,35 @@ def _implied_strategy(options):
     return min(candidates, key=STRATEGIES.index)
 
 
+def gpu_blocks(m, n, dtype, units, batch=1):
+    """``(block_m, block_n, block_k)`` of the rule in the module docstring, on a GPU."""
+    if min(m, n) <= SKINNY:
+        long_side = min(SKINNY_LONG_SIDE, fitting_block(max(m, n)))
+        block_k = SKINNY_BLOCK_K[dtype]
+        if m <= n:
+            return fitting_block(m), long_side, block_k
+        return long_side, fitting_block(n), block_k
+    best = None
+    for block in GPU_BLOCKS[dtype]:
+        block_m, block_n = min(block[0], fitting_block(m)), min(block[1], fitting_block(n))
+        waves = cdiv(cdiv(m, block_m) * cdiv(n, block_n) * batch, units)
+        cost = waves * block_m * block_n / BLOCK_EFFICIENCY[block]
+        if best is None or cost < best[0]:
+            best = (cost, (block_m, block_n, block[2]))
+    return best[1]
+
+
 def choose(m, n, k, units, block_m, block_n, block_k):
     """``(strategy, options)`` of the rule in the module docstring."""
     tiles = cdiv(m, block_m) * cdiv(n, block_n)
     iters = cdiv(k, block_k)
-    if iters < 4 or tiles % units == 0 or tiles >= 4 * units:
+    whole_waves = tiles % units == 0 or tiles % units >= FULL_LAST_WAVE * units
+    if iters < 4 or whole_waves or tiles >= DATA_PARALLEL_WAVES * units:
         return "data_parallel", {}
     if tiles * 2 <= units:
         return "split_k", {"split_k": max(2, min(units // tiles, iters // 2))}
+    if min(m, n) <= SKINNY:
+        return "data_parallel", {}
     return "streamk", {"fixup": "last-arriver", "sk_hybrid": "two-tile"}
 
 
@@ -98,20 +152,26 @@ def freeze_overrides(overrides):
 
 
 @functools.lru_cache(maxsize=4096)
-def config_for(m, n, k, dtype, device, strategy="auto", overrides=()):
-    """The GemmConfig for one GEMM: ``strategy`` (or, for ``"auto"``, the installed table's
-    answer, else the rule) and ``overrides``, GemmConfig fields as :func:`freeze_overrides` gives
-    them (hashable: they are part of the cache key).
+def config_for(m, n, k, dtype, device, strategy="auto", overrides=(), batch=1):
+    """The GemmConfig for one GEMM (one product of a batch of ``batch``): ``strategy`` (or, for
+    ``"auto"``, the installed table's answer, else the rule) and ``overrides``, GemmConfig
+    fields as :func:`freeze_overrides` gives them (hashable: they are part of the cache key).
     """
     name = dtype_name(dtype)
     options = dict(overrides)
     if strategy == "auto":
         strategy = _implied_strategy(options)
+    if strategy == "auto" and batch > 1:
+        strategy = "data_parallel"
     if strategy == "auto":
         tuned = _tuned_config(m, n, k, name, device, options)
         if tuned is not None:
             return tuned
-    block_m, block_n, block_k = GPU_BLOCKS[name] if device.type == "cuda" else INTERPRETER_BLOCKS
+    if device.type == "cuda":
+        units = options.get("cus") or device_profile(cuda_index(device))[1]
+        block_m, block_n, block_k = gpu_blocks(m, n, name, units, batch)
+    else:
+        block_m, block_n, block_k = INTERPRETER_BLOCKS
     options.setdefault("block_m", min(block_m, fitting_block(m)))
     options.setdefault("block_n", min(block_n, fitting_block(n)))
     options.setdefault("block_k", block_k)

@@ -193,7 +193,8 @@ def run(
     """
     key = None
     if not trace and isinstance(config, GemmConfig):
-        key = prepared.plan_key(config, a, b, bias, out, deterministic, num_warps, num_stages)
+        options = (deterministic, num_warps, num_stages)
+        key = prepared.plan_key(config, a, b, bias, out, options)
         plan = prepared.lookup(key)
         if plan is not None:
             return KernelRun(plan(a, b, bias, out), config)
@@ -249,6 +250,47 @@ def run(
                 flags_before,
                 overruns,
             )
+
+
+def run_batched(config, a, b, out=None):
+    """``C[i] = A[i] @ B[i]`` for every product of a batch in one data-parallel launch (grid:
+    tiles x batch); returns C.
+
+    ``config`` describes one product and must be data-parallel; ``a`` is ``(batch, M, K)``,
+    ``b`` ``(batch, K, N)`` and ``out`` ``(batch, M, N)`` or None, with any strides (batch
+    stride 0 broadcasts an operand). Not traced: trace one product with :func:`run`.
+    """
+    key = prepared.plan_key(config, a, b, None, out, ("batched",))
+    plan = prepared.lookup(key)
+    if plan is not None:
+        return plan(a, b, None, out)
+    if config.strategy != "data_parallel":
+        raise ValueError(
+            f"strategy={config.strategy!r}: a batch runs in one data-parallel launch; run "
+            "other strategies one product at a time"
+        )
+    for name, t in (("a", a), ("b", b), ("out", out)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if a.dim() != 3 or b.dim() != 3 or (out is not None and out.dim() != 3):
+        raise ValueError("a, b and out must be 3-D (batch, rows, columns)")
+    batch = a.shape[0]
+    if b.shape[0] != batch or (out is not None and out.shape[0] != batch) or batch == 0:
+        raise ValueError(f"a, b and out must hold the same number (> 0) of products, got {batch}")
+    _check(config, a[0], b[0], None, None if out is None else out[0])
+    _check_launchable(config, a.device, True, a.dtype if out is None else out.dtype)
+    shape = (batch, config.m, config.n)
+    c = out if out is not None else torch.empty(shape, dtype=a.dtype, device=a.device)
+    workspace = workspace_for(a.device)
+    tensors = (a, b, None, c) if key is None else prepared.stand_ins(a, b, None, c)
+    with workspace.lock:
+        launch_set = build_launches(
+            config, *tensors, backend=backend_for(a.device.type), workspace=workspace
+        )
+        compiled = _enqueue(launch_set)
+        if key is not None and prepared.preparable(launch_set, tensors):
+            prepared.remember(key, launch_set, compiled, tensors, workspace, c.shape, c.dtype)
+    return c
 
 
 def _enqueue(launch_set):

@@ -127,7 +127,7 @@ def static_max_steps(config):
 
 def whole_tile_launch(kernel, config, a, b, bias, c, workspace, backend, trace, options):
     """The one launch of a kernel that takes only the shared arguments and computes whole
-    tiles on a static schedule (data-parallel, persistent)."""
+    tiles on a static schedule (persistent)."""
     gemm = gemm_arguments(
         config, a, b, bias, c, workspace, backend, trace, static_max_steps(config)
     )

@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .auto import config_for, freeze_overrides
 from .dtypes import DTYPE_NAMES, SUPPORTED
-from .launch import run
+from .launch import run, run_batched
 
 
 def _options(overrides):
@@ -102,10 +102,21 @@ def _mm_out_fake(a, b, bias, out, strategy, deterministic, options):
 
 
 def _batched(a, b, out, strategy, deterministic, overrides):
+    """Every product of a batch: one data-parallel launch for the batch (auto's choice), or one
+    launch per product for an explicitly chosen strategy that is not data-parallel."""
+    batch, m, k = a.shape
+    n = b.shape[2]
+    if 0 in (batch, m, n, k):
+        if out is None:
+            out = torch.empty((batch, m, n), dtype=a.dtype, device=a.device)
+        return out.zero_()
+    config = config_for(m, n, k, a.dtype, a.device, strategy, overrides, batch)
+    if config.strategy == "data_parallel":
+        return run_batched(config, a, b, out)
     if out is None:
-        out = torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype, device=a.device)
-    for i in range(a.shape[0]):
-        _product(a[i], b[i], None, out[i], strategy, deterministic, overrides)
+        out = torch.empty((batch, m, n), dtype=a.dtype, device=a.device)
+    for i in range(batch):
+        run(config, a[i], b[i], out=out[i], deterministic=deterministic)
     return out
 
 

@@ -55,9 +55,10 @@ def _stream(a):
     return torch._C._cuda_getCurrentRawStream(a.get_device()) if a.is_cuda else 0
 
 
-def plan_key(config, a, b, bias, out, deterministic, num_warps, num_stages):
-    """The key of a call, or None when it cannot be prepared (not a torch tensor, or CPU
-    tensors without the interpreter: the ordinary path says what is wrong)."""
+def plan_key(config, a, b, bias, out, options):
+    """The key of a call with ``options`` (a tuple of whatever else its launches depend on), or
+    None when it cannot be prepared (not a torch tensor, or CPU tensors without the
+    interpreter: the ordinary path says what is wrong)."""
     tensors = (a, b) + tuple(t for t in (bias, out) if t is not None)
     if not all(isinstance(t, torch.Tensor) for t in tensors):
         return None
@@ -65,9 +66,7 @@ def plan_key(config, a, b, bias, out, deterministic, num_warps, num_stages):
         return None
     return (
         config,
-        deterministic,
-        num_warps,
-        num_stages,
+        options,
         _stream(a),
         _tensor_key(a),
         _tensor_key(b),

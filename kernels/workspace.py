@@ -44,6 +44,11 @@ class Workspace:
         if current is not None:
             current.fill_(value)
 
+    @property
+    def epoch(self):
+        """The epoch of the latest launch (0 before the first)."""
+        return self._epoch
+
     def next_epoch(self, flags):
         """The epoch of a new launch; restarts (clearing ``flags``) before int32 overflows."""
         self._epoch += 1

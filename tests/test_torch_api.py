@@ -478,9 +478,34 @@ RULE = [  # (m, n, k, units, blocks, expected strategy)
     (32, 32, 512, 4, (32, 32, 32), "split_k"),  # 1 tile on 4 units
     (96, 64, 512, 4, (32, 32, 32), "streamk"),  # 6 tiles: 1.5 waves
     (4096, 4096, 4096, 132, (128, 128, 64), "data_parallel"),  # 1024 tiles
-    (1920, 2176, 4096, 132, (128, 128, 64), "streamk"),  # 255 tiles
+    (1920, 2176, 4096, 132, (128, 128, 64), "data_parallel"),  # 255 tiles: last wave 93% full
+    (1792, 2048, 4096, 132, (128, 128, 64), "streamk"),  # 224 tiles: last wave 70% full
+    (1280, 2560, 4096, 132, (128, 256, 64), "streamk"),  # 100 tiles: 76% of a wave
+    (1024, 2048, 4096, 132, (128, 256, 64), "split_k"),  # 64 tiles: under half a wave
+    (2560, 2048, 4096, 132, (128, 256, 64), "streamk"),  # 160 tiles: a wave + 28
     (256, 256, 8192, 132, (128, 128, 64), "split_k"),  # 4 tiles
+    (16, 14336, 4096, 132, (16, 64, 64), "data_parallel"),  # decode-like, 224 tiles
+    (4, 4096, 4096, 132, (16, 64, 64), "split_k"),  # decode-like, 64 tiles
 ]
+
+
+BLOCKS = [  # (m, n, dtype, batch, expected blocks on 132 SMs)
+    (8192, 8192, "bf16", 1, (128, 256, 64)),  # 2048 tiles: 15.5 waves of either
+    (1664, 2560, "bf16", 1, (128, 256, 64)),  # 130 tiles: one wave
+    (1792, 2432, "bf16", 1, (128, 128, 64)),  # 266 tiles at 128x128, 140 at 128x256 (2 waves)
+    (1024, 1024, "fp16", 4, (128, 256, 64)),  # the batch's 128 tiles: one wave
+    (1024, 1024, "fp32", 1, (128, 128, 32)),
+    (3, 4096, "bf16", 1, (16, 64, 64)),  # decode-like: the skinny side fitted
+    (4096, 8, "fp32", 1, (64, 16, 32)),
+    (40, 40, "bf16", 1, (64, 64, 64)),  # both sides fitted
+]
+
+
+@pytest.mark.parametrize("m, n, dtype, batch, expected", BLOCKS)
+def test_the_auto_blocks(m, n, dtype, batch, expected):
+    from kernels.auto import gpu_blocks
+
+    assert gpu_blocks(m, n, dtype, 132, batch) == expected
 
 
 @pytest.mark.parametrize("m, n, k, units, blocks, expected", RULE)
@@ -757,3 +782,66 @@ def test_importing_kernels_allocates_and_registers_nothing():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300
     )
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def _count_launch_sets(monkeypatch):
+    """The launch sets enqueued the ordinary way (a prepared repeat enqueues none)."""
+    import kernels.launch
+
+    enqueued = []
+    real = kernels.launch._enqueue
+
+    def spy(launch_set):
+        enqueued.append(launch_set)
+        return real(launch_set)
+
+    monkeypatch.setattr(kernels.launch, "_enqueue", spy)
+    return enqueued
+
+
+def test_a_batch_runs_in_one_data_parallel_launch(monkeypatch):
+    from kernels import prepared
+
+    prepared.forget()
+    enqueued = _count_launch_sets(monkeypatch)
+    a, b = integers(3, 40, 24, seed=20), integers(3, 24, 48, seed=21)
+    assert_same(kernels.bmm(a, b), torch.bmm(a, b))
+    (launch,) = enqueued[0].launches
+    assert len(enqueued) == 1 and launch.grid[1] == 3
+    c, d = integers(3, 40, 24, seed=22), integers(3, 24, 48, seed=23)
+    assert_same(kernels.bmm(c, d), torch.bmm(c, d))  # prepared: the new batch's own tensors
+    assert len(enqueued) == 1
+
+
+def test_a_broadcast_batch_operand_is_read_with_batch_stride_zero(monkeypatch):
+    enqueued = _count_launch_sets(monkeypatch)
+    a, b = integers(4, 40, 24, seed=24), integers(1, 24, 48, seed=25)
+    assert_same(kernels.matmul(a, b.expand(4, 24, 48)), torch.matmul(a, b))
+    assert enqueued[0].launches[0].args[1].stride(0) == 0
+
+
+def test_an_explicit_strategy_runs_each_product_of_a_batch(monkeypatch):
+    enqueued = _count_launch_sets(monkeypatch)
+    a, b = integers(2, 40, 96, seed=26), integers(2, 96, 48, seed=27)
+    out = torch.empty(2, 40, 48, device=DEVICE)
+    assert kernels.bmm(a, b, out=out, strategy="split_k", split_k=3) is out
+    assert_same(out, torch.bmm(a, b))
+    # one product's split and reduction launches; the second product repeats them, prepared
+    assert [len(s.launches[0].grid) for s in enqueued] == [1]
+    assert len(enqueued[0].launches) == 2
+
+
+def test_run_batched_refuses_what_it_cannot_run():
+    from kernels.auto import config_for
+    from kernels.launch import run_batched
+
+    a, b = integers(2, 40, 24), integers(2, 24, 48)
+    config = config_for(40, 48, 24, a.dtype, a.device)
+    with pytest.raises(ValueError, match="one data-parallel launch"):
+        run_batched(config.replace(strategy="persistent"), a, b)
+    with pytest.raises(ValueError, match="same number"):
+        run_batched(config, a, integers(3, 24, 48))
+    with pytest.raises(ValueError, match="3-D"):
+        run_batched(config, a[0], b[0])
+    with pytest.raises(ValueError, match="does not match"):
+        run_batched(config, integers(2, 40, 32), integers(2, 32, 48))
