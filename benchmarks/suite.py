@@ -84,8 +84,9 @@ class Measurement:
     problem: str | None = None
 
 
-def _wave_shapes(units, tile_grids):
-    """Shapes whose 128x128 tile grid is ``rows x cols``, named by their tile count in waves."""
+def wave_shapes(units, tile_grids, block=(WAVE_TILE, WAVE_TILE), k=WAVE_K):
+    """Shapes whose tile grid of ``block`` (BLOCK_M, BLOCK_N) is ``rows x cols``, named by
+    their tile count in waves of ``units``."""
     shapes = []
     for rows, cols in tile_grids:
         tiles = rows * cols
@@ -93,43 +94,38 @@ def _wave_shapes(units, tile_grids):
         if extra > units // 2:
             waves, extra = waves + 1, extra - units
         where = f"{waves} wave{'s' * (waves > 1)}" + (f" {extra:+d}" if extra else "")
-        shapes.append(
-            Shape(
-                f"waves-{units}",
-                f"{tiles} tiles ({where})",
-                rows * WAVE_TILE,
-                cols * WAVE_TILE,
-                WAVE_K,
-            )
-        )
+        label = f"{tiles} tiles ({where})"
+        shapes.append(Shape(f"waves-{units}", label, rows * block[0], cols * block[1], k))
     return shapes
 
 
-def _llm_shapes():
-    """Llama 3 8B/70B projections at a few token counts; projections of equal (N, K) once."""
+def llm_shapes(tokens=LLM_TOKENS):
+    """Llama 3 8B/70B projections at ``tokens`` token counts; projections of equal (N, K)
+    once."""
     shapes = []
     for model, projections in SHAPE_SETS.items():
         names_by_size = {}
         for name, size in projections.items():
             names_by_size.setdefault(size, []).append(name)
-        for tokens in LLM_TOKENS:
+        for count in tokens:
             for (n, k), names in names_by_size.items():
-                label = f"{model} {'/'.join(names)}, {tokens} tokens"
-                shapes.append(Shape("llm", label, tokens, n, k))
+                label = f"{model} {'/'.join(names)}, {count} tokens"
+                shapes.append(Shape("llm", label, count, n, k))
     return shapes
 
 
-def _shapes(category, sizes):
+def shapes_of(category, sizes):
+    """Shapes of one category, each named by its size."""
     return [Shape(category, "x".join(map(str, size)), *size) for size in sizes]
 
 
 def all_shapes():
     """Every shape of the suite, by category in a fixed order."""
     return (
-        _shapes("squares", [(s, s, s) for s in (1024, 2048, 3072, 4096, 6144, 8192)])
-        + _wave_shapes(132, [(10, 13), (11, 12), (7, 19), (13, 20), (12, 22), (14, 19), (22, 24)])
-        + _wave_shapes(304, [(15, 20), (16, 19), (17, 18), (20, 30), (19, 32), (21, 29)])
-        + _shapes(
+        shapes_of("squares", [(s, s, s) for s in (1024, 2048, 3072, 4096, 6144, 8192)])
+        + wave_shapes(132, [(10, 13), (11, 12), (7, 19), (13, 20), (12, 22), (14, 19), (22, 24)])
+        + wave_shapes(304, [(15, 20), (16, 19), (17, 18), (20, 30), (19, 32), (21, 29)])
+        + shapes_of(
             "skinny-m",
             [
                 (1, 4096, 4096),
@@ -139,7 +135,7 @@ def all_shapes():
                 (16, 4096, 14336),
             ],
         )
-        + _shapes(
+        + shapes_of(
             "skinny-n",
             [
                 (4096, 1, 4096),
@@ -149,15 +145,15 @@ def all_shapes():
                 (4096, 16, 14336),
             ],
         )
-        + _shapes(
+        + shapes_of(
             "large-k",
             [(512, 512, 16384), (1024, 1024, 32768), (256, 256, 65536), (128, 4096, 16384)],
         )
-        + _shapes(
+        + shapes_of(
             "small",
             [(128, 128, 128), (256, 256, 256), (512, 512, 512), (64, 512, 512), (512, 256, 128)],
         )
-        + _llm_shapes()
+        + llm_shapes()
     )
 
 
@@ -317,24 +313,37 @@ def summary_lines(measurements):
         ]
     else:
         lines.append("- auto (`kernels.matmul`): no timed result against a timed torch.matmul.")
-    lines += [
+    table = [
         "",
-        "| category | shape | M x N x K | dtype | best of ours | its ratio | auto's ratio |",
-        "|---|---|---|---|---|---:|---:|",
+        "| category | shape | M x N x K | dtype | best of ours | its ratio | auto's ratio | "
+        "auto's regret |",
+        "|---|---|---|---|---|---:|---:|---:|",
     ]
     groups = {}
     for m in measurements:
         groups.setdefault((m.shape, m.dtype), []).append(m)
+    regrets = []
     for (shape, dtype), group in groups.items():
         ours = [m for m in group if m.candidate != VENDOR and id(m) in ratio_of]
         best = max(ours, key=lambda m: ratio_of[id(m)], default=None)
         auto_ratio = next((ratio_of[id(m)] for m in ours if m.candidate == AUTO), None)
-        lines.append(
+        regret = ratio_of[id(best)] / auto_ratio if best and auto_ratio else None
+        if regret is not None:
+            regrets.append(regret)
+        table.append(
             f"| {shape.category} | {shape.label} | {shape.m}x{shape.n}x{shape.k} | {dtype} | "
             f"{best.candidate if best else 'none timed'} | "
-            f"{_cell(best and ratio_of[id(best)], 3)} | {_cell(auto_ratio, 3)} |"
+            f"{_cell(best and ratio_of[id(best)], 3)} | {_cell(auto_ratio, 3)} | "
+            f"{_cell(regret, 3)} |"
         )
-    return lines
+    if regrets:
+        geomean = math.exp(sum(math.log(r) for r in regrets) / len(regrets))
+        lines.append(
+            f"- auto's regret (the best of our candidates' time over auto's): geomean "
+            f"{geomean:.3f}, worst {max(regrets):.3f}, auto the best on "
+            f"{sum(r <= 1.0 for r in regrets)} of {len(regrets)}."
+        )
+    return lines + table
 
 
 def markdown_lines(measurements, env, host, options):
@@ -414,22 +423,30 @@ def gpu_slug(name):
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
 
 
-def write_report(measurements, env, host, options, out_dir):
-    """Write ``suite-<gpu>.md`` and ``.csv`` under ``out_dir``; returns both paths."""
+def write_tables(name, lines, rows, fields, env, out_dir):
+    """Write ``<name>-<gpu>.md`` (the Markdown ``lines``) and ``<name>-<gpu>.csv`` (``rows``,
+    dicts of ``fields``, after a comment line naming the environment) under ``out_dir``;
+    returns both paths."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"suite-{gpu_slug(env['gpu'])}"
+    stem = out_dir / f"{name}-{gpu_slug(env['gpu'])}"
     markdown, table = stem.with_suffix(".md"), stem.with_suffix(".csv")
-    markdown.write_text("\n".join(markdown_lines(measurements, env, host, options)) + "\n")
+    markdown.write_text("\n".join(lines) + "\n")
     with open(table, "w", newline="") as file:
         file.write(
             f"# GPU {env['gpu']}, driver {env['driver']}, torch {env['torch']}, "
             f"Triton {env['triton']}, {env['date']}\n"
         )
-        writer = csv.DictWriter(file, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(file, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(csv_rows(measurements))
+        writer.writerows(rows)
     return markdown, table
+
+
+def write_report(measurements, env, host, options, out_dir):
+    """Write ``suite-<gpu>.md`` and ``.csv`` under ``out_dir``; returns both paths."""
+    lines = markdown_lines(measurements, env, host, options)
+    return write_tables("suite", lines, csv_rows(measurements), CSV_FIELDS, env, out_dir)
 
 
 def list_lines(shapes):

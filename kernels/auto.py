@@ -52,7 +52,12 @@ import dataclasses
 import functools
 import json
 import os
+import time
 
+from refsim.api import simulate
+from refsim.calibration import Calibration
+from refsim.calibration import for_profile as shipped_calibration
+from refsim.calibration import load as load_calibration
 from refsim.config import HOOKS, STRATEGIES, GemmConfig, fitting_block, option_strategies
 from refsim.tiling import cdiv
 
@@ -167,6 +172,10 @@ def config_for(m, n, k, dtype, device, strategy="auto", overrides=(), batch=1):
         tuned = _tuned_config(m, n, k, name, device, options)
         if tuned is not None:
             return tuned
+    if strategy == "auto" and device.type == "cuda" and not options:
+        modelled = _modelled_config(m, n, k, name, device)
+        if modelled is not None:
+            return modelled
     if device.type == "cuda":
         units = options.get("cus") or device_profile(cuda_index(device))[1]
         block_m, block_n, block_k = gpu_blocks(m, n, name, units, batch)
@@ -181,6 +190,100 @@ def config_for(m, n, k, dtype, device, strategy="auto", overrides=(), batch=1):
         for field, value in chosen.items():
             options.setdefault(field, value)
     return device_config(m, n, k, name, device, **dict(options, strategy=strategy))
+
+
+# The model's choice (model_choice): its time budget for a new shape, and the calibrations
+# installed with use_calibration by profile name (the shipped ones otherwise).
+MODEL_BUDGET_S = 0.05
+SK_HYBRIDS = ("two-tile", "remainder")
+SPLITS = (2, 4, 8)
+_calibrations: dict = {}
+
+
+def use_calibration(calibration):
+    """Install a calibration (a ``refsim.calibration.Calibration`` or the path of one) for its
+    profile, so that auto on that device lets the model choose; None removes every installed
+    one (the shipped calibrations remain). Clears the configuration cache."""
+    if calibration is None:
+        _calibrations.clear()
+    else:
+        if not isinstance(calibration, Calibration):
+            calibration = load_calibration(calibration)
+        _calibrations[calibration.profile] = calibration
+    config_for.cache_clear()
+
+
+def calibration_of(profile_name):
+    """The calibration auto uses for a profile: the installed one, else the shipped one."""
+    return _calibrations.get(profile_name) or shipped_calibration(profile_name)
+
+
+def model_candidates(m, n, k, dtype, units, batch=1):
+    """Option dicts the model compares, the rule's own choice first: every block of
+    ``GPU_BLOCKS`` (or the decode-like block) as data-parallel, Stream-K last-arriver with each
+    split of ``SK_HYBRIDS``, and split-K with each of ``SPLITS`` slices where the tiles are
+    few; a batch only data-parallel."""
+    rule_blocks = gpu_blocks(m, n, dtype, units, batch)
+    strategy, options = choose(m, n, k, units, *rule_blocks)
+    if batch > 1:
+        strategy, options = "data_parallel", {}
+    blocks = [rule_blocks] if min(m, n) <= SKINNY else list(GPU_BLOCKS[dtype])
+    found = [dict(_block_options(rule_blocks, m, n), strategy=strategy, **options)]
+    for block in blocks:
+        fitted = _block_options(block, m, n)
+        found.append(dict(fitted, strategy="data_parallel"))
+        if batch > 1:
+            continue
+        tiles = cdiv(m, fitted["block_m"]) * cdiv(n, fitted["block_n"])
+        iters = cdiv(k, fitted["block_k"])
+        if iters >= 2 and tiles % units:
+            for hybrid in SK_HYBRIDS:
+                found.append(
+                    dict(fitted, strategy="streamk", fixup="last-arriver", sk_hybrid=hybrid)
+                )
+        for split in SPLITS:
+            if split <= iters and tiles * split <= 2 * units:
+                found.append(dict(fitted, strategy="split_k", split_k=split))
+    unique = []
+    for candidate in found:
+        if candidate not in unique:
+            unique.append(candidate)
+    return unique
+
+
+def _block_options(block, m, n):
+    return {
+        "block_m": min(block[0], fitting_block(m)),
+        "block_n": min(block[1], fitting_block(n)),
+        "block_k": block[2],
+    }
+
+
+def model_choice(m, n, k, dtype, profile, units, calibration, batch=1, budget_s=MODEL_BUDGET_S):
+    """The candidate of :func:`model_candidates` with the least predicted makespan under
+    ``calibration`` (for refsim profile ``profile`` with ``units`` SMs), among those whose block
+    the calibration measured: its GemmConfig options (blocks, strategy and the strategy's
+    own), or None when it measured none of them. Candidates are simulated in order until
+    ``budget_s`` has passed (the rule's choice is first, so it is always among those
+    compared)."""
+    deadline = time.perf_counter() + budget_s
+    best = None
+    for options in model_candidates(m, n, k, dtype, units, batch):
+        if best is not None and time.perf_counter() > deadline:
+            break
+        if (
+            calibration.timing(dtype, options["block_m"], options["block_n"], options["block_k"])
+            is None
+        ):
+            continue
+        try:
+            config = GemmConfig(m, n, k, dtype=dtype, device=profile, cus=units, xcds=1, **options)
+        except ValueError:
+            continue
+        makespan = simulate(config, calibration=calibration).makespan_us * batch
+        if best is None or makespan < best[0]:
+            best = (makespan, options)
+    return None if best is None else best[1]
 
 
 # Installed lookup tables by device profile name; None until use_table or REFSIM_TABLE fills it.
@@ -261,6 +364,17 @@ def table_entry(m, n, k, dtype, device_name, units):
         ):
             return bucket
     return None
+
+
+def _modelled_config(m, n, k, dtype, device):
+    """The model's choice on CUDA ``device`` when its profile has a calibration, else None; the
+    profile's own SM count, so the config is the one the device runs."""
+    profile, units = device_profile(cuda_index(device))
+    calibration = calibration_of(profile.name)
+    if calibration is None or profile.vendor != "nvidia":
+        return None
+    chosen = model_choice(m, n, k, dtype, profile, units, calibration)
+    return None if chosen is None else device_config(m, n, k, dtype, device, **chosen)
 
 
 def _tuned_config(m, n, k, dtype, device, overrides):

@@ -25,6 +25,7 @@ __all__ = [
     "FIXUPS",
     "PROFILES",
     "STRATEGIES",
+    "Calibration",
     "Deadlock",
     "Fixup",
     "GemmConfig",
@@ -39,6 +40,7 @@ __all__ = [
 
 _LAZY = {
     "simulate": "api",
+    "Calibration": "calibration",
     "SimResult": "result",
     "Deadlock": "result",
     "Fixup": "result",

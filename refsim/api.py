@@ -6,12 +6,13 @@ import os
 from typing import Any
 
 from . import numerics
+from .calibration import Calibration, for_profile, load
 from .config import OPTION_NAMES, GemmConfig, check_names
 from .plan import build_plan
 from .result import SimResult
 from .simulator import Simulation
 
-RUN_OPTIONS = ("a", "b", "bias", "jitter", "seed")
+RUN_OPTIONS = ("a", "b", "bias", "jitter", "seed", "calibration")
 
 # Bounds on one run, each with the environment variable that raises it. Work items: records,
 # plan items and simulator state grow with them (up to about 1 KB each). Elements: the
@@ -33,6 +34,7 @@ def simulate(
     bias: Any = None,
     jitter: float = 0.0,
     seed: int = 0,
+    calibration: Any = None,
     **options: Any,
 ) -> SimResult:
     """Simulate one GEMM launch: ``simulate(M, N, K, cus, **options)`` or ``simulate(config)``.
@@ -42,7 +44,10 @@ def simulate(
     arguments below may be added. ``a`` (M x K) and ``b`` (K x N), with optional ``bias`` (N),
     make the result carry the exact partial buffers and output. ``jitter`` in [0, 1) slows
     each CU by a factor drawn from ``1 + jitter * U[0, 1)`` with ``random.Random(seed)``: the
-    same seed, the same run. Runs beyond :data:`LIMITS` raise ValueError before any work.
+    same seed, the same run. ``calibration``: None for the one refsim ships for the config's
+    profile (if any), False for the datasheet numbers, or a
+    :class:`~refsim.calibration.Calibration` or the path of one. Runs beyond :data:`LIMITS`
+    raise ValueError before any work.
     """
     check_names(options, OPTION_NAMES + RUN_OPTIONS)
     if isinstance(m, GemmConfig):
@@ -70,11 +75,19 @@ def simulate(
         raise ValueError("pass both a and b for numerics, or neither")
     if bias is not None and a is None:
         raise ValueError("bias needs a and b")
+    calibration = calibration_for(config, calibration)
     check_size(config, with_arrays=a is not None)
     if a is not None:
         numerics.check_inputs(config, a, b, bias)
     plan = build_plan(config)
-    sim = Simulation(config, plan, with_bias=bias is not None, jitter=float(jitter), seed=int(seed))
+    sim = Simulation(
+        config,
+        plan,
+        with_bias=bias is not None,
+        jitter=float(jitter),
+        seed=int(seed),
+        calibration=calibration,
+    )
     records, fixups, deadlock, makespan, coverage_errors = sim.run()
     output = partials = None
     if a is not None:
@@ -90,7 +103,30 @@ def simulate(
         coverage_errors=coverage_errors,
         output=output,
         partials=partials,
+        calibration=calibration,
     )
+
+
+def calibration_for(config: GemmConfig, calibration: Any) -> Calibration | None:
+    """The calibration a run of ``config`` uses (see :func:`simulate`); ValueError for one of
+    another profile or something that is not a calibration."""
+    if calibration is None:
+        return for_profile(config.device) if isinstance(config.device, str) else None
+    if calibration is False:
+        return None
+    if isinstance(calibration, (str, os.PathLike)):
+        calibration = load(calibration)
+    if not isinstance(calibration, Calibration):
+        raise ValueError(
+            f"calibration={calibration!r}: pass a Calibration, the path of one, None (the "
+            "profile's own) or False (datasheet numbers)"
+        )
+    if calibration.profile != config.profile.name:
+        raise ValueError(
+            f"calibration of profile {calibration.profile!r} (measured on {calibration.gpu}) "
+            f"given for device {config.profile.name!r}"
+        )
+    return calibration
 
 
 def limit(variable: str) -> int:

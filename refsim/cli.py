@@ -1,4 +1,6 @@
-"""The ``refsim`` command line: ``refsim simulate M N K ...``, ``refsim devices``, and the sweep
+"""The ``refsim`` command line: ``refsim simulate M N K ...``, ``refsim devices``, ``refsim
+calibrate`` (measure the local GPU, :mod:`refsim.calibration`), ``refsim compare M N K ...``
+(the local GPU's measured timeline beside the prediction, :mod:`refsim.compare`), and the sweep
 commands ``refsim sweep SPEC.yaml --out RESULTS.parquet`` (:mod:`refsim.sweep`), ``refsim best``,
 ``refsim table`` and ``refsim heatmap`` (answers from the results, :mod:`refsim.sweep.answers`).
 
@@ -9,6 +11,7 @@ three block fields, with each field's help text and default.
 
 import argparse
 import dataclasses
+import importlib
 import importlib.util
 import json
 import os
@@ -18,7 +21,8 @@ import sys
 import typing
 from typing import Any
 
-from . import __version__, simulate, trace
+from . import __version__, compare, simulate, trace
+from .calibration import for_profile, save
 from .config import DEFAULT_BLOCKS, FIELD_NAMES, GemmConfig
 from .hardware import DEFAULT_DEVICE, PROFILES
 
@@ -115,10 +119,61 @@ def _parser() -> argparse.ArgumentParser:
         help=f"write a Gantt chart ({', '.join(trace.GANTT_FORMATS)}; needs matplotlib)",
     )
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
+    clock = sim.add_mutually_exclusive_group()
+    clock.add_argument(
+        "--calibration",
+        metavar="FILE.json",
+        help="time with this calibration (default: the one refsim ships for the device, if any)",
+    )
+    clock.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="time with the device's datasheet numbers",
+    )
+    calibrate = commands.add_parser(
+        "calibrate", help="measure the local GPU and fit the cost model's parameters"
+    )
+    calibrate.add_argument("--device", default="cuda", help="the torch device (default cuda)")
+    calibrate.add_argument(
+        "--out", metavar="FILE.json", help="where to write it (default calibration-PROFILE.json)"
+    )
+    calibrate.add_argument(
+        "--repeats", type=_positive, default=3, metavar="N", help="traced runs per problem"
+    )
+    _add_compare_command(commands)
     devices = commands.add_parser("devices", help="list the hardware profiles")
     devices.add_argument("--json", action="store_true", help="print every field as JSON")
     _add_sweep_commands(commands)
     return parser
+
+
+def _add_compare_command(commands: Any) -> None:
+    """``compare``: ``simulate``'s sizes and config options, the torch device and the outputs."""
+    command = commands.add_parser(
+        "compare", help="run a config's kernel on a local torch device beside refsim's prediction"
+    )
+    for dim in SIZES.values():
+        command.add_argument(dim, type=int)
+    _add_config_options(command)
+    command.add_argument(
+        "--on",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="the torch device that runs the kernel (default cuda; cpu runs Triton's "
+        "interpreter, whose clock counts steps, and needs TRITON_INTERPRET=1)",
+    )
+    command.add_argument(
+        "--trace",
+        required=True,
+        metavar="OUT.json",
+        help="write both timelines to one Chrome/Perfetto trace",
+    )
+    command.add_argument(
+        "--gantt",
+        metavar="STEM",
+        help="write STEM-measured.png and STEM-predicted.png on one time axis (needs matplotlib)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -171,15 +226,42 @@ def _add_sweep_commands(commands: Any) -> None:
     heatmap.add_argument("--device", help="the device to plot, when the results hold several")
 
 
+def _calibration_dict(profile: str) -> dict | None:
+    calibration = for_profile(profile)
+    return None if calibration is None else calibration.to_dict()
+
+
+def _clock(profile: str) -> str:
+    """Where a profile's times come from: its shipped calibration, or the datasheet."""
+    calibration = for_profile(profile)
+    return "datasheet" if calibration is None else calibration.describe()
+
+
 def _devices(as_json: bool) -> None:
     if as_json:
         profiles = [
-            dict(dataclasses.asdict(p), default=p.name == DEFAULT_DEVICE) for p in PROFILES.values()
+            dict(
+                dataclasses.asdict(p),
+                default=p.name == DEFAULT_DEVICE,
+                calibration=_calibration_dict(p.name),
+            )
+            for p in PROFILES.values()
         ]
         print(json.dumps(profiles, indent=2))
         return
     rows = [
-        ("name", "vendor", "CUs", "XCDs", "MHz", "bf16 TF/s", "fp32 TF/s", "HBM GB/s", "L2/XCD MiB")
+        (
+            "name",
+            "vendor",
+            "CUs",
+            "XCDs",
+            "MHz",
+            "bf16 TF/s",
+            "fp32 TF/s",
+            "HBM GB/s",
+            "L2/XCD MiB",
+            "clock",
+        )
     ]
     for p in PROFILES.values():
         rows.append(
@@ -193,6 +275,7 @@ def _devices(as_json: bool) -> None:
                 f"{p.peak_tflops['fp32']:.1f}",
                 f"{p.hbm_gbps:.0f}",
                 f"{p.l2_mib_per_xcd:g}",
+                _clock(p.name),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -204,7 +287,15 @@ def _simulate(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name) for name in FIELD_NAMES if hasattr(args, name)}
     if hasattr(args, "block"):
         options.update(zip(DEFAULT_BLOCKS, args.block))
-    res = simulate(args.M, args.N, args.K, jitter=args.jitter, seed=args.seed, **options)
+    res = simulate(
+        args.M,
+        args.N,
+        args.K,
+        jitter=args.jitter,
+        seed=args.seed,
+        calibration=getattr(args, "calibration", None),
+        **options,
+    )
     _print_summary(json.dumps(res.summary_dict(), indent=2) if args.json else res.summary())
     if args.trace:
         res.to_chrome_trace(args.trace)
@@ -213,6 +304,106 @@ def _simulate(args: argparse.Namespace) -> int:
         res.plot_gantt(args.gantt)
         print(f"Gantt chart written to {args.gantt}", file=sys.stderr)
     return 1 if res.deadlock is not None or res.coverage_errors else 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """Measure the local GPU (``kernels.calibrate``) and write the calibration."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("triton") is None:
+        raise UsageError("calibrate runs the kernels: install torch and triton")
+    # imported by name: refsim itself stays free of torch (and of its type checking)
+    torch = importlib.import_module("torch")
+    if not torch.cuda.is_available() or not str(args.device).startswith("cuda"):
+        raise UsageError(
+            f"calibrate --device {args.device}: needs a CUDA GPU "
+            f"(torch.cuda.is_available() is {torch.cuda.is_available()})"
+        )
+    measure = importlib.import_module("kernels.calibrate").measure
+    found = measure(args.device, repeats=args.repeats, progress=print)
+    path = args.out or f"calibration-{found.profile}.json"
+    save(found, path)
+    print(f"calibration of {found.profile} ({found.gpu}) written to {path}", file=sys.stderr)
+    return 0
+
+
+INPUT_SEED = 0  # of compare's random inputs: the same inputs on every run
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Run the config's kernel on ``args.on`` (a warm-up run, then the traced one), simulate
+    it, print the comparison and write the trace and charts (:mod:`refsim.compare`). The
+    config comes from the options as ``simulate`` builds it."""
+    _check_output("--trace", args.trace, ("json",))
+    gantt_paths = compare.gantt_pair_paths(args.gantt) if args.gantt else ()
+    for path in gantt_paths:
+        _check_output("--gantt", path, ("png",))
+    if gantt_paths and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(f"--gantt needs matplotlib: {trace.MATPLOTLIB_INSTALL}")
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("triton") is None:
+        raise UsageError("compare runs the kernels: install torch and triton")
+    options = {name: getattr(args, name) for name in FIELD_NAMES if hasattr(args, name)}
+    if hasattr(args, "block"):
+        options.update(zip(DEFAULT_BLOCKS, args.block))
+    # imported by name: refsim itself stays free of torch (and of its type checking)
+    torch = importlib.import_module("torch")
+    if args.on == "cpu" and not importlib.import_module("kernels.backend").interpreting():
+        raise UsageError("compare --on cpu runs Triton's interpreter: set TRITON_INTERPRET=1")
+    if args.on == "cuda" and not torch.cuda.is_available():
+        raise UsageError("compare --on cuda: needs a CUDA GPU (torch.cuda.is_available() is False)")
+    if args.on == "cuda" and "device" not in options:
+        # the local GPU's profile and SM count, unless the options name another profile
+        device_profile = importlib.import_module("kernels.device").device_profile
+        profile, units = device_profile(torch.cuda.current_device())
+        options.update(device=profile, cus=options.get("cus", units))
+        if profile.vendor == "nvidia":
+            options.setdefault("xcds", 1)
+    config = GemmConfig(args.M, args.N, args.K, **options)
+    prediction = simulate(config)  # first: it refuses runs beyond refsim's limits at once
+    device = torch.device(args.on)
+    measured = _measured_records(torch, config, device)
+    predicted = prediction.records
+    c = config
+    problem = f"{c.strategy}{f' ({c.fixup})' if c.fixup else ''} {c.m}x{c.n}x{c.k} {c.dtype}"
+    measured_on = (
+        torch.cuda.get_device_name(device)
+        if args.on == "cuda"
+        else "the CPU (Triton's interpreter: its times count steps, not us)"
+    )
+    lines = [f"{problem}: predicted on {c.profile.name} ({c.cus} CUs), measured on {measured_on}"]
+    lines += compare.comparison_lines(measured, predicted)
+    if prediction.deadlock is not None:
+        lines.append(f"refsim predicts a {str(prediction.deadlock).splitlines()[0]}")
+    _print_summary("\n".join(lines))
+    metadata = {
+        "refsim": prediction.summary_dict(),
+        "measured_on": measured_on,
+        "measured_makespan_us": compare.makespan_us(measured),
+        "predicted_makespan_us": compare.makespan_us(predicted),
+    }
+    compare.write_comparison(measured, predicted, args.trace, metadata)
+    print(f"trace written to {args.trace}", file=sys.stderr)
+    if gantt_paths:
+        compare.plot_gantt_pair(measured, predicted, args.gantt, problem)
+        print(f"Gantt charts written to {' and '.join(gantt_paths)}", file=sys.stderr)
+    return 0
+
+
+def _measured_records(torch: Any, config: GemmConfig, device: Any) -> list:
+    """The work records of ``config``'s kernel on ``device`` with random inputs, from a traced
+    run after a warm-up run."""
+    dtype = importlib.import_module("kernels.dtypes").TORCH_DTYPES[config.dtype]
+    generator = torch.Generator().manual_seed(INPUT_SEED)
+    a, b = (
+        torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
+        for shape in ((config.m, config.k), (config.k, config.n))
+    )
+    # The atomic fixup adds partials with fp32 atomics in arrival order: it needs an fp32
+    # output and gives up determinism.
+    atomic = config.fixup == "atomic"
+    out = torch.empty((config.m, config.n), dtype=torch.float32, device=device) if atomic else None
+    run = importlib.import_module("kernels").run
+    # The warm-up is traced too: tracing is a compile-time switch, so it compiles this kernel.
+    run(config, a, b, out=out, deterministic=not atomic, trace=True)
+    return run(config, a, b, out=out, deterministic=not atomic, trace=True).records
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -322,6 +513,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "devices":
             _devices(args.json)
             return 0
+        if args.command == "calibrate":
+            _check_output("--out", args.out, ("json",))
+            return _calibrate(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command in SWEEP_COMMANDS:
             return SWEEP_COMMANDS[args.command](args)
         _check_output("--trace", args.trace, ("json",))

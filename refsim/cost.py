@@ -19,19 +19,27 @@ XCD takes ``b * p / (HBM / X)``. A finished tile stores ``BM*BN*e`` bytes (plus 
 bias); an fp32 partial stores or loads ``BM*BN*4``. Atomics and flags: an atomic returns
 ``atomic_latency`` after it is served; atomics on one address are served one at a time,
 ``atomic_interval`` apart. A flag wait ends ``atomic_latency`` after the flag is set (the poll
-that sees it). Every launch costs ``launch_overhead`` before its first program starts.
+that sees it). Every launch costs ``launch_overhead`` before its first program starts, and a
+launch that depends on the one before (split-K's reduction) the same again.
+
+With a calibration (:mod:`refsim.calibration`) that measured the config's block and dtype,
+``t_compute`` is the measured K-iteration time per resident program instead, every work item
+adds the measured per-item time (which holds a whole tile's store, so that store is not added
+again; the stores after a fixup still are), and the measured launch overhead, gap between dependent launches, atomic
+latency and HBM bandwidth replace the profile's where measured.
 """
 
 
 class CostModel:
     """Times in microseconds for one configuration on one profile."""
 
-    def __init__(self, config, profile):
+    def __init__(self, config, profile, calibration=None):
         bm, bn, bk, e = config.block_m, config.block_n, config.block_k, config.elem_bytes
         # A CU's share is the device's peak over the device's CUs: cus= below the profile's
         # count models part of the GPU, not a GPU with fewer, faster CUs.
         cu_flops_per_us = profile.peak_tflops[config.dtype] * 1e6 / profile.cus
         self.compute_iter_us = 2.0 * bm * bn * bk / cu_flops_per_us
+        self.item_us = 0.0
         self.hbm_bytes_per_us = profile.hbm_gbps * 1e3
         self.a_block_bytes = float(bm * bk * e)
         self.b_block_bytes = float(bk * bn * e)
@@ -41,6 +49,26 @@ class CostModel:
         self.atomic_latency_us = profile.atomic_latency_us
         self.atomic_interval_us = profile.atomic_interval_us
         self.launch_overhead_us = profile.launch_overhead_us
+        self.launch_gap_us = profile.launch_overhead_us
+        self.calibrated_block = False
+        if calibration is not None:
+            self._calibrate(config, calibration)
+
+    def _calibrate(self, config, calibration):
+        """Replace datasheet terms with ``calibration``'s measurements (module docstring)."""
+        timing = calibration.timing(config.dtype, config.block_m, config.block_n, config.block_k)
+        if timing is not None:
+            self.calibrated_block = True
+            self.compute_iter_us = timing.iteration_us
+            self.item_us = timing.item_us
+        if calibration.hbm_gbps:
+            self.hbm_bytes_per_us = calibration.hbm_gbps * 1e3
+        if calibration.atomic_latency_us is not None:
+            self.atomic_latency_us = calibration.atomic_latency_us
+        if calibration.launch_overhead_us is not None:
+            self.launch_overhead_us = self.launch_gap_us = calibration.launch_overhead_us
+        if calibration.launch_gap_us is not None:
+            self.launch_gap_us = calibration.launch_gap_us
 
     def iteration_us(self, distinct_rows, distinct_cols, active_xcds, cu_programs):
         """One K-iteration of one program (see the module docstring)."""

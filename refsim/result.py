@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 
 from . import trace
+from .calibration import Calibration
 from .config import HOOKS, GemmConfig, hook_name
 from .numerics import Partial
 from .plan import Plan
@@ -136,6 +137,14 @@ class SimResult:
     coverage_errors: list[CoverageError] = dataclasses.field(default_factory=list)
     output: np.ndarray | None = None
     partials: list[Partial] | None = None
+    calibration: Calibration | None = None
+
+    @property
+    def clock(self) -> str:
+        """Where the run's times come from: a calibration, or the profile's datasheet."""
+        if self.calibration is not None:
+            return self.calibration.describe()
+        return f"datasheet numbers (no calibration for {self.config.profile.name})"
 
     @property
     def tflops(self) -> float | None:
@@ -192,6 +201,7 @@ class SimResult:
             "longest_wait_tile": longest.tile if longest else None,
             "deadlock": str(self.deadlock) if self.deadlock else None,
             "coverage_errors": [str(error) for error in self.coverage_errors],
+            "clock": self.clock,
         }
 
     def summary(self):
@@ -219,7 +229,8 @@ class SimResult:
                 "no TFLOP/s: work lost (below)"
                 if self.coverage_errors
                 else f"predicted {self.tflops:.1f} TFLOP/s"
-            ),
+            )
+            + f"; clock: {self.clock}",
             "XCD utilisation " + " ".join(f"{u:.0%}" for u in s["xcd_utilisation"]),
             f"fixups {s['fixups']}, longest wait {s['longest_wait_us']:.2f} us"
             + (f" (tile {s['longest_wait_tile']})" if s["longest_wait_tile"] is not None else ""),

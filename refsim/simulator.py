@@ -39,10 +39,10 @@ class Simulation:
     """Runs one plan in simulated time; ``run()`` returns ``(records, fixups, deadlock,
     makespan, coverage_errors)``."""
 
-    def __init__(self, config, plan, *, with_bias=False, jitter=0.0, seed=0):
+    def __init__(self, config, plan, *, with_bias=False, jitter=0.0, seed=0, calibration=None):
         self.config, self.plan = config, plan
         self.profile = config.profile
-        self.cost = CostModel(config, self.profile)
+        self.cost = CostModel(config, self.profile, calibration)
         self.with_bias = with_bias
         self.env = simpy.Environment()
         rng = random.Random(seed)
@@ -112,7 +112,7 @@ class Simulation:
         body = self._ws_program if config.strategy == "work_stealing" else self._static_program
         yield from self._launch(config.grid, body)
         if config.strategy == "split_k" and self.plan.split_tiles:
-            yield self.env.timeout(cost.launch_overhead_us)
+            yield self.env.timeout(cost.launch_gap_us)
             yield from self._launch(config.total_tiles, self._reduce_program)
 
     def _launch(self, grid, body):
@@ -156,7 +156,7 @@ class Simulation:
             self.active_xcds += 1
         l2.streaming += 1
         cost = self.cost
-        duration = (item.k_end - item.k_begin) * cost.iteration_us(
+        duration = cost.item_us + (item.k_end - item.k_begin) * cost.iteration_us(
             l2.distinct_rows, l2.distinct_cols, self.active_xcds, self.cu_load[cu]
         )
         if tail_bytes:
@@ -221,6 +221,11 @@ class Simulation:
     def _tile_bytes(self):
         return self.cost.tile_store_bytes + (self.cost.bias_bytes if self.with_bias else 0.0)
 
+    def _whole_tile_store(self):
+        """The bytes a whole-tile work item stores after its K-loop: none beyond the item's
+        own time when a calibration measured that time, store included."""
+        return 0.0 if self.cost.calibrated_block else self._tile_bytes()
+
     def _record(self, item, cu, start, finalizes, ticket=-1, counter=-1, kernel="gemm"):
         self.records.append(
             WorkRecord._make(
@@ -259,7 +264,7 @@ class Simulation:
         start = self.env.now
         split_tiles = self.plan.split_tiles
         whole = item.tile not in split_tiles
-        tail_bytes = self._tile_bytes() if whole else 0.0
+        tail_bytes = self._whole_tile_store() if whole else 0.0
         yield self.env.timeout(self._compute_begin(item, cu, xcd, tail_bytes))
         self._compute_end(item, xcd)
         if whole:
@@ -348,7 +353,7 @@ class Simulation:
                 tile, config.num_pid_m, config.num_pid_n, config.group_m
             )
             item = WorkItem(pid, step, tile, pid_m, pid_n, 0, config.iters_per_tile, "ws")
-            yield self.env.timeout(self._compute_begin(item, cu, xcd, self._tile_bytes()))
+            yield self.env.timeout(self._compute_begin(item, cu, xcd, self._whole_tile_store()))
             self._compute_end(item, xcd)
             self._record(item, cu, start, True, ticket, counter)
             step += 1

@@ -69,41 +69,41 @@ def chrome_trace(records, metadata=None):
     lanes = _lanes(records)
     threads = sorted({(r.xcd, r.unit, lanes[i]) for i, r in enumerate(records)})
     width = 1 + max((lane for _, _, lane in threads), default=0)
-    events = []
-    for xcd in sorted({r.xcd for r in records}):
-        events.append(
-            {
-                "name": "process_name",
-                "ph": "M",
-                "pid": xcd,
-                "tid": 0,
-                "args": {"name": f"XCD {xcd}"},
-            }
-        )
+    events = [
+        metadata_event("process_name", xcd, 0, f"XCD {xcd}")
+        for xcd in sorted({r.xcd for r in records})
+    ]
     for xcd, unit, lane in threads:
         name = f"CU {unit}" if width == 1 else f"CU {unit} slot {lane}"
-        events.append(
-            {
-                "name": "thread_name",
-                "ph": "M",
-                "pid": xcd,
-                "tid": unit * width + lane,
-                "args": {"name": name},
-            }
-        )
+        events.append(metadata_event("thread_name", xcd, unit * width + lane, name))
     for i, r in enumerate(records):
-        events.append(
-            {
-                "name": f"{r.role} tile {r.tile} k[{r.k_begin},{r.k_end})",
-                "cat": r.role,
-                "ph": "X",
-                "ts": r.t_start_us,
-                "dur": r.t_end_us - r.t_start_us,
-                "pid": r.xcd,
-                "tid": r.unit * width + lanes[i],
-                "args": r._asdict(),
-            }
-        )
+        events.append(complete_event(r, r.xcd, r.unit * width + lanes[i]))
+    return trace_document(events, metadata)
+
+
+def metadata_event(kind, pid, tid, name):
+    """A ``process_name`` or ``thread_name`` (``kind``) event naming process ``pid`` or its
+    thread ``tid``."""
+    return {"name": kind, "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}}
+
+
+def complete_event(record, pid, tid):
+    """The complete event (``ph: "X"``) of one record on thread ``tid`` of process ``pid``: named
+    by role, tile and K-range, the role as category, times in us, the whole record in args."""
+    return {
+        "name": f"{record.role} tile {record.tile} k[{record.k_begin},{record.k_end})",
+        "cat": record.role,
+        "ph": "X",
+        "ts": record.t_start_us,
+        "dur": record.t_end_us - record.t_start_us,
+        "pid": pid,
+        "tid": tid,
+        "args": record._asdict(),
+    }
+
+
+def trace_document(events, metadata=None):
+    """A Chrome trace event document of ``events``, with ``metadata`` under ``otherData``."""
     return {"traceEvents": events, "displayTimeUnit": "ns", "otherData": dict(metadata or {})}
 
 
@@ -121,13 +121,15 @@ def check_gantt_format(path):
         )
 
 
-def plot_gantt(records, path, title="", waits=(), stalled_at=None):
+def plot_gantt(records, path, title="", waits=(), stalled_at=None, time_range=None):
     """A Gantt chart, one row per CU, one bar per work item coloured by role. Needs matplotlib.
 
     A thin white line separates back-to-back items of one CU; the legend sits right of the
     bars. For a deadlocked run, ``waits`` holds ``(program, awaited)`` pairs: an arrow goes
     from where each waiting program stalled to the row of the program it waits for (a note
     when that one never started), and ``stalled_at`` marks the time of the stall.
+    ``time_range``, ``(start, end)`` in us, fixes the time axis (charts to compare share one);
+    by default it fits the bars.
     """
     check_gantt_format(path)
     try:
@@ -166,6 +168,8 @@ def plot_gantt(records, path, title="", waits=(), stalled_at=None):
     _draw_waits(ax, records, row, waits, stalled_at)
     roles_present = {role for role, _ in spans}
     ax.set_xlabel("time (us)")
+    if time_range is not None:
+        ax.set_xlim(*time_range)
     ax.set_ylabel("CU (lines separate XCDs)" if len(set(xcd_of.values())) > 1 else "CU")
     ax.set_ylim(len(units) - 0.5, -0.5)
     if len(units) <= 40:

@@ -1,6 +1,7 @@
 """benchmarks/suite.py on the CPU: its shape list, its configs, its refusal without a GPU and its
 Markdown/CSV report from fake measurements."""
 
+import contextlib
 import csv
 import importlib
 import math
@@ -36,13 +37,20 @@ ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def suite():
+@contextlib.contextmanager
+def benchmark_module(name):
+    """A script of benchmarks/ imported as a module (the scripts import each other by name)."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        yield importlib.import_module("suite")
+        yield importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def suite():
+    with benchmark_module("suite") as module:
+        yield module
 
 
 def run_script(*args, **env):
@@ -145,10 +153,13 @@ def test_report_has_the_header_the_summary_and_every_measurement(suite, tmp_path
     # auto's ratios are 1.0 / 0.5 = 2 and 0.1 / 0.2 = 0.5: geomean 1, worst the skinny shape.
     assert "geomean ratio 1.000 over 2 shape/dtype pairs" in text
     assert "worst shape for auto: skinny-m decode (16x4096x4096) fp16, ratio 0.500" in text
-    assert "| squares | 1024x1024x1024 | 1024x1024x1024 | bf16 | persistent | 4.000 | 2.000 |" in (
-        text
+    row = (
+        "| squares | 1024x1024x1024 | 1024x1024x1024 | bf16 | persistent | 4.000 | 2.000 | 2.000 |"
     )
-    assert "| skinny-m | decode | 16x4096x4096 | fp16 | auto | 0.500 | 0.500 |" in text
+    assert row in text
+    assert "| skinny-m | decode | 16x4096x4096 | fp16 | auto | 0.500 | 0.500 | 1.000 |" in text
+    # regrets 4 / 2 = 2 (persistent beat auto) and 1 (auto the best): geomean sqrt(2)
+    assert "geomean 1.414, worst 2.000, auto the best on 1 of 2." in text
     assert "output: relative error 1" in text
     assert "| torch.matmul | 5.5 |" in text
     assert "| kernels.matmul (auto, cached) | wrong, not timed: bad output |" in text
@@ -170,7 +181,7 @@ def test_summary_without_a_timed_auto_says_so(suite):
     rows = [suite.Measurement(square, "bf16", "torch.matmul", ms=1.0)]
     lines = suite.summary_lines(rows)
     assert any("no timed result" in line for line in lines)
-    assert lines[-1].endswith("| none timed |  |  |")
+    assert lines[-1].endswith("| none timed |  |  |  |")
 
 
 def test_gpu_slug_names_files_by_gpu(suite):

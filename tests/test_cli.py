@@ -459,6 +459,8 @@ def test_devices_json_lists_every_profile_field(capsys):
     for p in profiles:
         profile = PROFILES[p.pop("name")]
         assert p.pop("default") == (profile.name == refsim.DEFAULT_DEVICE)
+        calibration = refsim.calibration.for_profile(profile.name)
+        assert p.pop("calibration") == (calibration and calibration.to_dict())
         assert p["cus"] == profile.cus and p["peak_tflops"] == dict(profile.peak_tflops)
         assert set(p) | {"name"} == {f for f in profile.__dataclass_fields__}
 

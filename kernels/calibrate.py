@@ -1,0 +1,157 @@
+"""Measure a calibration (:mod:`refsim.calibration`) on the local GPU: ``refsim calibrate``.
+
+For each block shape and dtype auto can choose (``kernels.auto.GPU_BLOCKS`` and the decode-like
+blocks), data-parallel runs of one full wave of tiles (every SM one tile) at each of
+``refsim.calibration.ITERATION_COUNTS`` K-iterations, traced: every record's duration against
+its K-iterations gives, by least squares, the K-iteration time and the per-item time. Then:
+
+* launch overhead: ``do_bench`` of a one-tile, one-iteration GEMM minus its traced in-kernel
+  time (what a launch costs before and after its programs);
+* gap between dependent launches: in a traced split-K run, the first reduction record's start
+  minus the last split record's end;
+* HBM bandwidth: ``do_bench`` of a 1 GiB device-to-device copy (bytes read and written).
+
+Atomic latency keeps the profile's estimate (no micro-benchmark measures it yet).
+"""
+
+import datetime
+import platform
+
+import torch
+
+from refsim.calibration import Calibration, block_key, calibration_shapes, fit_block
+
+from .auto import GPU_BLOCKS, SKINNY_BLOCK_K, SKINNY_LONG_SIDE
+from .device import device_config, device_profile
+from .dtypes import TORCH_DTYPES
+from .launch import run
+from .workspace import cuda_index
+
+COPY_BYTES = 1 << 30
+DTYPES = ("bf16", "fp16")
+
+
+def blocks_to_measure(dtypes=DTYPES):
+    """``(dtype, (block_m, block_n, block_k))`` pairs: auto's blocks and its decode-like ones."""
+    pairs = []
+    for dtype in dtypes:
+        skinny_k = SKINNY_BLOCK_K[dtype]
+        blocks = [
+            *GPU_BLOCKS[dtype],
+            (16, SKINNY_LONG_SIDE, skinny_k),
+            (SKINNY_LONG_SIDE, 16, skinny_k),
+        ]
+        pairs += [(dtype, block) for block in blocks]
+    return pairs
+
+
+def _operands(m, n, k, dtype, device, seed=0):
+    generator = torch.Generator(device=device).manual_seed(seed)
+    a = torch.randn((m, k), device=device, dtype=TORCH_DTYPES[dtype], generator=generator)
+    b = torch.randn((k, n), device=device, dtype=TORCH_DTYPES[dtype], generator=generator)
+    return a, b
+
+
+def block_samples(dtype, block, device, repeats=3):
+    """``(iterations, duration_us)`` of every work item of the traced calibration runs."""
+    block_m, block_n, block_k = block
+    units = device_profile(cuda_index(device))[1]
+    samples = []
+    for m, n, k in calibration_shapes(block_m, block_n, block_k, units):
+        config = device_config(
+            m, n, k, dtype, device, strategy="data_parallel",
+            block_m=block_m, block_n=block_n, block_k=block_k,
+        )  # fmt: skip
+        a, b = _operands(m, n, k, dtype, device)
+        run(config, a, b, trace=True)  # compiles
+        for _ in range(repeats):
+            for record in run(config, a, b, trace=True).records:
+                samples.append((record.k_end - record.k_begin, record.t_end_us - record.t_start_us))
+    return samples
+
+
+def launch_overhead_us(device):
+    """``do_bench`` of a one-tile, one-iteration GEMM minus its traced in-kernel time."""
+    from triton.testing import do_bench
+
+    config = device_config(64, 64, 64, "bf16", device, strategy="data_parallel")
+    a, b = _operands(64, 64, 64, "bf16", device)
+    out = torch.empty((64, 64), device=device, dtype=a.dtype)
+    total_ms = do_bench(lambda: run(config, a, b, out=out), return_mode="median")
+    records = run(config, a, b, trace=True).records
+    inside_us = max(r.t_end_us for r in records) - min(r.t_start_us for r in records)
+    return max(0.0, total_ms * 1e3 - inside_us)
+
+
+def launch_gap_us(device):
+    """The first reduction record's start minus the last split record's end, split-K traced."""
+    config = device_config(1024, 1024, 8192, "bf16", device, strategy="split_k", split_k=4)
+    a, b = _operands(1024, 1024, 8192, "bf16", device)
+    run(config, a, b, trace=True)
+    records = run(config, a, b, trace=True).records
+    splits = [r.t_end_us for r in records if r.role == "split"]
+    reductions = [r.t_start_us for r in records if r.role == "reduce"]
+    return max(0.0, min(reductions) - max(splits))
+
+
+def copy_gbps(device):
+    """HBM bandwidth a device-to-device copy reaches: bytes read and written per second."""
+    from triton.testing import do_bench
+
+    source = torch.ones(COPY_BYTES, dtype=torch.uint8, device=device)
+    target = torch.empty_like(source)
+    ms = do_bench(lambda: target.copy_(source), return_mode="median")
+    return 2 * COPY_BYTES / (ms * 1e-3) / 1e9
+
+
+def environment(device):
+    """What the calibration was measured with."""
+    import triton
+
+    properties = torch.cuda.get_device_properties(device)
+    seen = {
+        "gpu": properties.name,
+        "sms": str(properties.multi_processor_count),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+    }
+    try:  # clocks and driver through NVML, when torch can reach it
+        seen["clock_mhz"] = str(torch.cuda.clock_rate(device))
+        import pynvml
+
+        seen["driver"] = str(pynvml.nvmlSystemGetDriverVersion())
+    except Exception as error:  # NVML is optional: record why it is missing
+        seen.setdefault("clock_mhz", f"unread ({type(error).__name__})")
+        seen.setdefault("driver", f"unread ({type(error).__name__})")
+    return seen
+
+
+def measure(device="cuda", dtypes=DTYPES, repeats=3, progress=print):
+    """The calibration of the local GPU ``device`` (see the module docstring)."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise ValueError("calibration measures a CUDA GPU: torch.cuda.is_available() is false")
+    profile, units = device_profile(cuda_index(device))
+    blocks = {}
+    for dtype, block in blocks_to_measure(dtypes):
+        timing = fit_block(block_samples(dtype, block, device, repeats))
+        blocks[block_key(dtype, *block)] = timing
+        progress(
+            f"{block_key(dtype, *block)}: {timing.iteration_us:.3f} us per K-iteration, "
+            f"{timing.item_us:.2f} us per item (residual {timing.residual:.1%})"
+        )
+    overhead, gap, bandwidth = launch_overhead_us(device), launch_gap_us(device), copy_gbps(device)
+    progress(f"launch overhead {overhead:.1f} us, gap {gap:.1f} us, copy {bandwidth:.0f} GB/s")
+    seen = environment(device)
+    return Calibration(
+        profile=profile.name,
+        gpu=seen["gpu"],
+        units=units,
+        blocks=blocks,
+        launch_overhead_us=overhead,
+        launch_gap_us=gap,
+        hbm_gbps=bandwidth,
+        environment=seen,
+    )

@@ -1,0 +1,107 @@
+"""strategy="auto" by the model: on a device with a calibration, refsim predicts each candidate
+and the fastest wins (kernels.auto.model_choice); the rule stays the fallback."""
+
+import time
+
+import pytest
+import torch
+
+import refsim
+from kernels import auto
+from refsim.calibration import BlockTiming, Calibration, block_key
+
+CALIBRATION = Calibration(
+    "h200",
+    "NVIDIA H200",
+    132,
+    {
+        block_key("bf16", 128, 256, 64): BlockTiming(0.75, 4.0),
+        block_key("bf16", 128, 128, 64): BlockTiming(0.42, 3.0),
+        block_key("bf16", 16, 64, 64): BlockTiming(0.10, 2.0),
+    },
+    launch_overhead_us=4.0,
+    launch_gap_us=6.0,
+)
+SHAPES = [(4096, 4096, 4096), (1280, 2560, 4096), (512, 512, 16384), (16, 4096, 4096)]
+
+
+def _predicted(shape, options, calibration=CALIBRATION):
+    config = refsim.GemmConfig(*shape, dtype="bf16", device="h200", cus=132, xcds=1, **options)
+    return refsim.simulate(config, calibration=calibration).makespan_us
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_the_model_picks_the_fastest_predicted_candidate(shape):
+    chosen = auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_s=60)
+    measured = [
+        options
+        for options in auto.model_candidates(*shape, "bf16", 132)
+        if CALIBRATION.timing("bf16", options["block_m"], options["block_n"], options["block_k"])
+    ]
+    assert chosen in measured
+    assert _predicted(shape, chosen) == min(_predicted(shape, options) for options in measured)
+
+
+def test_the_rules_choice_is_the_first_candidate_so_a_spent_budget_still_answers():
+    for shape in SHAPES:
+        first = auto.model_candidates(*shape, "bf16", 132)[0]
+        blocks = auto.gpu_blocks(shape[0], shape[1], "bf16", 132)
+        strategy, options = auto.choose(*shape, 132, *blocks)
+        assert first == dict(
+            zip(("block_m", "block_n", "block_k"), blocks), strategy=strategy, **options
+        )
+        assert auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_s=0) == first
+
+
+def test_a_new_shape_is_chosen_within_the_budget():
+    auto.model_choice(1024, 1024, 1024, "bf16", "h200", 132, CALIBRATION)  # imports, warms up
+    for shape in SHAPES:
+        start = time.perf_counter()
+        auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION)
+        slowest_simulation = 0.1  # the one that may start just before the deadline
+        assert time.perf_counter() - start < auto.MODEL_BUDGET_S + slowest_simulation
+
+
+def test_without_a_measured_block_the_model_has_no_answer():
+    fp16_only = Calibration(
+        "h200", "NVIDIA H200", 132, {block_key("fp16", 128, 256, 64): BlockTiming(1, 1)}
+    )
+    assert auto.model_choice(4096, 4096, 4096, "bf16", "h200", 132, fp16_only) is None
+
+
+def test_a_batch_is_chosen_among_data_parallel_candidates():
+    candidates = auto.model_candidates(512, 512, 4096, "bf16", 132, batch=8)
+    assert {c["strategy"] for c in candidates} == {"data_parallel"}
+
+
+def test_an_installed_calibration_wins_over_the_shipped_one_until_removed(tmp_path):
+    from refsim.calibration import save
+
+    save(CALIBRATION, tmp_path / "h200.json")
+    auto.config_for(64, 64, 64, torch.float32, torch.device("cpu"))
+    try:
+        auto.use_calibration(tmp_path / "h200.json")
+        assert auto.calibration_of("h200") == CALIBRATION
+        assert auto.config_for.cache_info().currsize == 0
+    finally:
+        auto.use_calibration(None)
+    assert auto.calibration_of("h200") is refsim.calibration.for_profile("h200")
+
+
+@pytest.mark.gpu
+def test_on_a_calibrated_gpu_auto_runs_the_models_choice():
+    import kernels
+    from kernels.device import device_profile
+
+    profile, units = device_profile(0)
+    calibration = Calibration(profile.name, "test", units, dict(CALIBRATION.blocks))
+    auto.use_calibration(calibration)
+    try:
+        a = torch.randn((1280, 4096), device="cuda", dtype=torch.bfloat16)
+        b = torch.randn((4096, 2560), device="cuda", dtype=torch.bfloat16)
+        config = auto.config_for(1280, 2560, 4096, a.dtype, a.device)
+        chosen = auto.model_choice(1280, 2560, 4096, "bf16", profile, units, calibration)
+        assert config.strategy == chosen["strategy"] and config.block_n == chosen["block_n"]
+        torch.testing.assert_close(kernels.matmul(a, b), a @ b, rtol=2e-2, atol=1e-1)
+    finally:
+        auto.use_calibration(None)

@@ -1,0 +1,175 @@
+"""Calibrations: fitting measured work items, the file format, and how a calibration changes
+refsim's clock (exact makespans on a one-wave problem)."""
+
+import json
+import math
+import random
+
+import pytest
+
+import refsim
+from refsim import cli
+from refsim.calibration import (
+    FORMAT,
+    ITERATION_COUNTS,
+    BlockTiming,
+    Calibration,
+    block_key,
+    calibration_shapes,
+    fit_block,
+    for_profile,
+    load,
+    save,
+    wave_shape,
+)
+from refsim.tiling import cdiv
+
+
+def test_a_fit_recovers_the_iteration_and_item_times_from_noisy_items():
+    rng = random.Random(3)
+    samples = [
+        (count, (4.0 + 0.75 * count) * (1 + rng.uniform(-0.01, 0.01)))
+        for count in ITERATION_COUNTS
+        for _ in range(50)
+    ]
+    timing = fit_block(samples)
+    assert timing.iteration_us == pytest.approx(0.75, rel=0.01)
+    assert timing.item_us == pytest.approx(4.0, rel=0.05)
+    assert 0 < timing.residual < 0.01 and timing.samples == 200
+
+
+@pytest.mark.parametrize(
+    "samples, message",
+    [
+        ([(8, 10.0), (8, 11.0)], "two different K-iteration counts"),
+        ([(8, 10.0), (16, 9.0)], "not positive"),
+    ],
+)
+def test_a_fit_refuses_samples_that_cannot_separate_the_two_times(samples, message):
+    with pytest.raises(ValueError, match=message):
+        fit_block(samples)
+
+
+def test_the_measured_problems_are_one_full_wave_at_each_iteration_count():
+    for units in (132, 304, 7):
+        m, n = wave_shape(128, 256, units)
+        assert cdiv(m, 128) * cdiv(n, 256) == units
+        shapes = calibration_shapes(128, 256, 64, units)
+        assert [k // 64 for _, _, k in shapes] == list(ITERATION_COUNTS)
+
+
+def _calibration(profile="h200", **extra):
+    blocks = {block_key("bf16", 128, 256, 64): BlockTiming(1.0, 5.0, 0.01, 64)}
+    return Calibration(
+        profile, "NVIDIA H200", 132, blocks, environment={"date": "2026-12-01"}, **extra
+    )
+
+
+def test_a_calibration_survives_a_round_trip(tmp_path):
+    calibration = _calibration(launch_overhead_us=3.0, launch_gap_us=7.5, hbm_gbps=4100.0)
+    save(calibration, tmp_path / "h200.json")
+    assert load(tmp_path / "h200.json") == calibration
+    assert json.loads((tmp_path / "h200.json").read_text())["format"] == FORMAT
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(format=99), "format 99"),
+        (lambda d: d.pop("blocks"), "missing blocks"),
+        (lambda d: d["blocks"]["bf16 128x256x64"].update(iteration_us=0), "iteration_us=0"),
+        (lambda d: d["blocks"]["bf16 128x256x64"].update(speed=1), "speed"),
+        (lambda d: d.update(launch_gap_us=-1), "launch_gap_us=-1"),
+    ],
+)
+def test_a_bad_calibration_file_is_one_line(tmp_path, edit, message):
+    data = _calibration().to_dict()
+    edit(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message) as error:
+        load(path)
+    assert "\n" not in str(error.value)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON"):
+        load(path)
+
+
+def _one_wave(k_iterations=32):
+    m, n = wave_shape(128, 256, 132)
+    return refsim.GemmConfig(
+        m, n, 64 * k_iterations, device="h200", strategy="data_parallel",
+        block_m=128, block_n=256, block_k=64,
+    )  # fmt: skip
+
+
+def test_a_calibrated_one_wave_run_takes_launch_plus_item_plus_iterations():
+    calibration = _calibration(launch_overhead_us=3.0)
+    result = refsim.simulate(_one_wave(32), calibration=calibration)
+    assert result.makespan_us == pytest.approx(3.0 + 5.0 + 32 * 1.0)
+    assert result.clock == "calibrated on NVIDIA H200 (2026-12-01)"
+    assert "clock: calibrated on NVIDIA H200" in result.summary()
+
+
+def test_without_a_calibration_the_datasheet_clock_says_so():
+    result = refsim.simulate(_one_wave(), calibration=False)
+    assert result.calibration is None
+    assert result.summary_dict()["clock"] == "datasheet numbers (no calibration for h200)"
+    calibrated = refsim.simulate(_one_wave(), calibration=_calibration())
+    assert not math.isclose(calibrated.makespan_us, result.makespan_us)
+
+
+def test_a_block_the_calibration_did_not_measure_keeps_the_datasheet_k_loop():
+    config = _one_wave().replace(block_n=128)
+    datasheet = refsim.simulate(config, calibration=False)
+    launch_only = refsim.simulate(config, calibration=_calibration(launch_overhead_us=0.0))
+    overhead = config.profile.launch_overhead_us
+    assert launch_only.makespan_us == pytest.approx(datasheet.makespan_us - overhead)
+
+
+def test_a_split_k_reduction_waits_the_calibrated_gap():
+    config = _one_wave(8).replace(strategy="split_k", split_k=2)
+    near = refsim.simulate(config, calibration=_calibration(launch_gap_us=1.0))
+    far = refsim.simulate(config, calibration=_calibration(launch_gap_us=101.0))
+    assert far.makespan_us - near.makespan_us == pytest.approx(100.0)
+
+
+def test_a_calibration_of_another_profile_is_refused():
+    with pytest.raises(ValueError, match=r"profile 'h100'.*given for device 'h200'"):
+        refsim.simulate(_one_wave(), calibration=_calibration("h100"))
+    with pytest.raises(ValueError, match="pass a Calibration"):
+        refsim.simulate(_one_wave(), calibration=3)
+
+
+def test_profiles_without_a_shipped_calibration_use_the_datasheet(capsys):
+    assert all(for_profile(name) is None for name in refsim.PROFILES if name != "h200")
+    assert cli.main(["devices"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[-1] == "clock"
+    assert all(row.endswith("datasheet") for row in rows[1:] if "h200" not in row)
+
+
+def test_simulate_takes_a_calibration_file_from_the_command_line(tmp_path, capsys):
+    save(_calibration(launch_overhead_us=3.0), tmp_path / "h200.json")
+    m, n = wave_shape(128, 256, 132)
+    argv = ["simulate", str(m), str(n), "2048", "--device", "h200", "--strategy"]
+    argv += ["data_parallel", "--block", "128x256x64"]
+    assert cli.main([*argv, "--calibration", str(tmp_path / "h200.json")]) == 0
+    out = capsys.readouterr().out
+    assert "makespan 40.00 us" in out and "clock: calibrated on NVIDIA H200" in out
+    assert cli.main([*argv, "--no-calibration"]) == 0
+    assert "clock: datasheet numbers" in capsys.readouterr().out
+
+
+def test_calibrate_without_a_gpu_is_one_line_and_exit_2(capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert cli.main(["calibrate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("refsim: error: calibrate --device cuda: needs a CUDA GPU")
+    assert "\n" not in err
+    assert cli.main(["calibrate", "--out", "calibration.txt"]) == 2
+    assert "*.json" in capsys.readouterr().err
