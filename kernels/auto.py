@@ -35,6 +35,12 @@ selects that strategy, as an explicit ``strategy=...`` does.
 Configurations are cached per key, so a repeated call does no host work beyond one dictionary
 lookup; the overrides are part of the key as a frozen tuple (:func:`freeze_overrides`).
 
+**The model.** On a CUDA device whose refsim profile has a calibration (shipped with refsim or
+installed with :func:`use_calibration`), auto without overrides lets refsim choose
+(:func:`model_choice`): the candidates of :func:`model_candidates`, the rule's own first, are
+simulated with the calibration until ``MODEL_BUDGET_S`` has passed, and the least predicted
+makespan wins. The rule is the fallback where there is no calibration.
+
 **Tuned tables.** A lookup table built from a refsim sweep (``refsim.sweep.answers.table``)
 replaces the rule where it has an answer: :func:`use_table` installs one (a path to its JSON or
 the dict), or ``REFSIM_TABLE`` names one or more (``os.pathsep``-separated; read at the first
@@ -147,6 +153,8 @@ def freeze_overrides(overrides):
 
     TypeError for a name that is not in :data:`OVERRIDABLE`, naming the accepted ones.
     """
+    if not overrides:
+        return ()
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
         raise TypeError(

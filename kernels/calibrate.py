@@ -52,14 +52,14 @@ def _operands(m, n, k, dtype, device, seed=0):
     return a, b
 
 
-def block_samples(dtype, block, device, repeats=3):
-    """``(iterations, duration_us)`` of every work item of the traced calibration runs."""
+def block_samples(dtype, block, device, units, repeats=3):
+    """``(iterations, duration_us)`` of every work item of the traced calibration runs on
+    ``units`` SMs (under the interpreter the durations count steps: plumbing only)."""
     block_m, block_n, block_k = block
-    units = device_profile(cuda_index(device))[1]
     samples = []
     for m, n, k in calibration_shapes(block_m, block_n, block_k, units):
         config = device_config(
-            m, n, k, dtype, device, strategy="data_parallel",
+            m, n, k, dtype, device, strategy="data_parallel", cus=units,
             block_m=block_m, block_n=block_n, block_k=block_k,
         )  # fmt: skip
         a, b = _operands(m, n, k, dtype, device)
@@ -85,7 +85,10 @@ def launch_overhead_us(device):
 
 def launch_gap_us(device):
     """The first reduction record's start minus the last split record's end, split-K traced."""
-    config = device_config(1024, 1024, 8192, "bf16", device, strategy="split_k", split_k=4)
+    config = device_config(
+        1024, 1024, 8192, "bf16", device, strategy="split_k", split_k=4,
+        block_m=128, block_n=128, block_k=64,
+    )  # fmt: skip
     a, b = _operands(1024, 1024, 8192, "bf16", device)
     run(config, a, b, trace=True)
     records = run(config, a, b, trace=True).records
@@ -136,7 +139,7 @@ def measure(device="cuda", dtypes=DTYPES, repeats=3, progress=print):
     profile, units = device_profile(cuda_index(device))
     blocks = {}
     for dtype, block in blocks_to_measure(dtypes):
-        timing = fit_block(block_samples(dtype, block, device, repeats))
+        timing = fit_block(block_samples(dtype, block, device, units, repeats))
         blocks[block_key(dtype, *block)] = timing
         progress(
             f"{block_key(dtype, *block)}: {timing.iteration_us:.3f} us per K-iteration, "

@@ -149,19 +149,24 @@ def _bmm_out_fake(a, b, out, strategy, deterministic, options):
     return None
 
 
-def _direct(*tensors):
+def _direct(a, b, bias=None):
     """True when neither autograd nor a tracer needs the operator, so the kernels can be called
     without the dispatcher's cost (tens of microseconds a call).
 
     Tracers show as a compiling dynamo, an active dispatch mode (AOTAutograd tracing a
-    backward runs with grad off) or tensor subclasses (fake and functional tensors).
+    backward runs with grad off) or tensor subclasses (fake and functional tensors). Written
+    out, not looped: this runs on every call.
     """
     if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
         return False
-    present = [t for t in tensors if t is not None]
-    if any(type(t) is not torch.Tensor for t in present):
+    plain = torch.Tensor
+    if type(a) is not plain or type(b) is not plain:
         return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in present))
+    if bias is not None and type(bias) is not plain:
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    return not (a.requires_grad or b.requires_grad or (bias is not None and bias.requires_grad))
 
 
 def mm(a, b, bias, flags, out=None):

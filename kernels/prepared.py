@@ -79,7 +79,10 @@ def lookup(key):
     """The prepared call of ``key`` if it is still valid (its workspace buffers unchanged, no
     launch hook installed since), else None."""
     plan = _plans.get(key)
-    if plan is None or plan.generation != plan.workspace.generation:
+    if plan is None:
+        return None
+    if plan.generation != plan.workspace.generation:
+        del _plans[key]  # built over buffers the workspace has replaced: let them go
         return None
     if hooks_installed():
         return None

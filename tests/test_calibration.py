@@ -173,3 +173,33 @@ def test_calibrate_without_a_gpu_is_one_line_and_exit_2(capsys):
     assert "\n" not in err
     assert cli.main(["calibrate", "--out", "calibration.txt"]) == 2
     assert "*.json" in capsys.readouterr().err
+
+
+def test_the_measurement_traces_every_item_of_every_calibration_problem():
+    """Plumbing under the interpreter (its clock counts steps, so no fit): every work item of
+    the one-wave problems comes back with its K-iterations."""
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the interpreter tier")
+    from kernels.calibrate import block_samples, blocks_to_measure
+
+    samples = block_samples("fp32", (16, 32, 16), torch.device("cpu"), units=4, repeats=2)
+    expected = [count for count in ITERATION_COUNTS for _ in range(2 * 4)]
+    assert sorted(iterations for iterations, _ in samples) == expected
+    assert all(duration >= 0 for _, duration in samples)
+    dtypes = {dtype for dtype, _ in blocks_to_measure()}
+    assert dtypes == {"bf16", "fp16"}
+    assert ("bf16", (128, 256, 64)) in blocks_to_measure()
+
+
+@pytest.mark.gpu
+def test_a_quick_calibration_of_the_local_gpu_fits_every_block(tmp_path):
+    from kernels.calibrate import blocks_to_measure, measure
+
+    found = measure("cuda", dtypes=("bf16",), repeats=1, progress=lambda line: None)
+    assert set(found.blocks) == {block_key("bf16", *b) for _, b in blocks_to_measure(("bf16",))}
+    assert all(t.iteration_us > 0 and t.residual < 0.5 for t in found.blocks.values())
+    save(found, tmp_path / "local.json")
+    assert load(tmp_path / "local.json") == found
