@@ -199,3 +199,13 @@ def test_capture_refuses_cpu_tensors():
     a, b, bias = make_inputs(config, device="cpu", seed=14)
     with pytest.raises(ValueError, match="CUDA tensors"):
         kernels.capture(config, a, b, bias)
+
+
+def test_the_sanitizer_script_runs_every_strategy_right():
+    """benchmarks/sanitizer_runs.py, which compute-sanitizer wraps on a GPU: every strategy,
+    traced, ordinary and prepared, and a batch, each output checked."""
+    from test_benchmark_suite import benchmark_module
+
+    with benchmark_module("sanitizer_runs") as script:
+        assert script.main(["--device", DEVICE]) == 0
+        assert set(script.RUNS) >= {"data_parallel", "persistent", "work_stealing", "split_k"}
