@@ -26,8 +26,8 @@ from triton import knobs
 
 from .backend import interpreting, program_order
 
-# A tensor's place in the parameter lists: which of the call's tensors goes there.
-A, B, BIAS, C = range(4)
+# The output's index in a call's tensors, (a, b, bias, c).
+C = 3
 # Prepared calls kept at most; beyond it the cache starts again (a shape-churning caller pays
 # the ordinary path, never unbounded memory).
 CAPACITY = 4096
