@@ -72,7 +72,7 @@ def test_every_candidate_runs_every_held_out_shape_on_an_h200(accuracy):
                 dtype="bf16",
                 device=PROFILES["h200"],
                 cus=132,
-                **accuracy.blocks_for(shape.size),
+                **accuracy.candidate_blocks(shape, "bf16"),
                 **options,
             )
             assert config.strategy == options["strategy"], (shape, candidate)
@@ -82,7 +82,7 @@ def test_candidate_config_takes_the_candidates_blocks_and_options(accuracy):
     skinny = accuracy.Shape("skinny-m", "decode", 8, 4096, 4096)
     config = accuracy.candidate_config(skinny, "fp16", "streamk turnstile", torch.device("cpu"))
     assert (config.m, config.n, config.k, config.dtype) == (8, 4096, 4096, "fp16")
-    assert (config.block_m, config.block_n, config.block_k) == (16, 256, 64)
+    assert (config.block_m, config.block_n, config.block_k) == (16, 64, 64)  # auto's decode block
     assert (config.strategy, config.fixup) == ("streamk", "turnstile")
 
 
