@@ -37,9 +37,9 @@ lookup; the overrides are part of the key as a frozen tuple (:func:`freeze_overr
 
 **The model.** On a CUDA device whose refsim profile has a calibration (shipped with refsim or
 installed with :func:`use_calibration`), auto without overrides lets refsim choose
-(:func:`model_choice`): the candidates of :func:`model_candidates`, the rule's own first, are
-simulated with the calibration until ``MODEL_BUDGET_S`` has passed, and the least predicted
-makespan wins. The rule is the fallback where there is no calibration.
+(:func:`model_choice`): the candidates of :func:`model_candidates` are simulated with the
+calibration until ``MODEL_BUDGET_S`` has passed, the rule's own first and then the most
+promising by :func:`wave_estimate_us`, and the least predicted makespan wins. The rule is the fallback where there is no calibration.
 
 **Tuned tables.** A lookup table built from a refsim sweep (``refsim.sweep.answers.table``)
 replaces the rule where it has an answer: :func:`use_table` installs one (a path to its JSON or
@@ -267,28 +267,57 @@ def _block_options(block, m, n):
     }
 
 
+def wave_estimate_us(m, n, k, options, timing, units, launch_gap_us=0.0):
+    """A quick estimate of a candidate's time from its block's calibrated ``timing``: whole
+    waves of work items, each ``item_us + iterations * iteration_us`` (Stream-K: its
+    K-iterations spread evenly, plus two items' fixed cost; split-K: its slices' waves plus the
+    gap before the reduction). It only orders the candidates the model simulates."""
+    tiles = cdiv(m, options["block_m"]) * cdiv(n, options["block_n"])
+    iters = cdiv(k, options["block_k"])
+    item, iteration = timing.item_us, timing.iteration_us
+    if options["strategy"] == "split_k":
+        split = options["split_k"]
+        waves = cdiv(tiles * split, units)
+        return waves * (item + cdiv(iters, split) * iteration) + launch_gap_us
+    if options["strategy"] == "streamk":
+        return cdiv(tiles * iters, units) * iteration + 2 * item
+    return cdiv(tiles, units) * (item + iters * iteration)
+
+
 def model_choice(m, n, k, dtype, profile, units, calibration, batch=1, budget_s=MODEL_BUDGET_S):
     """The candidate of :func:`model_candidates` with the least predicted makespan under
     ``calibration`` (for refsim profile ``profile`` with ``units`` SMs), among those whose block
     the calibration measured: its GemmConfig options (blocks, strategy and the strategy's
-    own), or None when it measured none of them. Candidates are simulated in order until
-    ``budget_s`` has passed (the rule's choice is first, so it is always among those
-    compared)."""
+    own), or None when it measured none of them.
+
+    Candidates are simulated until ``budget_s`` has passed: the rule's choice first (so it is
+    always among those compared), then the others by :func:`wave_estimate_us`, most promising
+    first. A batch is simulated as one product of its products' rows stacked (the same tiles
+    in the same waves, for the data-parallel candidates a batch has)."""
     deadline = time.perf_counter() + budget_s
-    best = None
+    measured = []
     for options in model_candidates(m, n, k, dtype, units, batch):
+        blocks = (options["block_m"], options["block_n"], options["block_k"])
+        timing = calibration.timing(dtype, *blocks)
+        if timing is not None:
+            gap = calibration.launch_gap_us or 0.0
+            measured.append(
+                (wave_estimate_us(m * batch, n, k, options, timing, units, gap), options)
+            )
+    if not measured:
+        return None
+    first, rest = measured[0], sorted(measured[1:], key=lambda pair: pair[0])
+    best = None
+    for _, options in [first, *rest]:
         if best is not None and time.perf_counter() > deadline:
             break
-        if (
-            calibration.timing(dtype, options["block_m"], options["block_n"], options["block_k"])
-            is None
-        ):
-            continue
         try:
-            config = GemmConfig(m, n, k, dtype=dtype, device=profile, cus=units, xcds=1, **options)
+            config = GemmConfig(
+                m * batch, n, k, dtype=dtype, device=profile, cus=units, xcds=1, **options
+            )
         except ValueError:
             continue
-        makespan = simulate(config, calibration=calibration).makespan_us * batch
+        makespan = simulate(config, calibration=calibration).makespan_us
         if best is None or makespan < best[0]:
             best = (makespan, options)
     return None if best is None else best[1]

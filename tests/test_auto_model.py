@@ -105,3 +105,45 @@ def test_on_a_calibrated_gpu_auto_runs_the_models_choice():
         torch.testing.assert_close(kernels.matmul(a, b), a @ b, rtol=2e-2, atol=1e-1)
     finally:
         auto.use_calibration(None)
+
+
+def test_a_wave_estimate_counts_whole_waves_of_calibrated_items():
+    timing = BlockTiming(0.5, 4.0)
+    blocks = {"block_m": 128, "block_n": 256, "block_k": 64}
+    dp = dict(blocks, strategy="data_parallel")
+    # 1664 x 2560: 13 x 10 = 130 tiles, one wave on 132 SMs; 4096 / 64 = 64 iterations
+    assert auto.wave_estimate_us(1664, 2560, 4096, dp, timing, 132) == 4.0 + 64 * 0.5
+    # 133 tiles: two waves
+    assert auto.wave_estimate_us(1664 + 128, 2560, 4096, dp, timing, 132) == 2 * (4.0 + 32.0)
+    split = dict(blocks, strategy="split_k", split_k=4)
+    # 16 tiles x 4 slices in one wave, 16 iterations each, then the gap
+    assert auto.wave_estimate_us(512, 1024, 4096, split, timing, 132, 6.0) == 4.0 + 8.0 + 6.0
+    sk = dict(blocks, strategy="streamk", fixup="last-arriver", sk_hybrid="two-tile")
+    assert auto.wave_estimate_us(1664, 2560, 4096, sk, timing, 132) == 64 * 0.5 + 8.0
+
+
+def test_after_the_rules_choice_the_model_simulates_the_most_promising_first(monkeypatch):
+    simulated = []
+    real = auto.simulate
+
+    def spy(config, calibration):
+        simulated.append(config)
+        return real(config, calibration=calibration)
+
+    monkeypatch.setattr(auto, "simulate", spy)
+    shape = (512, 512, 16384)
+    auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_s=60)
+    candidates = auto.model_candidates(*shape, "bf16", 132)
+    assert len(simulated) == len(candidates) > 3
+    estimates = []
+    for config in simulated[1:]:
+        options = next(
+            c
+            for c in candidates
+            if all(getattr(config, field) == value for field, value in c.items())
+        )
+        timing = CALIBRATION.timing("bf16", config.block_m, config.block_n, config.block_k)
+        estimates.append(auto.wave_estimate_us(*shape, options, timing, 132, 6.0))
+    assert estimates == sorted(estimates)
+    first = candidates[0]
+    assert all(getattr(simulated[0], field) == value for field, value in first.items())
