@@ -1,10 +1,11 @@
 """Where the data-parallel kernel's time goes on Hopper: one K-loop changed at a time.
 
-A stand-alone tile kernel (the data-parallel work item: grouped tile order, fp32 accumulator,
-masked epilogue) in four ways of feeding ``tl.dot``:
+A tile kernel (the data-parallel work item: the contract's grouped tile order, an fp32
+accumulator, the kernels' epilogue ``kernels.tile.tile_epilogue``) in four ways of feeding
+``tl.dot``:
 
-* ``wrap``: every K-iteration recomputes its pointers and wraps rows and columns past M and N
-  (the form of ``kernels.tile.tile_accumulate`` before the Hopper work);
+* ``wrap``: the kernels' own K-loop, ``kernels.tile.tile_accumulate`` (every K-iteration
+  recomputes its pointers and wraps rows and columns past M and N);
 * ``incr``: pointers computed once and advanced by BLOCK_K, with contiguity hints;
 * ``tma``: A and B through host-built tensor descriptors (the copy engine, zero-filled edges);
 * ``tma-store``: ``tma`` plus the C tile stored through a descriptor.
@@ -26,6 +27,9 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from conformance.report import environment
 from conformance.tolerances import tolerance_problem
+from kernels import contract
+from kernels.backend import backend_for
+from kernels.tile import tile_accumulate, tile_epilogue
 
 WRAP, INCR, TMA, TMA_STORE = (tl.constexpr(i) for i in range(4))
 MODES = {"wrap": WRAP, "incr": INCR, "tma": TMA, "tma-store": TMA_STORE}
@@ -65,27 +69,19 @@ def variant_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     MODE: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    BACKEND: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    group_size = GROUP_M * num_pid_n
-    first_m = (pid // group_size) * GROUP_M
-    rows = tl.minimum(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % group_size) % rows
-    pid_n = (pid % group_size) // rows
+    pid_m, pid_n = contract.grouped_tile(pid, tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
     iters = tl.cdiv(K, BLOCK_K)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if MODE == WRAP:
-        offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
-        offs_n = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
-        offs_k = tl.arange(0, BLOCK_K)
-        for kk in range(0, iters):
-            k_idx = kk * BLOCK_K + offs_k
-            a_ptrs = a_ptr + offs_m[:, None] * stride_am + k_idx[None, :] * stride_ak
-            b_ptrs = b_ptr + k_idx[:, None] * stride_bk + offs_n[None, :] * stride_bn
-            acc = tl.dot(tl.load(a_ptrs), tl.load(b_ptrs), acc)
+        acc = tile_accumulate(
+            a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, pid_m, pid_n,
+            0, iters, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, "ieee", BACKEND,
+        )  # fmt: skip
     elif MODE == INCR:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         offs_m = tl.max_contiguous(
             tl.multiple_of((pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M, BLOCK_M), BLOCK_M
         )
@@ -100,6 +96,7 @@ def variant_kernel(
             a_ptrs += BLOCK_K * stride_ak
             b_ptrs += BLOCK_K * stride_bk
     else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for kk in range(0, iters):
             a = a_desc.load([pid_m * BLOCK_M, kk * BLOCK_K])
             b = b_desc.load([kk * BLOCK_K, pid_n * BLOCK_N])
@@ -107,11 +104,10 @@ def variant_kernel(
     if MODE == TMA_STORE:
         c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], acc.to(c_desc.dtype))
     else:
-        offs_cm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_cn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        c_ptrs = c_ptr + offs_cm[:, None] * stride_cm + offs_cn[None, :] * stride_cn
-        mask = (offs_cm[:, None] < M) & (offs_cn[None, :] < N)
-        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask)
+        tile_epilogue(
+            acc, c_ptr, c_ptr, M, N, stride_cm, stride_cn, 0, pid_m, pid_n,
+            BLOCK_M, BLOCK_N, False, BACKEND,
+        )  # fmt: skip
 
 
 def launch(mode, a, b, c, block):
@@ -129,6 +125,7 @@ def launch(mode, a, b, c, block):
     return variant_kernel[grid](
         a, b, c, *descs, m, n, k, *a.stride(), *b.stride(), *c.stride(),
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=8, MODE=mode,
+        EVEN_K=k % block_k == 0, BACKEND=backend_for(a.device.type),
         num_warps=warps, num_stages=stages,
     )  # fmt: skip
 
@@ -176,7 +173,7 @@ def host_rows():
     compiled = launch(INCR, a, a, c, block)
     params = (
         a, a, c, None, None, None, 128, 128, 128, *a.stride(), *a.stride(), *c.stride(),
-        64, 64, 64, 8, INCR,
+        64, 64, 64, 8, INCR, True, backend_for(a.device.type),
     )  # fmt: skip
     grid = (4, 1, 1)
     rows = [("torch.matmul", host_us(lambda: torch.matmul(a, a)))]

@@ -39,7 +39,8 @@ lookup; the overrides are part of the key as a frozen tuple (:func:`freeze_overr
 installed with :func:`use_calibration`), auto without overrides lets refsim choose
 (:func:`model_choice`): the candidates of :func:`model_candidates` are simulated with the
 calibration until ``MODEL_BUDGET_S`` has passed, the rule's own first and then the most
-promising by :func:`wave_estimate_us`, and the least predicted makespan wins. The rule is the fallback where there is no calibration.
+promising by :func:`wave_estimate_us`, and the least predicted makespan wins (for a batch,
+among data-parallel candidates). The rule is the fallback where there is no calibration.
 
 **Tuned tables.** A lookup table built from a refsim sweep (``refsim.sweep.answers.table``)
 replaces the rule where it has an answer: :func:`use_table` installs one (a path to its JSON or
@@ -174,16 +175,16 @@ def config_for(m, n, k, dtype, device, strategy="auto", overrides=(), batch=1):
     options = dict(overrides)
     if strategy == "auto":
         strategy = _implied_strategy(options)
-    if strategy == "auto" and batch > 1:
-        strategy = "data_parallel"
-    if strategy == "auto":
+    if strategy == "auto" and batch == 1:  # a table answers for single products
         tuned = _tuned_config(m, n, k, name, device, options)
         if tuned is not None:
             return tuned
     if strategy == "auto" and device.type == "cuda" and not options:
-        modelled = _modelled_config(m, n, k, name, device)
+        modelled = _modelled_config(m, n, k, name, device, batch)
         if modelled is not None:
             return modelled
+    if strategy == "auto" and batch > 1:
+        strategy = "data_parallel"
     if device.type == "cuda":
         units = options.get("cus") or device_profile(cuda_index(device))[1]
         block_m, block_n, block_k = gpu_blocks(m, n, name, units, batch)
@@ -403,14 +404,14 @@ def table_entry(m, n, k, dtype, device_name, units):
     return None
 
 
-def _modelled_config(m, n, k, dtype, device):
+def _modelled_config(m, n, k, dtype, device, batch=1):
     """The model's choice on CUDA ``device`` when its profile has a calibration, else None; the
     profile's own SM count, so the config is the one the device runs."""
     profile, units = device_profile(cuda_index(device))
     calibration = calibration_of(profile.name)
     if calibration is None or profile.vendor != "nvidia":
         return None
-    chosen = model_choice(m, n, k, dtype, profile, units, calibration)
+    chosen = model_choice(m, n, k, dtype, profile, units, calibration, batch)
     return None if chosen is None else device_config(m, n, k, dtype, device, **chosen)
 
 

@@ -134,7 +134,9 @@ def environment(device):
 def measure(device="cuda", dtypes=DTYPES, repeats=3, progress=print):
     """The calibration of the local GPU ``device`` (see the module docstring)."""
     device = torch.device(device)
-    if device.type != "cuda" or not torch.cuda.is_available():
+    if device.type != "cuda":
+        raise ValueError(f"device {device}: calibration measures a CUDA GPU (cuda or cuda:N)")
+    if not torch.cuda.is_available():
         raise ValueError("calibration measures a CUDA GPU: torch.cuda.is_available() is false")
     profile, units = device_profile(cuda_index(device))
     blocks = {}

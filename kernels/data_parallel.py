@@ -100,7 +100,7 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
         if trace:
             raise ValueError("a batched launch cannot be traced: trace one product at a time")
         batch, strides = a.shape[0], (a.stride(0), b.stride(0), c.stride(0))
-    first = [t if t is None or t.dim() < 3 else t.select(0, 0) for t in (a, b, c)]
+    first = [t if t.dim() == 2 else t.select(0, 0) for t in (a, b, c)]
     gemm = gemm_arguments(
         config, *first[:2], bias, first[2], workspace, backend, trace, static_max_steps(config)
     )

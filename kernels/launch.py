@@ -230,9 +230,7 @@ def run(
             options=options,
         )
         if not trace:
-            compiled = _enqueue(launch_set)
-            if key is not None and prepared.preparable(launch_set, tensors):
-                prepared.remember(key, launch_set, compiled, tensors, workspace, c.shape, c.dtype)
+            _enqueue_and_prepare(key, launch_set, tensors, workspace)
             return KernelRun(c, config)
         flags_before = None if launch_set.flags is None else launch_set.flags.cpu().clone()
         with in_flight(launch_set.events):
@@ -287,10 +285,17 @@ def run_batched(config, a, b, out=None):
         launch_set = build_launches(
             config, *tensors, backend=backend_for(a.device.type), workspace=workspace
         )
-        compiled = _enqueue(launch_set)
-        if key is not None and prepared.preparable(launch_set, tensors):
-            prepared.remember(key, launch_set, compiled, tensors, workspace, c.shape, c.dtype)
+        _enqueue_and_prepare(key, launch_set, tensors, workspace)
     return c
+
+
+def _enqueue_and_prepare(key, launch_set, tensors, workspace):
+    """Enqueue an untraced launch set built over ``tensors`` (the call's, or stand-ins for them
+    when ``key`` is not None) and keep it as the prepared call of ``key`` where it can be."""
+    compiled = _enqueue(launch_set)
+    if key is not None and prepared.preparable(launch_set, tensors):
+        c = tensors[prepared.C]
+        prepared.remember(key, launch_set, compiled, tensors, workspace, c.shape, c.dtype)
 
 
 def _enqueue(launch_set):

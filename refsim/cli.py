@@ -306,16 +306,23 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if res.deadlock is not None or res.coverage_errors else 0
 
 
+def _kernels_torch(command: str) -> Any:
+    """torch, for a command that runs the kernels; UsageError when torch or Triton is missing.
+    Imported by name: refsim itself stays free of torch (and of its type checking)."""
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("triton") is None:
+        raise UsageError(f"{command} runs the kernels: install torch and triton")
+    return importlib.import_module("torch")
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     """Measure the local GPU (``kernels.calibrate``) and write the calibration."""
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("triton") is None:
-        raise UsageError("calibrate runs the kernels: install torch and triton")
-    # imported by name: refsim itself stays free of torch (and of its type checking)
-    torch = importlib.import_module("torch")
-    if not torch.cuda.is_available() or not str(args.device).startswith("cuda"):
+    torch = _kernels_torch("calibrate")
+    if not str(args.device).startswith("cuda"):
+        raise UsageError(f"calibrate --device {args.device}: it measures a CUDA GPU (cuda, cuda:N)")
+    if not torch.cuda.is_available():
         raise UsageError(
             f"calibrate --device {args.device}: needs a CUDA GPU "
-            f"(torch.cuda.is_available() is {torch.cuda.is_available()})"
+            "(torch.cuda.is_available() is False)"
         )
     measure = importlib.import_module("kernels.calibrate").measure
     found = measure(args.device, repeats=args.repeats, progress=print)
@@ -338,13 +345,10 @@ def _compare(args: argparse.Namespace) -> int:
         _check_output("--gantt", path, ("png",))
     if gantt_paths and importlib.util.find_spec("matplotlib") is None:
         raise UsageError(f"--gantt needs matplotlib: {trace.MATPLOTLIB_INSTALL}")
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("triton") is None:
-        raise UsageError("compare runs the kernels: install torch and triton")
+    torch = _kernels_torch("compare")
     options = {name: getattr(args, name) for name in FIELD_NAMES if hasattr(args, name)}
     if hasattr(args, "block"):
         options.update(zip(DEFAULT_BLOCKS, args.block))
-    # imported by name: refsim itself stays free of torch (and of its type checking)
-    torch = importlib.import_module("torch")
     if args.on == "cpu" and not importlib.import_module("kernels.backend").interpreting():
         raise UsageError("compare --on cpu runs Triton's interpreter: set TRITON_INTERPRET=1")
     if args.on == "cuda" and not torch.cuda.is_available():

@@ -173,6 +173,8 @@ def test_calibrate_without_a_gpu_is_one_line_and_exit_2(capsys):
     assert "\n" not in err
     assert cli.main(["calibrate", "--out", "calibration.txt"]) == 2
     assert "*.json" in capsys.readouterr().err
+    assert cli.main(["calibrate", "--device", "cpu"]) == 2
+    assert "it measures a CUDA GPU" in capsys.readouterr().err
 
 
 def test_the_measurement_traces_every_item_of_every_calibration_problem():

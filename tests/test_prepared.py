@@ -102,17 +102,38 @@ def test_strides_and_alignment_are_part_of_the_key(plans):
     assert len(plans) == 2
 
 
+def _partials_of(plan):
+    """The data pointers of the tensors a prepared call keeps in its parameter lists."""
+    return {
+        value.data_ptr()
+        for launch in plan.launches
+        for value in launch.params
+        if isinstance(value, torch.Tensor)
+    }
+
+
 def test_a_grown_workspace_prepares_the_call_again(plans):
+    """A call prepared over partials the workspace has since replaced is prepared again, over
+    the new ones (the old ones are let go), and still right."""
     import kernels
+    from kernels.workspace import workspace_for
 
     small = config_of("owner-waits", (512, 512, 4096))
     large = config_of("owner-waits", (4096, 4096, 4096), (160, 160, 72))
     a, b, bias = make_inputs(small, device=DEVICE, seed=7)
     kernels.run(small, a, b, bias)
+    workspace = workspace_for(a.device)
+    first_partials = workspace.held("partials").data_ptr()
+    assert first_partials in _partials_of(next(iter(plans.values())))
     big_a, big_b, big_bias = make_inputs(large, device=DEVICE, seed=8)
     kernels.run(large.replace(block_m=4 * large.block_m), big_a, big_b, big_bias)  # grows them
+    grown_partials = workspace.held("partials").data_ptr()
+    assert grown_partials != first_partials
     run = kernels.run(small, a, b, bias)
     assert exact_output_problems(run, a, b, bias) == []
+    (plan,) = [plan for key, plan in plans.items() if key[0] == small]
+    assert grown_partials in _partials_of(plan)
+    assert first_partials not in _partials_of(plan)
 
 
 def test_triton_launch_hooks_see_every_launch(plans, monkeypatch):
