@@ -477,7 +477,46 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="the first shape of each category")
     parser.add_argument("--list", action="store_true", help="print the shapes and exit")
     parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="default: docs/gpu")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the shapes and dtypes already in the CSV under --out-dir (same GPU) and "
+        "measure only the rest",
+    )
     return parser.parse_args(argv)
+
+
+def _number(cell):
+    return float(cell) if cell else None
+
+
+def read_measurements(path, gpu, shapes):
+    """The measurements of an earlier run's CSV at ``path`` whose shape is among ``shapes``;
+    none when the file is missing or was written on another GPU than ``gpu``."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as file:
+        header = file.readline()
+        if not header.startswith(f"# GPU {gpu},"):
+            return []
+        by_name = {(shape.category, shape.label): shape for shape in shapes}
+        measurements = []
+        for row in csv.DictReader(file):
+            shape = by_name.get((row["category"], row["shape"]))
+            if shape is not None:
+                measurements.append(
+                    Measurement(
+                        shape,
+                        row["dtype"],
+                        row["candidate"],
+                        row["config"],
+                        _number(row["ms"]),
+                        _number(row["kernel_us"]),
+                        row["problem"] or None,
+                    )
+                )
+        return measurements
 
 
 def main(argv=None):
@@ -498,16 +537,25 @@ def main(argv=None):
 
     env = environment("cuda")
     device, units = device_profile(0)
-    measurements = []
-    for shape in shapes:
-        for dtype in args.dtypes:
-            measurements += measure(shape, dtype, args.strategies, device, units)
-            print(f"measured {shape.category} {shape.label} {dtype}", file=sys.stderr)
     options = (
         f"{len(shapes)} shapes{' (quick)' if args.quick else ''}, dtypes "
         f"{', '.join(args.dtypes)}, candidates {', '.join(args.strategies)}"
     )
-    for path in write_report(measurements, env, host_overhead(), options, args.out_dir):
+    host = host_overhead()
+    measurements = []
+    if args.resume:
+        earlier = pathlib.Path(args.out_dir) / f"suite-{gpu_slug(env['gpu'])}.csv"
+        measurements = read_measurements(earlier, env["gpu"], shapes)
+    done = {(m.shape, m.dtype) for m in measurements}
+    for shape in shapes:
+        for dtype in args.dtypes:
+            if (shape, dtype) in done:
+                continue
+            measurements += measure(shape, dtype, args.strategies, device, units)
+            # Written after every shape, so that a run cut short keeps what it measured.
+            write_report(measurements, env, host, options, args.out_dir)
+            print(f"measured {shape.category} {shape.label} {dtype}", file=sys.stderr)
+    for path in write_report(measurements, env, host, options, args.out_dir):
         print(f"wrote {path}")
     return 0
 

@@ -38,9 +38,10 @@ lookup; the overrides are part of the key as a frozen tuple (:func:`freeze_overr
 **The model.** On a CUDA device whose refsim profile has a calibration (shipped with refsim or
 installed with :func:`use_calibration`), auto without overrides lets refsim choose
 (:func:`model_choice`): the candidates of :func:`model_candidates` are simulated with the
-calibration until ``MODEL_BUDGET_S`` has passed, the rule's own first and then the most
-promising by :func:`wave_estimate_us`, and the least predicted makespan wins (for a batch,
-among data-parallel candidates). The rule is the fallback where there is no calibration.
+calibration within ``MODEL_BUDGET_ITEMS`` simulated work items, the rule's own first and then
+the most promising by :func:`wave_estimate_us`, and the least predicted makespan wins (for a
+batch, among data-parallel candidates). The budget counts work, not time, so a shape gets the
+same answer on every machine and in every process. The rule is the fallback where there is no calibration.
 
 **Tuned tables.** A lookup table built from a refsim sweep (``refsim.sweep.answers.table``)
 replaces the rule where it has an answer: :func:`use_table` installs one (a path to its JSON or
@@ -59,7 +60,6 @@ import dataclasses
 import functools
 import json
 import os
-import time
 
 from refsim.api import simulate
 from refsim.calibration import Calibration
@@ -201,9 +201,10 @@ def config_for(m, n, k, dtype, device, strategy="auto", overrides=(), batch=1):
     return device_config(m, n, k, name, device, **dict(options, strategy=strategy))
 
 
-# The model's choice (model_choice): its time budget for a new shape, and the calibrations
-# installed with use_calibration by profile name (the shipped ones otherwise).
-MODEL_BUDGET_S = 0.05
+# The model's choice (model_choice): its budget for a new shape in simulated work items (refsim
+# simulates about 100 items a millisecond on one slow core, so about 50 ms), and the
+# calibrations installed with use_calibration by profile name (the shipped ones otherwise).
+MODEL_BUDGET_ITEMS = 5000
 SK_HYBRIDS = ("two-tile", "remainder")
 SPLITS = (2, 4, 8)
 _calibrations: dict = {}
@@ -285,17 +286,28 @@ def wave_estimate_us(m, n, k, options, timing, units, launch_gap_us=0.0):
     return cdiv(tiles, units) * (item + iters * iteration)
 
 
-def model_choice(m, n, k, dtype, profile, units, calibration, batch=1, budget_s=MODEL_BUDGET_S):
+def simulated_items(config):
+    """The work items refsim simulates for ``config``: its tiles, times the slices of split-K,
+    plus a Stream-K grid's items (the cost of a simulation grows with them)."""
+    tiles = cdiv(config.m, config.block_m) * cdiv(config.n, config.block_n)
+    if config.strategy == "split_k":
+        return tiles * config.split_k
+    return tiles + (config.grid if config.strategy == "streamk" else 0)
+
+
+def model_choice(
+    m, n, k, dtype, profile, units, calibration, batch=1, budget_items=MODEL_BUDGET_ITEMS
+):
     """The candidate of :func:`model_candidates` with the least predicted makespan under
     ``calibration`` (for refsim profile ``profile`` with ``units`` SMs), among those whose block
     the calibration measured: its GemmConfig options (blocks, strategy and the strategy's
     own), or None when it measured none of them.
 
-    Candidates are simulated until ``budget_s`` has passed: the rule's choice first (so it is
-    always among those compared), then the others by :func:`wave_estimate_us`, most promising
-    first. A batch is simulated as one product of its products' rows stacked (the same tiles
+    Candidates are simulated while their :func:`simulated_items` fit in ``budget_items``: the
+    rule's choice first (always, so it is among those compared), then the others by
+    :func:`wave_estimate_us`, most promising first, each skipped when it would overrun the
+    budget. A batch is simulated as one product of its products' rows stacked (the same tiles
     in the same waves, for the data-parallel candidates a batch has)."""
-    deadline = time.perf_counter() + budget_s
     measured = []
     for options in model_candidates(m, n, k, dtype, units, batch):
         blocks = (options["block_m"], options["block_n"], options["block_k"])
@@ -308,16 +320,18 @@ def model_choice(m, n, k, dtype, profile, units, calibration, batch=1, budget_s=
     if not measured:
         return None
     first, rest = measured[0], sorted(measured[1:], key=lambda pair: pair[0])
-    best = None
+    best, spent = None, 0
     for _, options in [first, *rest]:
-        if best is not None and time.perf_counter() > deadline:
-            break
         try:
             config = GemmConfig(
                 m * batch, n, k, dtype=dtype, device=profile, cus=units, xcds=1, **options
             )
         except ValueError:
             continue
+        items = simulated_items(config)
+        if best is not None and spent + items > budget_items:
+            continue
+        spent += items
         makespan = simulate(config, calibration=calibration).makespan_us
         if best is None or makespan < best[0]:
             best = (makespan, options)

@@ -82,13 +82,11 @@ class Linear(torch.nn.Linear):
             raise RuntimeError(
                 f"Linear: input has {x.shape[-1]} features, expected {self.in_features}"
             )
+        flags = (self.strategy, self.deterministic, self.overrides)
+        if x.dim() == 2:  # the common case, without reshaping
+            return mm(x, self.weight.t(), self.bias, flags)
         rows = x.unsqueeze(0) if x.dim() == 1 else x.flatten(0, -2)
-        y = mm(
-            rows,
-            self.weight.t(),
-            self.bias,
-            (self.strategy, self.deterministic, self.overrides),
-        )
+        y = mm(rows, self.weight.t(), self.bias, flags)
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self):

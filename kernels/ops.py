@@ -149,6 +149,10 @@ def _bmm_out_fake(a, b, out, strategy, deterministic, options):
     return None
 
 
+# Tensor types that are data and nothing more (a Linear's weight and bias are Parameters).
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
 def _direct(a, b, bias=None):
     """True when neither autograd nor a tracer needs the operator, so the kernels can be called
     without the dispatcher's cost (tens of microseconds a call).
@@ -159,10 +163,10 @@ def _direct(a, b, bias=None):
     """
     if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
         return False
-    plain = torch.Tensor
-    if type(a) is not plain or type(b) is not plain:
+    plain = _PLAIN
+    if type(a) not in plain or type(b) not in plain:
         return False
-    if bias is not None and type(bias) is not plain:
+    if bias is not None and type(bias) not in plain:
         return False
     if not torch.is_grad_enabled():
         return True
@@ -324,10 +328,13 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
                 out.copy_(mm(a2, b, None, flags).view(shape))
             return out
         return mm(a2, b, None, flags).view(shape)
-    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     m, n, k = a.shape[-2], b.shape[-1], a.shape[-1]
-    a3 = a.expand(*batch, m, k).flatten(0, -3)
-    b3 = b.expand(*batch, k, n).flatten(0, -3)
+    if a.dim() == 3 and a.shape[:-2] == b.shape[:-2]:  # bmm's case: nothing to broadcast
+        batch, a3, b3 = a.shape[:-2], a, b
+    else:
+        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a3 = a.expand(*batch, m, k).flatten(0, -3)
+        b3 = b.expand(*batch, k, n).flatten(0, -3)
     shape = (*batch, m, n)
     if out is not None:
         _check_out("matmul", out, shape, a.dtype, a.device, a, b)
@@ -387,7 +394,8 @@ def addmm(
             f"addmm(): bias is {bias.dtype} on {bias.device}, the matrices {a.dtype} on {a.device}"
         )
     try:
-        torch.broadcast_shapes(bias.shape, shape)
+        if bias.shape != shape[-bias.dim() :] or bias.dim() > 2:  # else it broadcasts as it is
+            torch.broadcast_shapes(bias.shape, shape)
     except RuntimeError:
         raise RuntimeError(
             f"addmm(): bias of shape {tuple(bias.shape)} does not broadcast to {shape}"

@@ -58,18 +58,36 @@ def _stream(a):
 def plan_key(config, a, b, bias, out, options):
     """The key of a call with ``options`` (a tuple of whatever else its launches depend on), or
     None when it cannot be prepared (not a torch tensor, or CPU tensors without the
-    interpreter: the ordinary path says what is wrong)."""
-    tensors = (a, b) + tuple(t for t in (bias, out) if t is not None)
-    if not all(isinstance(t, torch.Tensor) for t in tensors):
+    interpreter: the ordinary path says what is wrong). Written out flat: it runs on every
+    call."""
+    tensor = torch.Tensor
+    if not (isinstance(a, tensor) and isinstance(b, tensor)):
         return None
-    if not (a.is_cuda or interpreting()):
+    if not (bias is None or isinstance(bias, tensor)) or not (
+        out is None or isinstance(out, tensor)
+    ):
+        return None
+    if a.is_cuda:
+        device = a.get_device()
+        stream = torch._C._cuda_getCurrentRawStream(device)
+    elif interpreting():
+        device, stream = -1, 0
+    else:
         return None
     return (
         config,
         options,
-        _stream(a),
-        _tensor_key(a),
-        _tensor_key(b),
+        stream,
+        device,
+        a.dtype,
+        a.shape,
+        a.stride(),
+        a.data_ptr() % 16 == 0,
+        b.dtype,
+        b.get_device(),
+        b.shape,
+        b.stride(),
+        b.data_ptr() % 16 == 0,
         _tensor_key(bias),
         _tensor_key(out),
     )

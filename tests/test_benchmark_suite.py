@@ -188,3 +188,14 @@ def test_gpu_slug_names_files_by_gpu(suite):
     assert suite.gpu_slug("NVIDIA H200") == "h200"
     assert suite.gpu_slug("NVIDIA H100 80GB HBM3") == "h100-80gb-hbm3"
     assert suite.gpu_slug("AMD Instinct MI300X") == "instinct-mi300x"
+
+
+def test_resume_reads_back_what_the_report_wrote_for_the_same_gpu_only(suite, tmp_path):
+    written = fake_measurements(suite)
+    _, table = suite.write_report(written, ENV, [], "2 shapes", tmp_path)
+    shapes = [*suite.all_shapes(), written[-1].shape]
+    assert suite.read_measurements(table, ENV["gpu"], shapes) == written
+    # Shapes no longer in the suite are dropped; another GPU's file or no file gives nothing.
+    assert suite.read_measurements(table, ENV["gpu"], suite.all_shapes()) == written[:4]
+    assert suite.read_measurements(table, "NVIDIA H100", shapes) == []
+    assert suite.read_measurements(tmp_path / "missing.csv", ENV["gpu"], shapes) == []
