@@ -20,9 +20,11 @@ count, any that coincide with that count's calibration shapes are left out. Writ
 """
 
 import argparse
+import csv
 import dataclasses
 import functools
 import math
+import re
 import sys
 
 import torch
@@ -46,6 +48,8 @@ from kernels.auto import gpu_blocks
 from kernels.calibrate import blocks_to_measure
 from kernels.device import device_config, device_profile
 from refsim.calibration import calibration_shapes, for_profile
+from refsim.config import GemmConfig
+from refsim.hardware import PROFILES
 from refsim.tiling import cdiv
 
 CANDIDATES = STRATEGIES
@@ -182,8 +186,21 @@ def candidate_config(shape, dtype, candidate, device):
     return device_config(*shape.size, dtype, device, **blocks, **CANDIDATES[candidate])
 
 
-def measure(shape, dtype, candidates, device):
-    """The rows of ``candidates`` on one shape and dtype: predicted, then run on the GPU."""
+def predicted_row(row, config):
+    """``row`` with refsim's predictions of ``config`` (calibrated, datasheet) and the roofline
+    filled in; with the problem that kept refsim from simulating it instead, where it failed."""
+    try:
+        predicted = simulated_us(config), simulated_us(config, calibration=False)
+    except ValueError as error:
+        return dataclasses.replace(row, problem=str(error))
+    return dataclasses.replace(
+        row, predicted_us=predicted[0], datasheet_us=predicted[1], roofline_us=roofline_us(config)
+    )
+
+
+def measure(shape, dtype, candidates, device, predict=True):
+    """The rows of ``candidates`` on one shape and dtype, run on the GPU and, with ``predict``,
+    predicted."""
     torch_dtype = DTYPES[dtype]
     a = torch.randn((shape.m, shape.k), device=device, dtype=torch_dtype)
     b = torch.randn((shape.k, shape.n), device=device, dtype=torch_dtype)
@@ -194,27 +211,78 @@ def measure(shape, dtype, candidates, device):
         except ValueError as error:
             rows.append(Row(shape, dtype, candidate, problem=f"refused: {error}"))
             continue
-        try:
-            predicted = simulated_us(config), simulated_us(config, calibration=False)
-        except ValueError as error:
-            rows.append(Row(shape, dtype, candidate, describe(config), problem=str(error)))
-            continue
         out = torch.empty((shape.m, shape.n), device=device, dtype=torch_dtype)
         ms, problem = bench_if_correct(functools.partial(run_output, config, a, b, out), a, b)
-        rows.append(
-            Row(
-                shape,
-                dtype,
-                candidate,
-                describe(config),
-                *predicted,
-                roofline_us(config),
-                kernel_us=None if problem else kernel_us(config, a, b),
-                do_bench_us=None if problem else ms * 1e3,
-                problem=problem,
-            )
+        row = Row(
+            shape,
+            dtype,
+            candidate,
+            describe(config),
+            kernel_us=None if problem else kernel_us(config, a, b),
+            do_bench_us=None if problem else ms * 1e3,
+            problem=problem,
         )
+        rows.append(predicted_row(row, config) if predict and not problem else row)
     return rows
+
+
+def _number(cell):
+    return float(cell) if cell else None
+
+
+def read_measured(path):
+    """The environment (``gpu``, ``driver``, ``torch``, ``triton``, ``date``) and the rows of
+    an earlier run's CSV, predictions left out; ValueError for a file that is not one."""
+    with open(path, newline="") as file:
+        header = file.readline()
+        found = re.match(
+            r"# GPU (.+), driver (.+), torch (.+), Triton (.+), (\d{4}-\d\d-\d\d)$",
+            header.strip(),
+        )
+        if not found:
+            raise ValueError(f"{path}: not a model-accuracy CSV (its first line is {header!r})")
+        env = dict(zip(("gpu", "driver", "torch", "triton", "date"), found.groups()))
+        rows = [
+            Row(
+                Shape(r["category"], r["shape"], int(r["m"]), int(r["n"]), int(r["k"])),
+                r["dtype"],
+                r["candidate"],
+                r["config"],
+                kernel_us=_number(r["kernel_us"]),
+                do_bench_us=_number(r["do_bench_us"]),
+                problem=r["problem"] or None,
+            )
+            for r in csv.DictReader(file)
+        ]
+    return env, rows
+
+
+def repredict(rows, profile, units):
+    """``rows`` measured on ``units`` SMs of refsim ``profile``, predicted by refsim as it is
+    now (each candidate's config rebuilt as the measuring run built it)."""
+    predicted = []
+    for row in rows:
+        if row.problem or row.candidate not in CANDIDATES:
+            predicted.append(row)
+            continue
+        blocks = candidate_blocks(row.shape, row.dtype, units)
+        xcds = {"xcds": 1} if profile.vendor == "nvidia" else {}
+        config = GemmConfig(
+            *row.shape.size,
+            dtype=row.dtype,
+            device=profile,
+            cus=units,
+            **xcds,
+            **blocks,
+            **CANDIDATES[row.candidate],
+        )
+        if describe(config) != row.config:
+            raise ValueError(
+                f"{row.shape.label} {row.candidate}: the measured run used {row.config}, "
+                f"auto's blocks now give {describe(config)}"
+            )
+        predicted.append(predicted_row(row, config))
+    return predicted
 
 
 def percentile(values, percent):
@@ -429,11 +497,61 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="the first shape of each category")
     parser.add_argument("--list", action="store_true", help="print the shapes and exit")
     parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="default: docs/gpu")
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="time the GPU only; predict later with --from-csv (no GPU needed then)",
+    )
+    parser.add_argument(
+        "--from-csv",
+        metavar="FILE",
+        help="predict the rows an earlier run measured (no GPU) and write the report",
+    )
     return parser.parse_args(argv)
+
+
+def notes_line(shapes, quick, dtypes, strategies, profile):
+    calibration = for_profile(profile.name)
+    return (
+        f"{len(shapes)} held-out shapes{' (quick)' if quick else ''}, dtypes "
+        f"{', '.join(dtypes)}, candidates {', '.join(strategies)}; refsim profile "
+        f"{profile.name}, "
+        + (calibration.describe() if calibration else "no calibration shipped (datasheet)")
+    )
+
+
+def from_csv(path, out_dir):
+    """Predict an earlier run's measured rows and write the report; the exit status."""
+    try:
+        env, rows = read_measured(path)
+        profile = PROFILES[gpu_profile_name(env["gpu"])]
+        env["sms"] = profile.cus  # the CSV does not say; the profile's count
+        rows = repredict(rows, profile, profile.cus)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"model_accuracy.py: --from-csv: {error}", file=sys.stderr)
+        return 2
+    shapes = list(dict.fromkeys(row.shape for row in rows))
+    dtypes = list(dict.fromkeys(row.dtype for row in rows))
+    strategies = list(dict.fromkeys(row.candidate for row in rows))
+    notes = notes_line(shapes, False, dtypes, strategies, profile)
+    print("\n".join(summary_lines(rows)))
+    for written in write_report(rows, env, notes + " (predicted after the run)", out_dir):
+        print(f"wrote {written}")
+    return 0
+
+
+def gpu_profile_name(gpu):
+    """refsim's profile of a GPU named as torch names it; KeyError when refsim has none."""
+    for name in ("h200", "h100", "mi300x"):
+        if name in gpu.lower():
+            return name
+    raise KeyError(f"no refsim profile for GPU {gpu!r}")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.from_csv:
+        return from_csv(args.from_csv, args.out_dir)
     if args.list:
         shapes = select_shapes(args.quick)
         print("\n".join(list_lines(shapes)))
@@ -449,18 +567,14 @@ def main(argv=None):
     profile, units = device_profile(0)
     shapes = select_shapes(args.quick, units)
     device = torch.device("cuda", 0)
+    notes = notes_line(shapes, args.quick, args.dtypes, args.strategies, profile)
     rows = []
     for shape in shapes:
         for dtype in args.dtypes:
-            rows += measure(shape, dtype, args.strategies, device)
+            rows += measure(shape, dtype, args.strategies, device, not args.measure_only)
+            # Written after every shape, so that a run cut short keeps what it measured.
+            write_report(rows, env, notes, args.out_dir)
             print(f"measured {shape.category} {shape.label} {dtype}", file=sys.stderr)
-    calibration = for_profile(profile.name)
-    notes = (
-        f"{len(shapes)} held-out shapes{' (quick)' if args.quick else ''}, dtypes "
-        f"{', '.join(args.dtypes)}, candidates {', '.join(args.strategies)}; refsim profile "
-        f"{profile.name}, "
-        + (calibration.describe() if calibration else "no calibration shipped (datasheet)")
-    )
     print("\n".join(summary_lines(rows)))
     for path in write_report(rows, env, notes, args.out_dir):
         print(f"wrote {path}")

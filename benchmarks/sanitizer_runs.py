@@ -43,14 +43,15 @@ def problems(config, device, seed=0):
     return a, b, bias
 
 
-def check_runs(device):
-    """``[(run name, problem or None)]`` for every run of the list on ``device``."""
+def check_runs(device, size=None):
+    """``[(run name, problem or None)]`` for every run of the list on ``device``, on a problem
+    of ``size`` (M, N, K; the device kind's default when None)."""
     import kernels
     from conformance.tolerances import tolerance_problem
     from kernels.device import device_config
 
     kind = torch.device(device).type
-    m, n, k = SIZES[kind]
+    m, n, k = size or SIZES[kind]
     results = []
     for name, options in RUNS.items():
         config = device_config(m, n, k, "bf16", torch.device(device), **options, **BLOCKS[kind])
@@ -76,11 +77,27 @@ def check_runs(device):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=sorted(SIZES))
+    parser.add_argument(
+        "--size",
+        nargs=3,
+        type=int,
+        metavar=("M", "N", "K"),
+        help="the problem (default: 1000 700 900 on a GPU; racecheck is slow, try 300 200 256)",
+    )
     args = parser.parse_args(argv)
+    if args.size and min(args.size) < 1:
+        parser.error("--size: M, N and K must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         print("sanitizer_runs.py: --device cuda needs a CUDA GPU", file=sys.stderr)
         return 2
-    results = check_runs(args.device)
+    try:
+        results = check_runs(args.device, args.size)
+    except ValueError as error:  # a --size some run's config refuses
+        print(
+            f"sanitizer_runs.py: error: --size {' '.join(map(str, args.size))}: {error}",
+            file=sys.stderr,
+        )
+        return 2
     for name, problem in results:
         print(f"{name:<24} {problem or 'ok'}")
     if args.device == "cuda":

@@ -5,9 +5,10 @@ output tiles (of every product of a batch) and ``iters`` the K-iterations of one
 
 Blocks, on a GPU (:func:`gpu_blocks`):
 
-* M or N of at most ``SKINNY`` (decode-like): the skinny side's next power of two (at least
-  16) by 64, ``SKINNY_BLOCK_K`` deep -- a 16-row block does not compute 112 dead rows, and
-  narrow tiles make enough of them to spread the weight matrix over the device.
+* M or N of at most ``SKINNY`` (decode-like): the first block of ``GPU_BLOCKS[dtype]`` with
+  its skinny side cut to that side's next power of two (at least 16): 16x256x64 or 128x16x64
+  in bf16 -- a 16-row block does not compute 112 dead rows (measured on the H200: these beat
+  16x64 and 64x16 blocks on every decode-like shape of the suite).
 * otherwise the first of ``GPU_BLOCKS[dtype]`` with the least wave-quantised cost,
   ``ceil(tiles / units) * BLOCK_M * BLOCK_N / BLOCK_EFFICIENCY``: 128x256x64 where its tiles
   fill the waves, 128x128x64 where halving the tile saves a wave.
@@ -20,12 +21,15 @@ Each block side is at most the next power of two of its dimension. Under the int
    ``tiles >= 2 * units``: ``data_parallel`` -- whole waves, or a partial last wave that costs
    little (measured on the H200: Stream-K's fixup cost more than the partial wave from two
    waves up, and at 130 tiles on 132 SMs).
-3. ``tiles * 2 <= units``: ``split_k`` with ``min(units // tiles, iters // 2)`` slices -- too
-   few tiles to fill the device.
-4. a decode-like product (M or N at most ``SKINNY``): ``data_parallel`` -- it is bound by
-   reading the weights once, which Stream-K's partials only add to.
-5. otherwise ``streamk`` (two-tile hybrid) with the ``last-arriver`` fixup: the partial last
-   wave is shared out by K-iterations, and no program ever waits on another, so any grid runs.
+3. ``tiles * 2 <= units`` and ``iters >= SPREAD_ITERS`` (64): ``streamk`` with the
+   ``last-arriver`` fixup -- too few tiles to fill the device, and enough K to share out; no
+   program ever waits on another, so any grid runs. Measured on the H200 (bf16 suite): it
+   beat data-parallel by 1.3-3.6x on every such shape and was within 10% of the best split-K,
+   which needs a second launch.
+4. otherwise ``data_parallel``: with little K (small problems) Stream-K's fixup and split-K's
+   reduction launch cost more than they spread (2-3x slower than data-parallel at 256^3 and
+   64x512x512), and between half a wave and two waves at K = 4096 Stream-K last-arriver lost
+   to data-parallel on 10 of 14 suite shapes.
 
 A batch of products (``kernels.bmm``, batched ``kernels.matmul``) runs data-parallel in one
 launch over every product's tiles, with the blocks above for the whole batch's tile count.
@@ -81,16 +85,16 @@ GPU_BLOCKS = {
 # Throughput per FLOP of a block's K-loop relative to 128x256x64, measured on the H200
 # (docs/gpu/hopper-variants-h200.md: 128x128x64 ran at 0.83-0.90 of 128x256x64).
 BLOCK_EFFICIENCY = {(128, 256, 64): 1.0, (128, 128, 64): 0.88, (128, 128, 32): 1.0}
-# M or N up to this is a decode-like product; its blocks are SKINNY_LONG_SIDE along the other
-# dimension and SKINNY_BLOCK_K deep.
+# M or N up to this is a decode-like product (its block: the first of GPU_BLOCKS, the skinny
+# side cut down).
 SKINNY = 16
-SKINNY_LONG_SIDE = 64
-SKINNY_BLOCK_K = {"fp16": 64, "bf16": 64, "fp32": 32}
 INTERPRETER_BLOCKS = (32, 32, 32)
 # A partial last wave is left to data-parallel from this many waves up, or when it is at
 # least this full.
 DATA_PARALLEL_WAVES = 2
 FULL_LAST_WAVE = 0.8
+# K-iterations from which fewer tiles than half the units are shared out by Stream-K.
+SPREAD_ITERS = 64
 # GemmConfig's fields a caller may set; the sizes and dtype come from the operands, and the
 # strategy is an argument of its own.
 OVERRIDABLE = tuple(
@@ -120,11 +124,8 @@ def _implied_strategy(options):
 def gpu_blocks(m, n, dtype, units, batch=1):
     """``(block_m, block_n, block_k)`` of the rule in the module docstring, on a GPU."""
     if min(m, n) <= SKINNY:
-        long_side = min(SKINNY_LONG_SIDE, fitting_block(max(m, n)))
-        block_k = SKINNY_BLOCK_K[dtype]
-        if m <= n:
-            return fitting_block(m), long_side, block_k
-        return long_side, fitting_block(n), block_k
+        block_m, block_n, block_k = GPU_BLOCKS[dtype][0]
+        return min(block_m, fitting_block(m)), min(block_n, fitting_block(n)), block_k
     best = None
     for block in GPU_BLOCKS[dtype]:
         block_m, block_n = min(block[0], fitting_block(m)), min(block[1], fitting_block(n))
@@ -142,11 +143,9 @@ def choose(m, n, k, units, block_m, block_n, block_k):
     whole_waves = tiles % units == 0 or tiles % units >= FULL_LAST_WAVE * units
     if iters < 4 or whole_waves or tiles >= DATA_PARALLEL_WAVES * units:
         return "data_parallel", {}
-    if tiles * 2 <= units:
-        return "split_k", {"split_k": max(2, min(units // tiles, iters // 2))}
-    if min(m, n) <= SKINNY:
-        return "data_parallel", {}
-    return "streamk", {"fixup": "last-arriver", "sk_hybrid": "two-tile"}
+    if tiles * 2 <= units and iters >= SPREAD_ITERS:
+        return "streamk", {"fixup": "last-arriver"}
+    return "data_parallel", {}
 
 
 def freeze_overrides(overrides):
@@ -205,8 +204,6 @@ def config_for(m, n, k, dtype, device, strategy="auto", overrides=(), batch=1):
 # simulates about 100 items a millisecond on one slow core, so about 50 ms), and the
 # calibrations installed with use_calibration by profile name (the shipped ones otherwise).
 MODEL_BUDGET_ITEMS = 5000
-SK_HYBRIDS = ("two-tile", "remainder")
-SPLITS = (2, 4, 8)
 _calibrations: dict = {}
 
 
@@ -229,10 +226,14 @@ def calibration_of(profile_name):
 
 
 def model_candidates(m, n, k, dtype, units, batch=1):
-    """Option dicts the model compares, the rule's own choice first: every block of
-    ``GPU_BLOCKS`` (or the decode-like block) as data-parallel, Stream-K last-arriver with each
-    split of ``SK_HYBRIDS``, and split-K with each of ``SPLITS`` slices where the tiles are
-    few; a batch only data-parallel."""
+    """Option dicts the model compares, the rule's own choice first, then for every block of
+    ``GPU_BLOCKS`` (or the decode-like block) data-parallel and the rule's strategy; a batch
+    only data-parallel.
+
+    The model chooses the block, and between the rule's strategy and data-parallel: a
+    calibration measures data-parallel K-iterations, not Stream-K's fixups or split-K's
+    reduction launch, and on the H200 letting it pick those freely chose Stream-K where it
+    ran 2-4x slower than predicted (docs/gpu/model-accuracy-h200.md)."""
     rule_blocks = gpu_blocks(m, n, dtype, units, batch)
     strategy, options = choose(m, n, k, units, *rule_blocks)
     if batch > 1:
@@ -242,18 +243,7 @@ def model_candidates(m, n, k, dtype, units, batch=1):
     for block in blocks:
         fitted = _block_options(block, m, n)
         found.append(dict(fitted, strategy="data_parallel"))
-        if batch > 1:
-            continue
-        tiles = cdiv(m, fitted["block_m"]) * cdiv(n, fitted["block_n"])
-        iters = cdiv(k, fitted["block_k"])
-        if iters >= 2 and tiles % units:
-            for hybrid in SK_HYBRIDS:
-                found.append(
-                    dict(fitted, strategy="streamk", fixup="last-arriver", sk_hybrid=hybrid)
-                )
-        for split in SPLITS:
-            if split <= iters and tiles * split <= 2 * units:
-                found.append(dict(fitted, strategy="split_k", split_k=split))
+        found.append(dict(fitted, strategy=strategy, **options))
     unique = []
     for candidate in found:
         if candidate not in unique:

@@ -21,7 +21,7 @@ import torch
 
 from refsim.calibration import Calibration, block_key, calibration_shapes, fit_block
 
-from .auto import GPU_BLOCKS, SKINNY_BLOCK_K, SKINNY_LONG_SIDE
+from .auto import GPU_BLOCKS, gpu_blocks
 from .device import device_config, device_profile
 from .dtypes import TORCH_DTYPES
 from .launch import run
@@ -35,12 +35,8 @@ def blocks_to_measure(dtypes=DTYPES):
     """``(dtype, (block_m, block_n, block_k))`` pairs: auto's blocks and its decode-like ones."""
     pairs = []
     for dtype in dtypes:
-        skinny_k = SKINNY_BLOCK_K[dtype]
-        blocks = [
-            *GPU_BLOCKS[dtype],
-            (16, SKINNY_LONG_SIDE, skinny_k),
-            (SKINNY_LONG_SIDE, 16, skinny_k),
-        ]
+        skinny = [gpu_blocks(16, 1 << 14, dtype, 1), gpu_blocks(1 << 14, 16, dtype, 1)]
+        blocks = [*GPU_BLOCKS[dtype], *skinny]
         pairs += [(dtype, block) for block in blocks]
     return pairs
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from test_benchmark_suite import BENCHMARKS, ENV, benchmark_module
 
+import refsim
 from kernels.calibrate import blocks_to_measure
 from refsim.calibration import calibration_shapes
 from refsim.config import GemmConfig
@@ -82,7 +83,7 @@ def test_candidate_config_takes_the_candidates_blocks_and_options(accuracy):
     skinny = accuracy.Shape("skinny-m", "decode", 8, 4096, 4096)
     config = accuracy.candidate_config(skinny, "fp16", "streamk turnstile", torch.device("cpu"))
     assert (config.m, config.n, config.k, config.dtype) == (8, 4096, 4096, "fp16")
-    assert (config.block_m, config.block_n, config.block_k) == (16, 64, 64)  # auto's decode block
+    assert (config.block_m, config.block_n, config.block_k) == (16, 256, 64)  # auto's decode block
     assert (config.strategy, config.fixup) == ("streamk", "turnstile")
 
 
@@ -233,3 +234,40 @@ def test_without_a_gpu_main_returns_2_with_one_line(accuracy, capsys):
     assert captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1
     assert "GPU" in captured.err
+
+
+def test_from_csv_predicts_what_an_earlier_run_measured(accuracy, tmp_path):
+    shape = accuracy.HELD_OUT[0]
+    config = accuracy.candidate_config(shape, "bf16", "data_parallel", torch.device("cpu"))
+    config = GemmConfig(
+        *shape.size,
+        dtype="bf16",
+        device=PROFILES["h200"],
+        cus=132,
+        xcds=1,
+        **accuracy.candidate_blocks(shape, "bf16"),
+        strategy="data_parallel",
+    )
+    measured = [
+        accuracy.Row(shape, "bf16", "data_parallel", accuracy.describe(config), None, None, None,
+                     kernel_us=210.0, do_bench_us=220.0),
+        accuracy.Row(shape, "bf16", "split_k", "", problem="refused: split_k=9 > iterations"),
+    ]  # fmt: skip
+    _, table = accuracy.write_report(measured, ENV, "measured only", tmp_path / "gpu")
+    assert accuracy.main(["--from-csv", str(table), "--out-dir", str(tmp_path / "out")]) == 0
+    written = list(csv.DictReader((tmp_path / "out" / table.name).read_text().splitlines()[1:]))
+    predicted = refsim.simulate(config).makespan_us
+    assert float(written[0]["predicted_us"]) == pytest.approx(predicted, abs=1e-3)
+    assert float(written[0]["datasheet_us"]) == pytest.approx(
+        refsim.simulate(config, calibration=False).makespan_us, abs=1e-3
+    )
+    assert (written[0]["kernel_us"], written[0]["do_bench_us"]) == ("210.000", "220.000")
+    assert written[1]["problem"] == "refused: split_k=9 > iterations"
+
+
+def test_from_csv_refuses_a_file_that_is_not_a_report_in_one_line(accuracy, tmp_path, capsys):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    assert accuracy.main(["--from-csv", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not a model-accuracy CSV" in err

@@ -475,17 +475,20 @@ RULE = [  # (m, n, k, units, blocks, expected strategy)
     (128, 128, 32, 4, (32, 32, 32), "data_parallel"),  # one K-iteration
     (128, 128, 512, 4, (32, 32, 32), "data_parallel"),  # 16 tiles: whole waves
     (160, 160, 512, 4, (32, 32, 32), "data_parallel"),  # 25 tiles >= 4 waves
-    (32, 32, 512, 4, (32, 32, 32), "split_k"),  # 1 tile on 4 units
-    (96, 64, 512, 4, (32, 32, 32), "streamk"),  # 6 tiles: 1.5 waves
+    (32, 32, 512, 4, (32, 32, 32), "data_parallel"),  # 1 tile on 4 units, 16 K-iterations
+    (32, 32, 2048, 4, (32, 32, 32), "streamk"),  # 1 tile on 4 units, 64 K-iterations
+    (96, 64, 2048, 4, (32, 32, 32), "data_parallel"),  # 6 tiles: 1.5 waves
     (4096, 4096, 4096, 132, (128, 128, 64), "data_parallel"),  # 1024 tiles
     (1920, 2176, 4096, 132, (128, 128, 64), "data_parallel"),  # 255 tiles: last wave 93% full
-    (1792, 2048, 4096, 132, (128, 128, 64), "streamk"),  # 224 tiles: last wave 70% full
-    (1280, 2560, 4096, 132, (128, 256, 64), "streamk"),  # 100 tiles: 76% of a wave
-    (1024, 2048, 4096, 132, (128, 256, 64), "split_k"),  # 64 tiles: under half a wave
-    (2560, 2048, 4096, 132, (128, 256, 64), "streamk"),  # 160 tiles: a wave + 28
-    (256, 256, 8192, 132, (128, 128, 64), "split_k"),  # 4 tiles
-    (16, 14336, 4096, 132, (16, 64, 64), "data_parallel"),  # decode-like, 224 tiles
-    (4, 4096, 4096, 132, (16, 64, 64), "split_k"),  # decode-like, 64 tiles
+    (1792, 2048, 4096, 132, (128, 128, 64), "data_parallel"),  # 224 tiles: last wave 70% full
+    (1280, 2560, 4096, 132, (128, 256, 64), "data_parallel"),  # 100 tiles: 76% of a wave
+    (1024, 2048, 4096, 132, (128, 256, 64), "streamk"),  # 64 tiles: under half a wave
+    (1024, 2048, 2048, 132, (128, 256, 64), "data_parallel"),  # the same, 32 K-iterations
+    (2560, 2048, 4096, 132, (128, 256, 64), "data_parallel"),  # 160 tiles: a wave + 28
+    (256, 256, 8192, 132, (128, 128, 64), "streamk"),  # 4 tiles
+    (16, 14336, 4096, 132, (16, 256, 64), "streamk"),  # decode-like, 56 tiles, 64 iters
+    (16, 65536, 4096, 132, (16, 256, 64), "data_parallel"),  # decode-like, 256 tiles
+    (4, 4096, 4096, 132, (16, 256, 64), "streamk"),  # decode-like, 16 tiles
 ]
 
 
@@ -495,8 +498,8 @@ BLOCKS = [  # (m, n, dtype, batch, expected blocks on 132 SMs)
     (1792, 2432, "bf16", 1, (128, 128, 64)),  # 266 tiles at 128x128, 140 at 128x256 (2 waves)
     (1024, 1024, "fp16", 4, (128, 256, 64)),  # the batch's 128 tiles: one wave
     (1024, 1024, "fp32", 1, (128, 128, 32)),
-    (3, 4096, "bf16", 1, (16, 64, 64)),  # decode-like: the skinny side fitted
-    (4096, 8, "fp32", 1, (64, 16, 32)),
+    (3, 4096, "bf16", 1, (16, 256, 64)),  # decode-like: the skinny side fitted
+    (4096, 8, "fp32", 1, (128, 16, 32)),
     (40, 40, "bf16", 1, (64, 64, 64)),  # both sides fitted
 ]
 
