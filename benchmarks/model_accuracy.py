@@ -534,6 +534,9 @@ def from_csv(path, out_dir):
     dtypes = list(dict.fromkeys(row.dtype for row in rows))
     strategies = list(dict.fromkeys(row.candidate for row in rows))
     notes = notes_line(shapes, False, dtypes, strategies, profile)
+    planned = len(select_shapes(units=profile.cus))
+    if len(shapes) < planned:
+        notes += f"; the run was cut short: {len(shapes)} of the {planned} held-out shapes"
     print("\n".join(summary_lines(rows)))
     for written in write_report(rows, env, notes + " (predicted after the run)", out_dir):
         print(f"wrote {written}")

@@ -478,6 +478,12 @@ def parse_args(argv):
     parser.add_argument("--list", action="store_true", help="print the shapes and exit")
     parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="default: docs/gpu")
     parser.add_argument(
+        "--combine",
+        nargs=2,
+        metavar=("FIRST.csv", "SECOND.csv"),
+        help="no GPU: write one report of two runs, the second's candidates replacing the first's",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the shapes and dtypes already in the CSV under --out-dir (same GPU) and "
@@ -519,8 +525,87 @@ def read_measurements(path, gpu, shapes):
         return measurements
 
 
+def combine(first, second):
+    """``first``'s measurements with those of the candidates ``second`` measured put in their
+    place where ``second`` ran another config (torch.matmul's excepted; where the config is the
+    same, ``first``'s measurement stays, taken in one process with the other candidates), each
+    scaled by the two runs' torch.matmul times on its shape and dtype so that its ratio to
+    torch is the one measured in its own run."""
+    vendor = {(m.shape, m.dtype): m.ms for m in second if m.candidate == VENDOR}
+    base = {(m.shape, m.dtype): m.ms for m in first if m.candidate == VENDOR}
+    newer = {(m.shape, m.dtype, m.candidate): m for m in second if m.candidate != VENDOR}
+    combined = []
+    for m in first:
+        key = (m.shape, m.dtype)
+        replacement = newer.get((*key, m.candidate))
+        if replacement is None or replacement.config == m.config:
+            combined.append(m)
+            continue
+        scale = base.get(key) / vendor[key] if base.get(key) and vendor.get(key) else None
+        ms = replacement.ms * scale if replacement.ms is not None and scale else None
+        problem = replacement.problem or (None if ms else "no torch.matmul time to scale by")
+        combined.append(dataclasses.replace(replacement, ms=ms, problem=problem))
+    return combined
+
+
+def host_rows(markdown):
+    """The host-overhead table of a report's Markdown text, as ``host_overhead`` returns it."""
+    section = markdown.split("## Host overhead", 1)[-1] if "## Host overhead" in markdown else ""
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or cells[0] in ("call", "---") or cells[1].startswith("-"):
+            continue
+        problem = cells[1].removeprefix("wrong, not timed: ")
+        if problem != cells[1]:
+            rows.append((cells[0], None, problem))
+        else:
+            rows.append((cells[0], float(cells[1]), None))
+    return rows
+
+
+def combine_reports(first_csv, second_csv, out_dir):
+    """Write the report of :func:`combine` of two runs' CSVs (same GPU) under ``out_dir``, with
+    the second run's host table; the exit status."""
+    try:
+        header = (pathlib.Path(first_csv).read_text().splitlines() or [""])[0]
+    except OSError as error:
+        print(f"suite.py: --combine: {first_csv}: {error.strerror}", file=sys.stderr)
+        return 2
+    found = re.match(r"# GPU (.+), driver (.+), torch (.+), Triton (.+), (.+)$", header)
+    if not found:
+        print(f"suite.py: --combine: {first_csv} is not a suite CSV", file=sys.stderr)
+        return 2
+    env = dict(zip(("gpu", "driver", "torch", "triton", "date"), found.groups()))
+    env["sms"] = WAVE_UNITS_OF.get(gpu_slug(env["gpu"]), "?")
+    shapes = all_shapes()
+    first = read_measurements(first_csv, env["gpu"], shapes)
+    second = read_measurements(second_csv, env["gpu"], shapes)
+    if not first or not second:
+        print("suite.py: --combine: both CSVs must be suite runs on the same GPU", file=sys.stderr)
+        return 2
+    replaced = ", ".join(dict.fromkeys(m.candidate for m in second if m.candidate != VENDOR))
+    options = (
+        f"{len({m.shape for m in first})} shapes; {replaced} from a second run where it ran "
+        "another config than in the first (its times scaled by the two runs' torch.matmul "
+        "times, so its ratios are the ones measured in its own run), every other measurement "
+        "from the first; host table from the second run"
+    )
+    markdown = pathlib.Path(second_csv).with_suffix(".md")
+    host = host_rows(markdown.read_text()) if markdown.exists() else []
+    for path in write_report(combine(first, second), env, host, options, out_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+# SM counts of the GPUs reports are written for (a CSV does not say).
+WAVE_UNITS_OF = {"h200": 132, "h100": 132}
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.combine:
+        return combine_reports(*args.combine, args.out_dir)
     shapes = select_shapes(args.categories, args.quick)
     if args.list:
         print("\n".join(list_lines(shapes)))

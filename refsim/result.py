@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 
 from . import trace
-from .calibration import Calibration
+from .calibration import Calibration, for_profile
 from .config import HOOKS, GemmConfig, hook_name
 from .numerics import Partial
 from .plan import Plan
@@ -144,7 +144,10 @@ class SimResult:
         """Where the run's times come from: a calibration, or the profile's datasheet."""
         if self.calibration is not None:
             return self.calibration.describe()
-        return f"datasheet numbers (no calibration for {self.config.profile.name})"
+        name = self.config.profile.name
+        if for_profile(name) is not None:
+            return f"datasheet numbers (the calibration for {name} turned off)"
+        return f"datasheet numbers (no calibration for {name})"
 
     @property
     def tflops(self) -> float | None:

@@ -199,3 +199,28 @@ def test_resume_reads_back_what_the_report_wrote_for_the_same_gpu_only(suite, tm
     assert suite.read_measurements(table, ENV["gpu"], suite.all_shapes()) == written[:4]
     assert suite.read_measurements(table, "NVIDIA H100", shapes) == []
     assert suite.read_measurements(tmp_path / "missing.csv", ENV["gpu"], shapes) == []
+
+
+def test_combine_takes_the_second_runs_other_configs_at_their_own_ratio(suite, tmp_path):
+    first = fake_measurements(suite)
+    square, skinny = first[0].shape, first[-1].shape
+    measure = suite.Measurement
+    second = [
+        measure(square, "bf16", "torch.matmul", ms=2.0),  # a slower run: scaled back by 1/2
+        measure(square, "bf16", "auto", "persistent 128x256x64", ms=0.5, kernel_us=240.0),
+        measure(skinny, "fp16", "torch.matmul", ms=0.1),
+        measure(skinny, "fp16", "auto", "split_k x4 16x128x64", ms=0.05, kernel_us=50.0),
+    ]
+    combined = suite.combine(first, second)
+    assert [m.candidate for m in combined] == [m.candidate for m in first]
+    auto = combined[1]
+    assert (auto.config, auto.ms, auto.kernel_us) == ("persistent 128x256x64", 0.25, 240.0)
+    assert combined[-1] == first[-1]  # the same config in both runs: the first run's stays
+    markdown, table = suite.write_report(second, ENV, [("torch.matmul", 5.5, None)], "x", tmp_path)
+    _, written = suite.write_report(first, ENV, [], "x", tmp_path / "first")
+    assert suite.host_rows(markdown.read_text()) == [("torch.matmul", 5.5, None)]
+    assert (
+        suite.main(["--combine", str(written), str(table), "--out-dir", str(tmp_path / "c")]) == 0
+    )
+    text = (tmp_path / "c" / "suite-h200.md").read_text()
+    assert "auto from a second run" in text and "| torch.matmul | 5.5 |" in text

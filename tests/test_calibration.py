@@ -114,7 +114,11 @@ def test_a_calibrated_one_wave_run_takes_launch_plus_item_plus_iterations():
 def test_without_a_calibration_the_datasheet_clock_says_so():
     result = refsim.simulate(_one_wave(), calibration=False)
     assert result.calibration is None
-    assert result.summary_dict()["clock"] == "datasheet numbers (no calibration for h200)"
+    assert result.summary_dict()["clock"] == (
+        "datasheet numbers (the calibration for h200 turned off)"  # refsim ships one
+    )
+    unshipped = refsim.simulate(_one_wave().replace(device="h100"), calibration=False)
+    assert unshipped.clock == "datasheet numbers (no calibration for h100)"
     calibrated = refsim.simulate(_one_wave(), calibration=_calibration())
     assert not math.isclose(calibrated.makespan_us, result.makespan_us)
 
