@@ -19,6 +19,12 @@ memory term of the datasheet model still applies when it is larger), its finishe
 included; partial stores and loads, flags and atomics keep the datasheet model with the
 calibrated bandwidth and latency; launches cost the calibrated overhead, and a dependent
 launch (split-K's reduction) the calibrated gap.
+
+Two terms are fitted to traced runs of split tiles (Stream-K's and split-K's) rather than
+measured by ``refsim calibrate``: ``split_iteration_factor`` multiplies the K-iteration time
+of a work item whose tile is split (those items run Stream-K's K-loop, with runtime bounds),
+and ``partial_us`` is added to every fp32 partial stored or loaded. ``benchmarks/
+fit_split_terms.py`` fits them to a suite run's traced Stream-K times.
 """
 
 import dataclasses
@@ -34,7 +40,14 @@ SHIPPED = pathlib.Path(__file__).parent / "calibrations"
 # K-iterations per work item the measurement runs at: enough spread to separate the per-item
 # cost from the per-iteration one.
 ITERATION_COUNTS = (8, 16, 32, 64)
-OPTIONAL = ("launch_overhead_us", "launch_gap_us", "atomic_latency_us", "hbm_gbps")
+OPTIONAL = (
+    "launch_overhead_us",
+    "launch_gap_us",
+    "atomic_latency_us",
+    "hbm_gbps",
+    "split_iteration_factor",
+    "partial_us",
+)
 
 
 def block_key(dtype: str, block_m: int, block_n: int, block_k: int) -> str:
@@ -65,6 +78,8 @@ class Calibration:
     launch_gap_us: float | None = None
     atomic_latency_us: float | None = None
     hbm_gbps: float | None = None
+    split_iteration_factor: float | None = None
+    partial_us: float | None = None
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def timing(self, dtype: str, block_m: int, block_n: int, block_k: int) -> BlockTiming | None:

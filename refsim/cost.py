@@ -25,8 +25,11 @@ launch that depends on the one before (split-K's reduction) the same again.
 With a calibration (:mod:`refsim.calibration`) that measured the config's block and dtype,
 ``t_compute`` is the measured K-iteration time per resident program instead, every work item
 adds the measured per-item time (which holds a whole tile's store, so that store is not added
-again; the stores after a fixup still are), and the measured launch overhead, gap between dependent launches, atomic
-latency and HBM bandwidth replace the profile's where measured.
+again; the stores after a fixup still are), and the measured launch overhead, gap between
+dependent launches, atomic latency and HBM bandwidth replace the profile's where measured. A
+calibration's split-tile terms (:mod:`refsim.calibration`) scale the K-iterations of items
+whose tile is split by ``split_iteration_factor`` and add ``partial_us`` to every partial
+stored or loaded.
 """
 
 
@@ -51,6 +54,8 @@ class CostModel:
         self.launch_overhead_us = profile.launch_overhead_us
         self.launch_gap_us = profile.launch_overhead_us
         self.calibrated_block = False
+        self.split_iteration_factor = 1.0
+        self.partial_us = 0.0
         if calibration is not None:
             self._calibrate(config, calibration)
 
@@ -69,6 +74,10 @@ class CostModel:
             self.launch_overhead_us = self.launch_gap_us = calibration.launch_overhead_us
         if calibration.launch_gap_us is not None:
             self.launch_gap_us = calibration.launch_gap_us
+        if calibration.split_iteration_factor is not None:
+            self.split_iteration_factor = calibration.split_iteration_factor
+        if calibration.partial_us is not None:
+            self.partial_us = calibration.partial_us
 
     def iteration_us(self, distinct_rows, distinct_cols, active_xcds, cu_programs):
         """One K-iteration of one program (see the module docstring)."""

@@ -156,7 +156,10 @@ class Simulation:
             self.active_xcds += 1
         l2.streaming += 1
         cost = self.cost
-        duration = cost.item_us + (item.k_end - item.k_begin) * cost.iteration_us(
+        iterations = item.k_end - item.k_begin
+        if item.tile in self.plan.split_tiles:
+            iterations *= cost.split_iteration_factor
+        duration = cost.item_us + iterations * cost.iteration_us(
             l2.distinct_rows, l2.distinct_cols, self.active_xcds, self.cu_load[cu]
         )
         if tail_bytes:
@@ -175,13 +178,19 @@ class Simulation:
         if l2.streaming == 0:
             self.active_xcds -= 1
 
-    def _transfer(self, cu, nbytes):
-        """A store or load that is not part of a K-loop (partials, fixups, reductions)."""
+    def _partial(self, cu):
+        """Storing or loading one fp32 partial tile."""
+        yield from self._transfer(cu, self.cost.partial_bytes, self.cost.partial_us)
+
+    def _transfer(self, cu, nbytes, extra_us=0.0):
+        """A store or load that is not part of a K-loop (partials, fixups, reductions), plus
+        ``extra_us`` of fixed cost."""
         l2 = self.l2[cu // self.cus_per_xcd]
         if l2.streaming == 0:
             self.active_xcds += 1
         l2.streaming += 1
-        duration = self.cost.transfer_us(nbytes, l2.streaming, self.active_xcds) * self.slowdown[cu]
+        duration = self.cost.transfer_us(nbytes, l2.streaming, self.active_xcds) + extra_us
+        duration *= self.slowdown[cu]
         self.busy_us[cu] += duration
         yield self.env.timeout(duration)
         l2.streaming -= 1
@@ -271,7 +280,7 @@ class Simulation:
             self._record(item, cu, start, True)
             return
         if item.role == "split":
-            yield from self._transfer(cu, self.cost.partial_bytes)
+            yield from self._partial(cu)
             finalizes = False
         else:
             self.in_fixup[pid] = (item, cu, start)
@@ -282,12 +291,12 @@ class Simulation:
 
     def _owner_waits(self, pid, cu, item, programs):
         if pid != programs[0]:
-            yield from self._transfer(cu, self.cost.partial_bytes)
+            yield from self._partial(cu)
             yield from self._set_flag(item.tile, pid)
             return False
         for other in programs[1:]:
             yield from self._wait_flag(pid, cu, item.tile, other)
-            yield from self._transfer(cu, self.cost.partial_bytes)
+            yield from self._partial(cu)
         yield from self._transfer(cu, self._tile_bytes())
         self._add_fixup(item.tile, pid, programs, programs)
         return True
@@ -296,9 +305,9 @@ class Simulation:
         position = programs.index(pid)
         if position > 0:
             yield from self._wait_flag(pid, cu, item.tile, programs[position - 1])
-            yield from self._transfer(cu, self.cost.partial_bytes)
+            yield from self._partial(cu)
         if position < len(programs) - 1:
-            yield from self._transfer(cu, self.cost.partial_bytes)
+            yield from self._partial(cu)
             yield from self._set_flag(item.tile, pid)
             return False
         yield from self._transfer(cu, self._tile_bytes())
@@ -306,19 +315,19 @@ class Simulation:
         return True
 
     def _last_arriver(self, pid, cu, item, programs):
-        yield from self._transfer(cu, self.cost.partial_bytes)
+        yield from self._partial(cu)
         ticket = yield from self._atomic(("tile", item.tile))
         self.arrivals[item.tile].append(pid)
         if ticket < len(programs) - 1:
             return False
         for _ in range(len(programs) - 1):
-            yield from self._transfer(cu, self.cost.partial_bytes)
+            yield from self._partial(cu)
         yield from self._transfer(cu, self._tile_bytes())
         self._add_fixup(item.tile, pid, programs, programs)
         return True
 
     def _atomic_adds(self, pid, cu, item, programs):
-        yield from self._transfer(cu, self.cost.partial_bytes)
+        yield from self._partial(cu)
         yield self.env.timeout(self.cost.atomic_latency_us)
         arrivals = self.arrivals[item.tile]
         arrivals.append(pid)
@@ -368,7 +377,7 @@ class Simulation:
         pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
         item = WorkItem(pid, 0, tile, pid_m, pid_n, 0, 0, "reduce")
         nbytes = config.split_k * self.cost.partial_bytes + self._tile_bytes()
-        yield from self._transfer(cu, nbytes)
+        yield from self._transfer(cu, nbytes, config.split_k * self.cost.partial_us)
         programs = self.plan.split_tiles[tile].programs
         self._add_fixup(tile, pid, programs, programs)
         self._record(item, cu, start, True, kernel="reduce")

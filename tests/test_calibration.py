@@ -1,6 +1,7 @@
 """Calibrations: fitting measured work items, the file format, and how a calibration changes
 refsim's clock (exact makespans on a one-wave problem)."""
 
+import dataclasses
 import json
 import math
 import random
@@ -209,3 +210,34 @@ def test_a_quick_calibration_of_the_local_gpu_fits_every_block(tmp_path):
     assert all(t.iteration_us > 0 and t.residual < 0.5 for t in found.blocks.values())
     save(found, tmp_path / "local.json")
     assert load(tmp_path / "local.json") == found
+
+
+def test_the_split_terms_cost_only_split_tiles_exactly():
+    """One tile split between two programs of 20 K-iterations each (1 us apiece): the factor
+    scales those iterations; ``partial_us`` is paid once for the partial stored and once for
+    the one the last arriver loads. A data-parallel run of the same tile pays neither."""
+    split = refsim.GemmConfig(
+        128, 256, 64 * 40, device="h200", cus=2, xcds=1, strategy="streamk",
+        fixup="last-arriver", grid=2, block_m=128, block_n=256, block_k=64,
+    )  # fmt: skip
+    plain = _calibration(launch_overhead_us=0.0)
+    base = refsim.simulate(split, calibration=plain).makespan_us
+    with_partial = dataclasses.replace(plain, partial_us=3.0)
+    slower_loop = dataclasses.replace(plain, split_iteration_factor=2.0)
+    assert refsim.simulate(split, calibration=with_partial).makespan_us == pytest.approx(base + 6)
+    assert refsim.simulate(split, calibration=slower_loop).makespan_us == pytest.approx(base + 20)
+    whole = split.replace(strategy="data_parallel", fixup=None, grid=None)
+    both = dataclasses.replace(plain, partial_us=3.0, split_iteration_factor=2.0)
+    assert refsim.simulate(whole, calibration=both).makespan_us == pytest.approx(
+        refsim.simulate(whole, calibration=plain).makespan_us
+    )
+
+
+def test_the_split_terms_survive_a_round_trip_and_refuse_negatives(tmp_path):
+    calibration = _calibration(split_iteration_factor=1.5, partial_us=2.0)
+    save(calibration, tmp_path / "h200.json")
+    assert load(tmp_path / "h200.json") == calibration
+    data = calibration.to_dict()
+    data["partial_us"] = -1
+    with pytest.raises(ValueError, match="partial_us=-1"):
+        Calibration.from_dict(data)

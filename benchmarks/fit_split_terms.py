@@ -1,0 +1,144 @@
+"""Fit a calibration's split-tile terms to a suite run's traced Stream-K times (no GPU needed).
+
+    python benchmarks/fit_split_terms.py docs/gpu/suite-all-run-h200.csv \
+        --calibration refsim/calibrations/h200.json [--write]
+
+``refsim calibrate`` measures data-parallel work items only. Stream-K's items of split tiles
+run another K-loop and store and load fp32 partials, and on the H200 they took 1.2-4x what
+that calibration predicts. This script takes every Stream-K row of a ``benchmarks/suite.py``
+CSV (fixed candidates, any fixup) whose block the calibration measured and whose problem has
+at most ``MAX_WAVES`` waves of tiles (beyond that Stream-K only shares out the last one), and
+searches ``split_iteration_factor`` x ``partial_us`` (see :mod:`refsim.calibration`) for the
+least mean |predicted - traced| / traced. It prints the error before and after; ``--write``
+stores the two terms in the calibration file. Split-K rows are left out: a traced split-K run
+also times the host's launch of the reduction kernel, which an untraced call hides.
+"""
+
+import argparse
+import csv
+import dataclasses
+import pathlib
+import statistics
+import sys
+
+import refsim
+from refsim.calibration import load, save
+from refsim.config import GemmConfig
+from refsim.hardware import PROFILES
+from refsim.tiling import cdiv
+
+FACTORS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0)
+PARTIAL_US = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+MAX_WAVES = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One traced Stream-K run: its config and in-kernel makespan."""
+
+    config: GemmConfig
+    traced_us: float
+
+
+def parse_config(description):
+    """``(strategy options, (block_m, block_n, block_k))`` of a suite ``config`` cell such as
+    ``"streamk last-arriver 128x256x64"``; None for other strategies."""
+    words = description.split()
+    if len(words) != 3 or words[0] != "streamk":
+        return None
+    block = tuple(int(side) for side in words[2].split("x"))
+    return {"strategy": "streamk", "fixup": words[1]}, block
+
+
+def samples_of(path, calibration):
+    """The Stream-K samples of a suite CSV that ``calibration`` can time (see the module
+    docstring)."""
+    profile = PROFILES[calibration.profile]
+    samples = []
+    with open(path, newline="") as file:
+        file.readline()  # the environment line
+        for row in csv.DictReader(file):
+            parsed = parse_config(row["config"])
+            if row["candidate"] == "auto" or parsed is None or not row["kernel_us"]:
+                continue
+            options, block = parsed
+            m, n, k = int(row["m"]), int(row["n"]), int(row["k"])
+            if calibration.timing(row["dtype"], *block) is None:
+                continue
+            if cdiv(m, block[0]) * cdiv(n, block[1]) > MAX_WAVES * calibration.units:
+                continue
+            config = GemmConfig(
+                m, n, k, dtype=row["dtype"], device=profile, cus=calibration.units, xcds=1,
+                block_m=block[0], block_n=block[1], block_k=block[2], **options,
+            )  # fmt: skip
+            samples.append(Sample(config, float(row["kernel_us"])))
+    return samples
+
+
+def errors(samples, calibration):
+    """|predicted - traced| / traced of every sample under ``calibration``."""
+    return [
+        abs(refsim.simulate(s.config, calibration=calibration).makespan_us - s.traced_us)
+        / s.traced_us
+        for s in samples
+    ]
+
+
+def fit(samples, calibration, factors=FACTORS, partial_us=PARTIAL_US):
+    """The calibration with the grid's ``(split_iteration_factor, partial_us)`` of the least
+    mean error over ``samples``, and that error."""
+    best = None
+    for factor in factors:
+        for extra in partial_us:
+            candidate = dataclasses.replace(
+                calibration, split_iteration_factor=factor, partial_us=extra
+            )
+            mean = statistics.fmean(errors(samples, candidate))
+            if best is None or mean < best[1]:
+                best = (candidate, mean)
+    return best
+
+
+def describe(name, values):
+    return (
+        f"{name}: mean {statistics.fmean(values):.1%}, median {statistics.median(values):.1%}, "
+        f"p90 {sorted(values)[int(0.9 * (len(values) - 1))]:.1%} over {len(values)} runs"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite_csv", help="a benchmarks/suite.py CSV with traced Stream-K rows")
+    parser.add_argument(
+        "--calibration", required=True, help="the calibration to start from (and to --write)"
+    )
+    parser.add_argument("--write", action="store_true", help="store the fitted terms in it")
+    args = parser.parse_args(argv)
+    try:
+        calibration = load(args.calibration)
+        samples = samples_of(args.suite_csv, calibration)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"fit_split_terms.py: {error}", file=sys.stderr)
+        return 2
+    if not samples:
+        print(
+            f"fit_split_terms.py: {args.suite_csv}: no Stream-K row the calibration can time",
+            file=sys.stderr,
+        )
+        return 2
+    plain = dataclasses.replace(calibration, split_iteration_factor=None, partial_us=None)
+    print(describe("without the split terms", errors(samples, plain)))
+    fitted, _ = fit(samples, plain)
+    print(
+        f"fitted split_iteration_factor={fitted.split_iteration_factor}, "
+        f"partial_us={fitted.partial_us}"
+    )
+    print(describe("with them", errors(samples, fitted)))
+    if args.write:
+        save(fitted, pathlib.Path(args.calibration))
+        print(f"written to {args.calibration}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
