@@ -31,12 +31,24 @@ COPY_BYTES = 1 << 30
 DTYPES = ("bf16", "fp16")
 
 
+# The narrow sides auto fits a block to for M or N between the decode-like and a full block.
+FITTED_SIDES = (32, 64)
+
+
 def blocks_to_measure(dtypes=DTYPES):
-    """``(dtype, (block_m, block_n, block_k))`` pairs: auto's blocks and its decode-like ones."""
+    """``(dtype, (block_m, block_n, block_k))`` pairs: auto's blocks, its decode-like ones, and
+    each of its blocks with one side cut to ``FITTED_SIDES`` (what it runs for M or N of 17 to
+    64), so that the model can time every block auto chooses."""
     pairs = []
     for dtype in dtypes:
         skinny = [gpu_blocks(16, 1 << 14, dtype, 1), gpu_blocks(1 << 14, 16, dtype, 1)]
-        blocks = [*GPU_BLOCKS[dtype], *skinny]
+        fitted = [
+            cut
+            for block_m, block_n, block_k in GPU_BLOCKS[dtype]
+            for side in FITTED_SIDES
+            for cut in ((side, block_n, block_k), (block_m, side, block_k))
+        ]
+        blocks = dict.fromkeys([*GPU_BLOCKS[dtype], *skinny, *fitted])
         pairs += [(dtype, block) for block in blocks]
     return pairs
 

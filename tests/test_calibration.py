@@ -241,3 +241,15 @@ def test_the_split_terms_survive_a_round_trip_and_refuse_negatives(tmp_path):
     data["partial_us"] = -1
     with pytest.raises(ValueError, match="partial_us=-1"):
         Calibration.from_dict(data)
+
+
+def test_the_calibration_measures_every_block_auto_runs_with_one_full_side():
+    from kernels.auto import gpu_blocks
+    from kernels.calibrate import blocks_to_measure
+
+    measured = {block for dtype, block in blocks_to_measure() if dtype == "bf16"}
+    sides = [1, 8, 16, 17, 32, 33, 48, 64, 65, 100, 128, 200, 1000, 4096, 16384]
+    for m in sides:
+        for n in sides:
+            if max(m, n) >= 256:
+                assert gpu_blocks(m, n, "bf16", 132) in measured, (m, n)
