@@ -4,7 +4,7 @@
         --calibration refsim/calibrations/h200.json [--write]
 
 ``refsim calibrate`` measures data-parallel work items only. Stream-K's items of split tiles
-run another K-loop and store and load fp32 partials, and on the H200 they took 1.2-4x what
+run another K-loop and store and load fp32 partials, and on the H200 they took 1.1-4.3x what
 that calibration predicts. This script takes every Stream-K row of a ``benchmarks/suite.py``
 CSV (fixed candidates, any fixup) whose block the calibration measured and whose problem has
 at most ``MAX_WAVES`` waves of tiles (beyond that Stream-K only shares out the last one), and
