@@ -8,7 +8,7 @@ run another K-loop and store and load fp32 partials, and on the H200 they took 1
 that calibration predicts. This script takes every Stream-K row of a ``benchmarks/suite.py``
 CSV (fixed candidates, any fixup) whose block the calibration measured and whose problem has
 at most ``MAX_WAVES`` waves of tiles (beyond that Stream-K only shares out the last one), and
-searches ``split_iteration_factor`` x ``partial_us`` (see :mod:`refsim.calibration`) for the
+searches ``split_iteration_factor`` x ``partial_gbps`` (see :mod:`refsim.calibration`) for the
 least mean |predicted - traced| / traced. It prints the error before and after; ``--write``
 stores the two terms in the calibration file. Split-K rows are left out: a traced split-K run
 also times the host's launch of the reduction kernel, which an untraced call hides.
@@ -28,7 +28,8 @@ from refsim.hardware import PROFILES
 from refsim.tiling import cdiv
 
 FACTORS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0)
-PARTIAL_US = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+# None: no partial term; otherwise GB/s of one program's partial traffic
+PARTIAL_GBPS = (None, 128.0, 64.0, 48.0, 32.0, 24.0, 16.0, 8.0)
 MAX_WAVES = 4
 
 
@@ -84,14 +85,14 @@ def errors(samples, calibration):
     ]
 
 
-def fit(samples, calibration, factors=FACTORS, partial_us=PARTIAL_US):
-    """The calibration with the grid's ``(split_iteration_factor, partial_us)`` of the least
+def fit(samples, calibration, factors=FACTORS, partial_gbps=PARTIAL_GBPS):
+    """The calibration with the grid's ``(split_iteration_factor, partial_gbps)`` of the least
     mean error over ``samples``, and that error."""
     best = None
     for factor in factors:
-        for extra in partial_us:
+        for gbps in partial_gbps:
             candidate = dataclasses.replace(
-                calibration, split_iteration_factor=factor, partial_us=extra
+                calibration, split_iteration_factor=factor, partial_gbps=gbps
             )
             mean = statistics.fmean(errors(samples, candidate))
             if best is None or mean < best[1]:
@@ -126,12 +127,12 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
-    plain = dataclasses.replace(calibration, split_iteration_factor=None, partial_us=None)
+    plain = dataclasses.replace(calibration, split_iteration_factor=None, partial_gbps=None)
     print(describe("without the split terms", errors(samples, plain)))
     fitted, _ = fit(samples, plain)
     print(
         f"fitted split_iteration_factor={fitted.split_iteration_factor}, "
-        f"partial_us={fitted.partial_us}"
+        f"partial_gbps={fitted.partial_gbps}"
     )
     print(describe("with them", errors(samples, fitted)))
     if args.write:

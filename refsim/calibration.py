@@ -23,7 +23,8 @@ launch (split-K's reduction) the calibrated gap.
 Two terms are fitted to traced runs of split tiles (Stream-K's and split-K's) rather than
 measured by ``refsim calibrate``: ``split_iteration_factor`` multiplies the K-iteration time
 of a work item whose tile is split (those items run Stream-K's K-loop, with runtime bounds),
-and ``partial_us`` is added to every fp32 partial stored or loaded. ``benchmarks/
+and every fp32 partial stored or loaded also takes its bytes over ``partial_gbps``, one
+program's own bandwidth for that traffic. ``benchmarks/
 fit_split_terms.py`` fits them to a suite run's traced Stream-K times.
 """
 
@@ -46,8 +47,12 @@ OPTIONAL = (
     "atomic_latency_us",
     "hbm_gbps",
     "split_iteration_factor",
-    "partial_us",
+    "partial_gbps",
 )
+
+
+# Optional fields that multiply or divide, so that 0 is no value for them.
+POSITIVE = ("split_iteration_factor", "partial_gbps")
 
 
 def block_key(dtype: str, block_m: int, block_n: int, block_k: int) -> str:
@@ -79,7 +84,7 @@ class Calibration:
     atomic_latency_us: float | None = None
     hbm_gbps: float | None = None
     split_iteration_factor: float | None = None
-    partial_us: float | None = None
+    partial_gbps: float | None = None
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def timing(self, dtype: str, block_m: int, block_n: int, block_k: int) -> BlockTiming | None:
@@ -121,6 +126,8 @@ class Calibration:
         for key, value in optional.items():
             if value is not None and (not _finite(value) or value < 0):
                 raise ValueError(f"{source}: {key}={value!r}: must be a finite number >= 0")
+            if value == 0 and key in POSITIVE:
+                raise ValueError(f"{source}: {key}=0: must be above 0")
         return cls(
             profile=str(data["profile"]),
             gpu=str(data["gpu"]),

@@ -28,8 +28,9 @@ adds the measured per-item time (which holds a whole tile's store, so that store
 again; the stores after a fixup still are), and the measured launch overhead, gap between
 dependent launches, atomic latency and HBM bandwidth replace the profile's where measured. A
 calibration's split-tile terms (:mod:`refsim.calibration`) scale the K-iterations of items
-whose tile is split by ``split_iteration_factor`` and add ``partial_us`` to every partial
-stored or loaded.
+whose tile is split by ``split_iteration_factor`` (for a calibrated block only: the factor is
+relative to its measured K-loop) and add ``BM*BN*4 / partial_gbps`` to every
+partial stored or loaded.
 """
 
 
@@ -74,10 +75,11 @@ class CostModel:
             self.launch_overhead_us = self.launch_gap_us = calibration.launch_overhead_us
         if calibration.launch_gap_us is not None:
             self.launch_gap_us = calibration.launch_gap_us
-        if calibration.split_iteration_factor is not None:
+        if timing is not None and calibration.split_iteration_factor is not None:
+            # relative to the calibrated K-loop: a datasheet one keeps its own
             self.split_iteration_factor = calibration.split_iteration_factor
-        if calibration.partial_us is not None:
-            self.partial_us = calibration.partial_us
+        if calibration.partial_gbps:
+            self.partial_us = self.partial_bytes / (calibration.partial_gbps * 1e3)
 
     def iteration_us(self, distinct_rows, distinct_cols, active_xcds, cu_programs):
         """One K-iteration of one program (see the module docstring)."""

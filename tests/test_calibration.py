@@ -214,32 +214,40 @@ def test_a_quick_calibration_of_the_local_gpu_fits_every_block(tmp_path):
 
 def test_the_split_terms_cost_only_split_tiles_exactly():
     """One tile split between two programs of 20 K-iterations each (1 us apiece): the factor
-    scales those iterations; ``partial_us`` is paid once for the partial stored and once for
-    the one the last arriver loads. A data-parallel run of the same tile pays neither."""
+    scales those iterations; a partial (128x256 fp32, 131072 bytes: 2 us at 65.536 GB/s) is
+    paid once when stored and once when the last arriver loads it. A data-parallel run of the
+    same tile pays neither."""
     split = refsim.GemmConfig(
         128, 256, 64 * 40, device="h200", cus=2, xcds=1, strategy="streamk",
         fixup="last-arriver", grid=2, block_m=128, block_n=256, block_k=64,
     )  # fmt: skip
     plain = _calibration(launch_overhead_us=0.0)
     base = refsim.simulate(split, calibration=plain).makespan_us
-    with_partial = dataclasses.replace(plain, partial_us=3.0)
+    with_partial = dataclasses.replace(plain, partial_gbps=65.536)
     slower_loop = dataclasses.replace(plain, split_iteration_factor=2.0)
-    assert refsim.simulate(split, calibration=with_partial).makespan_us == pytest.approx(base + 6)
+    assert refsim.simulate(split, calibration=with_partial).makespan_us == pytest.approx(base + 4)
     assert refsim.simulate(split, calibration=slower_loop).makespan_us == pytest.approx(base + 20)
+    unmeasured = split.replace(block_n=128, n=128)  # a block the calibration did not time
+    assert refsim.simulate(unmeasured, calibration=slower_loop).makespan_us == pytest.approx(
+        refsim.simulate(unmeasured, calibration=plain).makespan_us
+    )
     whole = split.replace(strategy="data_parallel", fixup=None, grid=None)
-    both = dataclasses.replace(plain, partial_us=3.0, split_iteration_factor=2.0)
+    both = dataclasses.replace(plain, partial_gbps=65.536, split_iteration_factor=2.0)
     assert refsim.simulate(whole, calibration=both).makespan_us == pytest.approx(
         refsim.simulate(whole, calibration=plain).makespan_us
     )
 
 
 def test_the_split_terms_survive_a_round_trip_and_refuse_negatives(tmp_path):
-    calibration = _calibration(split_iteration_factor=1.5, partial_us=2.0)
+    calibration = _calibration(split_iteration_factor=1.5, partial_gbps=48.0)
     save(calibration, tmp_path / "h200.json")
     assert load(tmp_path / "h200.json") == calibration
     data = calibration.to_dict()
-    data["partial_us"] = -1
-    with pytest.raises(ValueError, match="partial_us=-1"):
+    data["partial_gbps"] = -1
+    with pytest.raises(ValueError, match="partial_gbps=-1"):
+        Calibration.from_dict(data)
+    data["partial_gbps"] = 0
+    with pytest.raises(ValueError, match="partial_gbps=0: must be above 0"):
         Calibration.from_dict(data)
 
 

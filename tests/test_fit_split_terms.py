@@ -9,7 +9,7 @@ from test_benchmark_suite import ENV, benchmark_module
 import refsim
 from refsim.calibration import BlockTiming, Calibration, block_key, load, save
 
-TRUE_TERMS = {"split_iteration_factor": 2.0, "partial_us": 3.0}
+TRUE_TERMS = {"split_iteration_factor": 2.0, "partial_gbps": 32.0}
 SHAPES = [(256, 512, 16384), (512, 512, 8192), (384, 256, 32768)]
 
 
@@ -68,7 +68,7 @@ def test_the_fit_recovers_the_terms_the_runs_were_simulated_with(fitter, tmp_pat
     samples = fitter.samples_of(table, calibration)
     assert len(samples) == 2 * len(SHAPES)  # auto, data-parallel and 128x256 rows left out
     fitted, mean_error = fitter.fit(samples, calibration)
-    assert (fitted.split_iteration_factor, fitted.partial_us) == (2.0, 3.0)
+    assert (fitted.split_iteration_factor, fitted.partial_gbps) == (2.0, 32.0)
     assert mean_error < 1e-4  # the CSV keeps 3 decimals of each time
 
 
@@ -78,7 +78,7 @@ def test_write_stores_the_fitted_terms(fitter, tmp_path, capsys):
     table = _suite_csv(tmp_path, _calibration())
     assert fitter.main([str(table), "--calibration", str(path), "--write"]) == 0
     stored = load(path)
-    assert (stored.split_iteration_factor, stored.partial_us) == (2.0, 3.0)
+    assert (stored.split_iteration_factor, stored.partial_gbps) == (2.0, 32.0)
     assert "with them: mean 0.0%" in capsys.readouterr().out
 
 
