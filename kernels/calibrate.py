@@ -8,16 +8,19 @@ its K-iterations gives, by least squares, the K-iteration time and the per-item 
 * launch overhead: ``do_bench`` of a one-tile, one-iteration GEMM minus its traced in-kernel
   time (what a launch costs before and after its programs);
 * gap between dependent launches: in a traced split-K run, the first reduction record's start
-  minus the last split record's end;
-* HBM bandwidth: ``do_bench`` of a 1 GiB device-to-device copy (bytes read and written).
-
-Atomic latency keeps the profile's estimate (no micro-benchmark measures it yet).
+  minus the last split record's end -- on a split launch of several hundred microseconds, so
+  that the host has enqueued the reduction before the split ends and the gap is the GPU's own;
+* HBM bandwidth: ``do_bench`` of a 1 GiB device-to-device copy (bytes read and written);
+* atomic latency: one program adding to one counter, each add waiting for the last
+  (:func:`atomic_chain`), timed at two chain lengths: the difference over the extra adds.
 """
 
 import datetime
 import platform
 
 import torch
+import triton
+import triton.language as tl
 
 from refsim.calibration import Calibration, block_key, calibration_shapes, fit_block
 
@@ -91,18 +94,57 @@ def launch_overhead_us(device):
     return max(0.0, total_ms * 1e3 - inside_us)
 
 
+GAP_SIZE = (4096, 4096, 16384)  # its split launch runs several hundred microseconds
+
+
 def launch_gap_us(device):
     """The first reduction record's start minus the last split record's end, split-K traced."""
     config = device_config(
-        1024, 1024, 8192, "bf16", device, strategy="split_k", split_k=4,
+        *GAP_SIZE, "bf16", device, strategy="split_k", split_k=2,
         block_m=128, block_n=128, block_k=64,
     )  # fmt: skip
-    a, b = _operands(1024, 1024, 8192, "bf16", device)
+    a, b = _operands(*GAP_SIZE, "bf16", device)
     run(config, a, b, trace=True)
     records = run(config, a, b, trace=True).records
     splits = [r.t_end_us for r in records if r.role == "split"]
     reductions = [r.t_start_us for r in records if r.role == "reduce"]
     return max(0.0, min(reductions) - max(splits))
+
+
+@triton.jit
+def atomic_chain(counter_ptr, last_ptr, steps):
+    """Add 1 to ``counter_ptr[0]`` ``steps`` times from one program, each add's address
+    depending on the value the one before returned (never negative, so always slot 0): the
+    adds cannot overlap, and a step takes one atomic's round trip."""
+    offset = 0
+    old = 0
+    for _ in range(steps):
+        old = tl.atomic_add(counter_ptr + offset, 1)
+        offset = (old < 0).to(tl.int32)
+    tl.store(last_ptr, old)
+
+
+ATOMIC_STEPS = (1000, 3000)
+
+
+def per_step_us(time_ms, steps=ATOMIC_STEPS):
+    """Microseconds per step from ``time_ms(steps)`` at two step counts: the difference over
+    the extra steps, so that the launch and the program's start cancel."""
+    short, long = steps
+    return (time_ms(long) - time_ms(short)) * 1e3 / (long - short)
+
+
+def atomic_latency_us(device):
+    """One atomic's round trip on ``device`` (:func:`atomic_chain`)."""
+    from triton.testing import do_bench
+
+    counter = torch.zeros(2, dtype=torch.int32, device=device)
+    last = torch.zeros(1, dtype=torch.int32, device=device)
+
+    def time_ms(steps):
+        return do_bench(lambda: atomic_chain[(1,)](counter, last, steps), return_mode="median")
+
+    return max(0.0, per_step_us(time_ms))
 
 
 def copy_gbps(device):
@@ -156,7 +198,11 @@ def measure(device="cuda", dtypes=DTYPES, repeats=3, progress=print):
             f"{timing.item_us:.2f} us per item (residual {timing.residual:.1%})"
         )
     overhead, gap, bandwidth = launch_overhead_us(device), launch_gap_us(device), copy_gbps(device)
-    progress(f"launch overhead {overhead:.1f} us, gap {gap:.1f} us, copy {bandwidth:.0f} GB/s")
+    atomic = atomic_latency_us(device)
+    progress(
+        f"launch overhead {overhead:.1f} us, gap {gap:.1f} us, copy {bandwidth:.0f} GB/s, "
+        f"atomic {atomic:.2f} us"
+    )
     seen = environment(device)
     return Calibration(
         profile=profile.name,
@@ -165,6 +211,7 @@ def measure(device="cuda", dtypes=DTYPES, repeats=3, progress=print):
         blocks=blocks,
         launch_overhead_us=overhead,
         launch_gap_us=gap,
+        atomic_latency_us=atomic,
         hbm_gbps=bandwidth,
         environment=seen,
     )

@@ -261,3 +261,50 @@ def test_the_calibration_measures_every_block_auto_runs_with_one_full_side():
         for n in sides:
             if max(m, n) >= 256:
                 assert gpu_blocks(m, n, "bf16", 132) in measured, (m, n)
+
+
+def test_the_atomic_chain_adds_once_per_step_in_order():
+    import torch
+
+    from kernels.calibrate import atomic_chain
+
+    counter = torch.zeros(2, dtype=torch.int32)
+    last = torch.full((1,), -7, dtype=torch.int32)
+    atomic_chain[(1,)](counter, last, 5)
+    assert counter.tolist() == [5, 0]  # every add on slot 0
+    assert last.tolist() == [4]  # the last add saw the four before it
+
+
+def test_per_step_time_is_the_difference_over_the_extra_steps():
+    from kernels.calibrate import per_step_us
+
+    def time_ms(steps):  # 5 us of launch, then 0.7 us a step
+        return 0.005 + steps * 0.0007
+
+    assert per_step_us(time_ms, (1000, 3000)) == pytest.approx(0.7)
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("target", ["sm_90", "gfx942"])
+def test_the_atomic_chain_compiles_offline(target):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import triton\n"
+        "from triton.backends.compiler import GPUTarget\n"
+        "from triton.compiler import ASTSource\n"
+        "from kernels.calibrate import atomic_chain\n"
+        "from kernels.offline import TARGETS\n"
+        f"backend, arch, warp, *_ = TARGETS[{target!r}]\n"
+        "signature = {'counter_ptr': '*i32', 'last_ptr': '*i32', 'steps': 'i32'}\n"
+        "source = ASTSource(fn=atomic_chain, signature=signature, constexprs={})\n"
+        "triton.compile(source, target=GPUTarget(backend, arch, warp))\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
