@@ -77,16 +77,17 @@ class Linear(torch.nn.Linear):
         self.overrides = freeze_overrides(config_overrides)
 
     def forward(self, x):
-        _check_input(x, self.weight, self.bias)
+        weight, bias = self.weight, self.bias  # each a Module.__getattr__ lookup: once
+        _check_input(x, weight, bias)
         if x.shape[-1] != self.in_features:
             raise RuntimeError(
                 f"Linear: input has {x.shape[-1]} features, expected {self.in_features}"
             )
         flags = (self.strategy, self.deterministic, self.overrides)
         if x.dim() == 2:  # the common case, without reshaping
-            return mm(x, self.weight.t(), self.bias, flags)
+            return mm(x, weight.t(), bias, flags)
         rows = x.unsqueeze(0) if x.dim() == 1 else x.flatten(0, -2)
-        y = mm(rows, self.weight.t(), self.bias, flags)
+        y = mm(rows, weight.t(), bias, flags)
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self):

@@ -343,7 +343,8 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
         else:
             out.copy_(batched_mm(a3, b3, flags).view(shape))
         return out
-    return batched_mm(a3, b3, flags).view(shape)
+    result = batched_mm(a3, b3, flags)
+    return result if len(shape) == 3 else result.view(shape)
 
 
 def bmm(a, b, *, out=None, strategy="auto", deterministic=True, **config_overrides):
@@ -358,6 +359,8 @@ def bmm(a, b, *, out=None, strategy="auto", deterministic=True, **config_overrid
             f"bmm(): shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
             "multiplied (need (B, M, K) and (B, K, N))"
         )
+    if out is None:  # matmul's 3-D case without its checks again
+        return batched_mm(a, b, (strategy, deterministic, freeze_overrides(config_overrides)))
     return matmul(a, b, out=out, strategy=strategy, deterministic=deterministic, **config_overrides)
 
 
