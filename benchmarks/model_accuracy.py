@@ -33,9 +33,11 @@ from suite import (
     DEFAULT_OUT_DIR,
     DTYPES,
     Shape,
+    all_shapes,
     describe,
     kernel_us,
     llm_shapes,
+    number_or_none,
     run_output,
     shapes_of,
     wave_shapes,
@@ -58,7 +60,7 @@ WAVE_UNITS = 132  # the SM count the wave-quantized shapes and the held-out chec
 # auto halves it where that saves a wave (135 and 272 tiles), and the label keeps the count
 WAVE_BLOCK = (128, 256)
 WAVE_K = 5120
-LLM_TOKENS = (512, 4096)
+LLM_TOKENS = (512, 3072)  # 4096 tokens would make q/o 4096^3, a suite shape
 PICK_TOLERANCE = 0.03  # a pick within 3% of the measured fastest counts as a hit
 ALL = "all candidates"
 PREDICTORS = {
@@ -124,9 +126,10 @@ def calibration_sizes(units):
 
 
 def select_shapes(quick=False, units=WAVE_UNITS):
-    """The held-out shapes that are no calibration shape on ``units`` SMs; with ``quick``, the
-    first of each category."""
-    measured = calibration_sizes(units)
+    """The held-out shapes that are neither a calibration shape on ``units`` SMs nor a suite
+    shape (the split-tile terms are fitted to the suite); with ``quick``, the first of each
+    category."""
+    measured = calibration_sizes(units) | {shape.size for shape in all_shapes()}
     chosen = [shape for shape in HELD_OUT if shape.size not in measured]
     if quick:
         first = {}
@@ -226,10 +229,6 @@ def measure(shape, dtype, candidates, device, predict=True):
     return rows
 
 
-def _number(cell):
-    return float(cell) if cell else None
-
-
 def read_measured(path):
     """The environment (``gpu``, ``driver``, ``torch``, ``triton``, ``date``) and the rows of
     an earlier run's CSV, predictions left out; ValueError for a file that is not one."""
@@ -248,8 +247,8 @@ def read_measured(path):
                 r["dtype"],
                 r["candidate"],
                 r["config"],
-                kernel_us=_number(r["kernel_us"]),
-                do_bench_us=_number(r["do_bench_us"]),
+                kernel_us=number_or_none(r["kernel_us"]),
+                do_bench_us=number_or_none(r["do_bench_us"]),
                 problem=r["problem"] or None,
             )
             for r in csv.DictReader(file)
@@ -468,10 +467,14 @@ def csv_rows(rows):
     ]
 
 
-def write_report(rows, env, notes, out_dir):
-    """Write ``model-accuracy-<gpu>.md`` and ``.csv`` under ``out_dir``; returns both paths."""
+def write_report(rows, env, notes, out_dir, name="model-accuracy"):
+    """Write ``<name>-<gpu>.md`` and ``.csv`` under ``out_dir``; returns both paths."""
     lines = markdown_lines(rows, env, notes)
-    return write_tables("model-accuracy", lines, csv_rows(rows), CSV_FIELDS, env, out_dir)
+    return write_tables(name, lines, csv_rows(rows), CSV_FIELDS, env, out_dir)
+
+
+# The report of a --measure-only run (times without predictions), beside the published one.
+MEASURED_NAME = "model-accuracy-measured"
 
 
 def list_lines(shapes):
@@ -500,7 +503,8 @@ def parse_args(argv):
     parser.add_argument(
         "--measure-only",
         action="store_true",
-        help="time the GPU only; predict later with --from-csv (no GPU needed then)",
+        help="time the GPU only, into model-accuracy-measured-<gpu>.csv; predict later with "
+        "--from-csv (no GPU needed then)",
     )
     parser.add_argument(
         "--from-csv",
@@ -533,9 +537,10 @@ def from_csv(path, out_dir):
     shapes = list(dict.fromkeys(row.shape for row in rows))
     dtypes = list(dict.fromkeys(row.dtype for row in rows))
     strategies = list(dict.fromkeys(row.candidate for row in rows))
-    notes = notes_line(shapes, False, dtypes, strategies, profile)
+    quick = set(shapes) == set(select_shapes(True, profile.cus))
+    notes = notes_line(shapes, quick, dtypes, strategies, profile)
     planned = len(select_shapes(units=profile.cus))
-    if len(shapes) < planned:
+    if not quick and len(shapes) < planned:
         notes += f"; the run was cut short: {len(shapes)} of the {planned} held-out shapes"
     print("\n".join(summary_lines(rows)))
     for written in write_report(rows, env, notes + " (predicted after the run)", out_dir):
@@ -571,15 +576,16 @@ def main(argv=None):
     shapes = select_shapes(args.quick, units)
     device = torch.device("cuda", 0)
     notes = notes_line(shapes, args.quick, args.dtypes, args.strategies, profile)
+    name = MEASURED_NAME if args.measure_only else "model-accuracy"
     rows = []
     for shape in shapes:
         for dtype in args.dtypes:
             rows += measure(shape, dtype, args.strategies, device, not args.measure_only)
             # Written after every shape, so that a run cut short keeps what it measured.
-            write_report(rows, env, notes, args.out_dir)
+            write_report(rows, env, notes, args.out_dir, name)
             print(f"measured {shape.category} {shape.label} {dtype}", file=sys.stderr)
     print("\n".join(summary_lines(rows)))
-    for path in write_report(rows, env, notes, args.out_dir):
+    for path in write_report(rows, env, notes, args.out_dir, name):
         print(f"wrote {path}")
     return 0
 

@@ -492,7 +492,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def _number(cell):
+def number_or_none(cell):
     return float(cell) if cell else None
 
 
@@ -517,8 +517,8 @@ def read_measurements(path, gpu, shapes):
                         row["dtype"],
                         row["candidate"],
                         row["config"],
-                        _number(row["ms"]),
-                        _number(row["kernel_us"]),
+                        number_or_none(row["ms"]),
+                        number_or_none(row["kernel_us"]),
                         row["problem"] or None,
                     )
                 )
@@ -530,7 +530,8 @@ def combine(first, second):
     place where ``second`` ran another config (torch.matmul's excepted; where the config is the
     same, ``first``'s measurement stays, taken in one process with the other candidates), each
     scaled by the two runs' torch.matmul times on its shape and dtype so that its ratio to
-    torch is the one measured in its own run."""
+    torch is the one measured in its own run. Shapes and dtypes only ``second`` measured are
+    added as they are, torch.matmul included."""
     vendor = {(m.shape, m.dtype): m.ms for m in second if m.candidate == VENDOR}
     base = {(m.shape, m.dtype): m.ms for m in first if m.candidate == VENDOR}
     newer = {(m.shape, m.dtype, m.candidate): m for m in second if m.candidate != VENDOR}
@@ -545,7 +546,7 @@ def combine(first, second):
         ms = replacement.ms * scale if replacement.ms is not None and scale else None
         problem = replacement.problem or (None if ms else "no torch.matmul time to scale by")
         combined.append(dataclasses.replace(replacement, ms=ms, problem=problem))
-    return combined
+    return combined + [m for m in second if (m.shape, m.dtype) not in base]
 
 
 def host_rows(markdown):

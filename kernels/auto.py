@@ -7,8 +7,9 @@ Blocks, on a GPU (:func:`gpu_blocks`):
 
 * M or N of at most ``SKINNY`` (decode-like): the first block of ``GPU_BLOCKS[dtype]`` with
   its skinny side cut to that side's next power of two (at least 16): 16x256x64 or 128x16x64
-  in bf16 -- a 16-row block does not compute 112 dead rows (measured on the H200: these beat
-  16x64 and 64x16 blocks on every decode-like shape of the suite).
+  in bf16 -- a 16-row block does not compute 112 dead rows. On the H200, auto with these
+  blocks ran every decode-like suite shape faster than with 16x64 and 64x16 (two runs);
+  data-parallel alone was faster with 16x64 at 8x8192x8192 and with 64x16 at 8192x8x8192.
 * otherwise the first of ``GPU_BLOCKS[dtype]`` with the least wave-quantised cost,
   ``ceil(tiles / units) * BLOCK_M * BLOCK_N / BLOCK_EFFICIENCY``: 128x256x64 where its tiles
   fill the waves, 128x128x64 where halving the tile saves a wave.
@@ -23,13 +24,13 @@ Each block side is at most the next power of two of its dimension. Under the int
    waves up, and at 130 tiles on 132 SMs).
 3. ``tiles * 2 <= units`` and ``iters >= SPREAD_ITERS`` (64): ``streamk`` with the
    ``last-arriver`` fixup -- too few tiles to fill the device, and enough K to share out; no
-   program ever waits on another, so any grid runs. Measured on the H200 (bf16 suite): it
-   beat data-parallel by 1.3-3.6x on every such shape and was within 10% of the best split-K,
-   which needs a second launch.
-4. otherwise ``data_parallel``: with little K (small problems) Stream-K's fixup and split-K's
-   reduction launch cost more than they spread (2-3x slower than data-parallel at 256^3 and
-   64x512x512), and between half a wave and two waves at K = 4096 Stream-K last-arriver lost
-   to data-parallel on 10 of 14 suite shapes.
+   program ever waits on another, so any grid runs. Measured on the H200 (bf16 suite): of the
+   19 shapes this sends to Stream-K, it beat data-parallel with the same block on 15, by up
+   to 3.6x, and lost on 4 (by up to 1.9x: Llama 3 q/o and k/v at 128 tokens,
+   16x14336x4096); split-K, which needs a second launch, was 20-28% faster on four.
+4. otherwise ``data_parallel``: of the 10 suite shapes this leaves to data-parallel,
+   Stream-K last-arriver (same block) was slower on 7 -- 1.9-2.9x on the small-K ones
+   (256^3, 512^3, 64x512x512, 1024^3) -- and faster on 3 by at most 14%.
 
 A batch of products (``kernels.bmm``, batched ``kernels.matmul``) runs data-parallel in one
 launch over every product's tiles, with the blocks above for the whole batch's tile count.
@@ -259,18 +260,14 @@ def _block_options(block, m, n):
     }
 
 
-def wave_estimate_us(m, n, k, options, timing, units, launch_gap_us=0.0):
+def wave_estimate_us(m, n, k, options, timing, units):
     """A quick estimate of a candidate's time from its block's calibrated ``timing``: whole
     waves of work items, each ``item_us + iterations * iteration_us`` (Stream-K: its
-    K-iterations spread evenly, plus two items' fixed cost; split-K: its slices' waves plus the
-    gap before the reduction). It only orders the candidates the model simulates."""
+    K-iterations spread evenly, plus two items' fixed cost). It only orders the candidates
+    the model simulates (data-parallel and the rule's Stream-K)."""
     tiles = cdiv(m, options["block_m"]) * cdiv(n, options["block_n"])
     iters = cdiv(k, options["block_k"])
     item, iteration = timing.item_us, timing.iteration_us
-    if options["strategy"] == "split_k":
-        split = options["split_k"]
-        waves = cdiv(tiles * split, units)
-        return waves * (item + cdiv(iters, split) * iteration) + launch_gap_us
     if options["strategy"] == "streamk":
         return cdiv(tiles * iters, units) * iteration + 2 * item
     return cdiv(tiles, units) * (item + iters * iteration)
@@ -303,10 +300,7 @@ def model_choice(
         blocks = (options["block_m"], options["block_n"], options["block_k"])
         timing = calibration.timing(dtype, *blocks)
         if timing is not None:
-            gap = calibration.launch_gap_us or 0.0
-            measured.append(
-                (wave_estimate_us(m * batch, n, k, options, timing, units, gap), options)
-            )
+            measured.append((wave_estimate_us(m * batch, n, k, options, timing, units), options))
     if not measured:
         return None
     first, rest = measured[0], sorted(measured[1:], key=lambda pair: pair[0])

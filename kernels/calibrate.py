@@ -41,7 +41,9 @@ FITTED_SIDES = (32, 64)
 def blocks_to_measure(dtypes=DTYPES):
     """``(dtype, (block_m, block_n, block_k))`` pairs: auto's blocks, its decode-like ones, and
     each of its blocks with one side cut to ``FITTED_SIDES`` (what it runs for M or N of 17 to
-    64), so that the model can time every block auto chooses."""
+    64): every block auto runs with while one side of the problem is a full block. Blocks cut
+    on both sides (both M and N small, or a decode-like side with the other under 256) are
+    not measured."""
     pairs = []
     for dtype in dtypes:
         skinny = [gpu_blocks(16, 1 << 14, dtype, 1), gpu_blocks(1 << 14, 16, dtype, 1)]

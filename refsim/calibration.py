@@ -20,8 +20,8 @@ included; partial stores and loads, flags and atomics keep the datasheet model w
 calibrated bandwidth and latency; launches cost the calibrated overhead, and a dependent
 launch (split-K's reduction) the calibrated gap.
 
-Two terms are fitted to traced runs of split tiles (Stream-K's and split-K's) rather than
-measured by ``refsim calibrate``: ``split_iteration_factor`` multiplies the K-iteration time
+Two terms are fitted to traced Stream-K runs rather than measured by ``refsim calibrate``, and
+apply to every split tile (split-K's slices too): ``split_iteration_factor`` multiplies the K-iteration time
 of a work item whose tile is split (those items run Stream-K's K-loop, with runtime bounds),
 and every fp32 partial stored or loaded also takes its bytes over ``partial_gbps``, one
 program's own bandwidth for that traffic. ``benchmarks/

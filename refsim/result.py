@@ -145,7 +145,7 @@ class SimResult:
         if self.calibration is not None:
             return self.calibration.describe()
         name = self.config.profile.name
-        if for_profile(name) is not None:
+        if isinstance(self.config.device, str) and for_profile(name) is not None:
             return f"datasheet numbers (the calibration for {name} turned off)"
         return f"datasheet numbers (no calibration for {name})"
 

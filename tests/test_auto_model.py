@@ -135,9 +135,6 @@ def test_a_wave_estimate_counts_whole_waves_of_calibrated_items():
     assert auto.wave_estimate_us(1664, 2560, 4096, dp, timing, 132) == 4.0 + 64 * 0.5
     # 133 tiles: two waves
     assert auto.wave_estimate_us(1664 + 128, 2560, 4096, dp, timing, 132) == 2 * (4.0 + 32.0)
-    split = dict(blocks, strategy="split_k", split_k=4)
-    # 16 tiles x 4 slices in one wave, 16 iterations each, then the gap
-    assert auto.wave_estimate_us(512, 1024, 4096, split, timing, 132, 6.0) == 4.0 + 8.0 + 6.0
     sk = dict(blocks, strategy="streamk", fixup="last-arriver", sk_hybrid="two-tile")
     assert auto.wave_estimate_us(1664, 2560, 4096, sk, timing, 132) == 64 * 0.5 + 8.0
 
@@ -163,7 +160,7 @@ def test_after_the_rules_choice_the_model_simulates_the_most_promising_first(mon
             if all(getattr(config, field) == value for field, value in c.items())
         )
         timing = CALIBRATION.timing("bf16", config.block_m, config.block_n, config.block_k)
-        estimates.append(auto.wave_estimate_us(*shape, options, timing, 132, 6.0))
+        estimates.append(auto.wave_estimate_us(*shape, options, timing, 132))
     assert estimates == sorted(estimates)
     first = candidates[0]
     assert all(getattr(simulated[0], field) == value for field, value in first.items())

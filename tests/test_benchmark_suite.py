@@ -211,11 +211,17 @@ def test_combine_takes_the_second_runs_other_configs_at_their_own_ratio(suite, t
         measure(skinny, "fp16", "torch.matmul", ms=0.1),
         measure(skinny, "fp16", "auto", "split_k x4 16x128x64", ms=0.05, kernel_us=50.0),
     ]
+    only_second = suite.Shape("small", "64x64x64", 64, 64, 64)
+    second += [
+        measure(only_second, "bf16", "torch.matmul", ms=0.004),
+        measure(only_second, "bf16", "auto", "data_parallel 64x64x64", ms=0.008),
+    ]
     combined = suite.combine(first, second)
-    assert [m.candidate for m in combined] == [m.candidate for m in first]
+    assert [m.candidate for m in combined[: len(first)]] == [m.candidate for m in first]
+    assert combined[len(first) :] == second[-2:]  # a shape only the second run measured
     auto = combined[1]
     assert (auto.config, auto.ms, auto.kernel_us) == ("persistent 128x256x64", 0.25, 240.0)
-    assert combined[-1] == first[-1]  # the same config in both runs: the first run's stays
+    assert combined[len(first) - 1] == first[-1]  # the same config in both runs: the first stays
     markdown, table = suite.write_report(second, ENV, [("torch.matmul", 5.5, None)], "x", tmp_path)
     _, written = suite.write_report(first, ENV, [], "x", tmp_path / "first")
     assert suite.host_rows(markdown.read_text()) == [("torch.matmul", 5.5, None)]

@@ -238,7 +238,6 @@ def test_without_a_gpu_main_returns_2_with_one_line(accuracy, capsys):
 
 def test_from_csv_predicts_what_an_earlier_run_measured(accuracy, tmp_path):
     shape = accuracy.HELD_OUT[0]
-    config = accuracy.candidate_config(shape, "bf16", "data_parallel", torch.device("cpu"))
     config = GemmConfig(
         *shape.size,
         dtype="bf16",
@@ -271,3 +270,12 @@ def test_from_csv_refuses_a_file_that_is_not_a_report_in_one_line(accuracy, tmp_
     assert accuracy.main(["--from-csv", str(path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "not a model-accuracy CSV" in err
+
+
+def test_held_out_shapes_are_no_suite_shape_the_split_terms_were_fitted_to(accuracy, monkeypatch):
+    with benchmark_module("suite") as suite:
+        suite_shape = suite.all_shapes()[3]
+        suite_sizes = {shape.size for shape in suite.all_shapes()}
+    assert not {shape.size for shape in accuracy.HELD_OUT} & suite_sizes
+    monkeypatch.setattr(accuracy, "HELD_OUT", (*accuracy.HELD_OUT, suite_shape))
+    assert suite_shape not in accuracy.select_shapes()
