@@ -24,7 +24,6 @@ import csv
 import dataclasses
 import functools
 import math
-import re
 import sys
 
 import torch
@@ -34,9 +33,12 @@ from suite import (
     DTYPES,
     Shape,
     all_shapes,
+    csv_environment,
     describe,
+    gpu_profile_name,
     kernel_us,
     llm_shapes,
+    needs_gpu,
     number_or_none,
     run_output,
     shapes_of,
@@ -233,14 +235,10 @@ def read_measured(path):
     """The environment (``gpu``, ``driver``, ``torch``, ``triton``, ``date``) and the rows of
     an earlier run's CSV, predictions left out; ValueError for a file that is not one."""
     with open(path, newline="") as file:
-        header = file.readline()
-        found = re.match(
-            r"# GPU (.+), driver (.+), torch (.+), Triton (.+), (\d{4}-\d\d-\d\d)$",
-            header.strip(),
-        )
-        if not found:
-            raise ValueError(f"{path}: not a model-accuracy CSV (its first line is {header!r})")
-        env = dict(zip(("gpu", "driver", "torch", "triton", "date"), found.groups()))
+        try:
+            env = csv_environment(file.readline())
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
         rows = [
             Row(
                 Shape(r["category"], r["shape"], int(r["m"]), int(r["n"]), int(r["k"])),
@@ -529,7 +527,6 @@ def from_csv(path, out_dir):
     try:
         env, rows = read_measured(path)
         profile = PROFILES[gpu_profile_name(env["gpu"])]
-        env["sms"] = profile.cus  # the CSV does not say; the profile's count
         rows = repredict(rows, profile, profile.cus)
     except (OSError, ValueError, KeyError) as error:
         print(f"model_accuracy.py: --from-csv: {error}", file=sys.stderr)
@@ -548,14 +545,6 @@ def from_csv(path, out_dir):
     return 0
 
 
-def gpu_profile_name(gpu):
-    """refsim's profile of a GPU named as torch names it; KeyError when refsim has none."""
-    for name in ("h200", "h100", "mi300x"):
-        if name in gpu.lower():
-            return name
-    raise KeyError(f"no refsim profile for GPU {gpu!r}")
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.from_csv:
@@ -565,11 +554,7 @@ def main(argv=None):
         print("\n".join(list_lines(shapes)))
         print(f"{len(shapes)} shapes, dtypes {', '.join(args.dtypes)}")
         return 0
-    if not torch.cuda.is_available():
-        print(
-            "model_accuracy.py: needs a CUDA or ROCm GPU (torch.cuda.is_available() is false)",
-            file=sys.stderr,
-        )
+    if needs_gpu("model_accuracy.py"):
         return 2
     env = environment("cuda")
     profile, units = device_profile(0)

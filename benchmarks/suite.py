@@ -423,6 +423,39 @@ def gpu_slug(name):
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
 
 
+CSV_HEADER = re.compile(r"# GPU (.+), driver (.+), torch (.+), Triton (.+), (\d{4}-\d\d-\d\d)$")
+
+
+def gpu_profile_name(gpu):
+    """refsim's profile of a GPU named as torch names it; KeyError when refsim has none."""
+    for name in ("h200", "h100", "mi300x"):
+        if name in gpu.lower():
+            return name
+    raise KeyError(f"no refsim profile for GPU {gpu!r}")
+
+
+def csv_environment(header):
+    """The environment the first line of a :func:`write_tables` CSV names, with the SM count
+    of its GPU's refsim profile (the line does not hold it); ValueError when it is no such
+    line, KeyError for a GPU refsim has no profile of."""
+    found = CSV_HEADER.match(header.strip())
+    if not found:
+        raise ValueError(f"not a report CSV (its first line is {header.strip()!r})")
+    env = dict(zip(("gpu", "driver", "torch", "triton", "date"), found.groups()))
+    env["sms"] = PROFILES[gpu_profile_name(env["gpu"])].cus
+    return env
+
+
+def needs_gpu(script):
+    """True, after saying so in one line, when torch sees no GPU for ``script`` to run on."""
+    if torch.cuda.is_available():
+        return False
+    print(
+        f"{script}: needs a CUDA or ROCm GPU (torch.cuda.is_available() is false)", file=sys.stderr
+    )
+    return True
+
+
 def write_tables(name, lines, rows, fields, env, out_dir):
     """Write ``<name>-<gpu>.md`` (the Markdown ``lines``) and ``<name>-<gpu>.csv`` (``rows``,
     dicts of ``fields``, after a comment line naming the environment) under ``out_dir``;
@@ -570,15 +603,13 @@ def combine_reports(first_csv, second_csv, out_dir):
     the second run's host table; the exit status."""
     try:
         header = (pathlib.Path(first_csv).read_text().splitlines() or [""])[0]
+        env = csv_environment(header)
     except OSError as error:
         print(f"suite.py: --combine: {first_csv}: {error.strerror}", file=sys.stderr)
         return 2
-    found = re.match(r"# GPU (.+), driver (.+), torch (.+), Triton (.+), (.+)$", header)
-    if not found:
-        print(f"suite.py: --combine: {first_csv} is not a suite CSV", file=sys.stderr)
+    except (ValueError, KeyError) as error:
+        print(f"suite.py: --combine: {first_csv}: {error}", file=sys.stderr)
         return 2
-    env = dict(zip(("gpu", "driver", "torch", "triton", "date"), found.groups()))
-    env["sms"] = WAVE_UNITS_OF.get(gpu_slug(env["gpu"]), "?")
     shapes = all_shapes()
     first = read_measurements(first_csv, env["gpu"], shapes)
     second = read_measurements(second_csv, env["gpu"], shapes)
@@ -599,10 +630,6 @@ def combine_reports(first_csv, second_csv, out_dir):
     return 0
 
 
-# SM counts of the GPUs reports are written for (a CSV does not say).
-WAVE_UNITS_OF = {"h200": 132, "h100": 132}
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.combine:
@@ -612,11 +639,7 @@ def main(argv=None):
         print("\n".join(list_lines(shapes)))
         print(f"{len(shapes)} shapes, dtypes {', '.join(args.dtypes)}")
         return 0
-    if not torch.cuda.is_available():
-        print(
-            "suite.py: needs a CUDA or ROCm GPU (torch.cuda.is_available() is false)",
-            file=sys.stderr,
-        )
+    if needs_gpu("suite.py"):
         return 2
     from conformance.report import environment
     from kernels.device import device_profile

@@ -79,7 +79,8 @@ def test_a_new_shape_is_chosen_in_about_the_budgets_time():
     for shape in SHAPES:
         start = time.perf_counter()
         auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION)
-        assert time.perf_counter() - start < 0.2  # 50 ms intended; slack for a loaded CI core
+        slowest_simulation = 0.1  # slack: one simulation on a loaded CI core
+        assert time.perf_counter() - start < 0.05 + slowest_simulation
 
 
 def test_without_a_measured_block_the_model_has_no_answer():

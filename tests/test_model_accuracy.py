@@ -269,7 +269,7 @@ def test_from_csv_refuses_a_file_that_is_not_a_report_in_one_line(accuracy, tmp_
     path.write_text("a,b\n1,2\n")
     assert accuracy.main(["--from-csv", str(path)]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "not a model-accuracy CSV" in err
+    assert len(err.strip().splitlines()) == 1 and "not a report CSV" in err
 
 
 def test_held_out_shapes_are_no_suite_shape_the_split_terms_were_fitted_to(accuracy, monkeypatch):
