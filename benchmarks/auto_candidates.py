@@ -21,7 +21,7 @@ from suite import DEFAULT_OUT_DIR, DTYPES, gpu_slug, select_shapes
 from refsim.config import fitting_block
 from refsim.tiling import cdiv
 
-SQUARE_BLOCKS = ((128, 256, 64), (128, 128, 64), (64, 128, 64), (64, 64, 64))
+SQUARE_BLOCKS = ((128, 256, 64), (128, 128, 64), (128, 64, 64), (64, 128, 64), (64, 64, 64))
 SPLITS = (2, 4, 8, 16)
 FIELDS = ("shape", "m", "n", "k", "dtype", "candidate", "ms", "ratio", "problem")
 
@@ -98,8 +98,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["bf16"])
     parser.add_argument("--quick", action="store_true", help="the first shape of each category")
+    parser.add_argument(
+        "--shapes", nargs="+", metavar="LABEL", help="only these suite shapes (labels as --list)"
+    )
+    parser.add_argument("--list", action="store_true", help="print the shapes' labels and exit")
     parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR), help="default: docs/gpu")
     args = parser.parse_args(argv)
+    shapes = select_shapes(quick=args.quick)
+    if args.list:
+        print("\n".join(shape.label for shape in shapes))
+        return 0
+    if args.shapes:
+        unknown = sorted(set(args.shapes) - {shape.label for shape in shapes})
+        if unknown:
+            parser.error(f"unknown shape {', '.join(map(repr, unknown))}; --list names them")
+        shapes = [shape for shape in shapes if shape.label in args.shapes]
     if not torch.cuda.is_available():
         print("auto_candidates.py: needs a CUDA or ROCm GPU", file=sys.stderr)
         return 2
@@ -115,7 +128,7 @@ def main(argv=None):
         )
         writer = csv.writer(file)
         writer.writerow(FIELDS)
-        for shape in select_shapes(quick=args.quick):
+        for shape in shapes:
             for dtype in args.dtypes:
                 rows = measure(shape, dtype, "cuda")
                 for s, d, label, ms, ratio, problem in rows:
