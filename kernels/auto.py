@@ -22,12 +22,19 @@ Each block side is at most the next power of two of its dimension. Under the int
    ``tiles >= 2 * units``: ``data_parallel`` -- whole waves, or a partial last wave that costs
    little (measured on the H200: Stream-K's fixup cost more than the partial wave from two
    waves up, and at 130 tiles on 132 SMs).
-3. ``tiles * 2 <= units`` and ``iters >= SPREAD_ITERS`` (64): ``streamk`` with the
-   ``last-arriver`` fixup -- too few tiles to fill the device, and enough K to share out; no
-   program ever waits on another, so any grid runs. Measured on the H200 (bf16 suite): of the
-   19 shapes this sends to Stream-K, it beat data-parallel with the same block on 15, by up
-   to 3.6x, and lost on 4 (by up to 1.9x: Llama 3 q/o and k/v at 128 tokens,
-   16x14336x4096); split-K, which needs a second launch, was 20-28% faster on four.
+3. ``tiles * 2 <= units`` and ``iters >= SPREAD_ITERS`` (64): ``split_k`` with
+   :func:`spread_split` slices -- the largest power of two that keeps ``tiles * split``
+   within one wave, at most ``MAX_SPLIT`` (16), each slice at least ``MIN_SLICE_ITERS`` (16)
+   K-iterations: too few tiles to fill the device, and enough K to share out. Decode-like
+   blocks (M or N at most ``SKINNY``) take ``streamk`` with the ``last-arriver`` fixup here
+   instead. Measured on the H200 (bf16, docs/gpu/auto-candidates-h200.csv, the 10 suite
+   shapes of this case with blocks of 16 rows or more): split-K as this rule sets it ran at
+   0.58-1.14 of ``torch.matmul`` (geomean 0.76), where Stream-K last-arriver, the rule's
+   earlier choice, ran at 0.22-0.94 in the suite; the best of 20-30 candidates per shape
+   (blocks from 64x64 up, Stream-K, split-K x2-x16) was up to 1.24x faster, 1.07x in
+   geomean. Stream-K last-arriver on the decode-like blocks ran at 0.84-0.96 on 7 of the 8
+   decode-like suite shapes of this case, and at 0.61 on 8192x8x8192, where split-K x4 ran at
+   0.82 (that shape is bound by reading A's 128 MiB); split-K was not measured on the others.
 4. otherwise ``data_parallel``: of the 10 suite shapes this leaves to data-parallel,
    Stream-K last-arriver (same block) was slower on 7 -- 1.9-2.9x on the small-K ones
    (256^3, 512^3, 64x512x512, 1024^3) -- and faster on 3 by at most 14%.
@@ -94,8 +101,11 @@ INTERPRETER_BLOCKS = (32, 32, 32)
 # least this full.
 DATA_PARALLEL_WAVES = 2
 FULL_LAST_WAVE = 0.8
-# K-iterations from which fewer tiles than half the units are shared out by Stream-K.
+# K-iterations from which fewer tiles than half the units are shared out (rule 3): by
+# split-K in slices of at least MIN_SLICE_ITERS K-iterations, at most MAX_SPLIT of them.
 SPREAD_ITERS = 64
+MIN_SLICE_ITERS = 16
+MAX_SPLIT = 16
 # GemmConfig's fields a caller may set; the sizes and dtype come from the operands, and the
 # strategy is an argument of its own.
 OVERRIDABLE = tuple(
@@ -145,8 +155,24 @@ def choose(m, n, k, units, block_m, block_n, block_k):
     if iters < 4 or whole_waves or tiles >= DATA_PARALLEL_WAVES * units:
         return "data_parallel", {}
     if tiles * 2 <= units and iters >= SPREAD_ITERS:
-        return "streamk", {"fixup": "last-arriver"}
+        if min(block_m, block_n) <= SKINNY:
+            return "streamk", {"fixup": "last-arriver"}
+        return "split_k", {"split_k": spread_split(tiles, iters, units)}
     return "data_parallel", {}
+
+
+def spread_split(tiles, iters, units):
+    """Split-K's slices under rule 3: the largest power of two that keeps ``tiles * split``
+    within one wave of ``units``, at most ``MAX_SPLIT``, each slice at least
+    ``MIN_SLICE_ITERS`` K-iterations (at least 2 where rule 3 applies)."""
+    split = 1
+    while (
+        tiles * split * 2 <= units
+        and split * 2 <= MAX_SPLIT
+        and iters // (split * 2) >= MIN_SLICE_ITERS
+    ):
+        split *= 2
+    return split
 
 
 def freeze_overrides(overrides):
@@ -228,8 +254,8 @@ def calibration_of(profile_name):
 
 def model_candidates(m, n, k, dtype, units, batch=1):
     """Option dicts the model compares, the rule's own choice first, then for every block of
-    ``GPU_BLOCKS`` (or the decode-like block) data-parallel and the rule's strategy; a batch
-    only data-parallel.
+    ``GPU_BLOCKS`` (or the decode-like block) data-parallel and the rule's choice for that
+    block; a batch only data-parallel.
 
     The model chooses the block, and between the rule's strategy and data-parallel: a
     calibration measures data-parallel K-iterations, not Stream-K's fixups or split-K's
@@ -244,7 +270,9 @@ def model_candidates(m, n, k, dtype, units, batch=1):
     for block in blocks:
         fitted = _block_options(block, m, n)
         found.append(dict(fitted, strategy="data_parallel"))
-        found.append(dict(fitted, strategy=strategy, **options))
+        if batch == 1:
+            own_strategy, own_options = choose(m, n, k, units, *fitted.values())
+            found.append(dict(fitted, strategy=own_strategy, **own_options))
     unique = []
     for candidate in found:
         if candidate not in unique:
@@ -262,15 +290,16 @@ def _block_options(block, m, n):
 
 def wave_estimate_us(m, n, k, options, timing, units):
     """A quick estimate of a candidate's time from its block's calibrated ``timing``: whole
-    waves of work items, each ``item_us + iterations * iteration_us`` (Stream-K: its
-    K-iterations spread evenly, plus two items' fixed cost). It only orders the candidates
-    the model simulates (data-parallel and the rule's Stream-K)."""
+    waves of work items, each ``item_us + iterations * iteration_us`` (split-K: a slice's
+    iterations; Stream-K: its K-iterations spread evenly, plus two items' fixed cost). It only
+    orders the candidates the model simulates."""
     tiles = cdiv(m, options["block_m"]) * cdiv(n, options["block_n"])
     iters = cdiv(k, options["block_k"])
     item, iteration = timing.item_us, timing.iteration_us
     if options["strategy"] == "streamk":
         return cdiv(tiles * iters, units) * iteration + 2 * item
-    return cdiv(tiles, units) * (item + iters * iteration)
+    split = options.get("split_k", 1)
+    return cdiv(tiles * split, units) * (item + cdiv(iters, split) * iteration)
 
 
 def simulated_items(config):

@@ -12,7 +12,6 @@ from conformance.tolerances import tolerance_problem
 from kernels.auto import OVERRIDABLE, choose, config_for
 from kernels.dtypes import TORCH_DTYPES
 from refsim import STRATEGIES
-from refsim.tiling import cdiv
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else [pytest.mark.interpreter]
@@ -471,21 +470,23 @@ def test_zero_sized_products_match_torch():
 
 
 # The auto rule and its cache.
-RULE = [  # (m, n, k, units, blocks, expected strategy)
+RULE = [  # (m, n, k, units, blocks, expected strategy and split-K's slices)
     (128, 128, 32, 4, (32, 32, 32), "data_parallel"),  # one K-iteration
     (128, 128, 512, 4, (32, 32, 32), "data_parallel"),  # 16 tiles: whole waves
     (160, 160, 512, 4, (32, 32, 32), "data_parallel"),  # 25 tiles >= 4 waves
     (32, 32, 512, 4, (32, 32, 32), "data_parallel"),  # 1 tile on 4 units, 16 K-iterations
-    (32, 32, 2048, 4, (32, 32, 32), "streamk"),  # 1 tile on 4 units, 64 K-iterations
+    (32, 32, 2048, 4, (32, 32, 32), "split_k x4"),  # 1 tile on 4 units, 64 K-iterations
     (96, 64, 2048, 4, (32, 32, 32), "data_parallel"),  # 6 tiles: 1.5 waves
     (4096, 4096, 4096, 132, (128, 128, 64), "data_parallel"),  # 1024 tiles
     (1920, 2176, 4096, 132, (128, 128, 64), "data_parallel"),  # 255 tiles: last wave 93% full
     (1792, 2048, 4096, 132, (128, 128, 64), "data_parallel"),  # 224 tiles: last wave 70% full
     (1280, 2560, 4096, 132, (128, 256, 64), "data_parallel"),  # 100 tiles: 76% of a wave
-    (1024, 2048, 4096, 132, (128, 256, 64), "streamk"),  # 64 tiles: under half a wave
+    (1024, 2048, 4096, 132, (128, 256, 64), "split_k x2"),  # 64 tiles: under half a wave
     (1024, 2048, 2048, 132, (128, 256, 64), "data_parallel"),  # the same, 32 K-iterations
     (2560, 2048, 4096, 132, (128, 256, 64), "data_parallel"),  # 160 tiles: a wave + 28
-    (256, 256, 8192, 132, (128, 128, 64), "streamk"),  # 4 tiles
+    (256, 256, 8192, 132, (128, 128, 64), "split_k x8"),  # 4 tiles, 128 K-iterations
+    (256, 256, 4096, 132, (128, 128, 64), "split_k x4"),  # slices of at least 16 iterations
+    (128, 128, 65536, 132, (128, 128, 64), "split_k x16"),  # at most MAX_SPLIT slices
     (16, 14336, 4096, 132, (16, 256, 64), "streamk"),  # decode-like, 56 tiles, 64 iters
     (16, 65536, 4096, 132, (16, 256, 64), "data_parallel"),  # decode-like, 256 tiles
     (4, 4096, 4096, 132, (16, 256, 64), "streamk"),  # decode-like, 16 tiles
@@ -514,9 +515,8 @@ def test_the_auto_blocks(m, n, dtype, batch, expected):
 @pytest.mark.parametrize("m, n, k, units, blocks, expected", RULE)
 def test_the_auto_rule(m, n, k, units, blocks, expected):
     strategy, options = choose(m, n, k, units, *blocks)
-    assert strategy == expected
-    if strategy == "split_k":
-        assert 2 <= options["split_k"] <= cdiv(k, blocks[2])
+    slices = f" x{options['split_k']}" if strategy == "split_k" else ""
+    assert strategy + slices == expected
 
 
 def test_the_auto_choice_is_cached_per_shape():
