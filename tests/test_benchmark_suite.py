@@ -230,3 +230,35 @@ def test_combine_takes_the_second_runs_other_configs_at_their_own_ratio(suite, t
     )
     text = (tmp_path / "c" / "suite-h200.md").read_text()
     assert "auto from a second run" in text and "| torch.matmul | 5.5 |" in text
+
+
+def run_benchmark(name, *args):
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""},
+    )
+
+
+def test_auto_candidates_names_an_unknown_shape_and_lists_the_suites(suite):
+    listed = run_benchmark("auto_candidates.py", "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [shape.label for shape in suite.all_shapes()]
+    unknown = run_benchmark("auto_candidates.py", "--shapes", "512x512x16384", "9x9x9")
+    assert unknown.returncode == 2
+    assert "unknown shape '9x9x9'" in unknown.stderr
+
+
+@pytest.mark.parametrize("text", ["4x4", "0x8x8", "axbxc", "4x4x4x4"])
+def test_ncu_targets_refuses_a_shape_that_is_not_mxnxk(text):
+    result = run_benchmark("ncu_targets.py", text)
+    assert result.returncode == 2
+    assert "is not MxNxK with positive sizes" in result.stderr
+
+
+def test_ncu_targets_without_a_gpu_exits_2_with_one_line():
+    result = run_benchmark("ncu_targets.py", "64x64x64")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "ncu_targets.py: needs a CUDA GPU"
