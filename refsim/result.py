@@ -141,11 +141,17 @@ class SimResult:
 
     @property
     def clock(self) -> str:
-        """Where the run's times come from: a calibration, or the profile's datasheet."""
+        """Where the run's times come from: a calibration, or the profile's datasheet; a
+        calibration that did not measure the run's block says its K-loop is the datasheet's."""
+        c = self.config
         if self.calibration is not None:
-            return self.calibration.describe()
-        name = self.config.profile.name
-        if isinstance(self.config.device, str) and for_profile(name) is not None:
+            described = self.calibration.describe()
+            if self.calibration.timing(c.dtype, c.block_m, c.block_n, c.block_k) is None:
+                block = f"{c.dtype} {c.block_m}x{c.block_n}x{c.block_k}"
+                return f"{described}, but not block {block}: its K-loop from the datasheet"
+            return described
+        name = c.profile.name
+        if isinstance(c.device, str) and for_profile(name) is not None:
             return f"datasheet numbers (the calibration for {name} turned off)"
         return f"datasheet numbers (no calibration for {name})"
 

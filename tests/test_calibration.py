@@ -112,6 +112,20 @@ def test_a_calibrated_one_wave_run_takes_launch_plus_item_plus_iterations():
     assert "clock: calibrated on NVIDIA H200" in result.summary()
 
 
+def test_a_block_the_calibration_did_not_measure_says_its_k_loop_is_the_datasheets():
+    calibration = _calibration()
+    unmeasured = refsim.simulate(
+        _one_wave().replace(block_m=64, block_n=64), calibration=calibration
+    )
+    assert unmeasured.clock == (
+        "calibrated on NVIDIA H200 (2026-12-01), but not block bf16 64x64x64: its K-loop "
+        "from the datasheet"
+    )
+    assert refsim.simulate(_one_wave(), calibration=calibration).clock == (
+        "calibrated on NVIDIA H200 (2026-12-01)"
+    )
+
+
 def test_without_a_calibration_the_datasheet_clock_says_so():
     result = refsim.simulate(_one_wave(), calibration=False)
     assert result.calibration is None
