@@ -9,9 +9,12 @@ that calibration predicts. This script takes every Stream-K row of a ``benchmark
 CSV (fixed candidates, any fixup) whose block the calibration measured and whose problem has
 at most ``MAX_WAVES`` waves of tiles (beyond that Stream-K only shares out the last one), and
 searches ``split_iteration_factor`` x ``partial_gbps`` (see :mod:`refsim.calibration`) for the
-least mean |predicted - traced| / traced. It prints the error before and after; ``--write``
-stores the two terms in the calibration file. Split-K rows are left out: a traced split-K run
-also times the host's launch of the reduction kernel, which an untraced call hides.
+least mean |predicted - traced| / traced, the prediction being refsim's whole makespan, its
+launch overhead included (the shipped terms were fitted so). It prints the error before and
+after; ``--write`` stores the two terms in the calibration file. Split-K rows are left out:
+the suite's traced split-K runs were taken before traced launches got their head start
+(``kernels.launch.TRACE_HEAD_START_CYCLES``), so they also time the host's launch of the
+reduction kernel.
 """
 
 import argparse

@@ -13,7 +13,8 @@ GPU's config (``kernels.device.device_config``):
   against the float64 product (a wrong one is reported, not timed).
 
 Then, per candidate, the median and 90th percentile of the relative error of each prediction
-against each measurement, and how well each predictor picks the fastest candidate of a shape.
+against each measurement (against the traced time, refsim's prediction over the same span of
+its own records, without the launch overhead before the first program), and how well each predictor picks the fastest candidate of a shape.
 Shapes are chosen so that none is a calibration shape on 132 SMs; on a GPU with another SM
 count, any that coincide with that count's calibration shapes are left out. Writes
 ``model-accuracy-<gpu>.md`` and ``.csv`` under ``--out-dir`` (default docs/gpu).
@@ -52,6 +53,7 @@ from kernels.auto import gpu_blocks
 from kernels.calibrate import blocks_to_measure
 from kernels.device import device_config, device_profile
 from refsim.calibration import calibration_shapes, for_profile
+from refsim.compare import makespan_us
 from refsim.config import GemmConfig
 from refsim.hardware import PROFILES
 from refsim.tiling import cdiv
@@ -71,6 +73,16 @@ PREDICTORS = {
     "roofline_us": "roofline",
 }
 MEASURES = {"kernel_us": "traced", "do_bench_us": "do_bench"}
+# The traced makespan runs from the first record's start to the last one's end, so it is set
+# beside the same span of refsim's own records (IN_KERNEL: the launch overhead before the first
+# program left out); do_bench's time is set beside the whole predicted makespan.
+IN_KERNEL = {
+    "predicted_us": "predicted_kernel_us",
+    "datasheet_us": "datasheet_kernel_us",
+    "roofline_us": "roofline_us",
+}
+# A row's times, in the CSV's order.
+TIMES = tuple(dict.fromkeys((*PREDICTORS, *IN_KERNEL.values(), *MEASURES)))
 CSV_FIELDS = (
     "category",
     "shape",
@@ -80,8 +92,7 @@ CSV_FIELDS = (
     "dtype",
     "candidate",
     "config",
-    *PREDICTORS,
-    *MEASURES,
+    *TIMES,
     "problem",
 )
 TRANSFER = (
@@ -144,7 +155,8 @@ def select_shapes(quick=False, units=WAVE_UNITS):
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One candidate on one shape and dtype: the three predictions and two measurements in
-    microseconds, each None where there is none, with the ``problem`` that explains it."""
+    microseconds, each None where there is none, with the ``problem`` that explains it; and
+    refsim's two predictions over its records' span (``IN_KERNEL``)."""
 
     shape: Shape
     dtype: str
@@ -156,6 +168,8 @@ class Row:
     kernel_us: float | None = None
     do_bench_us: float | None = None
     problem: str | None = None
+    predicted_kernel_us: float | None = None
+    datasheet_kernel_us: float | None = None
 
 
 def roofline_us(config):
@@ -168,12 +182,13 @@ def roofline_us(config):
 
 
 def simulated_us(config, calibration=None):
-    """refsim's makespan of ``config`` in microseconds (``calibration`` as ``simulate`` takes
-    it); ValueError when the model deadlocks or refuses the run."""
+    """refsim's makespan of ``config`` and the span of its records (first start to last end,
+    as a trace is measured), in microseconds (``calibration`` as ``simulate`` takes it);
+    ValueError when the model deadlocks or refuses the run."""
     result = refsim.simulate(config, calibration=calibration)
     if result.deadlock is not None:
         raise ValueError(f"refsim predicts a {str(result.deadlock).splitlines()[0]}")
-    return result.makespan_us
+    return result.makespan_us, makespan_us(result.records)
 
 
 def candidate_blocks(shape, dtype, units=WAVE_UNITS):
@@ -195,11 +210,19 @@ def predicted_row(row, config):
     """``row`` with refsim's predictions of ``config`` (calibrated, datasheet) and the roofline
     filled in; with the problem that kept refsim from simulating it instead, where it failed."""
     try:
-        predicted = simulated_us(config), simulated_us(config, calibration=False)
+        (predicted, in_kernel), (datasheet, datasheet_in_kernel) = (
+            simulated_us(config),
+            simulated_us(config, calibration=False),
+        )
     except ValueError as error:
         return dataclasses.replace(row, problem=str(error))
     return dataclasses.replace(
-        row, predicted_us=predicted[0], datasheet_us=predicted[1], roofline_us=roofline_us(config)
+        row,
+        predicted_us=predicted,
+        datasheet_us=datasheet,
+        roofline_us=roofline_us(config),
+        predicted_kernel_us=in_kernel,
+        datasheet_kernel_us=datasheet_in_kernel,
     )
 
 
@@ -305,11 +328,13 @@ class ErrorStats:
 
 
 def error_stats(rows, predictor, measure):
-    """``{candidate: ErrorStats}`` of attribute ``predictor`` against attribute ``measure`` over
-    the rows that have both, candidates in the rows' order, then ``ALL`` over every row."""
+    """``{candidate: ErrorStats}`` of attribute ``predictor`` (its ``IN_KERNEL`` span against
+    the traced ``kernel_us``) against attribute ``measure`` over the rows that have both,
+    candidates in the rows' order, then ``ALL`` over every row."""
     errors = {}
     for row in rows:
-        predicted, measured = getattr(row, predictor), getattr(row, measure)
+        predicted = getattr(row, IN_KERNEL[predictor] if measure == "kernel_us" else predictor)
+        measured = getattr(row, measure)
         if predicted is not None and measured:
             errors.setdefault(row.candidate, []).append(abs(predicted - measured) / measured)
     errors[ALL] = [error for values in errors.values() for error in values]
@@ -408,8 +433,10 @@ def markdown_lines(rows, env, notes):
         "bandwidth) with A, B and C moved once. Measurements: the traced in-kernel makespan "
         "(first record's start to last record's end, second traced run) and `do_bench`'s "
         "median with the L2 flushed (launch included); every output is checked against the "
-        "float64 product first, and a wrong one is not timed. Error = |predicted - measured| / "
-        "measured. A pick is a predictor's fastest candidate of a shape among those predicted "
+        "float64 product first, and a wrong one is not timed. A prediction is set beside the "
+        "traced time over the same span of its own records (first start to last end, so "
+        "without the launch overhead before the first program: refsim in-kernel us) and beside "
+        "`do_bench` as its whole makespan. Error = |predicted - measured| / measured. A pick is a predictor's fastest candidate of a shape among those predicted "
         f"and timed; a hit is within {PICK_TOLERANCE:.0%} of the measured fastest by "
         "`do_bench`; regret = measured time of the pick / measured fastest. The roofline gives "
         "every candidate of a shape the same time, so its pick is always the first candidate "
@@ -428,9 +455,9 @@ def markdown_lines(rows, env, notes):
             "",
             f"## {category}",
             "",
-            "| shape | M x N x K | dtype | candidate | config | refsim us | datasheet us | "
-            "roofline us | traced us | do_bench us | check |",
-            "|---|---|---|---|---|---:|---:|---:|---:|---:|---|",
+            "| shape | M x N x K | dtype | candidate | config | refsim us | refsim in-kernel us | "
+            "datasheet us | roofline us | traced us | do_bench us | check |",
+            "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in rows:
             if row.shape.category != category:
@@ -439,7 +466,7 @@ def markdown_lines(rows, env, notes):
             lines.append(
                 f"| {shape.label} | {shape.m}x{shape.n}x{shape.k} | {row.dtype} | "
                 f"{row.candidate} | {row.config} | {_cell(row.predicted_us, 2)} | "
-                f"{_cell(row.datasheet_us, 2)} | {_cell(row.roofline_us, 2)} | "
+                f"{_cell(row.predicted_kernel_us, 2)} | {_cell(row.datasheet_us, 2)} | {_cell(row.roofline_us, 2)} | "
                 f"{_cell(row.kernel_us, 2)} | {_cell(row.do_bench_us, 2)} | "
                 f"{row.problem or 'ok'} |"
             )
@@ -458,7 +485,7 @@ def csv_rows(rows):
             "dtype": row.dtype,
             "candidate": row.candidate,
             "config": row.config,
-            **{field: _cell(getattr(row, field), 3) for field in (*PREDICTORS, *MEASURES)},
+            **{field: _cell(getattr(row, field), 3) for field in TIMES},
             "problem": row.problem or "",
         }
         for row in rows

@@ -116,10 +116,13 @@ def fake_rows(accuracy):
         (shapes[2], sk, 150.0, 200.0, 70.0, 100.0, 100.0),
         (shapes[3], dp, 50.0, 50.0, 40.0, 50.0, 50.0),
     ]
-    rows = [
-        accuracy.Row(shape, "bf16", candidate, f"{candidate} 128x256x64", *values)
+    rows = [  # no launch overhead: the in-kernel predictions are the makespans
+        accuracy.Row(
+            shape, "bf16", candidate, f"{candidate} 128x256x64", *values,
+            predicted_kernel_us=values[0], datasheet_kernel_us=values[1],
+        )
         for shape, candidate, *values in table
-    ]
+    ]  # fmt: skip
     return [
         *rows,
         accuracy.Row(
@@ -149,6 +152,24 @@ def test_error_stats_per_candidate_and_over_all(accuracy):
     # data_parallel against do_bench: 0.25, 48/102, 0.2, 0.
     assert against_bench["data_parallel"].median == pytest.approx(0.225)
     assert against_bench["data_parallel"].p90 == pytest.approx(0.25 + 0.7 * (48 / 102 - 0.25))
+
+
+def test_the_traced_time_is_set_beside_the_prediction_without_its_launch_overhead(accuracy):
+    shape = accuracy.Shape("small", "s", 192, 192, 192)
+    row = accuracy.Row(
+        shape, "bf16", "data_parallel", "data_parallel 128x128x64",
+        predicted_us=6.0, datasheet_us=5.0, roofline_us=1.0, kernel_us=2.5, do_bench_us=7.5,
+        predicted_kernel_us=2.0, datasheet_kernel_us=1.0,
+    )  # fmt: skip
+    against = {
+        (predictor, measure): accuracy.error_stats([row], predictor, measure)["data_parallel"]
+        for predictor in accuracy.PREDICTORS
+        for measure in accuracy.MEASURES
+    }
+    assert against["predicted_us", "kernel_us"].median == pytest.approx(0.2)  # 2.0 vs 2.5
+    assert against["predicted_us", "do_bench_us"].median == pytest.approx(0.2)  # 6.0 vs 7.5
+    assert against["datasheet_us", "kernel_us"].median == pytest.approx(0.6)  # 1.0 vs 2.5
+    assert against["roofline_us", "kernel_us"].median == pytest.approx(0.6)  # no launch in it
 
 
 def test_error_stats_without_rows_is_empty(accuracy):
@@ -255,8 +276,12 @@ def test_from_csv_predicts_what_an_earlier_run_measured(accuracy, tmp_path):
     _, table = accuracy.write_report(measured, ENV, "measured only", tmp_path / "gpu")
     assert accuracy.main(["--from-csv", str(table), "--out-dir", str(tmp_path / "out")]) == 0
     written = list(csv.DictReader((tmp_path / "out" / table.name).read_text().splitlines()[1:]))
-    predicted = refsim.simulate(config).makespan_us
-    assert float(written[0]["predicted_us"]) == pytest.approx(predicted, abs=1e-3)
+    predicted = refsim.simulate(config)
+    assert float(written[0]["predicted_us"]) == pytest.approx(predicted.makespan_us, abs=1e-3)
+    records = predicted.records  # the in-kernel span: first start to last end, as traced
+    in_kernel = max(r.t_end_us for r in records) - min(r.t_start_us for r in records)
+    assert float(written[0]["predicted_kernel_us"]) == pytest.approx(in_kernel, abs=1e-3)
+    assert in_kernel < predicted.makespan_us  # the launch overhead before the first program
     assert float(written[0]["datasheet_us"]) == pytest.approx(
         refsim.simulate(config, calibration=False).makespan_us, abs=1e-3
     )
