@@ -97,8 +97,9 @@ def measure(shape, dtype, device):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["bf16"])
-    parser.add_argument("--quick", action="store_true", help="the first shape of each category")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--quick", action="store_true", help="the first shape of each category")
+    which.add_argument(
         "--shapes", nargs="+", metavar="LABEL", help="only these suite shapes (labels as --list)"
     )
     parser.add_argument("--list", action="store_true", help="print the shapes' labels and exit")

@@ -13,8 +13,9 @@ GPU's config (``kernels.device.device_config``):
   against the float64 product (a wrong one is reported, not timed).
 
 Then, per candidate, the median and 90th percentile of the relative error of each prediction
-against each measurement (against the traced time, refsim's prediction over the same span of
-its own records, without the launch overhead before the first program), and how well each predictor picks the fastest candidate of a shape.
+against each measurement, and how well each predictor picks the fastest candidate of a shape.
+The traced time is set beside the same span of refsim's records (first start to last end:
+without the launch overhead before the first program), ``do_bench`` beside the makespan.
 Shapes are chosen so that none is a calibration shape on 132 SMs; on a GPU with another SM
 count, any that coincide with that count's calibration shapes are left out. Writes
 ``model-accuracy-<gpu>.md`` and ``.csv`` under ``--out-dir`` (default docs/gpu).
@@ -436,7 +437,8 @@ def markdown_lines(rows, env, notes):
         "float64 product first, and a wrong one is not timed. A prediction is set beside the "
         "traced time over the same span of its own records (first start to last end, so "
         "without the launch overhead before the first program: refsim in-kernel us) and beside "
-        "`do_bench` as its whole makespan. Error = |predicted - measured| / measured. A pick is a predictor's fastest candidate of a shape among those predicted "
+        "`do_bench` as its whole makespan. Error = |predicted - measured| / measured. A pick "
+        "is a predictor's fastest candidate of a shape among those predicted "
         f"and timed; a hit is within {PICK_TOLERANCE:.0%} of the measured fastest by "
         "`do_bench`; regret = measured time of the pick / measured fastest. The roofline gives "
         "every candidate of a shape the same time, so its pick is always the first candidate "
@@ -466,7 +468,8 @@ def markdown_lines(rows, env, notes):
             lines.append(
                 f"| {shape.label} | {shape.m}x{shape.n}x{shape.k} | {row.dtype} | "
                 f"{row.candidate} | {row.config} | {_cell(row.predicted_us, 2)} | "
-                f"{_cell(row.predicted_kernel_us, 2)} | {_cell(row.datasheet_us, 2)} | {_cell(row.roofline_us, 2)} | "
+                f"{_cell(row.predicted_kernel_us, 2)} | {_cell(row.datasheet_us, 2)} | "
+                f"{_cell(row.roofline_us, 2)} | "
                 f"{_cell(row.kernel_us, 2)} | {_cell(row.do_bench_us, 2)} | "
                 f"{row.problem or 'ok'} |"
             )

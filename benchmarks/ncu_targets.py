@@ -6,8 +6,8 @@ Compute to read their counters side by side:
 
 Both run twice first (compilation, cuBLAS's heuristics), then once each between
 ``cudaProfilerStart`` and ``cudaProfilerStop``, so only those launches are profiled. Prints
-auto's configuration per shape; auto's output is checked against the float64 product (:mod:`conformance.tolerances`); a
-wrong one exits 1 before anything is profiled.
+auto's configuration per shape; auto's output is checked against the float64 product
+(:mod:`conformance.tolerances`), and a wrong one exits 1 before anything is profiled.
 """
 
 import argparse

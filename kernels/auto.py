@@ -28,13 +28,14 @@ Each block side is at most the next power of two of its dimension. Under the int
    K-iterations: too few tiles to fill the device, and enough K to share out. Decode-like
    blocks (M or N at most ``SKINNY``) take ``streamk`` with the ``last-arriver`` fixup here
    instead. Measured on the H200 (bf16, docs/gpu/auto-candidates-h200.csv, the 10 suite
-   shapes of this case with blocks of 16 rows or more): split-K as this rule sets it ran at
+   shapes of this case with both block sides above 16): split-K as this rule sets it ran at
    0.58-1.14 of ``torch.matmul`` (geomean 0.76), where Stream-K last-arriver, the rule's
    earlier choice, ran at 0.22-0.94 in the suite; the best of 20-30 candidates per shape
    (blocks from 64x64 up, Stream-K, split-K x2-x16) was up to 1.24x faster, 1.07x in
-   geomean. Stream-K last-arriver on the decode-like blocks ran at 0.84-0.96 on 7 of the 8
-   decode-like suite shapes of this case, and at 0.61 on 8192x8x8192, where split-K x4 ran at
-   0.82 (that shape is bound by reading A's 128 MiB); split-K was not measured on the others.
+   geomean. Stream-K last-arriver on the decode-like blocks ran at 0.82-0.94 on 8 of the 9
+   decode-like suite shapes of this case (docs/gpu/suite-h200.csv), and at 0.61 on
+   8192x8x8192, where split-K x4 ran at 0.82 (that shape is bound by reading A's 128 MiB);
+   split-K was not measured on the other eight.
 4. otherwise ``data_parallel``: of the 10 suite shapes this leaves to data-parallel,
    Stream-K last-arriver (same block) was slower on 7 -- 1.9-2.9x on the small-K ones
    (256^3, 512^3, 64x512x512, 1024^3) -- and faster on 3 by at most 14%.
@@ -164,7 +165,8 @@ def choose(m, n, k, units, block_m, block_n, block_k):
 def spread_split(tiles, iters, units):
     """Split-K's slices under rule 3: the largest power of two that keeps ``tiles * split``
     within one wave of ``units``, at most ``MAX_SPLIT``, each slice at least
-    ``MIN_SLICE_ITERS`` K-iterations (at least 2 where rule 3 applies)."""
+    ``MIN_SLICE_ITERS`` K-iterations. Rule 3's conditions (``tiles * 2 <= units``, ``iters >=
+    SPREAD_ITERS``) make it at least 2; outside them it can be 1."""
     split = 1
     while (
         tiles * split * 2 <= units
@@ -257,8 +259,8 @@ def model_candidates(m, n, k, dtype, units, batch=1):
     ``GPU_BLOCKS`` (or the decode-like block) data-parallel and the rule's choice for that
     block; a batch only data-parallel.
 
-    The model chooses the block, and between the rule's strategy and data-parallel: a
-    calibration measures data-parallel K-iterations, not Stream-K's fixups or split-K's
+    The model chooses the block, and for each block between the rule's choice and
+    data-parallel: a calibration measures data-parallel K-iterations, not Stream-K's fixups or split-K's
     reduction launch, and on the H200 letting it pick those freely chose Stream-K where it
     ran 2-4x slower than predicted (docs/gpu/model-accuracy-h200.md)."""
     rule_blocks = gpu_blocks(m, n, dtype, units, batch)
@@ -271,7 +273,9 @@ def model_candidates(m, n, k, dtype, units, batch=1):
         fitted = _block_options(block, m, n)
         found.append(dict(fitted, strategy="data_parallel"))
         if batch == 1:
-            own_strategy, own_options = choose(m, n, k, units, *fitted.values())
+            own_strategy, own_options = choose(
+                m, n, k, units, fitted["block_m"], fitted["block_n"], fitted["block_k"]
+            )
             found.append(dict(fitted, strategy=own_strategy, **own_options))
     unique = []
     for candidate in found:
@@ -291,8 +295,8 @@ def _block_options(block, m, n):
 def wave_estimate_us(m, n, k, options, timing, units):
     """A quick estimate of a candidate's time from its block's calibrated ``timing``: whole
     waves of work items, each ``item_us + iterations * iteration_us`` (split-K: a slice's
-    iterations; Stream-K: its K-iterations spread evenly, plus two items' fixed cost). It only
-    orders the candidates the model simulates."""
+    iterations, its reduction launch left out; Stream-K: its K-iterations spread evenly, plus
+    two items' fixed cost). It only orders the candidates the model simulates."""
     tiles = cdiv(m, options["block_m"]) * cdiv(n, options["block_n"])
     iters = cdiv(k, options["block_k"])
     item, iteration = timing.item_us, timing.iteration_us

@@ -27,8 +27,8 @@ from .records import (
 from .streamk import WAITING_FIXUPS
 from .workspace import cuda_index, workspace_for
 
-# A traced launch set on a GPU starts behind a sleep of this many GPU cycles (about 0.5 ms at
-# 2 GHz), so that the host has enqueued every launch of the set before the first one runs: the
+# A traced launch set on a GPU starts behind a sleep of this many GPU clock cycles (about
+# 0.5 ms at the H200's 2 GHz; AMD's counter may tick otherwise, untested), so that the host has enqueued every launch of the set before the first one runs: the
 # trace then shows the GPU's own gap between dependent launches, not the host's launch time.
 TRACE_HEAD_START_CYCLES = 1_000_000
 
@@ -239,7 +239,7 @@ def run(
             return KernelRun(c, config)
         flags_before = None if launch_set.flags is None else launch_set.flags.cpu().clone()
         with in_flight(launch_set.events):
-            if device.type == "cuda":
+            if device.type == "cuda":  # the current stream, where Triton launches too
                 torch.cuda._sleep(TRACE_HEAD_START_CYCLES)
             _enqueue(launch_set)
             partials = None if launch_set.partials is None else launch_set.partials.clone()

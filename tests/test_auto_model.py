@@ -62,7 +62,9 @@ def test_the_budget_counts_simulated_items_so_the_answer_is_the_same_every_time(
         return real(config, calibration=calibration)
 
     monkeypatch.setattr(auto, "simulate", spy)
-    shape, budget = (512, 1024, 16384), 300  # 16 to 164 items a candidate: some fit
+    # 16 to 128 items a candidate, 304 in all: the rule's 128 and the two data-parallel ones
+    # (16 and 32) fit in 200, the second split-K (128) does not
+    shape, budget = (512, 1024, 16384), 200
     answers = [
         auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=budget)
         for _ in range(2)
@@ -138,6 +140,25 @@ def test_a_wave_estimate_counts_whole_waves_of_calibrated_items():
     assert auto.wave_estimate_us(1664 + 128, 2560, 4096, dp, timing, 132) == 2 * (4.0 + 32.0)
     sk = dict(blocks, strategy="streamk", fixup="last-arriver", sk_hybrid="two-tile")
     assert auto.wave_estimate_us(1664, 2560, 4096, sk, timing, 132) == 64 * 0.5 + 8.0
+    # split-K: 1024 x 2048 is 64 tiles, x2 slices of 32 iterations is one wave of 128 items
+    split = dict(blocks, strategy="split_k", split_k=2)
+    assert auto.wave_estimate_us(1024, 2048, 4096, split, timing, 132) == 4.0 + 32 * 0.5
+    # x4: 256 items, two waves
+    split4 = dict(split, split_k=4)
+    assert auto.wave_estimate_us(1024, 2048, 4096, split4, timing, 132) == 2 * (4.0 + 16 * 0.5)
+
+
+def test_each_block_brings_its_own_rule_choice_and_data_parallel():
+    # 1024 x 2048 x 4096: the rule's block is 128x128, 128 tiles (rule 4, data-parallel); with
+    # 128x256 it is 64 tiles, under half the SMs (rule 3, split-K x2), a candidate of its own
+    candidates = auto.model_candidates(1024, 2048, 4096, "bf16", 132)
+    big = {"block_m": 128, "block_n": 256, "block_k": 64}
+    small = {"block_m": 128, "block_n": 128, "block_k": 64}
+    assert candidates == [
+        dict(small, strategy="data_parallel"),
+        dict(big, strategy="data_parallel"),
+        dict(big, strategy="split_k", split_k=2),
+    ]
 
 
 def test_after_the_rules_choice_the_model_simulates_the_most_promising_first(monkeypatch):
