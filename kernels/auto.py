@@ -54,7 +54,8 @@ installed with :func:`use_calibration`), auto without overrides lets refsim choo
 calibration within ``MODEL_BUDGET_ITEMS`` simulated work items, the rule's own first and then
 the most promising by :func:`wave_estimate_us`, and the least predicted makespan wins (for a
 batch, among data-parallel candidates). The budget counts work, not time, so a shape gets the
-same answer on every machine and in every process. The rule is the fallback where there is no calibration.
+same answer on every machine and in every process. The rule is the fallback where there is no
+calibration.
 
 **Tuned tables.** A lookup table built from a refsim sweep (``refsim.sweep.answers.table``)
 replaces the rule where it has an answer: :func:`use_table` installs one (a path to its JSON or
@@ -260,8 +261,8 @@ def model_candidates(m, n, k, dtype, units, batch=1):
     block; a batch only data-parallel.
 
     The model chooses the block, and for each block between the rule's choice and
-    data-parallel: a calibration measures data-parallel K-iterations, not Stream-K's fixups or split-K's
-    reduction launch, and on the H200 letting it pick those freely chose Stream-K where it
+    data-parallel: a calibration measures data-parallel K-iterations, not Stream-K's fixups or
+    split-K's reduction launch, and on the H200 letting it pick those freely chose Stream-K where it
     ran 2-4x slower than predicted (docs/gpu/model-accuracy-h200.md)."""
     rule_blocks = gpu_blocks(m, n, dtype, units, batch)
     strategy, options = choose(m, n, k, units, *rule_blocks)

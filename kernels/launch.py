@@ -28,8 +28,9 @@ from .streamk import WAITING_FIXUPS
 from .workspace import cuda_index, workspace_for
 
 # A traced launch set on a GPU starts behind a sleep of this many GPU clock cycles (about
-# 0.5 ms at the H200's 2 GHz; AMD's counter may tick otherwise, untested), so that the host has enqueued every launch of the set before the first one runs: the
-# trace then shows the GPU's own gap between dependent launches, not the host's launch time.
+# 0.5 ms at the H200's 2 GHz; AMD's counter may tick otherwise, untested), so that the host
+# has enqueued every launch of the set before the first one runs: the trace then shows the
+# GPU's own gap between dependent launches, not the host's launch time.
 TRACE_HEAD_START_CYCLES = 1_000_000
 
 STRATEGY_MODULES = {

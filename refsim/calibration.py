@@ -21,11 +21,11 @@ calibrated bandwidth and latency; launches cost the calibrated overhead, and a d
 launch (split-K's reduction) the calibrated gap.
 
 Two terms are fitted to traced Stream-K runs rather than measured by ``refsim calibrate``, and
-apply to every split tile (split-K's slices too): ``split_iteration_factor`` multiplies the K-iteration time
-of a work item whose tile is split (those items run Stream-K's K-loop, with runtime bounds),
-and every fp32 partial stored or loaded also takes its bytes over ``partial_gbps``, one
-program's own bandwidth for that traffic. ``benchmarks/
-fit_split_terms.py`` fits them to a suite run's traced Stream-K times.
+apply to every split tile (split-K's slices too): ``split_iteration_factor`` multiplies the
+K-iteration time of a work item whose tile is split (those items run Stream-K's K-loop, with
+runtime bounds), and every fp32 partial stored or loaded also takes its bytes over
+``partial_gbps``, one program's own bandwidth for that traffic.
+``benchmarks/fit_split_terms.py`` fits them to a suite run's traced Stream-K times.
 """
 
 import dataclasses
