@@ -391,6 +391,8 @@ def case_features(case):
             features.add("work_stealing/tiles%counters!=0")
     elif strategy == "split_k" and config.split_k == 1:
         features.add("split_k/split_k=1")
+    elif strategy == "split_k":
+        features.add(f"split_k/reduce_bands{'>1' if config.reduce_bands > 1 else '=1'}")
     return features
 
 
@@ -444,7 +446,8 @@ def _required_features():
     features += [
         f"xcd_chunk/grid%(xcds*chunk)!=0/{label}" for label in ("persistent", "streamk/turnstile")
     ]
-    features += ["split_k/split_k=1", "grid>tiles/work_stealing"]
+    features += ["split_k/split_k=1", "split_k/reduce_bands=1", "split_k/reduce_bands>1"]
+    features += ["grid>tiles/work_stealing"]
     features += [
         f"work_stealing/{path}"
         for path in ("global-counter", "counters_per_xcd>1", "xcds>1", "tiles%counters!=0")
@@ -455,7 +458,8 @@ def _required_features():
 # Every feature both named sets must reach: each strategy run's dtypes, bias, K shapes and XCD
 # remaps (2 and 8 XCDs, a grid they do not divide), Stream-K's hybrid, split and whole tiles,
 # tiles over three or more programs in fp32, every layout per strategy, the work-stealing
-# counter layouts, grids above and not dividing the tile count, M = 1 and N = 1.
+# counter layouts, grids above and not dividing the tile count, split-K's reduction whole and
+# in row bands, M = 1 and N = 1.
 REQUIRED_FEATURES = _required_features()
 
 

@@ -31,6 +31,12 @@ class Mutant:
     expected_cause: str
 
 
+# The split-K reduction's read of a band's first slice, which the split-k-reverse mutant keeps.
+_FIRST_BAND_LOAD = (
+    "    total = load_partial_rows(\n"
+    "        partials_ptr, slot, row_begin, tile, trace_ptr, pid, BAND_ROWS, BLOCK_M, BLOCK_N, False\n"
+    "    )\n"
+)
 _SK = {"strategy": "streamk", "fixup": "owner-waits", "options": (("sk_hybrid", "one-wave"),)}
 _LA = {"fixup": "last-arriver", "options": (("sk_hybrid", "one-wave"),)}
 # The owner-waits contributor's store and publish, as kernels/streamk.py has them.
@@ -134,14 +140,14 @@ MUTANTS = (
         "the split-K reduction adds the slices in reverse order",
         "split_k.py",
         "    slot = contract.split_k_partial_slot(tile, 0, SPLIT_K)\n"
-        "    total = load_partial(partials_ptr, slot, tile, trace_ptr, tile, BLOCK_M, BLOCK_N,"
-        " False)\n"
-        "    for split in range(1, SPLIT_K):\n"
+        f"{_FIRST_BAND_LOAD}"
+        "    # unrolled, the slices' loads are all in flight at once; the sum keeps split order\n"
+        "    for split in tl.range(1, SPLIT_K, loop_unroll_factor=REDUCE_UNROLL):\n"
         "        slot = contract.split_k_partial_slot(tile, split, SPLIT_K)",
         "    slot = contract.split_k_partial_slot(tile, SPLIT_K - 1, SPLIT_K)\n"
-        "    total = load_partial(partials_ptr, slot, tile, trace_ptr, tile, BLOCK_M, BLOCK_N,"
-        " False)\n"
-        "    for split in range(1, SPLIT_K):\n"
+        f"{_FIRST_BAND_LOAD}"
+        "    # unrolled, the slices' loads are all in flight at once; the sum keeps split order\n"
+        "    for split in tl.range(1, SPLIT_K, loop_unroll_factor=REDUCE_UNROLL):\n"
         "        slot = contract.split_k_partial_slot(tile, SPLIT_K - 1 - split, SPLIT_K)",
         Case("mutant-split-k-reverse", 64, 64, 80, strategy="split_k", options=(("split_k", 3),)),
         "wrong addition order",

@@ -3,8 +3,9 @@
 Program ``lp`` computes slice ``split`` of ``tile`` (``refsim.tiling.split_k_work``) and stores
 its fp32 partial in workspace slot ``split_k_partial_slot(tile, split, SPLIT_K)`` (``(tiles *
 SPLIT_K + 1, BLOCK_M, BLOCK_N)``: the last slot is a guard that only a write past the others
-reaches). The reduction launch, one program per tile, sums the slices in split order, adds
-the bias once and stores. With SPLIT_K = 1 the first launch stores the tile directly.
+reaches). The reduction launch, one program per row band of a tile (``config.reduce_bands``
+bands, ``refsim.tiling.split_k_reduce_work``), sums the band's slices in split order, adds
+the bias and stores the band. With SPLIT_K = 1 the first launch stores the tile directly.
 """
 
 import torch
@@ -19,13 +20,16 @@ from .records import trace_buffer
 from .tile import (
     ROLE_REDUCE,
     ROLE_SPLIT,
-    load_partial,
+    load_partial_rows,
     store_partial,
     tile_accumulate,
     tile_epilogue,
     trace_begin,
     trace_end,
 )
+
+# fp32 values a thread of the reduction may hold in loads in flight (see reduce_unroll)
+REDUCE_REGISTERS = 64
 
 
 @triton.jit
@@ -149,25 +153,38 @@ def split_k_reduce_kernel(
     stride_cm,
     stride_cn,
     stride_bias,
+    # tiling
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     GROUP_M: tl.constexpr,
+    REDUCE_BANDS: tl.constexpr,
+    REDUCE_UNROLL: tl.constexpr,
+    # epilogue and tracing
     HAS_BIAS: tl.constexpr,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
     SPLIT_K: tl.constexpr,
 ):
-    tile = tl.program_id(0)
+    pid = tl.program_id(0)
+    tile, band = contract.split_k_reduce_work(pid, REDUCE_BANDS)
     pid_m, pid_n = contract.grouped_tile(
         tile, contract.cdiv(M, BLOCK_M), contract.cdiv(N, BLOCK_N), GROUP_M
     )
-    t_start = trace_begin(tile * 0, TRACE, BACKEND)
+    BAND_ROWS: tl.constexpr = BLOCK_M // REDUCE_BANDS
+    row_begin = band * BAND_ROWS
+    t_start = trace_begin(pid * 0, TRACE, BACKEND)
     # released by the launch boundary, like the stores: no event log
     slot = contract.split_k_partial_slot(tile, 0, SPLIT_K)
-    total = load_partial(partials_ptr, slot, tile, trace_ptr, tile, BLOCK_M, BLOCK_N, False)
-    for split in range(1, SPLIT_K):
+    total = load_partial_rows(
+        partials_ptr, slot, row_begin, tile, trace_ptr, pid, BAND_ROWS, BLOCK_M, BLOCK_N, False
+    )
+    # unrolled, the slices' loads are all in flight at once; the sum keeps split order
+    for split in tl.range(1, SPLIT_K, loop_unroll_factor=REDUCE_UNROLL):
         slot = contract.split_k_partial_slot(tile, split, SPLIT_K)
-        total += load_partial(partials_ptr, slot, tile, trace_ptr, tile, BLOCK_M, BLOCK_N, False)
+        total += load_partial_rows(
+            partials_ptr, slot, row_begin, tile, trace_ptr, pid, BAND_ROWS, BLOCK_M, BLOCK_N, False
+        )
+    # the band's rows are those of block row pid_m * REDUCE_BANDS + band of BAND_ROWS rows
     tile_epilogue(
         total,
         c_ptr,
@@ -177,27 +194,27 @@ def split_k_reduce_kernel(
         stride_cm,
         stride_cn,
         stride_bias,
-        pid_m,
+        pid_m * REDUCE_BANDS + band,
         pid_n,
-        BLOCK_M,
+        BAND_ROWS,
         BLOCK_N,
         HAS_BIAS,
         BACKEND,
     )
     trace_end(
         trace_ptr,
-        tile,
-        tile * 0,
+        pid,
+        pid * 0,
         tile,
         pid_m,
         pid_n,
-        tile * 0,
-        tile * 0,
+        pid * 0,
+        pid * 0,
         ROLE_REDUCE,
         t_start,
-        tile * 0 - 1,
-        tile * 0 - 1,
-        tile * 0 + 1,
+        pid * 0 - 1,
+        pid * 0 - 1,
+        pid * 0 + 1,
         1,
         TRACE,
         BACKEND,
@@ -221,16 +238,19 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
     )
     if config.split_k == 1:
         return LaunchSet((split,), traces=(("gemm", gemm.trace),))
-    reduce_trace = trace_buffer(config.total_tiles, 1, a.device) if trace else gemm.trace
+    reduce_programs = config.total_tiles * config.reduce_bands
+    reduce_trace = trace_buffer(reduce_programs, 1, a.device) if trace else gemm.trace
     reduce = Launch(
         split_k_reduce_kernel,
-        (config.total_tiles,),
+        (reduce_programs,),
         (c, gemm.bias, reduce_trace, partials, config.m, config.n)
         + (c.stride(0), c.stride(1), gemm.stride_bias),
         {
             "BLOCK_M": block_m,
             "BLOCK_N": block_n,
             "GROUP_M": config.group_m,
+            "REDUCE_BANDS": config.reduce_bands,
+            "REDUCE_UNROLL": reduce_unroll(config, options["num_warps"]),
             "HAS_BIAS": bias is not None,
             "TRACE": trace,
             "BACKEND": backend,
@@ -243,6 +263,14 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
         traces=(("gemm", gemm.trace), ("reduce", reduce_trace)),
         partials=partials.view(slots, block_m, block_n),
     )
+
+
+def reduce_unroll(config, num_warps):
+    """How many slices a reduction program loads per unrolled step: all but the first, as long
+    as a thread holds at most ``REDUCE_REGISTERS`` fp32 values in flight (32 threads a warp)."""
+    band_values = config.block_m // config.reduce_bands * config.block_n
+    per_thread = max(1, band_values // (32 * num_warps))
+    return max(1, min(config.split_k - 1, REDUCE_REGISTERS // per_thread))
 
 
 def partial_slot(config, program, tile):

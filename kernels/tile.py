@@ -181,7 +181,25 @@ def load_partial(
 ):
     """Read workspace slot ``slot`` (a partial of ``tile``), bypassing L1 (another program
     wrote it)."""
-    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    return load_partial_rows(ws_ptr, slot, 0, tile, events_ptr, pid, BLOCK_M, BLOCK_M, BLOCK_N, LOG)
+
+
+@triton.jit
+def load_partial_rows(
+    ws_ptr,
+    slot,
+    row_begin,
+    tile,
+    events_ptr,
+    pid,
+    ROWS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    LOG: tl.constexpr,
+):
+    """Rows ``[row_begin, row_begin + ROWS)`` of workspace slot ``slot`` (a partial of
+    ``tile``), as :func:`load_partial` reads the whole slot."""
+    offs = (row_begin + tl.arange(0, ROWS))[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
     log_event(events_ptr, pid, EVENT_LOAD, slot, tile, LOG)
     return tl.load(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
 

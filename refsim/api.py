@@ -147,11 +147,11 @@ def work_items_bound(config: GemmConfig) -> int:
     """An upper bound on what a run of ``config`` holds: work items, programs and CUs.
 
     Every strategy has at most one work item per tile and split, plus one reduction program
-    per tile for split-K; Stream-K's walk (and work stealing's Stream-K tail) adds at most one
-    item per program.
+    per tile and row band for split-K; Stream-K's walk (and work stealing's Stream-K tail) adds
+    at most one item per program.
     """
     splits = config.split_k or 1
-    items = config.total_tiles * (splits + 1 if splits > 1 else 1)
+    items = config.total_tiles * (splits + (config.reduce_bands or 1) if splits > 1 else 1)
     if config.strategy == "streamk" or config.sk_tiles:
         items += config.grid
     return items + config.grid + config.cus

@@ -124,6 +124,8 @@ class GemmConfig:
       ``sk_tiles`` tiles, when given, are split Stream-K style after the stolen ones).
     * ``split_k`` (split_k): the smallest split that gives every CU a program, at most the
       number of K-iterations of a tile.
+    * ``reduce_bands`` (split_k): the row bands each tile's reduction launch is cut into, one
+      program each; by :func:`refsim.tiling.split_k_reduce_bands` (1 when ``split_k`` is 1).
     * ``fixup``, ``sk_hybrid`` (streamk), ``counters_per_xcd``, ``global_counter``,
       ``ws_counter_map``, ``ws_counter_ranges`` (work_stealing), ``tile_order`` (data_parallel,
       persistent): the documented defaults for their strategy; they stay None for the other
@@ -191,6 +193,10 @@ class GemmConfig:
     )
     split_k: int | None = _option(
         "splits of each tile's K-range (default: enough to fill the CUs)",
+        strategies=("split_k",),
+    )
+    reduce_bands: int | None = _option(
+        "row bands each tile's reduction is cut into (default: enough to fill the CUs)",
         strategies=("split_k",),
     )
     dtype: str = _option("input dtype", "bf16", choices=("fp16", "bf16", "fp32"))
@@ -338,6 +344,7 @@ class GemmConfig:
                     f"of a tile (K={self.k}, block_k={self.block_k})"
                 )
             self._set("split_k", split)
+            self._fill_reduce_bands(tiles, cus, split)
         fixed_grid = {"data_parallel": tiles, "split_k": tiles * split}
         if self.strategy in fixed_grid:
             if self.grid is not None and self.grid != fixed_grid[self.strategy]:
@@ -352,6 +359,23 @@ class GemmConfig:
         if self.strategy in ("streamk", "work_stealing"):
             self._fill_sk_tiles(tiles, grid)
         return grid
+
+    def _fill_reduce_bands(self, tiles: int, cus: int, split: int) -> None:
+        bands = self.reduce_bands
+        if bands is None:
+            bands = tiling.split_k_reduce_bands(tiles, cus, self.block_m) if split > 1 else 1
+        bands = _integer("reduce_bands", bands)
+        most = max(1, self.block_m // tiling.MIN_REDUCE_BAND_ROWS)
+        if bands & (bands - 1) or bands > most:
+            raise ValueError(
+                f"reduce_bands={bands}: accepted values are powers of two up to {most} "
+                f"(block_m={self.block_m} in bands of at least {tiling.MIN_REDUCE_BAND_ROWS} rows)"
+            )
+        if bands > 1 and split == 1:
+            raise ValueError(
+                f"reduce_bands={bands}: split_k=1 stores each tile directly, with no reduction"
+            )
+        self._set("reduce_bands", bands)
 
     def _fill_sk_tiles(self, tiles: int, grid: int) -> None:
         sk = self.sk_tiles

@@ -20,8 +20,8 @@ class Fixup:
     order their partials were summed (K order, or arrival order for the ``atomic`` protocol);
     ``reducer`` wrote the tile's final value: it added the bias, except under ``atomic``, where
     the reducer is the last to add and the bias came with the owner's (first K-range's)
-    contribution. For split-K the reducer is a program of the reduction launch. ``wait_us`` is
-    the time programs spent blocked on this tile's flags.
+    contribution. For split-K the reducer is the reduction launch's program for the tile's
+    first row band. ``wait_us`` is the time programs spent blocked on this tile's flags.
     """
 
     tile: int
@@ -228,7 +228,7 @@ class SimResult:
             + f", group_m {c.group_m}, grid {c.grid}",
             f"tiles {c.total_tiles} ({c.num_pid_m}x{c.num_pid_n}), {c.iters_per_tile} K-iterations each: "
             + (
-                f"each split {c.split_k} ways"
+                f"each split {c.split_k} ways, reduced in {c.reduce_bands} row bands"
                 if (c.split_k or 1) > 1
                 else f"{s['dp_tiles']} DP, {s['sk_tiles']} SK"
             )

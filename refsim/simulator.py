@@ -113,7 +113,7 @@ class Simulation:
         yield from self._launch(config.grid, body)
         if config.strategy == "split_k" and self.plan.split_tiles:
             yield self.env.timeout(cost.launch_gap_us)
-            yield from self._launch(config.total_tiles, self._reduce_program)
+            yield from self._launch(config.total_tiles * config.reduce_bands, self._reduce_program)
 
     def _launch(self, grid, body):
         config = self.config
@@ -371,15 +371,19 @@ class Simulation:
             step += 1
 
     def _reduce_program(self, pid, cu):
+        """One row band of one tile: its partials read in split order, the band stored. The
+        tile's first band's program stands as the fixup's reducer."""
         config = self.config
-        tile = pid
+        bands = config.reduce_bands
+        tile, band = tiling.split_k_reduce_work(pid, bands)
         start = self.env.now
         pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
         item = WorkItem(pid, 0, tile, pid_m, pid_n, 0, 0, "reduce")
-        nbytes = config.split_k * self.cost.partial_bytes + self._tile_bytes()
-        yield from self._transfer(cu, nbytes, config.split_k * self.cost.partial_us)
-        programs = self.plan.split_tiles[tile].programs
-        self._add_fixup(tile, pid, programs, programs)
+        nbytes = (config.split_k * self.cost.partial_bytes + self._tile_bytes()) / bands
+        yield from self._transfer(cu, nbytes, config.split_k * self.cost.partial_us / bands)
+        if band == 0:
+            programs = self.plan.split_tiles[tile].programs
+            self._add_fixup(tile, pid, programs, programs)
         self._record(item, cu, start, True, kernel="reduce")
 
 

@@ -34,6 +34,8 @@ REMAP_NONE = 0
 REMAP_PLAIN = 1
 REMAP_CHUNKED = 2
 CONSTANTS = {"REMAP_NONE": REMAP_NONE, "REMAP_PLAIN": REMAP_PLAIN, "REMAP_CHUNKED": REMAP_CHUNKED}
+# The fewest rows of a band of split-K's reduction (:func:`split_k_reduce_bands`).
+MIN_REDUCE_BAND_ROWS = 4
 
 
 class ScheduleConfig(typing.NamedTuple):
@@ -401,6 +403,27 @@ def split_k_partial_slot(tile, split, SPLIT_K):
     return tile * SPLIT_K + split
 
 
+def split_k_reduce_work(pid, REDUCE_BANDS):
+    """Reduction program -> ``(tile, band)``: the bands of one tile are neighbouring programs.
+
+    Band ``band`` of a ``BLOCK_M``-row tile is its rows ``[band * R, (band + 1) * R)`` with
+    ``R = BLOCK_M // REDUCE_BANDS``.
+    """
+    return pid // REDUCE_BANDS, pid % REDUCE_BANDS
+
+
+def split_k_reduce_bands(total_tiles, cus, BLOCK_M):
+    """Row bands per tile of split-K's reduction: the smallest power of two that gives every CU
+    a reduction program, at most ``BLOCK_M // MIN_REDUCE_BAND_ROWS``. One program per tile
+    leaves most CUs idle when a few tiles are split many ways, and a program's partial
+    reads are then bound by one CU's bandwidth."""
+    most = max(1, BLOCK_M // MIN_REDUCE_BAND_ROWS)
+    bands = 1
+    while bands < most and total_tiles * bands < cus:
+        bands = bands * 2
+    return bands
+
+
 CONTRACT = (
     cdiv,
     grouped_tile,
@@ -437,6 +460,7 @@ CONTRACT = (
     split_k_work,
     split_k_range,
     split_k_partial_slot,
+    split_k_reduce_work,
 )
 
 

@@ -22,7 +22,8 @@ class WorkRecord(typing.NamedTuple):
 
     ``k_begin``/``k_end`` count BLOCK_K iterations. ``unit`` is the CU/SM the program ran on and
     ``xcd`` its chiplet. ``ticket``/``counter`` are set (else -1) for work stealing.
-    ``finalizes`` is true when this item wrote the tile's final value (see
+    ``finalizes`` is true when this item wrote the tile's final value (split-K's reduction
+    programs write a row band each; see
     :class:`refsim.result.Fixup` for who adds the bias under the atomic fixup protocol).
     ``kernel`` is ``"gemm"``, or ``"reduce"`` for split-K's reduction launch.
     """

@@ -262,3 +262,30 @@ def test_ncu_targets_without_a_gpu_exits_2_with_one_line():
     result = run_benchmark("ncu_targets.py", "64x64x64")
     assert result.returncode == 2
     assert result.stderr.strip() == "ncu_targets.py: needs a CUDA GPU"
+
+
+def test_split_k_reduction_without_a_gpu_exits_2_with_one_line():
+    result = run_benchmark("split_k_reduction.py")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "split_k_reduction.py: needs a CUDA or ROCm GPU (torch.cuda.is_available() is false)"
+    )
+
+
+def test_split_k_reduction_variants_differ_from_the_default_where_they_claim():
+    with benchmark_module("split_k_reduction") as module:
+        config = GemmConfig(256, 256, 65536, strategy="split_k", split_k=16, device="h200")
+        default = module.VARIANTS["bands"][0]
+        single = config.replace(**module.VARIANTS["one program per tile"][0])
+        assert config.replace(**default).reduce_bands == config.reduce_bands > 1
+        assert single.reduce_bands == 1 and single.split_k == config.split_k
+        assert [unrolled for _, unrolled in module.VARIANTS.values()] == [True, False, True]
+        shape = dict(shape="s", m=1, n=2, k=3, dtype="bf16")
+        rows = [
+            dict(shape, variant="torch.matmul", config="", ms=0.02, ratio=1.0, reduce_us=""),
+            dict(shape, variant="bands", config="c", ms=0.04, ratio=0.5, reduce_us=3.25),
+        ]
+        lines = module.markdown_lines(rows, ENV)
+        assert lines[-1] == "| s | bf16 | bands | c | 0.0400 | 0.500 | 3.2 |"
+        assert "NVIDIA H200, driver 570.86.15" in lines[2]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refsim import FIXUPS, PROFILES, STRATEGIES, GemmConfig
+from refsim import FIXUPS, PROFILES, STRATEGIES, GemmConfig, tiling
 from refsim.config import (
     FIELD_NAMES,
     OPTION_NAMES,
@@ -120,6 +120,11 @@ INVALID = [
     (dict(split_k=2), ["split_k=2", "split_k"]),
     (dict(strategy="persistent", split_k=1), ["split_k=1", "split_k"]),
     (dict(strategy="data_parallel", split_k=2), ["split_k=2", "split_k"]),
+    (dict(strategy="split_k", split_k=2, reduce_bands=3), ["reduce_bands=3", "powers of two"]),
+    (dict(strategy="split_k", split_k=2, reduce_bands=128), ["reduce_bands=128", "64"]),
+    (dict(strategy="split_k", split_k=2, reduce_bands=0), ["reduce_bands=0"]),
+    (dict(strategy="split_k", split_k=1, reduce_bands=2), ["reduce_bands=2", "split_k=1"]),
+    (dict(strategy="streamk", reduce_bands=2), ["reduce_bands=2", "split_k"]),
     # options of one strategy are refused by the others
     (dict(strategy="persistent", fixup="turnstile"), ["fixup='turnstile'", "streamk"]),
     (dict(strategy="split_k", fixup="owner-waits"), ["fixup='owner-waits'", "streamk"]),
@@ -204,6 +209,18 @@ def test_default_grid_by_strategy(strategy, expected_grid):
 def test_split_k_grid_is_tiles_times_split(split_k):
     c = config(strategy="split_k", split_k=split_k)
     assert c.grid == BASE_TILES * split_k
+
+
+def test_reduce_bands_default_fills_the_cus_and_follows_replace():
+    few = config(m=256, n=256, k=8192, strategy="split_k", split_k=4)
+    assert few.total_tiles == 1 and few.reduce_bands == 256 // tiling.MIN_REDUCE_BAND_ROWS
+    many = config(m=8192, n=8192, strategy="split_k", split_k=2)
+    assert many.total_tiles >= many.cus and many.reduce_bands == 1
+    assert config(strategy="split_k", split_k=1).reduce_bands == 1
+    given = config(m=256, n=256, k=8192, strategy="split_k", split_k=4, reduce_bands=2)
+    assert given.reduce_bands == 2
+    assert given.replace(split_k=8).reduce_bands == 2
+    assert few.replace(block_m=64).reduce_bands == 64 // tiling.MIN_REDUCE_BAND_ROWS
 
 
 def test_fixed_grid_equal_to_the_work_units_is_accepted():

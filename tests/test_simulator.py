@@ -113,6 +113,20 @@ GOLDEN = {
         [(0, 0, (0, 1), (0, 1)), (1, 1, (2, 3), (2, 3))],
         10.0,
     ),
+    # One tile on 2 SMs: the reduction runs in 2 row bands of 8 rows, one program each. A band
+    # moves half of the 2 partials and the tile, (2*1024 + 512) / 2 = 1280 B: 0.625 us alone,
+    # 1.25 us for the second band, which starts while the first streams.
+    "split_k-bands": (
+        {"m": 16, "n": 16, "k": 48, "strategy": "split_k", "split_k": 2},
+        [
+            (0, 0, 0, 0, 1, "split", 0, 1.0, 3.0, False, -1, -1, "gemm"),
+            (1, 0, 0, 1, 3, "split", 1, 1.0, 4.0, False, -1, -1, "gemm"),
+            (0, 0, 0, 0, 0, "reduce", 0, 5.0, 5.625, True, -1, -1, "reduce"),
+            (1, 0, 0, 0, 0, "reduce", 1, 5.0, 6.25, True, -1, -1, "reduce"),
+        ],
+        [(0, 0, (0, 1), (0, 1))],
+        6.25,
+    ),
 }
 
 

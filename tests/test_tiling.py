@@ -256,6 +256,9 @@ ARGUMENTS = {
     "split_k_work": st.tuples(st.integers(0, MAX_TILES * 16 - 1), SPLIT_KS),
     "split_k_range": split_k_range_args(),
     "split_k_partial_slot": split_k_partial_slot_args(),
+    "split_k_reduce_work": st.tuples(
+        st.integers(0, MAX_TILES * 64 - 1), st.sampled_from([1, 2, 4, 8, 16, 32, 64])
+    ),
 }
 
 CASES_PER_FUNCTION = 200
@@ -792,6 +795,27 @@ def test_split_k_covers_every_tile_iteration_once(num_tiles, iters_per_tile, dat
         slots.append(tiling.split_k_partial_slot(tile, split, split_k))
     assert sorted(covered) == [(t, k) for t in range(num_tiles) for k in range(iters_per_tile)]
     assert sorted(slots) == list(range(num_tiles * split_k))
+
+
+@PROPERTY_SETTINGS
+@given(
+    num_tiles=st.integers(1, 64),
+    cus=st.integers(1, 320),
+    block_m=st.sampled_from([16, 32, 64, 128, 256]),
+)
+def test_split_k_reduction_bands_cover_every_row_once_and_fill_the_cus(num_tiles, cus, block_m):
+    bands = tiling.split_k_reduce_bands(num_tiles, cus, block_m)
+    most = block_m // tiling.MIN_REDUCE_BAND_ROWS
+    assert bands & (bands - 1) == 0 and 1 <= bands <= most
+    # the smallest such power of two: half as many bands would leave some CU without a program
+    assert num_tiles * bands >= cus or bands == most
+    assert bands == 1 or num_tiles * bands // 2 < cus
+    rows = block_m // bands
+    covered = []
+    for pid in range(num_tiles * bands):
+        tile, band = tiling.split_k_reduce_work(pid, bands)
+        covered += [(tile, row) for row in range(band * rows, (band + 1) * rows)]
+    assert sorted(covered) == [(t, r) for t in range(num_tiles) for r in range(block_m)]
 
 
 # --------------------------------------------------------------------------------------------
