@@ -77,7 +77,7 @@ def measure(name, m, n, k, config, dtype):
             reduce_us = None if problem else reduce_span_us(variant_config, a, b)
         finally:
             kernels.split_k.REDUCE_REGISTERS = registers
-        label = f"{describe(variant_config)} bands {variant_config.reduce_bands}"
+        label = describe(variant_config)
         rows.append(
             dict(
                 row,

@@ -186,11 +186,13 @@ def strategy_config(shape, dtype, strategy, device=PROFILES["h200"], units=None)
 
 
 def describe(config):
-    """A config as the tables show it: strategy, fixup or split, blocks."""
+    """A config as the tables show it: strategy, fixup or split (and the reduction's row bands
+    when more than one), blocks."""
     return (
         config.strategy
         + (f" {config.fixup}" if config.strategy == "streamk" else "")
         + (f" x{config.split_k}" if config.strategy == "split_k" else "")
+        + (f" bands {config.reduce_bands}" if (config.reduce_bands or 1) > 1 else "")
         + f" {config.block_m}x{config.block_n}x{config.block_k}"
     )
 

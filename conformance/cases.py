@@ -393,6 +393,9 @@ def case_features(case):
         features.add("split_k/split_k=1")
     elif strategy == "split_k":
         features.add(f"split_k/reduce_bands{'>1' if config.reduce_bands > 1 else '=1'}")
+        last_rows = config.m % config.block_m  # rows of the last tile row, when it is partial
+        if last_rows and last_rows <= config.block_m - config.block_m // config.reduce_bands:
+            features.add("split_k/band-past-M")  # a reduction band with every row masked
     return features
 
 
@@ -447,6 +450,7 @@ def _required_features():
         f"xcd_chunk/grid%(xcds*chunk)!=0/{label}" for label in ("persistent", "streamk/turnstile")
     ]
     features += ["split_k/split_k=1", "split_k/reduce_bands=1", "split_k/reduce_bands>1"]
+    features.append("split_k/band-past-M")
     features += ["grid>tiles/work_stealing"]
     features += [
         f"work_stealing/{path}"
@@ -459,7 +463,7 @@ def _required_features():
 # remaps (2 and 8 XCDs, a grid they do not divide), Stream-K's hybrid, split and whole tiles,
 # tiles over three or more programs in fp32, every layout per strategy, the work-stealing
 # counter layouts, grids above and not dividing the tile count, split-K's reduction whole and
-# in row bands, M = 1 and N = 1.
+# in row bands (one of them wholly past M), M = 1 and N = 1.
 REQUIRED_FEATURES = _required_features()
 
 

@@ -101,6 +101,23 @@ def _wrong_place(config, got, expected, tile, pid_m, pid_n):
     return None
 
 
+def _misplaced_rows(config, got, expected, pid_m, pid_n):
+    """``{row: source row}`` when every wrong row of tile ``(pid_m, pid_n)`` holds exactly the
+    expected values of another output row over the same columns (a row offset computed wrong,
+    as in a banded reduction); else None."""
+    rows, cols = _tile_region(config, pid_m, pid_n)
+    wanted = expected[:, cols]
+    found = {}
+    for row in range(rows.start, rows.stop):
+        if np.array_equal(got[row, cols], wanted[row]):
+            continue
+        same = np.flatnonzero((wanted == got[row, cols]).all(axis=1))
+        if not len(same):
+            return None
+        found[row] = int(same[0])
+    return found or None
+
+
 def decode_probe(config, out, pid_m, pid_n):
     """``(cause, detail)`` read off tile ``(pid_m, pid_n)`` computed from
     ``probe_inputs(config, pid_n)``."""
@@ -337,6 +354,13 @@ def diagnose(kut, case, config, got, expected, sim, device, tensors=None, out_dt
     other = _wrong_place(config, got, expected, tile, pid_m, pid_n)
     if other is not None:
         info["holds_tile"] = other
+        return "tile written to the wrong place", info
+    moved = _misplaced_rows(config, got, expected, pid_m, pid_n)
+    if moved is not None:
+        shown = ", ".join(
+            f"row {row} holds row {source}" for row, source in list(moved.items())[:4]
+        )
+        info["detail"] = f"{len(moved)} rows of the tile hold other rows' values: {shown}"
         return "tile written to the wrong place", info
     if tensors is not None:
         output_layout = OutputLayout.of(config, case)

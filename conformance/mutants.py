@@ -153,6 +153,22 @@ MUTANTS = (
         "wrong addition order",
     ),
     Mutant(
+        "split-k-band-rows",
+        "every band of the split-K reduction reads the first band's rows of the partials",
+        "split_k.py",
+        "    row_begin = band * BAND_ROWS\n",
+        "    row_begin = band * 0\n",
+        Case(
+            "mutant-split-k-band-rows",
+            64,
+            64,
+            80,
+            strategy="split_k",
+            options=(("split_k", 3), ("reduce_bands", 4)),
+        ),
+        "tile written to the wrong place",
+    ),
+    Mutant(
         "bias-after-cast",
         "the epilogue casts to the output dtype before adding the bias",
         "tile.py",

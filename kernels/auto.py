@@ -308,11 +308,12 @@ def wave_estimate_us(m, n, k, options, timing, units):
 
 
 def simulated_items(config):
-    """The work items refsim simulates for ``config``: its tiles, times the slices of split-K,
-    plus a Stream-K grid's items (the cost of a simulation grows with them)."""
+    """The work items refsim simulates for ``config``: its tiles, times the slices of split-K
+    plus its reduction's row bands, plus a Stream-K grid's items (the cost of a simulation
+    grows with them)."""
     tiles = cdiv(config.m, config.block_m) * cdiv(config.n, config.block_n)
     if config.strategy == "split_k":
-        return tiles * config.split_k
+        return tiles * (config.split_k + (config.reduce_bands if config.split_k > 1 else 0))
     return tiles + (config.grid if config.strategy == "streamk" else 0)
 
 

@@ -62,9 +62,10 @@ def test_the_budget_counts_simulated_items_so_the_answer_is_the_same_every_time(
         return real(config, calibration=calibration)
 
     monkeypatch.setattr(auto, "simulate", spy)
-    # 16 to 128 items a candidate, 304 in all: the rule's 128 and the two data-parallel ones
-    # (16 and 32) fit in 200, the second split-K (128) does not
-    shape, budget = (512, 1024, 16384), 200
+    # 16 to 384 items a candidate (split-K: its slices and its reduction's row bands), 816 in
+    # all: the rule's 384 and the two data-parallel ones (16 and 32) fit in 450, the second
+    # split-K (384) does not
+    shape, budget = (512, 1024, 16384), 450
     answers = [
         auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=budget)
         for _ in range(2)

@@ -289,6 +289,38 @@ def test_from_csv_predicts_what_an_earlier_run_measured(accuracy, tmp_path):
     assert written[1]["problem"] == "refused: split_k=9 > iterations"
 
 
+def test_from_csv_predicts_split_k_with_the_reduction_the_run_measured(accuracy, tmp_path):
+    """A split-K row measured before the reduction had row bands (its config names no bands)
+    is predicted with one reduction program per tile; a row naming its bands, with them."""
+
+    def config_of(shape):
+        return GemmConfig(
+            *shape.size,
+            dtype="bf16",
+            device=PROFILES["h200"],
+            cus=132,
+            xcds=1,
+            **accuracy.candidate_blocks(shape, "bf16"),
+            **accuracy.CANDIDATES["split_k"],
+        )
+
+    shape = next(s for s in accuracy.HELD_OUT if config_of(s).reduce_bands >= 8)
+    banded = config_of(shape)
+    single = banded.replace(reduce_bands=1)
+    assert "bands" in accuracy.describe(banded) and "bands" not in accuracy.describe(single)
+    measured = [
+        accuracy.Row(shape, "bf16", "split_k", accuracy.describe(c), kernel_us=50.0,
+                     do_bench_us=60.0)
+        for c in (single, banded)
+    ]  # fmt: skip
+    _, table = accuracy.write_report(measured, ENV, "measured only", tmp_path / "gpu")
+    assert accuracy.main(["--from-csv", str(table), "--out-dir", str(tmp_path / "out")]) == 0
+    written = list(csv.DictReader((tmp_path / "out" / table.name).read_text().splitlines()[1:]))
+    expected = [refsim.simulate(c).makespan_us for c in (single, banded)]
+    assert expected[0] != expected[1]
+    assert [float(row["predicted_us"]) for row in written] == pytest.approx(expected, abs=1e-3)
+
+
 def test_from_csv_refuses_a_file_that_is_not_a_report_in_one_line(accuracy, tmp_path, capsys):
     path = tmp_path / "other.csv"
     path.write_text("a,b\n1,2\n")
