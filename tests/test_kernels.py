@@ -140,6 +140,25 @@ def test_random_inputs_within_the_dtype_tolerance(run_name, dtype):
     assert all_problems(config, run, a, b, bias, exact=False) == []
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_split_k_reduction_in_row_bands_gives_the_bits_of_one_program_per_tile(dtype):
+    """Random inputs, whose rounding shows the order of the additions: 1, 2 and 4 bands of the
+    16-row tiles sum every element in the same order, and each run follows refsim's plan
+    (one traced reduction record per tile and band); 46 rows leave the last tile row with
+    14, so its fourth band is wholly past M."""
+    shape = (46, 70, 300)
+    runs = []
+    for bands in (1, 2, 4):
+        config = config_for("split_k", shape, dtype).replace(reduce_bands=bands)
+        a, b, bias = make_inputs(config, integer=False, device=DEVICE, seed=11)
+        run = launch(config, a, b, bias)
+        reduce = [r for r in run.records if r.kernel == "reduce"]
+        assert len(reduce) == config.total_tiles * bands
+        assert order_problems(run, simulate_like(run, a, b, bias)) == []
+        runs.append(run.output)
+    assert all(torch.equal(output, runs[0]) for output in runs[1:])
+
+
 @pytest.mark.parametrize("run_name", ["owner-waits", "turnstile", "last-arriver", "split_k"])
 def test_repeated_runs_reuse_workspaces_and_give_identical_bits(run_name):
     """Flags (epochs) and counters are reset by the launch path itself, not by the caller."""
