@@ -87,9 +87,13 @@ def _config(variant, target):
     }
     if variant.strategy == "streamk":
         options.update(fixup=variant.fixup, sk_hybrid="one-wave")
+    size = 2048
     if variant.strategy == "split_k":
-        options["split_k"] = 2  # more than one slice: the reduction launch exists too
-    return GemmConfig(2048, 2048, 1000, **options)  # K not a multiple of BLOCK_K: masked loads
+        # more than one slice: the reduction launch exists too; few tiles, so that it runs in
+        # row bands with its loop over slices unrolled
+        options["split_k"] = 4
+        size = 256
+    return GemmConfig(size, size, 1000, **options)  # K not a multiple of BLOCK_K: masked loads
 
 
 def _signature(launch):
