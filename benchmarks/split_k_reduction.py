@@ -51,32 +51,36 @@ def reduce_span_us(config, a, b):
 
     for _ in range(2):
         records = kernels.run(config, a, b, trace=True).records
-        torch.cuda.synchronize()
+        if a.is_cuda:
+            torch.cuda.synchronize()
     reduce = [r for r in records if r.kernel == "reduce"]
     return max(r.t_end_us for r in reduce) - min(r.t_start_us for r in reduce)
 
 
-def measure(name, m, n, k, config, dtype):
+def measure(name, m, n, k, config, dtype, device="cuda"):
     """The rows of one shape: torch.matmul, then every variant of ``config``."""
+    import kernels.prepared
     import kernels.split_k
 
     torch_dtype = DTYPES[dtype]
-    a = torch.randn((m, k), device="cuda", dtype=torch_dtype)
-    b = torch.randn((k, n), device="cuda", dtype=torch_dtype)
+    a = torch.randn((m, k), device=device, dtype=torch_dtype)
+    b = torch.randn((k, n), device=device, dtype=torch_dtype)
     row = {"shape": name, "m": m, "n": n, "k": k, "dtype": dtype}
     torch_ms, problem = bench_if_correct(lambda: torch.matmul(a, b), a, b)
     rows = [dict(row, variant="torch.matmul", config="", ms=torch_ms, ratio=1.0, reduce_us="")]
     registers = kernels.split_k.REDUCE_REGISTERS
     for variant, (overrides, unrolled) in VARIANTS.items():
         kernels.split_k.REDUCE_REGISTERS = registers if unrolled else 0
+        kernels.prepared.forget()  # a prepared call keeps the unroll it was built with
         try:
             variant_config = config.replace(**overrides)
-            out = torch.empty((m, n), device="cuda", dtype=torch_dtype)
+            out = torch.empty((m, n), device=device, dtype=torch_dtype)
             call = functools.partial(run_output, variant_config, a, b, out)
             ms, problem = bench_if_correct(call, a, b)
             reduce_us = None if problem else reduce_span_us(variant_config, a, b)
         finally:
             kernels.split_k.REDUCE_REGISTERS = registers
+            kernels.prepared.forget()
         label = describe(variant_config)
         rows.append(
             dict(

@@ -289,3 +289,36 @@ def test_split_k_reduction_variants_differ_from_the_default_where_they_claim():
         lines = module.markdown_lines(rows, ENV)
         assert lines[-1] == "| s | bf16 | bands | c | 0.0400 | 0.500 | 3.2 |"
         assert "NVIDIA H200, driver 570.86.15" in lines[2]
+
+
+def test_split_k_reduction_times_each_variant_as_built_not_a_prepared_earlier_one(monkeypatch):
+    """Each timed call builds its own launches: the not-unrolled variant really loads one slice
+    a step (unroll 1, where the default unrolls by 3), the per-tile one really has one band,
+    and every output is checked before timing."""
+    import kernels.split_k
+    from conformance.tolerances import tolerance_problem
+
+    with benchmark_module("split_k_reduction") as module:
+        built, timed = [], []  # (bands, unroll) of every reduction launch built; per timed call
+        real_unroll = kernels.split_k.reduce_unroll
+
+        def spy_unroll(config, num_warps):
+            built.append((config.reduce_bands, real_unroll(config, num_warps)))
+            return built[-1][1]
+
+        def fake_bench(call, a, b):
+            start = len(built)
+            output = call()
+            timed.append(built[start:])
+            return 1.0, tolerance_problem(output, a, b, None)
+
+        monkeypatch.setattr(kernels.split_k, "reduce_unroll", spy_unroll)
+        monkeypatch.setattr(module, "bench_if_correct", fake_bench)
+        config = GemmConfig(32, 32, 320, strategy="split_k", split_k=4, device="h100", cus=16,
+                            xcds=1, dtype="bf16", block_m=16, block_n=16, block_k=16)  # fmt: skip
+        rows = module.measure("s", 32, 32, 320, config, "bf16", device="cpu")
+        assert [r["variant"] for r in rows] == ["torch.matmul", *module.VARIANTS]
+        assert all(r["ms"] == 1.0 and "wrong" not in r["config"] for r in rows)
+        assert "bands 4" in rows[1]["config"] and "bands" not in rows[3]["config"]
+        assert timed == [[], [(4, 3)], [(4, 1)], [(1, 3)]]  # torch.matmul builds nothing
+        assert kernels.split_k.REDUCE_REGISTERS == 64  # restored
