@@ -10,22 +10,21 @@ CSV (fixed candidates, any fixup) whose block the calibration measured and whose
 at most ``MAX_WAVES`` waves of tiles (beyond that Stream-K only shares out the last one), and
 searches ``split_iteration_factor`` x ``partial_gbps`` (see :mod:`refsim.calibration`) for the
 least mean |predicted - traced| / traced, the prediction being refsim's whole makespan, its
-launch overhead included (the shipped terms were fitted so). It prints the error before and
+launch overhead included (the shipped terms were fitted so), with the calibration's other
+fitted terms (the load terms) as the file holds them. It prints the error before and
 after; ``--write`` stores the two terms in the calibration file. Split-K rows are left out:
 the suite's traced split-K runs were taken before traced launches got their head start
 (``kernels.launch.TRACE_HEAD_START_CYCLES``), so they also time the host's launch of the
 reduction kernel.
 """
 
-import argparse
 import csv
 import dataclasses
-import pathlib
-import statistics
 import sys
 
+from fitting import fit_main, grid_fit
+
 import refsim
-from refsim.calibration import load, save
 from refsim.config import GemmConfig
 from refsim.hardware import PROFILES
 from refsim.tiling import cdiv
@@ -91,57 +90,21 @@ def errors(samples, calibration):
 def fit(samples, calibration, factors=FACTORS, partial_gbps=PARTIAL_GBPS):
     """The calibration with the grid's ``(split_iteration_factor, partial_gbps)`` of the least
     mean error over ``samples``, and that error."""
-    best = None
-    for factor in factors:
-        for gbps in partial_gbps:
-            candidate = dataclasses.replace(
-                calibration, split_iteration_factor=factor, partial_gbps=gbps
-            )
-            mean = statistics.fmean(errors(samples, candidate))
-            if best is None or mean < best[1]:
-                best = (candidate, mean)
-    return best
-
-
-def describe(name, values):
-    return (
-        f"{name}: mean {statistics.fmean(values):.1%}, median {statistics.median(values):.1%}, "
-        f"p90 {sorted(values)[int(0.9 * (len(values) - 1))]:.1%} over {len(values)} runs"
-    )
+    grid = {"split_iteration_factor": factors, "partial_gbps": partial_gbps}
+    return grid_fit(samples, calibration, errors, grid)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite_csv", help="a benchmarks/suite.py CSV with traced Stream-K rows")
-    parser.add_argument(
-        "--calibration", required=True, help="the calibration to start from (and to --write)"
+    return fit_main(
+        argv,
+        script="fit_split_terms.py",
+        doc=__doc__,
+        terms=("split_iteration_factor", "partial_gbps"),
+        samples_of=samples_of,
+        errors=errors,
+        fit=fit,
+        what="Stream-K row",
     )
-    parser.add_argument("--write", action="store_true", help="store the fitted terms in it")
-    args = parser.parse_args(argv)
-    try:
-        calibration = load(args.calibration)
-        samples = samples_of(args.suite_csv, calibration)
-    except (OSError, ValueError, KeyError) as error:
-        print(f"fit_split_terms.py: {error}", file=sys.stderr)
-        return 2
-    if not samples:
-        print(
-            f"fit_split_terms.py: {args.suite_csv}: no Stream-K row the calibration can time",
-            file=sys.stderr,
-        )
-        return 2
-    plain = dataclasses.replace(calibration, split_iteration_factor=None, partial_gbps=None)
-    print(describe("without the split terms", errors(samples, plain)))
-    fitted, _ = fit(samples, plain)
-    print(
-        f"fitted split_iteration_factor={fitted.split_iteration_factor}, "
-        f"partial_gbps={fitted.partial_gbps}"
-    )
-    print(describe("with them", errors(samples, fitted)))
-    if args.write:
-        save(fitted, pathlib.Path(args.calibration))
-        print(f"written to {args.calibration}")
-    return 0
 
 
 if __name__ == "__main__":

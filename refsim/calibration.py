@@ -26,6 +26,15 @@ K-iteration time of a work item whose tile is split (those items run Stream-K's 
 runtime bounds), and every fp32 partial stored or loaded also takes its bytes over
 ``partial_gbps``, one program's own bandwidth for that traffic.
 ``benchmarks/fit_split_terms.py`` fits them to a suite run's traced Stream-K times.
+
+Two more are fitted to long traced runs: K-iterations that run more than ``load_after_us``
+after the first launch began take ``1 + (load_factor - 1) * busy`` times their calibrated
+time, ``busy`` being the fraction of SMs with a program when the work item starts. The
+calibration measures one short wave; on the H200, runs that kept every SM busy for longer
+were 15-30% slower than that, and long runs on a few SMs were not (the GPU's clocks under
+sustained load are the likely cause; they were not recorded).
+``benchmarks/fit_load_terms.py`` fits them to a suite run's traced data-parallel,
+persistent and work-stealing times.
 """
 
 import dataclasses
@@ -48,11 +57,13 @@ OPTIONAL = (
     "hbm_gbps",
     "split_iteration_factor",
     "partial_gbps",
+    "load_after_us",
+    "load_factor",
 )
 
 
 # Optional fields that multiply or divide, so that 0 is no value for them.
-POSITIVE = ("split_iteration_factor", "partial_gbps")
+POSITIVE = ("split_iteration_factor", "partial_gbps", "load_factor")
 
 
 def block_key(dtype: str, block_m: int, block_n: int, block_k: int) -> str:
@@ -85,6 +96,8 @@ class Calibration:
     hbm_gbps: float | None = None
     split_iteration_factor: float | None = None
     partial_gbps: float | None = None
+    load_after_us: float | None = None
+    load_factor: float | None = None
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def timing(self, dtype: str, block_m: int, block_n: int, block_k: int) -> BlockTiming | None:

@@ -30,7 +30,8 @@ dependent launches, atomic latency and HBM bandwidth replace the profile's where
 calibration's split-tile terms (:mod:`refsim.calibration`) scale the K-iterations of items
 whose tile is split by ``split_iteration_factor`` (for a calibrated block only: the factor is
 relative to its measured K-loop) and add ``BM*BN*4 / partial_gbps`` to every
-partial stored or loaded.
+partial stored or loaded. Its load terms (:meth:`CostModel.under_load`) stretch the part of a
+K-loop that runs past ``load_after_us`` by ``1 + (load_factor - 1) * busy``.
 """
 
 
@@ -57,6 +58,8 @@ class CostModel:
         self.calibrated_block = False
         self.split_iteration_factor = 1.0
         self.partial_us = 0.0
+        self.load_after_us = 0.0
+        self.load_factor = 1.0
         if calibration is not None:
             self._calibrate(config, calibration)
 
@@ -80,6 +83,10 @@ class CostModel:
             self.split_iteration_factor = calibration.split_iteration_factor
         if calibration.partial_gbps:
             self.partial_us = self.partial_bytes / (calibration.partial_gbps * 1e3)
+        if timing is not None and calibration.load_factor is not None:
+            # relative to the calibrated K-loop, like the split factor
+            self.load_factor = calibration.load_factor
+            self.load_after_us = calibration.load_after_us or 0.0
 
     def iteration_us(self, distinct_rows, distinct_cols, active_xcds, cu_programs):
         """One K-iteration of one program (see the module docstring)."""
@@ -87,6 +94,17 @@ class CostModel:
         memory = xcd_bytes * active_xcds / self.hbm_bytes_per_us
         compute = self.compute_iter_us * cu_programs
         return compute if compute > memory else memory
+
+    def under_load(self, loop_us, began_us, busy):
+        """A K-loop of ``loop_us`` starting ``began_us`` after the first launch began, with a
+        fraction ``busy`` of the SMs running programs: its part past ``load_after_us`` takes
+        ``1 + (load_factor - 1) * busy`` times as long."""
+        past = began_us + loop_us - self.load_after_us
+        if self.load_factor == 1.0 or past <= 0.0:
+            return loop_us
+        stretch = 1.0 + (self.load_factor - 1.0) * busy
+        before = loop_us - min(past, loop_us)
+        return before + min(past, loop_us) * stretch
 
     def transfer_us(self, nbytes, xcd_programs, active_xcds):
         """Moving ``nbytes`` to or from HBM at this program's share of bandwidth."""

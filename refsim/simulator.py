@@ -53,6 +53,8 @@ class Simulation:
         self.busy_us = [0.0] * config.cus
         self.active_xcds = 0
         self.cu_load = [0] * config.cus
+        self.busy_cus = 0  # CUs running at least one program
+        self.first_launch_us = 0.0  # when the first launch's programs could start
         self.l2 = [L2Occupancy(config.num_pid_m, config.num_pid_n) for _ in range(config.xcds)]
         self.flags = {}
         self.atomic_free_at = {}
@@ -109,6 +111,7 @@ class Simulation:
             # the output must be zeroed by a memset launch before atomics add into it
             setup_us += cost.launch_overhead_us + cost.transfer_us(config.m * config.n * 4, 1, 1)
         yield self.env.timeout(setup_us)
+        self.first_launch_us = self.env.now
         body = self._ws_program if config.strategy == "work_stealing" else self._static_program
         yield from self._launch(config.grid, body)
         if config.strategy == "split_k" and self.plan.split_tiles:
@@ -135,9 +138,11 @@ class Simulation:
     def _worker(self, queue, cu, body):
         while queue:
             pid = queue.popleft()
+            self.busy_cus += self.cu_load[cu] == 0
             self.cu_load[cu] += 1
             yield from body(pid, cu)
             self.cu_load[cu] -= 1
+            self.busy_cus -= self.cu_load[cu] == 0
 
     # Building blocks ------------------------------------------------------------------------
     def _compute_begin(self, item, cu, xcd, tail_bytes=0.0):
@@ -159,9 +164,14 @@ class Simulation:
         iterations = item.k_end - item.k_begin
         if item.tile in self.plan.split_tiles:
             iterations *= cost.split_iteration_factor
-        duration = cost.item_us + iterations * cost.iteration_us(
+        loop = iterations * cost.iteration_us(
             l2.distinct_rows, l2.distinct_cols, self.active_xcds, self.cu_load[cu]
         )
+        if cost.load_factor != 1.0:
+            loop = cost.under_load(
+                loop, self.env.now - self.first_launch_us, self.busy_cus / self.config.cus
+            )
+        duration = cost.item_us + loop
         if tail_bytes:
             duration += cost.transfer_us(tail_bytes, l2.streaming, self.active_xcds)
         duration *= self.slowdown[cu]

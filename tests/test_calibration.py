@@ -265,6 +265,45 @@ def test_the_split_terms_survive_a_round_trip_and_refuse_negatives(tmp_path):
         Calibration.from_dict(data)
 
 
+def test_the_load_terms_stretch_only_the_loop_past_their_start_by_the_busy_share_exactly():
+    """1 us K-iterations of a measured 128x256 block (5 us per item), 40 a tile, 2 SMs, no
+    launch overhead: past 10 us a loop takes 1.5x with both SMs busy, 1.25x with one of two."""
+    plain = _calibration(launch_overhead_us=0.0)
+    loaded = dataclasses.replace(plain, load_after_us=10.0, load_factor=1.5)
+    options = dict(device="h200", cus=2, xcds=1, strategy="data_parallel", block_m=128,
+                   block_n=256, block_k=64)  # fmt: skip
+    both = refsim.GemmConfig(256, 256, 64 * 40, **options)  # 2 tiles: both SMs busy
+    assert refsim.simulate(both, calibration=plain).makespan_us == pytest.approx(45.0)
+    assert refsim.simulate(both, calibration=loaded).makespan_us == pytest.approx(
+        5.0 + 10.0 + 30.0 * 1.5
+    )
+    one = refsim.GemmConfig(128, 256, 64 * 40, **options)  # 1 tile on 2 SMs
+    assert refsim.simulate(one, calibration=loaded).makespan_us == pytest.approx(
+        5.0 + 10.0 + 30.0 * 1.25
+    )
+    short = refsim.GemmConfig(256, 256, 64 * 8, **options)  # over before 10 us
+    assert refsim.simulate(short, calibration=loaded).makespan_us == pytest.approx(5.0 + 8.0)
+    later = dataclasses.replace(loaded, load_after_us=0.0)  # the whole loop is past it
+    assert refsim.simulate(both, calibration=later).makespan_us == pytest.approx(5.0 + 60.0)
+    unmeasured = both.replace(block_n=128)  # a datasheet K-loop keeps its own time
+    assert refsim.simulate(unmeasured, calibration=loaded).makespan_us == pytest.approx(
+        refsim.simulate(unmeasured, calibration=plain).makespan_us
+    )
+
+
+def test_the_load_terms_survive_a_round_trip_and_refuse_bad_values(tmp_path):
+    calibration = _calibration(load_after_us=60.0, load_factor=1.2)
+    save(calibration, tmp_path / "h200.json")
+    assert load(tmp_path / "h200.json") == calibration
+    data = calibration.to_dict()
+    data["load_factor"] = 0
+    with pytest.raises(ValueError, match="load_factor=0: must be above 0"):
+        Calibration.from_dict(data)
+    data["load_factor"], data["load_after_us"] = 1.2, -5
+    with pytest.raises(ValueError, match="load_after_us=-5"):
+        Calibration.from_dict(data)
+
+
 def test_the_calibration_measures_every_block_auto_runs_with_one_full_side():
     from kernels.auto import gpu_blocks
     from kernels.calibrate import blocks_to_measure
