@@ -4,7 +4,7 @@
         --calibration refsim/calibrations/h200.json [--write]
 
 ``refsim calibrate`` times each block on one wave of at most 64 K-iterations. On the H200,
-runs that kept every SM busy for longer were 15-30% slower than that calibration predicts,
+runs that kept every SM busy for longer were 9-31% slower than that calibration predicts,
 while long runs on a few SMs were on time or faster. This script takes the rows of a
 ``benchmarks/suite.py`` CSV whose strategy splits no tile (data-parallel, persistent, work
 stealing; ``STRATEGIES``) and whose block the calibration measured, and searches

@@ -31,7 +31,7 @@ Two more are fitted to long traced runs: K-iterations that run more than ``load_
 after the first launch began take ``1 + (load_factor - 1) * busy`` times their calibrated
 time, ``busy`` being the fraction of SMs with a program when the work item starts. The
 calibration measures one short wave; on the H200, runs that kept every SM busy for longer
-were 15-30% slower than that, and long runs on a few SMs were not (the GPU's clocks under
+were 9-31% slower than that, and long runs on a few SMs were not (the GPU's clocks under
 sustained load are the likely cause; they were not recorded).
 ``benchmarks/fit_load_terms.py`` fits them to a suite run's traced data-parallel,
 persistent and work-stealing times.
