@@ -21,6 +21,7 @@ import sys
 from fitting import fit_main, grid_fit
 
 import refsim
+from refsim.compare import makespan_us
 from refsim.config import GemmConfig
 from refsim.hardware import PROFILES
 
@@ -61,8 +62,7 @@ def samples_of(path, calibration, strategies=STRATEGIES):
 
 def in_kernel_us(config, calibration):
     """refsim's span of ``config``'s records: first start to last end."""
-    records = refsim.simulate(config, calibration=calibration).records
-    return max(r.t_end_us for r in records) - min(r.t_start_us for r in records)
+    return makespan_us(refsim.simulate(config, calibration=calibration).records)
 
 
 def errors(samples, calibration):

@@ -24,6 +24,8 @@ from suite import (
     write_tables,
 )
 
+from refsim.compare import makespan_us
+
 FIELDS = ("shape", "m", "n", "k", "dtype", "variant", "config", "ms", "ratio", "reduce_us")
 # name -> (GemmConfig overrides, unroll the partial loads)
 VARIANTS = {
@@ -53,8 +55,7 @@ def reduce_span_us(config, a, b):
         records = kernels.run(config, a, b, trace=True).records
         if a.is_cuda:
             torch.cuda.synchronize()
-    reduce = [r for r in records if r.kernel == "reduce"]
-    return max(r.t_end_us for r in reduce) - min(r.t_start_us for r in reduce)
+    return makespan_us([r for r in records if r.kernel == "reduce"])
 
 
 def measure(name, m, n, k, config, dtype, device="cuda"):

@@ -101,21 +101,28 @@ def _wrong_place(config, got, expected, tile, pid_m, pid_n):
     return None
 
 
-def _misplaced_rows(config, got, expected, pid_m, pid_n):
-    """``{row: source row}`` when every wrong row of tile ``(pid_m, pid_n)`` holds exactly the
-    expected values of another output row over the same columns (a row offset computed wrong,
-    as in a banded reduction); else None."""
+def misplaced_lines(config, got, expected, pid_m, pid_n):
+    """``(axis, {line: source line})`` when every wrong row of tile ``(pid_m, pid_n)`` holds
+    exactly the expected values of another output row over the tile's columns (``axis`` 0),
+    or else every wrong column another column's over its rows (``axis`` 1): a row or column
+    offset computed wrong, as in a banded reduction or a shifted epilogue; else None."""
     rows, cols = _tile_region(config, pid_m, pid_n)
-    wanted = expected[:, cols]
-    found = {}
-    for row in range(rows.start, rows.stop):
-        if np.array_equal(got[row, cols], wanted[row]):
-            continue
-        same = np.flatnonzero((wanted == got[row, cols]).all(axis=1))
-        if not len(same):
-            return None
-        found[row] = int(same[0])
-    return found or None
+    for axis, (lines, across) in enumerate(((rows, cols), (cols, rows))):
+        mine = got[lines, across] if axis == 0 else got[across, lines].T
+        wanted = expected[:, across] if axis == 0 else expected[across, :].T
+        found = {}
+        for offset, values in enumerate(mine):
+            line = lines.start + offset
+            if np.array_equal(values, wanted[line]):
+                continue
+            same = np.flatnonzero((wanted == values).all(axis=1))
+            if not len(same):
+                break
+            found[line] = int(same[0])
+        else:
+            if found:
+                return axis, found
+    return None
 
 
 def decode_probe(config, out, pid_m, pid_n):
@@ -355,12 +362,14 @@ def diagnose(kut, case, config, got, expected, sim, device, tensors=None, out_dt
     if other is not None:
         info["holds_tile"] = other
         return "tile written to the wrong place", info
-    moved = _misplaced_rows(config, got, expected, pid_m, pid_n)
+    moved = misplaced_lines(config, got, expected, pid_m, pid_n)
     if moved is not None:
+        axis, sources = moved
+        name = ("row", "column")[axis]
         shown = ", ".join(
-            f"row {row} holds row {source}" for row, source in list(moved.items())[:4]
+            f"{name} {line} holds {name} {src}" for line, src in list(sources.items())[:4]
         )
-        info["detail"] = f"{len(moved)} rows of the tile hold other rows' values: {shown}"
+        info["detail"] = f"{len(sources)} {name}s of the tile hold other {name}s' values: {shown}"
         return "tile written to the wrong place", info
     if tensors is not None:
         output_layout = OutputLayout.of(config, case)

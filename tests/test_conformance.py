@@ -24,7 +24,7 @@ from conformance.checks import (
     check_partials,
     check_work_stealing,
 )
-from conformance.diagnosis import decode_epilogue, decode_order, decode_probe
+from conformance.diagnosis import decode_epilogue, decode_order, decode_probe, misplaced_lines
 from conformance.harness import POISON, cast_to, expected_output, launch, ticket_records
 from conformance.inputs import (
     BIAS_UNIT,
@@ -77,6 +77,27 @@ def test_probe_values_decode_to_their_cause(cause):
 
 def test_a_correct_probe_tile_is_not_blamed():
     assert _decoded(lambda out, m, n: None)[0] == "unclassified"
+
+
+def test_rows_or_columns_holding_other_lines_values_are_named_and_nothing_else_is():
+    """Tile (1, 1) is rows 16..31, columns 32..63 of CONFIG (16x32 tiles), on distinct
+    integer values: its rows shifted by 8 (a band offset gone wrong), its columns shifted by
+    4, or one value off."""
+    expected = np.arange(CONFIG.m * CONFIG.n, dtype=np.float64).reshape(CONFIG.m, CONFIG.n) % 97
+    expected += np.arange(CONFIG.m)[:, None] * 1000 + np.arange(CONFIG.n)[None, :] * 0.5
+    rows = expected.copy()
+    rows[24:32, 32:64] = expected[16:24, 32:64]
+    assert misplaced_lines(CONFIG, rows, expected, 1, 1) == (0, {r: r - 8 for r in range(24, 32)})
+    cols = expected.copy()
+    cols[16:32, 36:64] = expected[16:32, 32:60]
+    assert misplaced_lines(CONFIG, cols, expected, 1, 1) == (1, {c: c - 4 for c in range(36, 64)})
+    off = expected.copy()
+    off[20, 40] += 1
+    assert misplaced_lines(CONFIG, off, expected, 1, 1) is None
+    assert misplaced_lines(CONFIG, expected.copy(), expected, 1, 1) is None
+    never = expected.copy()
+    never[16:32, 32:64] = np.nan
+    assert misplaced_lines(CONFIG, never, expected, 1, 1) is None
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
