@@ -203,7 +203,7 @@ def run(
         key = prepared.plan_key(config, a, b, bias, out, options)
         plan = prepared.lookup(key)
         if plan is not None:
-            return KernelRun(plan(a, b, bias, out), config)
+            return KernelRun(plan(a, b, bias, out, key[prepared.STREAM]), config)
     if config is None or isinstance(config, dict):
         for name, t in (("a", a), ("b", b)):
             if not isinstance(t, torch.Tensor):
@@ -258,6 +258,17 @@ def run(
             )
 
 
+def product(config, a, b, bias=None, out=None, deterministic=True):
+    """``run(config, a, b, bias, out=out, deterministic=deterministic).output``: the torch
+    front end's call, which needs only the output, straight to a prepared call when there is
+    one."""
+    key = prepared.plan_key(config, a, b, bias, out, (deterministic, None, None))
+    plan = prepared.lookup(key)
+    if plan is not None:
+        return plan(a, b, bias, out, key[prepared.STREAM])
+    return run(config, a, b, bias, out=out, deterministic=deterministic).output
+
+
 def run_batched(config, a, b, out=None):
     """``C[i] = A[i] @ B[i]`` for every product of a batch in one data-parallel launch (grid:
     tiles x batch); returns C.
@@ -269,7 +280,7 @@ def run_batched(config, a, b, out=None):
     key = prepared.plan_key(config, a, b, None, out, ("batched",))
     plan = prepared.lookup(key)
     if plan is not None:
-        return plan(a, b, None, out)
+        return plan(a, b, None, out, key[prepared.STREAM])
     if config.strategy != "data_parallel":
         raise ValueError(
             f"strategy={config.strategy!r}: a batch runs in one data-parallel launch; run "
@@ -302,8 +313,7 @@ def _enqueue_and_prepare(key, launch_set, tensors, workspace):
     when ``key`` is not None) and keep it as the prepared call of ``key`` where it can be."""
     compiled = _enqueue(launch_set)
     if key is not None and prepared.preparable(launch_set, tensors):
-        c = tensors[prepared.C]
-        prepared.remember(key, launch_set, compiled, tensors, workspace, c.shape, c.dtype)
+        prepared.remember(key, launch_set, compiled, tensors, workspace)
 
 
 def _enqueue(launch_set):

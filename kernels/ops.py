@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .auto import config_for, freeze_overrides
 from .dtypes import DTYPE_NAMES, SUPPORTED
-from .launch import run, run_batched
+from .launch import product, run_batched
 
 
 def _options(overrides):
@@ -63,7 +63,7 @@ def _product(a, b, bias, out, strategy, deterministic, overrides):
             out.copy_(bias.expand(m, n))
         return out
     config = config_for(m, n, k, a.dtype, a.device, strategy, overrides)
-    return run(config, a, b, bias, out=out, deterministic=deterministic).output
+    return product(config, a, b, bias, out, deterministic)
 
 
 @torch.library.custom_op("refsim::mm", mutates_args=())
@@ -116,7 +116,7 @@ def _batched(a, b, out, strategy, deterministic, overrides):
     if out is None:
         out = torch.empty((batch, m, n), dtype=a.dtype, device=a.device)
     for i in range(batch):
-        run(config, a[i], b[i], out=out[i], deterministic=deterministic)
+        product(config, a[i], b[i], None, out[i], deterministic)
     return out
 
 

@@ -5,9 +5,15 @@ the data: the config and options, each tensor's dtype, device, shape, strides an
 alignment (what Triton specialises a kernel on) and the current stream. The first call of a key
 builds its launches (:mod:`kernels.launch_spec`), enqueues them with ``kernel[grid](...)`` and
 keeps what Triton returns, the compiled kernel, with the launch's full parameter list. A later
-call of the key copies those lists, puts its own tensors (and a new flag epoch) in, and calls
-each compiled kernel's launcher directly: no argument binding or specialisation, no Triton
-cache lookup, no allocation besides the output, no zeroing launch.
+call of the key copies those lists, puts its own tensors' addresses (and a new flag epoch) in,
+and calls each compiled kernel's launcher directly: no argument binding or specialisation, no
+Triton cache lookup, no allocation besides the output, no zeroing launch.
+
+On a GPU every tensor goes to the launcher as its address, an int: the workspace buffers'
+once, when the call is prepared (the workspace keeps them, and a call prepared over buffers it
+has since replaced is dropped), the call's own tensors on each call. Triton's launcher takes
+an int as the pointer itself, where for a tensor it calls ``data_ptr()`` and asks the driver
+to check the address, per pointer and per launch.
 
 A launch set is prepared only when each of its kernels takes its runtime arguments first and
 its constexprs after them (every kernel here does), Triton has no launch hooks installed (a
@@ -26,8 +32,9 @@ from triton import knobs
 
 from .backend import interpreting, program_order
 
-# The output's index in a call's tensors, (a, b, bias, c).
+# The output's index in a call's tensors, (a, b, bias, c), and the stream's in a plan key.
 C = 3
+STREAM = 2
 # Prepared calls kept at most; beyond it the cache starts again (a shape-churning caller pays
 # the ordinary path, never unbounded memory).
 CAPACITY = 4096
@@ -48,11 +55,6 @@ def _tensor_key(t):
     if t is None:
         return None
     return (t.dtype, t.get_device(), t.shape, t.stride(), t.data_ptr() % 16 == 0)
-
-
-def _stream(a):
-    """The raw handle of ``a``'s device's current stream; 0 for the CPU."""
-    return torch._C._cuda_getCurrentRawStream(a.get_device()) if a.is_cuda else 0
 
 
 def plan_key(config, a, b, bias, out, options):
@@ -117,10 +119,11 @@ def stand_ins(a, b, bias, out):
 
 class PreparedLaunch:
     """One launch with its parameter list and where the call's tensors and epoch go in it: on a
-    GPU, a call of the compiled kernel's launcher; under the interpreter (which compiles
-    nothing), ``kernel[grid](...)`` with those parameters, in the launch's program order."""
+    GPU, a call of the compiled kernel's launcher with every tensor as its address; under the
+    interpreter (which compiles nothing), ``kernel[grid](...)`` with the tensors themselves,
+    in the launch's program order."""
 
-    __slots__ = ("call", "epoch_place", "params", "places")
+    __slots__ = ("buffers", "call", "epoch_place", "params", "places")
 
     def __init__(self, launch, compiled, tensors):
         names = launch.kernel.arg_names
@@ -135,6 +138,10 @@ class PreparedLaunch:
         )
         for i, _ in self.places:
             params[i] = None  # the call's own tensors go here; keep none of the first call's
+        # the launch's workspace buffers, held while their addresses are in use
+        self.buffers = tuple(value for value in params if isinstance(value, torch.Tensor))
+        if compiled is not None:
+            params = [v.data_ptr() if isinstance(v, torch.Tensor) else v for v in params]
         self.params = params
         self.epoch_place = launch.epoch_arg
         self.call = _interpreted(launch) if compiled is None else _compiled(launch, compiled)
@@ -176,21 +183,49 @@ def _interpreted(launch):
 class PreparedCall:
     """Every launch of one key, ready to enqueue with new tensors."""
 
-    __slots__ = ("dtype", "flags", "generation", "launches", "shape", "workspace", "zero_output")
+    __slots__ = (
+        "addresses",
+        "flags",
+        "generation",
+        "launches",
+        "output_like",
+        "serial",
+        "workspace",
+        "zero_output",
+    )
 
-    def __init__(self, launches, workspace, launch_set, shape, dtype):
+    def __init__(self, launches, workspace, launch_set, output, addresses):
         self.launches = launches
         self.workspace = workspace
         self.generation = workspace.generation
         self.flags = launch_set.flags
         self.zero_output = len(launch_set.zeroed) > 0
-        self.shape = shape
-        self.dtype = dtype
+        # One element seen with the output's shape: ``empty_like`` of it allocates an output
+        # (contiguous) with a third of ``torch.empty``'s argument parsing, holding no memory.
+        self.output_like = output.new_empty(1).expand(output.shape)
+        self.addresses = addresses
+        # Calls that share a workspace take its lock when they publish an epoch or enqueue
+        # several launches (another thread's launches must not come between them); one launch
+        # without flags is ordered by its stream alone.
+        self.serial = self.flags is not None or len(launches) > 1
 
-    def __call__(self, a, b, bias, out):
-        c = out if out is not None else torch.empty(self.shape, dtype=self.dtype, device=a.device)
-        tensors = (a, b, bias, c)
-        stream = _stream(a)
+    def __call__(self, a, b, bias, out, stream):
+        """Enqueue the launches on ``stream`` (the current stream of the key's device) with
+        these tensors; returns the output, ``out`` or a new tensor."""
+        if out is None:
+            c = torch.empty_like(self.output_like, memory_format=torch.contiguous_format)
+        else:
+            c = out
+        if self.addresses:
+            bias_address = None if bias is None else bias.data_ptr()
+            tensors = (a.data_ptr(), b.data_ptr(), bias_address, c.data_ptr())
+        else:
+            tensors = (a, b, bias, c)
+        if not self.serial:
+            if self.zero_output:
+                c.zero_()
+            self.launches[0](stream, tensors, None)
+            return c
         with self.workspace.lock:
             epoch = None if self.flags is None else self.workspace.next_epoch(self.flags)
             if self.zero_output:
@@ -214,10 +249,11 @@ def preparable(launch_set, tensors):
     return True
 
 
-def remember(key, launch_set, compiled, tensors, workspace, shape, dtype):
+def remember(key, launch_set, compiled, tensors, workspace):
     """Keep the prepared call of ``key``: ``compiled`` are the compiled kernels Triton returned
     for ``launch_set``'s launches, ``tensors`` the stand-ins they were built over."""
-    if interpreting():
+    addresses = not interpreting()
+    if not addresses:
         compiled = [None] * len(launch_set.launches)
     launches = tuple(
         PreparedLaunch(launch, kernel, tensors)
@@ -225,7 +261,7 @@ def remember(key, launch_set, compiled, tensors, workspace, shape, dtype):
     )
     if len(_plans) >= CAPACITY:
         _plans.clear()
-    _plans[key] = PreparedCall(launches, workspace, launch_set, shape, dtype)
+    _plans[key] = PreparedCall(launches, workspace, launch_set, tensors[C], addresses)
 
 
 def forget():

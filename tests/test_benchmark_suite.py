@@ -264,6 +264,48 @@ def test_ncu_targets_without_a_gpu_exits_2_with_one_line():
     assert result.stderr.strip() == "ncu_targets.py: needs a CUDA GPU"
 
 
+def test_host_path_without_a_gpu_exits_2_with_one_line_and_refuses_no_calls():
+    result = run_benchmark("host_path.py")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "host_path.py: needs a CUDA or ROCm GPU (or --device cpu)"
+    result = run_benchmark("host_path.py", "--device", "cpu", "--repeats", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("--repeats must be at least 1, got 0")
+
+
+@pytest.mark.interpreter
+def test_host_path_times_every_stage_of_the_cached_call_under_the_interpreter(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "host_path.py"), "--device", "cpu", "--repeats", "1"]
+        + ["--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "host-path-cpu.md").read_text()
+    rows = dict(
+        line.strip("| ").rsplit(" | ", 1) for line in report.splitlines() if line.endswith(" |")
+    )
+    stages = [
+        "torch.matmul",
+        "kernels.matmul (auto, cached)",
+        "kernels.run (a GemmConfig in hand)",
+        "the prepared call: allocation and launches",
+        "its key and lookup",
+        "the output's allocation",
+        "the same through torch.empty",
+        "the launcher (the interpreter)",
+    ]
+    assert [row.strip() for row in rows if row.strip() not in ("stage", "---")] == stages
+    assert all(float(us) > 0 for row, us in rows.items() if row.strip() in stages)
+    profile = report.split("```")[1].strip().splitlines()
+    assert profile[0].split()[:2] == ["ncalls", "tottime"]
+    assert len(profile) == 13  # the header and the twelve functions of most own time
+    assert "site-packages/" not in report and str(BENCHMARKS.parent) not in report
+
+
 def test_split_k_reduction_without_a_gpu_exits_2_with_one_line():
     result = run_benchmark("split_k_reduction.py")
     assert result.returncode == 2

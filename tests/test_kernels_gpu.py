@@ -93,13 +93,18 @@ def test_cuda_and_its_current_index_name_one_workspace():
 def test_a_traced_split_k_run_shows_the_gpus_gap_between_its_launches_not_the_hosts():
     """The reduction of a short split launch starts within a few microseconds of the split's
     last item: the traced set runs behind a head start, so the host's launch time (tens of
-    microseconds on the H200 for a traced Triton launch) is not in the trace."""
+    microseconds on the H200 for a traced Triton launch) is not in the trace. The smallest gap
+    of three runs: another process's kernels on a shared GPU (parallel test workers) can only
+    add to one run's gap."""
     import kernels
 
     config = gpu_config("split_k", (256, 256, 512))
     a, b, bias = make_inputs(config, device="cuda", integer=False)
-    for _ in range(2):  # the first run compiles
+    kernels.run(config, a, b, bias, trace=True)  # compiles
+    gaps = []
+    for _ in range(3):
         records = kernels.run(config, a, b, bias, trace=True).records
-    split_end = max(r.t_end_us for r in records if r.kernel == "gemm")
-    reduce_start = min(r.t_start_us for r in records if r.kernel == "reduce")
-    assert 0 <= reduce_start - split_end < 10.0
+        split_end = max(r.t_end_us for r in records if r.kernel == "gemm")
+        reduce_start = min(r.t_start_us for r in records if r.kernel == "reduce")
+        gaps.append(reduce_start - split_end)
+    assert min(gaps) >= 0 and min(gaps) < 10.0, gaps

@@ -51,6 +51,9 @@ def test_a_repeated_call_launches_the_compiled_kernels_and_gives_the_same_bits(
     monkeypatch.setattr(kernels.launch, "build_launches", _refuse_to_build)
     outputs = [kernels.run(config, a, b, bias).output for _ in range(20)]
     assert all(torch.equal(out, traced) for out in [first, *outputs])
+    # each call allocates its own contiguous output, as the ordinary path does
+    assert len({out.data_ptr() for out in [first, *outputs]}) == 21
+    assert all(out.is_contiguous() and out.stride() == traced.stride() for out in outputs)
 
 
 @pytest.mark.parametrize("name", ["data_parallel", "split_k", "owner-waits", "last-arriver"])
@@ -103,13 +106,8 @@ def test_strides_and_alignment_are_part_of_the_key(plans):
 
 
 def _partials_of(plan):
-    """The data pointers of the tensors a prepared call keeps in its parameter lists."""
-    return {
-        value.data_ptr()
-        for launch in plan.launches
-        for value in launch.params
-        if isinstance(value, torch.Tensor)
-    }
+    """The data pointers of the workspace buffers a prepared call's launches keep."""
+    return {value.data_ptr() for launch in plan.launches for value in launch.buffers}
 
 
 def test_a_grown_workspace_prepares_the_call_again(plans):
