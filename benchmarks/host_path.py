@@ -19,30 +19,16 @@ import pathlib
 import pstats
 import re
 import sys
-import time
 
 import torch
 from suite import DEFAULT_OUT_DIR, gpu_slug
+from torch_api import host_us
 
 from conformance.report import environment
 from conformance.tolerances import tolerance_problem
 
 SIZE = 128
 PROFILE_LINES = 12
-
-
-def host_us(call, device, repeats):
-    """Host time of one call of ``call``, in microseconds, over ``repeats`` calls."""
-    call()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        call()
-    elapsed = time.perf_counter() - start
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return elapsed / repeats * 1e6
 
 
 def stages(device):
@@ -128,14 +114,14 @@ def main():
     env = environment(args.device)
     name = env.get("gpu", "cpu")
     rows, a = stages(args.device)
-    timed = [(row, host_us(call, args.device, args.repeats)) for row, call in rows]
+    timed = [(row, host_us(call, args.repeats, args.device)) for row, call in rows]
     lines = [
         f"# Host time of a cached call, stage by stage: {name}",
         "",
         f"{name}, driver {env.get('driver', '-')}, torch {env['torch']}, Triton {env['triton']}, "
         f"{env['date']}. `benchmarks/host_path.py`: bf16 {SIZE}^3, host time per call over "
-        f"{args.repeats} calls without synchronisation; indented rows are parts of "
-        "`kernels.run`'s cached path, each timed alone.",
+        f"{args.repeats} calls without synchronisation (the median of up to 5 batches); "
+        "indented rows are parts of `kernels.run`'s cached path, each timed alone.",
         "",
         "| stage | us per call |",
         "|---|---:|",

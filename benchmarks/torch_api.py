@@ -9,6 +9,8 @@ reported, not timed. Writes a Markdown table with ``--markdown PATH``.
 """
 
 import argparse
+import gc
+import statistics
 import time
 
 import torch
@@ -115,15 +117,24 @@ def linear_rows():
     return rows
 
 
-def host_us(call, repeats=2000):
+def host_us(call, repeats=2000, device="cuda", batches=5):
+    """Host time of one call of ``call``, in microseconds: the median over ``batches`` runs of
+    ``repeats / batches`` calls each, without synchronising. It starts after a garbage
+    collection, so that a collection of earlier work's objects lands in one batch at most."""
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     call()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        call()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / repeats * 1e6
+    synchronize()
+    gc.collect()
+    batches = min(batches, repeats)
+    calls = repeats // batches
+    times = []
+    for _ in range(batches):
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        times.append((time.perf_counter() - start) / calls * 1e6)
+    synchronize()
+    return statistics.median(times)
 
 
 def main():
