@@ -519,12 +519,21 @@ def parse_args(argv):
         help="no GPU: write one report of two runs, the second's candidates replacing the first's",
     )
     parser.add_argument(
+        "--newer",
+        action="store_true",
+        help="with --combine: the second run's code is newer, so its measurements replace the "
+        "first's also where the config is the same",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the shapes and dtypes already in the CSV under --out-dir (same GPU) and "
         "measure only the rest",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.newer and not args.combine:
+        parser.error("--newer only says how --combine takes the second run")
+    return args
 
 
 def number_or_none(cell):
@@ -560,21 +569,22 @@ def read_measurements(path, gpu, shapes):
         return measurements
 
 
-def combine(first, second):
+def combine(first, second, newer=False):
     """``first``'s measurements with those of the candidates ``second`` measured put in their
     place where ``second`` ran another config (torch.matmul's excepted; where the config is the
-    same, ``first``'s measurement stays, taken in one process with the other candidates), each
-    scaled by the two runs' torch.matmul times on its shape and dtype so that its ratio to
-    torch is the one measured in its own run. Shapes and dtypes only ``second`` measured are
-    added as they are, torch.matmul included."""
+    same, ``first``'s measurement stays, taken in one process with the other candidates, unless
+    ``newer``: ``second`` ran newer code, and all its measurements count), each scaled by the
+    two runs' torch.matmul times on its shape and dtype so that its ratio to torch is the one
+    measured in its own run. Shapes and dtypes only ``second`` measured are added as they are,
+    torch.matmul included."""
     vendor = {(m.shape, m.dtype): m.ms for m in second if m.candidate == VENDOR}
     base = {(m.shape, m.dtype): m.ms for m in first if m.candidate == VENDOR}
-    newer = {(m.shape, m.dtype, m.candidate): m for m in second if m.candidate != VENDOR}
+    seconds = {(m.shape, m.dtype, m.candidate): m for m in second if m.candidate != VENDOR}
     combined = []
     for m in first:
         key = (m.shape, m.dtype)
-        replacement = newer.get((*key, m.candidate))
-        if replacement is None or replacement.config == m.config:
+        replacement = seconds.get((*key, m.candidate))
+        if replacement is None or (replacement.config == m.config and not newer):
             combined.append(m)
             continue
         scale = base.get(key) / vendor[key] if base.get(key) and vendor.get(key) else None
@@ -600,7 +610,7 @@ def host_rows(markdown):
     return rows
 
 
-def combine_reports(first_csv, second_csv, out_dir):
+def combine_reports(first_csv, second_csv, out_dir, newer=False):
     """Write the report of :func:`combine` of two runs' CSVs (same GPU) under ``out_dir``, with
     the second run's host table; the exit status."""
     try:
@@ -619,15 +629,16 @@ def combine_reports(first_csv, second_csv, out_dir):
         print("suite.py: --combine: both CSVs must be suite runs on the same GPU", file=sys.stderr)
         return 2
     replaced = ", ".join(dict.fromkeys(m.candidate for m in second if m.candidate != VENDOR))
+    where = "of newer code" if newer else "where it ran another config than in the first"
     options = (
-        f"{len({m.shape for m in first})} shapes; {replaced} from a second run where it ran "
-        "another config than in the first (its times scaled by the two runs' torch.matmul "
-        "times, so its ratios are the ones measured in its own run), every other measurement "
-        "from the first; host table from the second run"
+        f"{len({m.shape for m in first})} shapes; {replaced} from a second run {where} (its "
+        "times scaled by the two runs' torch.matmul times, so its ratios are the ones measured "
+        "in its own run), every other measurement from the first; host table from the second "
+        "run"
     )
     markdown = pathlib.Path(second_csv).with_suffix(".md")
     host = host_rows(markdown.read_text()) if markdown.exists() else []
-    for path in write_report(combine(first, second), env, host, options, out_dir):
+    for path in write_report(combine(first, second, newer), env, host, options, out_dir):
         print(f"wrote {path}")
     return 0
 
@@ -635,7 +646,7 @@ def combine_reports(first_csv, second_csv, out_dir):
 def main(argv=None):
     args = parse_args(argv)
     if args.combine:
-        return combine_reports(*args.combine, args.out_dir)
+        return combine_reports(*args.combine, args.out_dir, args.newer)
     shapes = select_shapes(args.categories, args.quick)
     if args.list:
         print("\n".join(list_lines(shapes)))

@@ -3,6 +3,7 @@ Markdown/CSV report from fake measurements."""
 
 import contextlib
 import csv
+import dataclasses
 import importlib
 import math
 import os
@@ -232,6 +233,25 @@ def test_combine_takes_the_second_runs_other_configs_at_their_own_ratio(suite, t
     assert "auto from a second run" in text and "| torch.matmul | 5.5 |" in text
 
 
+def test_combine_newer_takes_the_second_run_also_where_the_config_is_the_same(suite, tmp_path):
+    first = fake_measurements(suite)
+    vendor, auto = first[:2]  # the square shape: torch.matmul and auto
+    same = dataclasses.replace(auto, ms=auto.ms / 2)  # newer code, the same config
+    second = [vendor, same]
+    assert suite.combine(first, second)[1] == auto
+    assert suite.combine(first, second, newer=True)[1] == same
+    _, written = suite.write_report(first, ENV, [], "x", tmp_path / "first")
+    _, table = suite.write_report(second, ENV, [], "x", tmp_path / "second")
+    out = tmp_path / "c"
+    assert (
+        suite.main(["--combine", str(written), str(table), "--newer", "--out-dir", str(out)]) == 0
+    )
+    assert "from a second run of newer code" in (out / "suite-h200.md").read_text()
+    with pytest.raises(SystemExit) as refused:
+        suite.parse_args(["--newer"])
+    assert refused.value.code == 2
+
+
 def run_benchmark(name, *args):
     return subprocess.run(
         [sys.executable, str(BENCHMARKS / name), *args],
@@ -315,6 +335,49 @@ def test_split_k_reduction_without_a_gpu_exits_2_with_one_line():
     )
 
 
+SPLIT_K_REPORT = """# GPU NVIDIA H200, driver 570.86.15, torch 2.13.0, Triton 3.6.0, 2026-01-02
+shape,m,n,k,dtype,variant,config,ms,ratio,reduce_us
+256x256x65536,256,256,65536,bf16,torch.matmul,,0.03,1.0,
+256x256x65536,256,256,65536,bf16,bands,split_k x16 bands 32 128x128x64,0.04,0.75,1.5
+256x256x65536,256,256,65536,bf16,one program per tile,split_k x16 128x128x64,0.05,0.6,12.9
+"""
+
+
+def test_split_k_reduction_predicts_an_earlier_runs_reductions_again(tmp_path):
+    """--from-csv reads a run written before the prediction column existed, and predicts each
+    timed row's reduction with the config its row describes."""
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text(SPLIT_K_REPORT)
+    with benchmark_module("split_k_reduction") as module:
+        assert module.main(["--from-csv", str(earlier), "--out-dir", str(tmp_path)]) == 0
+        with open(tmp_path / "split-k-reduction-h200.csv") as written:
+            rows = list(csv.DictReader(line for line in written if not line.startswith("#")))
+        blocks = {"block_m": 128, "block_n": 128, "block_k": 64}
+        config = GemmConfig(
+            256, 256, 65536, strategy="split_k", split_k=16, dtype="bf16", device="h200", **blocks
+        )
+        banded = module.predicted_reduce_us(config.replace(reduce_bands=32))
+        single = module.predicted_reduce_us(config.replace(reduce_bands=1))
+    assert [row["predicted_reduce_us"] for row in rows] == ["", str(banded), str(single)]
+    assert [row["reduce_us"] for row in rows] == ["", "1.5", "12.9"]
+    assert 0 < banded < single
+    report = (tmp_path / "split-k-reduction-h200.md").read_text()
+    assert f"| 1.5 | {banded:.1f} |" in report and "2026-01-02" in report
+
+
+def test_split_k_reduction_from_csv_refuses_what_it_cannot_predict_in_one_line(tmp_path):
+    not_split_k = tmp_path / "other.csv"
+    not_split_k.write_text(SPLIT_K_REPORT.replace("split_k x16 128x128x64", "data_parallel"))
+    for path, said in (
+        (tmp_path / "missing.csv", "No such file"),
+        (not_split_k, "not a split-K config: 'data_parallel'"),
+    ):
+        result = run_benchmark("split_k_reduction.py", "--from-csv", str(path))
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert said in result.stderr
+
+
 def test_split_k_reduction_variants_differ_from_the_default_where_they_claim():
     with benchmark_module("split_k_reduction") as module:
         config = GemmConfig(256, 256, 65536, strategy="split_k", split_k=16, device="h200")
@@ -324,12 +387,15 @@ def test_split_k_reduction_variants_differ_from_the_default_where_they_claim():
         assert single.reduce_bands == 1 and single.split_k == config.split_k
         assert [unrolled for _, unrolled in module.VARIANTS.values()] == [True, False, True]
         shape = dict(shape="s", m=1, n=2, k=3, dtype="bf16")
+        unpredicted = dict(reduce_us=None, predicted_reduce_us=None)
         rows = [
-            dict(shape, variant="torch.matmul", config="", ms=0.02, ratio=1.0, reduce_us=""),
-            dict(shape, variant="bands", config="c", ms=0.04, ratio=0.5, reduce_us=3.25),
+            dict(shape, variant="torch.matmul", config="", ms=0.02, ratio=1.0, **unpredicted),
+            dict(shape, variant="bands", config="c", ms=0.04, ratio=0.5, reduce_us=3.25)
+            | {"predicted_reduce_us": 4.04},
         ]
         lines = module.markdown_lines(rows, ENV)
-        assert lines[-1] == "| s | bf16 | bands | c | 0.0400 | 0.500 | 3.2 |"
+        assert lines[-2] == "| s | bf16 | torch.matmul |  | 0.0200 | 1.000 |  |  |"
+        assert lines[-1] == "| s | bf16 | bands | c | 0.0400 | 0.500 | 3.2 | 4.0 |"
         assert "NVIDIA H200, driver 570.86.15" in lines[2]
 
 
