@@ -365,7 +365,7 @@ class GemmConfig:
         if bands is None:
             bands = tiling.split_k_reduce_bands(tiles, cus, self.block_m) if split > 1 else 1
         bands = _integer("reduce_bands", bands)
-        most = max(1, self.block_m // tiling.MIN_REDUCE_BAND_ROWS)
+        most = tiling.split_k_max_reduce_bands(self.block_m)
         if bands & (bands - 1) or bands > most:
             raise ValueError(
                 f"reduce_bands={bands}: accepted values are powers of two up to {most} "

@@ -412,12 +412,18 @@ def split_k_reduce_work(pid, REDUCE_BANDS):
     return pid // REDUCE_BANDS, pid % REDUCE_BANDS
 
 
+def split_k_max_reduce_bands(BLOCK_M):
+    """The most row bands a ``BLOCK_M``-row tile's reduction can take: bands of at least
+    ``MIN_REDUCE_BAND_ROWS`` rows."""
+    return max(1, BLOCK_M // MIN_REDUCE_BAND_ROWS)
+
+
 def split_k_reduce_bands(total_tiles, cus, BLOCK_M):
     """Row bands per tile of split-K's reduction: the smallest power of two that gives every CU
-    a reduction program, at most ``BLOCK_M // MIN_REDUCE_BAND_ROWS``. One program per tile
+    a reduction program, at most :func:`split_k_max_reduce_bands`. One program per tile
     leaves most CUs idle when a few tiles are split many ways, and a program's partial
     reads are then bound by one CU's bandwidth."""
-    most = max(1, BLOCK_M // MIN_REDUCE_BAND_ROWS)
+    most = split_k_max_reduce_bands(BLOCK_M)
     bands = 1
     while bands < most and total_tiles * bands < cus:
         bands = bands * 2

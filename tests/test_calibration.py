@@ -252,17 +252,30 @@ def test_the_split_terms_cost_only_split_tiles_exactly():
     )
 
 
-def test_the_split_terms_survive_a_round_trip_and_refuse_negatives(tmp_path):
-    calibration = _calibration(split_iteration_factor=1.5, partial_gbps=48.0)
+@pytest.mark.parametrize(
+    "terms, refused",
+    [
+        (
+            {"split_iteration_factor": 1.5, "partial_gbps": 48.0},
+            [("partial_gbps", -1, "partial_gbps=-1"),
+             ("partial_gbps", 0, "partial_gbps=0: must be above 0")],
+        ),
+        (
+            {"load_after_us": 60.0, "load_factor": 1.2},
+            [("load_factor", 0, "load_factor=0: must be above 0"),
+             ("load_after_us", -5, "load_after_us=-5")],
+        ),
+    ],
+    ids=["split terms", "load terms"],
+)  # fmt: skip
+def test_fitted_terms_survive_a_round_trip_and_refuse_bad_values(tmp_path, terms, refused):
+    calibration = _calibration(**terms)
     save(calibration, tmp_path / "h200.json")
     assert load(tmp_path / "h200.json") == calibration
-    data = calibration.to_dict()
-    data["partial_gbps"] = -1
-    with pytest.raises(ValueError, match="partial_gbps=-1"):
-        Calibration.from_dict(data)
-    data["partial_gbps"] = 0
-    with pytest.raises(ValueError, match="partial_gbps=0: must be above 0"):
-        Calibration.from_dict(data)
+    for field, value, message in refused:
+        data = dict(calibration.to_dict(), **{field: value})
+        with pytest.raises(ValueError, match=message):
+            Calibration.from_dict(data)
 
 
 def test_the_load_terms_stretch_only_the_loop_past_their_start_by_the_busy_share_exactly():
@@ -289,19 +302,6 @@ def test_the_load_terms_stretch_only_the_loop_past_their_start_by_the_busy_share
     assert refsim.simulate(unmeasured, calibration=loaded).makespan_us == pytest.approx(
         refsim.simulate(unmeasured, calibration=plain).makespan_us
     )
-
-
-def test_the_load_terms_survive_a_round_trip_and_refuse_bad_values(tmp_path):
-    calibration = _calibration(load_after_us=60.0, load_factor=1.2)
-    save(calibration, tmp_path / "h200.json")
-    assert load(tmp_path / "h200.json") == calibration
-    data = calibration.to_dict()
-    data["load_factor"] = 0
-    with pytest.raises(ValueError, match="load_factor=0: must be above 0"):
-        Calibration.from_dict(data)
-    data["load_factor"], data["load_after_us"] = 1.2, -5
-    with pytest.raises(ValueError, match="load_after_us=-5"):
-        Calibration.from_dict(data)
 
 
 def test_the_calibration_measures_every_block_auto_runs_with_one_full_side():
