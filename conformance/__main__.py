@@ -7,7 +7,8 @@ kernel that crashes, or makes no progress for ``--hang-timeout`` seconds, fails 
 run goes on. ``--kernel module:factory`` checks the kernel that ``factory()`` builds instead, on
 the cases as its schedule follows them, without mutants. A bad invocation -- an unknown option,
 a case file that cannot be read, a report folder that cannot be written, a ``--kernel`` that
-builds no kernel -- exits 2 with one line.
+builds no kernel, nothing to check (a case file with no case, a kernel whose schedule makes
+every case invalid, a shard with no case) -- exits 2 with one line.
 """
 
 import argparse
@@ -116,10 +117,23 @@ def _kernel_cases(spec, cases):
         raise ValueError(f"--kernel {spec}: {exc}") from None
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
         raise ValueError(
-            f"--kernel {spec}: its follows cannot be sent to a worker process (a schedule hook "
-            f"must be a module-level function): {exc}"
+            f"--kernel {spec}: its follows cannot be sent to a worker process (a follows "
+            f"function or schedule hook must be a module-level function): {exc}"
         ) from None
     return follow(cases, kut.follows or {})
+
+
+def _shard_of(cases, shard):
+    """Every ``N``-th of ``cases`` starting at the ``I``-th, for ``shard = (I, N)``; ValueError
+    with one line when that leaves none (more shards than cases)."""
+    index, count = shard
+    mine = cases[index - 1 :: count]
+    if not mine:
+        raise ValueError(
+            f"--shard {index}/{count}: no case falls in this shard, of {len(cases)} in all; "
+            f"use at most {len(cases)} shards"
+        )
+    return mine
 
 
 def main(argv=None):
@@ -176,23 +190,29 @@ def _main(argv):
             raise ValueError("the full set is for a GPU (--device cuda); the CPU runs --set quick")
         else:
             cases = full_set(torch.cuda.get_device_properties(0).multi_processor_count)
+        if not cases:
+            raise ValueError(f"--cases {args.cases}: the file lists no case")
         for case in cases:
             try:
                 case.config()
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"case {case.name}: {exc}") from None
-        skipped = []
         if args.kernel:
             cases, skipped = _kernel_cases(args.kernel, cases)
+            for name, reason in skipped:
+                print(f"skipped case {name}: the kernel's schedule makes it invalid: {reason}")
+            if not cases:
+                raise ValueError(
+                    f"--kernel {args.kernel}: its schedule makes every case invalid "
+                    "(each skipped above), so nothing would be checked"
+                )
+        cases = _shard_of(cases, args.shard)
         if args.report:
             _writable(args.report)
     except ValueError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
-    for name, reason in skipped:
-        print(f"skipped case {name}: the kernel's schedule makes it invalid: {reason}")
     index, count = args.shard
-    cases = cases[index - 1 :: count]
     mutants = () if args.no_mutants or args.kernel or index != 1 else MUTANTS
     started = time.monotonic()
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
@@ -222,7 +242,7 @@ def _main(argv):
     if args.report:
         env = report.environment(args.device)
         env.update(
-            set=args.cases or case_set,
+            **({"cases": args.cases} if args.cases else {"set": case_set}),
             shard=f"{index}/{count}",
             jobs=args.jobs,
             wall_seconds=round(time.monotonic() - started, 1),

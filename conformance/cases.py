@@ -92,10 +92,12 @@ class Case:
         The shape, dtype, bias, layouts and seed stay the case's; ``options`` replace the case's
         own. Where they change the strategy, the options only the case's strategy takes (its
         fixup, split, counters, hooks) are dropped, since they were chosen for it; the general
-        ones (grid, XCD remap) stay. The name then starts with the new strategy run, e.g.
-        ``owner-waits-waves-100x20x64`` followed by a persistent kernel is
-        ``persistent-waves-100x20x64``. The result may be an invalid config (``config()``
-        raises); see :func:`follow`. TypeError for an option GemmConfig does not have.
+        ones (grid, XCD remap) stay. Where the strategy run (:attr:`label`) changes, the name is
+        the new run's label, then the case's name without the run label it starts with (its
+        own, or any other run's): ``owner-waits-waves-100x20x64`` followed by a persistent
+        kernel is ``persistent-waves-100x20x64``, and following again keeps that name. The
+        result may be an invalid config (``config()`` raises); see :func:`follow`. TypeError
+        for an option GemmConfig does not have.
         """
         check_names(options, [name for name in OPTION_NAMES if name not in ("m", "n", "k")])
         fields = {name: options[name] for name in CASE_FIELDS if name in options}
@@ -107,9 +109,10 @@ class Case:
         followed = dataclasses.replace(self, **fields, options=_options(**kept))
         if followed.label == self.label:
             return followed
-        return dataclasses.replace(
-            followed, name=f"{followed.label}-{self.name.removeprefix(self.label + '-')}"
-        )
+        runs = {label.rpartition("/")[2] for label in LABELS} | set(STRATEGIES)
+        prefix = max((run for run in runs if self.name.startswith(f"{run}-")), key=len, default="")
+        rest = self.name.removeprefix(f"{prefix}-") if prefix else self.name
+        return dataclasses.replace(followed, name=f"{followed.label}-{rest}")
 
     @classmethod
     def from_dict(cls, data):
@@ -477,32 +480,38 @@ def follow(cases, options):
     runs them (:meth:`Case.following`), each distinct case once, and ``(name, reason)`` for each
     case those options make an invalid config (skipped, not failed).
 
-    Cases alike but for their name and seed are one case (the first); a name that two distinct
-    cases would share gets ``-from-<the source's strategy run>`` on the later ones (and ``-2``,
-    ``-3``, ... if that is taken too).
+    Cases alike but for their name and seed are one case: the one whose strategy run the options
+    keep (its name and seed unchanged), else the first. Where distinct cases would share a
+    name, the one whose strategy run the options keep keeps it, and each other one gets
+    ``-from-<its source's strategy run>``, e.g. ``work_stealing-col-40x1x40`` and
+    ``work_stealing-col-40x1x40-from-data_parallel``. A name still taken gets ``-2``, ``-3``,
+    ... in order.
     """
-    followed, skipped, seen, names = [], [], set(), set()
+    kept, skipped = {}, []  # a case alike but for its name and seed -> (source run, case)
+    from .adapter import options_for  # options may be a function of the case (adapt's follows)
+
     for case in cases:
-        candidate = case.following(options)
+        candidate = case.following(options_for(options, case))
         try:
             candidate.config()
         except (ValueError, TypeError) as exc:
             skipped.append((case.name, str(exc)))
             continue
         alike = dataclasses.replace(candidate, name="", seed=0)
-        if alike in seen:
-            continue
-        seen.add(alike)
+        if alike not in kept or case.label == candidate.label != kept[alike][0]:
+            kept[alike] = (case.label, candidate)
+    sharing = collections.Counter(candidate.name for _, candidate in kept.values())
+    followed, names = [], set()
+    for source, candidate in kept.values():
         name = candidate.name
-        if name in names:
-            name = f"{name}-from-{case.label}"
+        if sharing[name] > 1 and source != candidate.label:
+            name = f"{name}-from-{source}"
         unique, count = name, 1
         while unique in names:
             count += 1
             unique = f"{name}-{count}"
-        name = unique
-        names.add(name)
-        followed.append(dataclasses.replace(candidate, name=name))
+        names.add(unique)
+        followed.append(dataclasses.replace(candidate, name=unique))
     return followed, skipped
 
 

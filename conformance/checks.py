@@ -15,12 +15,15 @@ from kernels.backend import program_order, shuffled_order
 from refsim import numerics, tiling
 
 from .diagnosis import (
-    decode_epilogue,
+    EpilogueDiagnoser,
+    RandomBitsDiagnoser,
     decode_order,
-    decode_precision,
     diagnose,
+    diagnose_tiles,
     first_wrong_tile,
+    group_causes,
     partial_cause,
+    wrong_tiles,
 )
 from .guards import OutputLayout
 from .harness import (
@@ -39,34 +42,53 @@ from .tolerances import TOLERANCE, relative_error
 @dataclasses.dataclass
 class Finding:
     """One check's verdict: ``reasons`` say what was seen, ``cause`` (one of
-    :data:`conformance.diagnosis.CAUSES`) why it failed, ``diagnosis`` where."""
+    :data:`conformance.diagnosis.CAUSES`) why it failed, ``diagnosis`` where. A check that
+    diagnoses tile by tile also gives ``groups``: every distinct cause with the tiles it
+    explains (:class:`conformance.diagnosis.CauseGroup`), lead cause first, which is
+    ``cause``."""
 
     check: str
     passed: bool
     reasons: list
     cause: str = None
     diagnosis: dict = None
+    groups: list = None
+
+    @property
+    def causes(self):
+        """Every cause the finding names, lead first (none when it passed)."""
+        if self.passed:
+            return []
+        if self.groups:
+            return [group.cause for group in self.groups]
+        return [self.cause] if self.cause else []
+
+
+def grouped_finding(check, groups, info, note=""):
+    """A failed finding of a per-tile diagnosis: one reason per cause group (lead first), then
+    the first wrong element; ``note`` ends each group's line."""
+    reasons = [group.line() + note for group in groups]
+    i, j = info["element"]
+    reasons.append(
+        f"first wrong element: C[{i}, {j}] in tile {info['tile']} (pid_m {info['pid_m']}, "
+        f"pid_n {info['pid_n']}) is {info['got']!r}, refsim has {info['expected']!r}"
+    )
+    return Finding(check, False, reasons, groups[0].cause, info, groups)
 
 
 def check_exact(kut, case, config, device):
-    """Integer inputs: output equal to refsim's predicted output after the cast, bit for bit."""
+    """Integer inputs: output equal to refsim's predicted output after the cast, bit for bit;
+    every wrong tile is diagnosed and the causes grouped (:func:`conformance.diagnosis.diagnose`)."""
     run, tensors = launch(kut, config, case, integer_inputs(case), device, trace=True)
     expected32, sim = expected_output(config, run, tensors)
     got = to_numpy(run.output)
     expected = cast_to(expected32, run.output.dtype)
     if first_wrong_tile(config, got, expected) is None:
         return Finding("exact output", True, []), run, tensors, sim
-    cause, info = diagnose(kut, case, config, got, expected, sim, device, tensors, run.output.dtype)
-    place = f"tile {info['tile']} (pid_m {info['pid_m']}, pid_n {info['pid_n']})"
-    if np.isnan(info["got"]) and np.isnan(info["expected"]):
-        # refsim replays a work-stealing kernel's own tickets: a tile no ticket took stays NaN
-        reason = f"{place} was never written: no program took it, so it still holds NaN"
-    else:
-        reason = (
-            f"{place} first differs at {tuple(info['element'])}: "
-            f"{info['got']} != {info['expected']}"
-        )
-    return Finding("exact output", False, [reason], cause, info), run, tensors, sim
+    groups, info = diagnose(
+        kut, case, config, got, expected, sim, device, tensors, run.output.dtype
+    )
+    return grouped_finding("exact output", groups, info), run, tensors, sim
 
 
 def check_partials(kut, config, run, sim, tensors):
@@ -142,7 +164,9 @@ def check_partial_slots(kut, config, run, sim):
         if r.kernel == "gemm" and r.role not in ("dp", "ws"):  # whole tiles keep no partial
             named[kut.partial_slot(config, r.program, r.tile)].append((r.program, r.tile))
     last = max(named, default=-1)
-    poisoned = (partials == POISON).reshape(len(partials), -1).all(dim=1).tolist()
+    fill = getattr(run, "partials_fill", POISON)  # or 0 for a kernel that zero-fills: adapt()
+    untouched = (partials == POISON) | (partials == fill)
+    poisoned = untouched.reshape(len(partials), -1).all(dim=1).tolist()
     written = [s for s, untouched in enumerate(poisoned) if not untouched and s not in planned]
     if not written:
         return Finding(
@@ -176,7 +200,7 @@ def check_stray_writes(kut, case, config, run, sim):
     return [finding for finding in findings if finding is not None]
 
 
-def check_addition_order(kut, case, config, device):
+def check_addition_order(kut, case, config, device, exact_wrong=()):
     """Order-revealing inputs (:func:`conformance.inputs.order_inputs`) into an fp32 output: equal
     to refsim's output bit for bit, so split tiles added their partials in refsim's order.
 
@@ -184,7 +208,9 @@ def check_addition_order(kut, case, config, device):
     order is the hardware's by design). In Triton's interpreter the programs of a launch that
     does not need an order of its own run highest id first, so the K-first contributor of a
     tile arrives last, as a Stream-K owner (whose segment ends its range) usually does on a GPU:
-    a reduction that depends on who arrives last shows here in both tiers.
+    a reduction that depends on who arrives last shows here in both tiers. A difference no
+    order explains, on tiles the exact check found wrong (``exact_wrong``, tile ids), is left
+    to that check's cause.
     """
     if config.fixup == "atomic" and config.strategy == "streamk":
         return None
@@ -203,10 +229,14 @@ def check_addition_order(kut, case, config, device):
     cause, info = decode_order(
         config, got, tuple(map(to_numpy, tensors)), inputs.tiles, inputs.segments
     )
+    wrong = {w.tile for w in wrong_tiles(config, got, expected)}
+    if cause == "unclassified" and wrong <= set(exact_wrong):
+        detail = f"{info['detail']} (wrong on the exact inputs too: the exact check names why)"
+        return Finding("addition order", False, [detail], None, info)
     return Finding("addition order", False, [info["detail"]], cause, info)
 
 
-def check_random_bits(kut, case, config, device, exact_passed=True):
+def check_random_bits(kut, case, config, device, exact_wrong=()):
     """Random inputs, in Triton's interpreter: output equal to refsim's bit for bit, with block
     products computed as the interpreter computes them
     (:class:`refsim.numerics.InterpreterTileMath`).
@@ -215,8 +245,10 @@ def check_random_bits(kut, case, config, device, exact_passed=True):
     order than refsim's shows here even where the designed inputs do not reach. None on a GPU
     (its MMA units sum a block in their own order), for the atomic fixup (arrival order) and for
     a kernel that does not declare ``block_dots`` (its products may be computed otherwise).
-    The difference is put down to the order only when the exact check passed (``exact_passed``):
-    otherwise the sum itself is wrong and that check names the cause.
+    Tiles the exact check found wrong (``exact_wrong``, tile ids) have their cause there; every
+    other wrong tile is diagnosed here (:class:`conformance.diagnosis.RandomBitsDiagnoser`):
+    left unwritten, written by another tile, its partials or K-iterations added in another
+    order, or its accumulator rounded.
     """
     atomic = config.strategy == "streamk" and config.fixup == "atomic"
     if device != "cpu" or atomic or not kut.block_dots:
@@ -228,57 +260,63 @@ def check_random_bits(kut, case, config, device, exact_passed=True):
     if config.strategy == "work_stealing":
         if getattr(run, "records", None) is None:
             return None
-        records, fixups, _ = replayed_schedule(config, run.records)
+        records, fixups, sim = replayed_schedule(config, run.records)
     else:
         sim = refsim.simulate(config)
         records, fixups = sim.records, sim.fixups
     expected, _ = numerics.compute(config, records, fixups, a, b, bias, products="interpreter")
     got = to_numpy(run.output)
-    wrong = first_wrong_tile(config, got, expected)
-    if wrong is None:
+    if first_wrong_tile(config, got, expected) is None:
         return Finding("random bits", True, ["random inputs: refsim's bits"])
-    tile, pid_m, pid_n, element = wrong
-    if np.isnan(got[element]) and np.isnan(expected[element]):
-        reason = f"random inputs: tile {tile} (pid_m {pid_m}, pid_n {pid_n}) was never written"
-    else:
-        reason = (
-            f"random inputs: tile {tile} (pid_m {pid_m}, pid_n {pid_n}) first differs at "
-            f"{element}: {float(got[element])!r} != {float(expected[element])!r}"
+    diagnoser = RandomBitsDiagnoser(config, got, expected, sim, tensors)
+    known = set(exact_wrong)
+    wrong = wrong_tiles(config, got, expected)
+    # On a tile the exact check found wrong, only an accumulator's rounding adds to its cause:
+    # with an fp32 output it shows apart from a bias added after an fp16/bf16 cast.
+    rounded = [w for w in wrong if w.tile in known and diagnoser.precision(w)]
+    wrong = [w for w in wrong if w.tile not in known] + rounded
+    if not wrong:
+        return Finding(
+            "random bits", False, ["random inputs: only the tiles the exact check found wrong"]
         )
-    if not exact_passed:  # the sum itself is wrong: the exact check has the cause
-        return Finding("random bits", False, [reason + " (as on the exact inputs)"])
-    return Finding(
-        "random bits",
-        False,
-        [reason + ": the right sum, rounded as another order of additions rounds it"],
-        "wrong addition order",
-        {"tile": tile, "element": list(element)},
-    )
+    wrong.sort(key=lambda w: w.tile)
+    diagnosed = diagnose_tiles(wrong, diagnoser.decoders(), diagnoser.unexplained)
+    groups = group_causes(diagnosed)
+    first = wrong[0]
+    i, j = first.element
+    info = {
+        "tile": first.tile,
+        "pid_m": first.pid_m,
+        "pid_n": first.pid_n,
+        "element": [i, j],
+        "got": float(got[i, j]),
+        "expected": float(expected[i, j]),
+    }
+    return grouped_finding("random bits", groups, info, note=" (random inputs)")
 
 
 def check_epilogue(kut, case, config, device):
     """fp16/bf16 with a bias: outputs where a second rounding shows
-    (:func:`conformance.inputs.epilogue_inputs`) equal refsim's fp32 output cast once. A
-    mismatch is decoded as the bias added after a first cast or, since these sums lie above
-    2048, as an accumulator kept in fp16/bf16 (:func:`conformance.diagnosis.decode_precision`)."""
+    (:func:`conformance.inputs.epilogue_inputs`) equal refsim's fp32 output cast once. Each
+    wrong tile is classified on its own (:class:`conformance.diagnosis.EpilogueDiagnoser`):
+    the bias added after a first cast, an accumulator kept in fp16/bf16 (these sums lie above
+    2048), written by another tile, or neither -- so a kernel whose whole tiles and Stream-K
+    tiles round differently gets both verdicts, each with its tiles."""
     if case.dtype not in ("fp16", "bf16") or not case.bias:
         return None
     run, tensors = launch(kut, config, case, epilogue_inputs(case), device, trace=False)
     expected32, sim = expected_output(config, run, tensors)
     got = to_numpy(run.output)
-    wrong = first_wrong_tile(config, got, cast_to(expected32, run.output.dtype))
-    if wrong is None:
+    expected = cast_to(expected32, run.output.dtype)
+    if first_wrong_tile(config, got, expected) is None:
         return Finding("epilogue rounding", True, ["bias added before the one cast"])
-    a, b, bias = map(to_numpy, tensors)
+    a, b, _ = map(to_numpy, tensors)
     unbiased = refsim.simulate(config, a=a, b=b).output
-    cause, detail = decode_epilogue(got, unbiased, bias, run.output.dtype)
-    if cause == "unclassified":  # these inputs' sums show an fp16/bf16 accumulator too
-        tile, pid_m, pid_n, _ = wrong
-        precision = decode_precision(
-            config, sim, tile, pid_m, pid_n, got, tensors, run.output.dtype
-        )
-        cause, detail = precision or (cause, detail)
-    return Finding("epilogue rounding", False, [detail], cause)
+    diagnoser = EpilogueDiagnoser(
+        config, got, expected, sim, device, tensors, run.output.dtype, unbiased
+    )
+    groups, info = diagnoser.run()
+    return grouped_finding("epilogue rounding", groups, info)
 
 
 def check_order(config, run, sim):
@@ -324,10 +362,11 @@ def check_work_stealing_tail(config, run):
 
 def check_work_stealing(config, run):
     """Every tile the counters hand out taken once, every ticket once, each tile from its
-    counter's range (:meth:`refsim.GemmConfig.counter_range`) by a program the counter map
-    gives that counter (:meth:`refsim.GemmConfig.counter_of`), and every record where the tiling
-    rules put it: ``(pid_m, pid_n)`` of its tile, the whole K-range. A Stream-K tail's records
-    (roles sk-owner and sk-contributor) are :func:`check_work_stealing_tail`'s."""
+    counter's range (:meth:`refsim.GemmConfig.counter_range`) and the one its ticket names
+    (:meth:`refsim.GemmConfig.ticket_tile`), by a program the counter map gives that counter
+    (:meth:`refsim.GemmConfig.counter_of`), and every record where the tiling rules put it:
+    ``(pid_m, pid_n)`` of its tile, the whole K-range. A Stream-K tail's records (roles
+    sk-owner and sk-contributor) are :func:`check_work_stealing_tail`'s."""
     reasons = []
     misplaced = short = long = False
     stolen = [r for r in run.records if r.role not in STREAM_K_ROLES]
@@ -359,10 +398,12 @@ def check_work_stealing(config, run):
             )
             continue
         begin, end = ranges[r.counter]
-        if not begin <= r.tile < end or r.tile != begin + r.ticket:
+        named = config.ticket_tile(r.counter, r.ticket) if 0 <= r.ticket < end - begin else None
+        if not begin <= r.tile < end or r.tile != named:
+            names = f"names tile {named}" if named is not None else "does not hand it out"
             reasons.append(
-                f"program {r.program}: tile {r.tile} is not ticket {r.ticket} of "
-                f"counter {r.counter}'s range [{begin}, {end})"
+                f"program {r.program}: tile {r.tile} is not ticket {r.ticket} of counter "
+                f"{r.counter}, which {names} (its range is [{begin}, {end}))"
             )
         own = config.counter_of(r.program)
         if r.counter != own:

@@ -7,6 +7,7 @@ fp16/bf16 (:func:`decode_layout`, :func:`decode_precision`), and a second launch
 reached each output element. Every cause is one of :data:`CAUSES`.
 """
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -15,42 +16,57 @@ import torch
 import refsim
 from refsim import numerics, tiling
 
+from .environment import backend_limitation
 from .guards import GUARD, OutputLayout
 from .harness import POISON, cast_to, launch, to_numpy
 from .inputs import (
     BIAS_UNIT,
+    ORDER_MAX_SEGMENTS,
     iteration_sizes,
     probe_inputs,
+    probe_layout,
     probed_iterations,
     reduce_in_order,
 )
 
+# Every cause, in the order a case lists them: the first a case has is its lead cause, what to
+# fix first. Faults that stop or corrupt the run lead, then work lost or written elsewhere,
+# then synchronisation, then wrong sums, then rounding and order, then records; a finding no
+# decoder explains comes last.
 CAUSES = (
-    "missing K-segment",
-    "duplicated K-segment",
-    "bias missing",
-    "bias applied more than once",
-    "bias along the wrong axis",
-    "tile written to the wrong place",
-    "tile never written",
-    "wrong tile order",
-    "nondeterminism",
-    "partial read before it was written",
-    "flag set before its partial is stored",
-    "partial never released",
-    "wrong addition order",
-    "bias added after the cast",
-    "partial read before its release",
-    "flag held a stale epoch",
-    "write outside the tile or matrix",
-    "operand layout ignored",
-    "accumulator precision",
-    "record overrun",
     "kernel crashed",
     "kernel hung",
+    "kernel assumption violated",
+    "backend limitation",
+    "tile never written",
+    "write outside the tile or matrix",
+    "write into another tile",
+    "tile written to the wrong place",
+    "partial read before it was written",
+    "partial read before its release",
+    "flag set before its partial is stored",
+    "partial never released",
+    "flag held a stale epoch",
+    "missing K-segment",
+    "duplicated K-segment",
+    "operand layout ignored",
+    "bias missing",
+    "bias along the wrong axis",
+    "bias applied more than once",
+    "accumulator precision",
+    "bias added after the cast",
+    "wrong addition order",
+    "record overrun",
+    "wrong tile order",
+    "nondeterminism",
     "inaccurate",
     "unclassified",
 )
+CAUSE_RANK = {cause: rank for rank, cause in enumerate(CAUSES)}
+# A row or column is matched to another line's values only when it holds at least this many.
+MIN_LINE_ELEMENTS = 2
+# Wrong tiles diagnosed with every decoder; the rest are tried against the causes found on them.
+MAX_DIAGNOSED_TILES = 32
 
 
 def _tile_region(config, pid_m, pid_n):
@@ -105,9 +121,12 @@ def misplaced_lines(config, got, expected, pid_m, pid_n):
     """``(axis, {line: source line})`` when every wrong row of tile ``(pid_m, pid_n)`` holds
     exactly the expected values of another output row over the tile's columns (``axis`` 0),
     or else every wrong column another column's over its rows (``axis`` 1): a row or column
-    offset computed wrong, as in a banded reduction or a shifted epilogue; else None."""
+    offset computed wrong, as in a banded reduction or a shifted epilogue; else None. Lines
+    shorter than :data:`MIN_LINE_ELEMENTS` (the rows of an N = 1 tile) are never matched."""
     rows, cols = _tile_region(config, pid_m, pid_n)
     for axis, (lines, across) in enumerate(((rows, cols), (cols, rows))):
+        if across.stop - across.start < MIN_LINE_ELEMENTS:
+            continue  # a line of one value matches some other line by coincidence
         mine = got[lines, across] if axis == 0 else got[across, lines].T
         wanted = expected[:, across] if axis == 0 else expected[across, :].T
         found = {}
@@ -150,7 +169,8 @@ def decode_probe(config, out, pid_m, pid_n):
         if np.array_equal(q, np.broadcast_to(row_bias, q.shape)):
             return "bias along the wrong axis", "the bias added is bias[row], not bias[column]"
         times = q / column_code
-        if np.all(times == np.round(times)) and times.min() >= 2:
+        plausible = times.max() <= config.grid + 1  # no more additions than programs
+        if np.all(times == np.round(times)) and times.min() >= 2 and plausible:
             return (
                 "bias applied more than once",
                 f"bias added {int(times.min())} to {int(times.max())} times",
@@ -288,45 +308,88 @@ def decode_layout(config, pid_m, pid_n, got, expected, tensors, output_layout, o
     return None
 
 
-def rounded_accumulator(config, tile_math, segments, pid_m, pid_n):
+# Roundings a kernel may apply when it keeps its accumulator in fp16/bf16: GPUs round to
+# nearest even; Triton's interpreter truncates fp32 -> bf16 (rounds toward zero).
+ROUNDINGS = ("to nearest", "toward zero")
+
+
+def round_toward_zero(x, dtype):
+    """``x`` rounded toward zero to fp16/bf16 (fp32 unchanged), returned as float32."""
+    x32 = np.asarray(x, dtype=np.float32)
+    if dtype == "bf16":
+        bits = np.ascontiguousarray(x32).view(np.uint32) & np.uint32(0xFFFF0000)
+        return bits.view(np.float32).reshape(x32.shape)
+    if dtype != "fp16":
+        return x32.copy()
+    with np.errstate(over="ignore"):
+        nearest = x32.astype(np.float16)
+    overshot = np.abs(nearest.astype(np.float32)) > np.abs(x32)
+    return np.where(overshot, np.nextafter(nearest, np.float16(0)), nearest).astype(np.float32)
+
+
+def _rounded(x, dtype, rounding):
+    if rounding == "toward zero":
+        return round_toward_zero(x, dtype)
+    return numerics.round_to_dtype(x, dtype)
+
+
+def rounded_accumulator(
+    config, tile_math, segments, pid_m, pid_n, rounding="to nearest", rounded_products=False
+):
     """Tile ``(pid_m, pid_n)``'s fp32 value (bias included) when every K-segment's accumulator
-    is rounded to the input dtype after each K-iteration: ``acc = round(acc + A_k @ B_k)``, the
-    segments' sums then added in fp32 in K order."""
+    is rounded to the input dtype after each K-iteration: ``acc = round(acc + A_k @ B_k)``
+    (``rounded_products``: ``acc = round(acc + round(A_k @ B_k))``), each rounding
+    ``rounding`` (one of :data:`ROUNDINGS`), the segments' sums then added in fp32 in K order."""
     rows, cols = tile_math.region(pid_m, pid_n)
     total = np.zeros((rows.stop - rows.start, cols.stop - cols.start), dtype=np.float32)
     for k_begin, k_end in sorted(segments):
         acc = np.zeros_like(total)
         for k in range(k_begin, k_end):
             step = tile_math.accumulate(pid_m, pid_n, k, k + 1)
-            acc = numerics.round_to_dtype(acc + step, config.dtype)
+            if rounded_products:
+                step = _rounded(step, config.dtype, rounding)
+            acc = _rounded(acc + step, config.dtype, rounding)
         total = total + acc
     return tile_math.with_bias(total, pid_n)
 
 
-def decode_precision(config, sim, tile, pid_m, pid_n, got, tensors, out_dtype):
-    """``("accumulator precision", detail)`` when the first wrong tile (``tile`` at ``(pid_m,
-    pid_n)``) equals refsim's plan for it computed with an fp16/bf16 accumulator
-    (:func:`rounded_accumulator`); else None."""
+def decode_precision(
+    config, sim, tile, pid_m, pid_n, got, tensors, out_dtype, tile_math=None, segments=None
+):
+    """``("accumulator precision", detail)`` when tile ``tile`` at ``(pid_m, pid_n)`` of
+    ``got`` equals refsim's plan for it computed with an fp16/bf16 accumulator
+    (:func:`rounded_accumulator`, under each of :data:`ROUNDINGS`, products rounded or not);
+    else None. ``tile_math`` computes the block products (default: exact, over ``tensors``);
+    ``segments`` are the tile's K-ranges (default: refsim's plan, from ``sim``)."""
     if config.dtype not in ("fp16", "bf16"):
         return None  # rounding to fp32 changes nothing
     region = _tile_region(config, pid_m, pid_n)
-    tile_math = numerics.TileMath(config, *map(to_numpy, tensors))
-    segments = [(k0, k1) for _, k0, k1, _ in plan_segments(config, sim, tile)]
-    if all(k1 - k0 < 2 for k0, k1 in segments):
-        return None  # one rounding per segment: a bias added after the cast looks the same
-    model = cast_to(rounded_accumulator(config, tile_math, segments, pid_m, pid_n), out_dtype)
-    if not np.array_equal(got[region], model):
-        return None
-    return "accumulator precision", (
-        f"the accumulator is rounded to {config.dtype} after every K-iteration, not kept in fp32"
-    )
+    if tile_math is None:
+        tile_math = numerics.TileMath(config, *map(to_numpy, tensors))
+    if segments is None:
+        segments = [(k0, k1) for _, k0, k1, _ in plan_segments(config, sim, tile)]
+    half = out_dtype in (torch.float16, torch.bfloat16)
+    if half and len(segments) == 1 and segments[0][1] - segments[0][0] < 2:
+        return None  # one rounding of the sum, then the bias: a bias added after the cast
+    for rounding, rounded_products in itertools.product(ROUNDINGS, (False, True)):
+        model = rounded_accumulator(
+            config, tile_math, segments, pid_m, pid_n, rounding, rounded_products
+        )
+        if np.array_equal(got[region], cast_to(model, out_dtype)):
+            how = "" if rounding == "to nearest" else f", rounded {rounding}"
+            return "accumulator precision", (
+                f"the accumulator is rounded to {config.dtype} after every K-iteration{how}, "
+                "not kept in fp32"
+            )
+    return None
 
 
-def decode_bias_after_cast(config, pid_m, pid_n, got, tensors, out_dtype):
-    """``("bias added after the cast", detail)`` when the first wrong tile ``(pid_m, pid_n)``
-    of an fp16/bf16 output equals refsim's bias-free value cast, plus the bias, cast again
+def decode_bias_after_cast(config, pid_m, pid_n, got, tensors, out_dtype, tile_math=None):
+    """``("bias added after the cast", detail)`` when tile ``(pid_m, pid_n)`` of an fp16/bf16
+    output equals refsim's bias-free value cast, plus the bias, cast again
     (:func:`decode_epilogue`); else None."""
-    tile_math = numerics.TileMath(config, *map(to_numpy, tensors))
+    if tile_math is None:
+        tile_math = numerics.TileMath(config, *map(to_numpy, tensors))
     if tile_math.bias is None or out_dtype not in (torch.float16, torch.bfloat16):
         return None
     rows, cols = _tile_region(config, pid_m, pid_n)
@@ -335,59 +398,389 @@ def decode_bias_after_cast(config, pid_m, pid_n, got, tensors, out_dtype):
     return decoded if decoded[0] != "unclassified" else None
 
 
-def diagnose(kut, case, config, got, expected, sim, device, tensors=None, out_dtype=None):
-    """The first wrong tile, refsim's plan for it, and a cause decoded from the data.
+@dataclasses.dataclass(frozen=True)
+class WrongTile:
+    """A tile whose output differs from refsim's: its place, and which of its elements."""
 
-    With the run's input ``tensors`` and output dtype, an operand read (or C written) with the
-    wrong layout, an accumulator kept in the input dtype and a bias added after the cast are
-    recognised before the probe launch (:func:`decode_layout`, :func:`decode_precision`,
-    :func:`decode_bias_after_cast`): the integer inputs' sums lie above 2048, where fp16 and
-    bf16 round.
+    tile: int
+    pid_m: int
+    pid_n: int
+    rows: slice
+    cols: slice
+    wrong: np.ndarray  # bool, over the tile's elements inside the matrix
+
+    @property
+    def count(self):
+        """How many of the tile's elements are wrong."""
+        return int(self.wrong.sum())
+
+    @property
+    def element(self):
+        """C's ``(i, j)`` of the tile's first wrong element."""
+        i, j = np.argwhere(self.wrong)[0]
+        return self.rows.start + int(i), self.cols.start + int(j)
+
+    @property
+    def region(self):
+        return self.rows, self.cols
+
+    @property
+    def place(self):
+        return f"tile {self.tile} (pid_m {self.pid_m}, pid_n {self.pid_n})"
+
+    def wrong_lines(self, axis):
+        """C's rows (``axis`` 0) or columns (1) that hold a wrong element of the tile."""
+        start = (self.rows, self.cols)[axis].start
+        return [start + int(i) for i in np.flatnonzero(self.wrong.any(axis=1 - axis))]
+
+
+def wrong_tiles(config, got, expected):
+    """Every :class:`WrongTile` of ``got`` against ``expected``, in tile order (NaN is always
+    wrong: refsim's NaN marks a tile no program computed)."""
+    differs = got != expected
+    if not differs.any():
+        return []
+    tiles = []
+    for tile, (pid_m, pid_n) in _tiles_in_order(config):
+        rows, cols = _tile_region(config, pid_m, pid_n)
+        wrong = differs[rows, cols]
+        if wrong.any():
+            tiles.append(WrongTile(tile, pid_m, pid_n, rows, cols, wrong))
+    return tiles
+
+
+@dataclasses.dataclass(frozen=True)
+class CauseGroup:
+    """One cause and the wrong tiles it explains, with how many wrong elements they hold;
+    ``detail`` says what was seen on the first of them."""
+
+    cause: str
+    tiles: tuple
+    elements: int
+    detail: str
+
+    def line(self):
+        shown = ", ".join(map(str, self.tiles[:8])) + (", ..." if len(self.tiles) > 8 else "")
+        tiles = f"tile{'s' * (len(self.tiles) > 1)} {shown}"
+        return f"{self.cause}: {tiles} ({self.elements} wrong): {self.detail}"
+
+
+def group_causes(diagnosed):
+    """``[(WrongTile, cause, detail)]`` as :class:`CauseGroup` s, lead cause first
+    (:data:`CAUSES` order), each detail from the group's first tile."""
+    groups = {}
+    for wrong, cause, detail in diagnosed:
+        tiles, count, first = groups.get(cause, ((), 0, detail))
+        groups[cause] = (tiles + (wrong.tile,), count + wrong.count, first)
+    return sorted(
+        (CauseGroup(cause, *fields) for cause, fields in groups.items()),
+        key=lambda group: CAUSE_RANK[group.cause],
+    )
+
+
+def _spread(items, count):
+    """At most ``count`` of ``items``, spread evenly over them, first and last included."""
+    if len(items) <= count:
+        return list(items)
+    picks = np.linspace(0, len(items) - 1, count).round().astype(int)
+    return [items[i] for i in sorted(set(picks))]
+
+
+def diagnose_tiles(wrong, decoders, fallback):
+    """Every wrong tile with a cause: ``[(WrongTile, cause, detail)]``.
+
+    ``decoders`` are functions ``(WrongTile) -> (cause, detail) or None``, tried in order; the
+    first that explains a tile names its cause, and ``fallback(WrongTile)`` gives ``(cause,
+    detail)`` for a tile none explains. At most :data:`MAX_DIAGNOSED_TILES` tiles, spread
+    over the wrong ones, meet every decoder; the others meet only the decoders that explained
+    one of those, so that a bug in every tile of a large output costs a few decoders per tile.
     """
-    tile, pid_m, pid_n, element = first_wrong_tile(config, got, expected)
-    info = {
-        "tile": tile,
-        "pid_m": pid_m,
-        "pid_n": pid_n,
-        "element": list(element),
-        "got": float(got[element]),
-        "expected": float(expected[element]),
-        "plan": plan_segments(config, sim, tile),
-    }
-    rows, cols = _tile_region(config, pid_m, pid_n)
-    if (np.abs(np.nan_to_num(got[rows, cols])) >= POISON / 2).any():
-        info["detail"] = "the tile contains the poison value the partial workspace was filled with"
-        return "partial read before it was written", info
-    other = _wrong_place(config, got, expected, tile, pid_m, pid_n)
-    if other is not None:
-        info["holds_tile"] = other
-        return "tile written to the wrong place", info
-    moved = misplaced_lines(config, got, expected, pid_m, pid_n)
-    if moved is not None:
+    sampled = _spread(wrong, MAX_DIAGNOSED_TILES)
+    chosen = {wrong_tile.tile for wrong_tile in sampled}
+    diagnosed, fired = {}, set()
+    for wrong_tile in sampled:
+        for index, decoder in enumerate(decoders):
+            decoded = decoder(wrong_tile)
+            if decoded is not None:
+                diagnosed[wrong_tile.tile] = decoded
+                fired.add(index)
+                break
+        else:
+            diagnosed[wrong_tile.tile] = fallback(wrong_tile)
+    for wrong_tile in wrong:
+        if wrong_tile.tile in chosen:
+            continue
+        fired_decoders = (decoder for i, decoder in enumerate(decoders) if i in fired)
+        decoded = next(filter(None, (decoder(wrong_tile) for decoder in fired_decoders)), None)
+        diagnosed[wrong_tile.tile] = decoded or fallback(wrong_tile)
+    return [(wrong_tile, *diagnosed[wrong_tile.tile]) for wrong_tile in wrong]
+
+
+class TileGeometry:
+    """Tile ids by place, and refsim's plan per tile, for the decoders of one config."""
+
+    def __init__(self, config, sim=None):
+        self.config = config
+        self.sim = sim if sim is not None else refsim.simulate(config)
+        self.tile_at = {place: tile for tile, place in _tiles_in_order(config)}
+        self.segments = {}
+        self.programs = {}
+        for r in self.sim.records:
+            if r.kernel == "gemm":
+                self.segments.setdefault(r.tile, []).append((r.k_begin, r.k_end))
+                self.programs.setdefault(r.tile, []).append(r.program)
+        for spans in self.segments.values():
+            spans.sort()
+
+    def aliasing_writers(self, wrong_tile):
+        """``[(writer tile, axis, {line: the writer's line})]``: the edge tiles whose rows past
+        M (``axis`` 0) or columns past N (``axis`` 1), wrapped modulo M or N, cover every wrong
+        row or column of ``wrong_tile``, as a store whose mask is computed after wrapping its
+        index writes them."""
+        config = self.config
+        found = []
+        for axis, (size, block, count) in enumerate(
+            (
+                (config.m, config.block_m, config.num_pid_m),
+                (config.n, config.block_n, config.num_pid_n),
+            )
+        ):
+            if size % block == 0:
+                continue
+            edge = count - 1
+            past = range(size, (edge + 1) * block)
+            aliases = {}
+            for line in past:
+                aliases.setdefault(line % size, line)
+            lines = wrong_tile.wrong_lines(axis)
+            if not lines or not set(lines) <= aliases.keys():
+                continue
+            place = (edge, wrong_tile.pid_n) if axis == 0 else (wrong_tile.pid_m, edge)
+            writer = self.tile_at[place]
+            if writer != wrong_tile.tile:
+                found.append((writer, axis, {line: aliases[line] for line in lines}))
+        return found
+
+    def describe_writer(self, writer, axis, lines):
+        """What an aliasing writer did, in words."""
+        config = self.config
+        name, size, letter = (("row", config.m, "M"), ("column", config.n, "N"))[axis]
+        victims, sources = sorted(lines), sorted(lines.values())
+        pid_m, pid_n = tiling.grouped_tile(
+            writer, config.num_pid_m, config.num_pid_n, config.group_m
+        )
+        programs = sorted(set(self.programs.get(writer, ())))
+        return (
+            f"tile {writer} (pid_m {pid_m}, pid_n {pid_n}; programs {programs}) wrote its "
+            f"{name}s {sources[0]}..{sources[-1]} past {letter} = {size} over {name}s "
+            f"{victims[0]}..{victims[-1]} here: its store wraps the {name} index modulo "
+            f"{letter} before masking it"
+        )
+
+
+def decode_intrusion(geometry, wrong_tile, got, candidates):
+    """``("write into another tile", detail)`` when an edge tile's wrapped rows or columns
+    (:meth:`TileGeometry.aliasing_writers`) cover the wrong elements of ``wrong_tile`` and
+    those hold what that writer computes there: one of ``candidates(writer)`` -- arrays of
+    ``got``'s shape, or over the tile -- equals them, or every row or column the writer wraps
+    onto the tile is wrong and nothing else is. Else None."""
+    rows, cols = wrong_tile.region
+    mine = got[rows, cols][wrong_tile.wrong]
+    for writer, axis, lines in geometry.aliasing_writers(wrong_tile):
+        values = [candidate[wrong_tile.wrong] for candidate in candidates(writer, wrong_tile)]
+        matches = any(np.array_equal(mine, value, equal_nan=True) for value in values)
+        whole_lines = wrong_tile.wrong.any(axis=1 - axis)
+        every_line = (wrong_tile.wrong.all(axis=1 - axis) == whole_lines).all()
+        if matches or every_line:
+            return "write into another tile", geometry.describe_writer(writer, axis, lines)
+    return None
+
+
+class Diagnoser:
+    """The per-tile diagnosis of one output on one set of inputs.
+
+    Decoders, tried on each wrong tile in this order: a tile still NaN (never written), the
+    partial workspace's poison, the whole tile holding another tile's values, rows or columns
+    holding other lines', an edge tile's wrapped rows or columns written over it
+    (:func:`decode_intrusion`), an operand read (or C written) with the wrong layout, an
+    fp16/bf16 accumulator, a bias added after the cast, and a launch on
+    :func:`conformance.inputs.probe_inputs` whose values say which K-iterations and how much
+    bias reached each element (one launch per probe layout, shared by the tiles).
+    """
+
+    def __init__(self, kut, case, config, got, expected, sim, device, tensors, out_dtype):
+        self.kut, self.case, self.config = kut, case, config
+        self.got, self.expected, self.sim, self.device = got, expected, sim, device
+        self.tensors, self.out_dtype = tensors, out_dtype
+        self.geometry = TileGeometry(config, sim)
+        self._math = None
+        self._probes = {}
+        self._layout_models = None
+
+    @property
+    def tile_math(self):
+        if self._math is None:
+            self._math = numerics.TileMath(self.config, *map(to_numpy, self.tensors))
+        return self._math
+
+    def decoders(self):
+        decoders = [self.unwritten, self.poisoned, self.elsewhere, self.moved_lines]
+        decoders.append(self.intrusion)
+        if self.tensors is not None:
+            decoders += [self.layout, self.precision, self.bias_after_cast]
+        if self.kut is not None:
+            decoders.append(self.probe)
+        return decoders
+
+    def run(self):
+        """``(groups, info)``: :class:`CauseGroup` s, lead first, and the first wrong tile's
+        place, values and refsim's plan for it."""
+        wrong = wrong_tiles(self.config, self.got, self.expected)
+        diagnosed = diagnose_tiles(wrong, self.decoders(), self.unexplained)
+        first, cause, detail = diagnosed[0]
+        element = first.element
+        info = {
+            "tile": first.tile,
+            "pid_m": first.pid_m,
+            "pid_n": first.pid_n,
+            "element": list(element),
+            "got": float(self.got[element]),
+            "expected": float(self.expected[element]),
+            "plan": plan_segments(self.config, self.geometry.sim, first.tile),
+            "detail": detail,
+            "cause": cause,
+        }
+        return group_causes(diagnosed), info
+
+    def unexplained(self, wrong_tile):
+        i, j = wrong_tile.element
+        return self.outside_the_kernel(
+            f"{wrong_tile.count} wrong elements, first C[{i}, {j}] = {self.got[i, j]!r} where "
+            f"refsim has {self.expected[i, j]!r}; no decoder explains them"
+        )
+
+    def outside_the_kernel(self, detail):
+        """``("backend limitation", ...)`` for values nothing explains on a backend with a known
+        trap for the config's dtype (:func:`conformance.environment.backend_limitation`),
+        else ``("unclassified", detail)``."""
+        note = None if self.device is None else backend_limitation(self.config.dtype, self.device)
+        if note is None:
+            return "unclassified", detail
+        return "backend limitation", f"{note} ({detail})"
+
+    def unwritten(self, wrong_tile):
+        values = self.got[wrong_tile.region]
+        if not np.isnan(values[wrong_tile.wrong]).all():
+            return None
+        if np.isnan(self.expected[wrong_tile.region]).all():
+            return "tile never written", "no program took it, so it still holds NaN"
+        if np.isnan(values).all():
+            return "tile never written", "the tile still holds the NaN the output was filled with"
+        rows = wrong_tile.wrong_lines(0)
+        return "tile never written", (
+            f"{wrong_tile.count} of its elements, in rows {rows[0]}..{rows[-1]}, still hold NaN"
+        )
+
+    def poisoned(self, wrong_tile):
+        if (np.abs(np.nan_to_num(self.got[wrong_tile.region])) >= POISON / 2).any():
+            return "partial read before it was written", (
+                "the tile contains the poison value the partial workspace was filled with"
+            )
+        return None
+
+    def elsewhere(self, wrong_tile):
+        w = wrong_tile
+        other = _wrong_place(self.config, self.got, self.expected, w.tile, w.pid_m, w.pid_n)
+        if other is None:
+            return None
+        return "tile written to the wrong place", f"it holds tile {other}'s values"
+
+    def moved_lines(self, wrong_tile):
+        moved = misplaced_lines(
+            self.config, self.got, self.expected, wrong_tile.pid_m, wrong_tile.pid_n
+        )
+        if moved is None:
+            return None
         axis, sources = moved
         name = ("row", "column")[axis]
         shown = ", ".join(
             f"{name} {line} holds {name} {src}" for line, src in list(sources.items())[:4]
         )
-        info["detail"] = f"{len(sources)} {name}s of the tile hold other {name}s' values: {shown}"
-        return "tile written to the wrong place", info
-    if tensors is not None:
-        output_layout = OutputLayout.of(config, case)
-        decoded = (
-            decode_layout(config, pid_m, pid_n, got, expected, tensors, output_layout, out_dtype)
-            or decode_precision(config, sim, tile, pid_m, pid_n, got, tensors, out_dtype)
-            or decode_bias_after_cast(config, pid_m, pid_n, got, tensors, out_dtype)
+        return "tile written to the wrong place", (
+            f"{len(sources)} {name}s of the tile hold other {name}s' values: {shown}"
         )
-        if decoded is not None:
-            info["detail"] = decoded[1]
-            return decoded[0], info
-    probe = probe_inputs(config, pid_n)
-    run, _ = launch(kut, config, case, probe, device, trace=False, out_dtype=torch.float32)
-    cause, detail = decode_probe(config, to_numpy(run.output), pid_m, pid_n)
-    if cause == "unclassified" and np.isnan(got[element]):
-        cause, detail = "tile never written", "the element still holds NaN"
-    info["detail"] = detail
-    return cause, info
+
+    def intrusion(self, wrong_tile):
+        return decode_intrusion(self.geometry, wrong_tile, self.got, self.intruder_values)
+
+    def intruder_values(self, writer, wrong_tile):
+        """What an aliasing writer stores over ``wrong_tile``: its rows or columns past the
+        matrix read as zero (masked loads: the bias alone), cast to the output dtype."""
+        if self.tensors is None:
+            return []
+        zero = np.zeros(
+            (
+                wrong_tile.rows.stop - wrong_tile.rows.start,
+                wrong_tile.cols.stop - wrong_tile.cols.start,
+            ),
+            np.float32,
+        )
+        return [cast_to(self.tile_math.with_bias(zero, wrong_tile.pid_n), self.out_dtype)]
+
+    def layout(self, wrong_tile):
+        output_layout = OutputLayout.of(self.config, self.case)
+        w = wrong_tile
+        return decode_layout(
+            self.config,
+            w.pid_m,
+            w.pid_n,
+            self.got,
+            self.expected,
+            self.tensors,
+            output_layout,
+            self.out_dtype,
+        )
+
+    def precision(self, wrong_tile):
+        w = wrong_tile
+        return decode_precision(
+            self.config, self.geometry.sim, w.tile, w.pid_m, w.pid_n, self.got, self.tensors,
+            self.out_dtype, self.tile_math, self.geometry.segments.get(w.tile),
+        )  # fmt: skip
+
+    def bias_after_cast(self, wrong_tile):
+        w = wrong_tile
+        return decode_bias_after_cast(
+            self.config, w.pid_m, w.pid_n, self.got, self.tensors, self.out_dtype, self.tile_math
+        )
+
+    def probe(self, wrong_tile):
+        layout = probe_layout(self.config, wrong_tile.pid_n)
+        if layout not in self._probes:
+            probe = probe_inputs(self.config, wrong_tile.pid_n)
+            run, _ = launch(
+                self.kut, self.config, self.case, probe, self.device, trace=False,
+                out_dtype=torch.float32,
+            )  # fmt: skip
+            self._probes[layout] = to_numpy(run.output)
+        cause, detail = decode_probe(
+            self.config, self._probes[layout], wrong_tile.pid_m, wrong_tile.pid_n
+        )
+        return None if cause == "unclassified" else (cause, detail)
+
+
+def diagnose(kut, case, config, got, expected, sim, device, tensors=None, out_dtype=None):
+    """Every wrong tile of ``got`` diagnosed (:class:`Diagnoser`), grouped by cause:
+    ``(groups, info)`` with the :class:`CauseGroup` s, lead cause first, and the first wrong
+    tile's place, values, refsim's plan for it and its own cause and detail.
+
+    With the run's input ``tensors`` and output dtype, an operand read (or C written) with the
+    wrong layout, an accumulator kept in the input dtype and a bias added after the cast are
+    recognised before the probe launch: the integer inputs' sums lie above 2048, where fp16
+    and bf16 round. ``kut`` None: no probe launch.
+    """
+    diagnoser = Diagnoser(kut, case, config, got, expected, sim, device, tensors, out_dtype)
+    return diagnoser.run()
 
 
 def partial_cause(math, config, partial, got):
@@ -405,6 +798,14 @@ def partial_cause(math, config, partial, got):
         bias = np.broadcast_to(math.with_bias(np.zeros_like(diff), pid_n), diff.shape)
         if np.array_equal(diff, bias):
             return "bias applied more than once", "the partial already includes the bias"
+    own = math.accumulate(pid_m, pid_n, partial.k_begin, partial.k_end)
+    for rounding in ROUNDINGS if config.dtype in ("fp16", "bf16") else ():
+        acc = np.zeros_like(own)
+        for k in range(partial.k_begin, partial.k_end):
+            acc = _rounded(acc + math.accumulate(pid_m, pid_n, k, k + 1), config.dtype, rounding)
+        rounded = acc if partial.kind == "own" else partial.value - own + acc  # a running sum
+        if np.array_equal(got, rounded):
+            return "accumulator precision", f"the partial is rounded to {config.dtype}"
     for k in range(config.iters_per_tile):
         product = math.accumulate(pid_m, pid_n, k, k + 1)
         if partial.k_begin <= k < partial.k_end and np.array_equal(diff, -product):
@@ -467,3 +868,126 @@ def decode_epilogue(got, expected_unbiased, bias, dtype):
     if np.array_equal(got, twice.double().numpy()):
         return "bias added after the cast", "the output is the cast sum, plus the bias, cast again"
     return "unclassified", "the output is neither rounded once nor rounded twice"
+
+
+class EpilogueDiagnoser(Diagnoser):
+    """The per-tile diagnosis of an fp16/bf16 output of
+    :func:`conformance.inputs.epilogue_inputs`: each wrong tile rounded twice (the bias added
+    after a first cast), with an fp16/bf16 accumulator, or written by another tile; refsim's
+    bias-free fp32 output ``unbiased`` is what a tile rounded twice was cast from first."""
+
+    def __init__(self, config, got, expected, sim, device, tensors, out_dtype, unbiased):
+        super().__init__(None, None, config, got, expected, sim, device, tensors, out_dtype)
+        self.unbiased = unbiased
+
+    def decoders(self):
+        return [self.unwritten, self.poisoned, self.twice, self.precision, self.intrusion]
+
+    def twice(self, wrong_tile):
+        rows, cols = wrong_tile.region
+        bias = self.tile_math.bias[cols]
+        decoded = decode_epilogue(
+            self.got[rows, cols], self.unbiased[rows, cols], bias, self.out_dtype
+        )
+        return decoded if decoded[0] != "unclassified" else None
+
+    def unexplained(self, wrong_tile):
+        return self.outside_the_kernel("the tile is neither rounded once nor rounded twice")
+
+
+class RandomBitsDiagnoser(Diagnoser):
+    """The per-tile diagnosis of an fp32 output on random inputs in Triton's interpreter, on
+    tiles the exact check found right: the same products were summed there, so a difference is
+    who wrote the tile, the order of its additions or how its accumulator was rounded. Block
+    products are the interpreter's (:class:`refsim.numerics.InterpreterTileMath`)."""
+
+    def __init__(self, config, got, expected, sim, tensors):
+        super().__init__(None, None, config, got, expected, sim, "cpu", tensors, torch.float32)
+        self._math = numerics.InterpreterTileMath(config, *map(to_numpy, tensors))
+
+    def decoders(self):
+        return [
+            self.unwritten_later,
+            self.poisoned,
+            self.intrusion,
+            self.partial_order,
+            self.k_order,
+            self.precision,
+        ]
+
+    def unwritten_later(self, wrong_tile):
+        decoded = self.unwritten(wrong_tile)
+        if decoded is None:
+            return None
+        return decoded[0], decoded[1] + " after the random-input launch (the exact launch wrote it)"
+
+    def intruder_values(self, writer, wrong_tile):
+        """The bias alone (rows or columns past the matrix read as zero), and the writer's own
+        sums: its K-segments reduced in K order, over its whole block, wrapped onto the
+        matrix as the interpreter loads it."""
+        values = super().intruder_values(writer, wrong_tile)
+        config, math = self.config, self.tile_math
+        pid_m, pid_n = tiling.grouped_tile(
+            writer, config.num_pid_m, config.num_pid_n, config.group_m
+        )
+        parts = [
+            math.block(pid_m, pid_n, k0, k1) for k0, k1 in self.geometry.segments.get(writer, ())
+        ]
+        if not parts:
+            return values
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        rows = (pid_m * config.block_m + np.arange(config.block_m)) % config.m
+        cols = (pid_n * config.block_n + np.arange(config.block_n)) % config.n
+        if math.bias is not None:
+            total = total + math.bias[cols]
+        written = np.full((config.m, config.n), np.nan, dtype=np.float32)
+        written[np.ix_(rows, cols)] = total
+        return values + [written[wrong_tile.region]]
+
+    def partial_order(self, wrong_tile):
+        """A split tile whose value is its partials added in another order."""
+        segments = self.geometry.segments.get(wrong_tile.tile, [])
+        if not 2 <= len(segments) <= ORDER_MAX_SEGMENTS:
+            return None
+        w, predicted = wrong_tile, tuple(range(len(segments)))
+        matches = [
+            order
+            for order in itertools.permutations(predicted)
+            if np.array_equal(
+                self.got[w.region],
+                reduce_in_order(self.tile_math, w.pid_m, w.pid_n, segments, order),
+            )
+        ]
+        if not matches:
+            return None
+        shown = " or ".join(map(str, matches))
+        return "wrong addition order", (
+            f"its {len(segments)} partials {segments} were added as {shown}; refsim predicts {predicted}"
+        )
+
+    def k_order(self, wrong_tile):
+        """A tile whose K-iterations were accumulated last to first."""
+        w = wrong_tile
+        steps = [
+            self.tile_math.accumulate(w.pid_m, w.pid_n, k, k + 1)
+            for k in range(self.config.iters_per_tile)
+        ]
+        if len(steps) < 2:
+            return None
+        acc = np.zeros_like(steps[0])
+        for step in reversed(steps):
+            acc = step + acc
+        if not np.array_equal(self.got[w.region], self.tile_math.with_bias(acc, w.pid_n)):
+            return None
+        return "wrong addition order", "its K-iterations were accumulated last to first"
+
+    def unexplained(self, wrong_tile):
+        i, j = wrong_tile.element
+        return self.outside_the_kernel(
+            f"random inputs: {wrong_tile.count} elements differ, first C[{i}, {j}] = "
+            f"{self.got[i, j]!r} where refsim has {self.expected[i, j]!r}; the exact inputs "
+            "gave refsim's sums here, and no other writer, order of partials or of K-iterations "
+            "and no accumulator rounding explains these bits"
+        )

@@ -129,20 +129,21 @@ def replayed_schedule(config, records):
 def ticket_records(config, records):
     """Work-stealing records rebuilt from their (counter, ticket) alone, by the config's rules.
 
-    The replay trusts nothing else a kernel recorded: ticket ``t`` of counter ``c`` is tile
-    ``begin + t`` of the counter's range ``[begin, end)`` (:meth:`refsim.GemmConfig.counter_range`),
-    at the ``(pid_m, pid_n)`` of :func:`refsim.tiling.grouped_tile`, over its whole K-range. A
-    ticket outside its counter's range, or a counter that does not exist, names no tile and is
-    left out (the invariants check reports it); so are the Stream-K tail's records (counter -1).
+    The replay trusts nothing else a kernel recorded: ticket ``t`` of counter ``c`` is the tile
+    the config's ``ws_ticket_tile`` names (:meth:`refsim.GemmConfig.ticket_tile`; by default
+    ``begin + t`` of the counter's range ``[begin, end)``), at the ``(pid_m, pid_n)`` of
+    :func:`refsim.tiling.grouped_tile`, over its whole K-range. A ticket past its counter's
+    ``end - begin`` tickets, or a counter that does not exist, names no tile and is left out
+    (the invariants check reports it); so are the Stream-K tail's records (counter -1).
     """
     rebuilt = []
     for r in records:
         if not 0 <= r.counter < config.num_counters or r.ticket < 0:
             continue
         begin, end = config.counter_range(r.counter)
-        tile = begin + r.ticket
-        if tile >= end:
+        if r.ticket >= end - begin:
             continue
+        tile = config.ticket_tile(r.counter, r.ticket)
         pid_m, pid_n = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
         rebuilt.append(
             r._replace(

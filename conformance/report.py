@@ -82,6 +82,24 @@ def table(case_results, mutant_results):
     return "\n".join(lines)
 
 
+def title(env):
+    """What a run checked, from its environment: the tier (with the GPU's name on a GPU), the
+    kernel under test when not the project's own (``kernel``), the case file (``cases``) or
+    named set (``set``), and the shard when the run was one of several, e.g. ``interpreter,
+    kernel my_module:buggy, cases cases.json`` or ``gpu NVIDIA H200, set full``."""
+    tier = env.get("tier", env.get("device"))
+    parts = [f"{tier} {env['gpu']}" if tier == "gpu" and env.get("gpu") else tier]
+    if env.get("kernel"):
+        parts.append(f"kernel {env['kernel']}")
+    if env.get("cases"):
+        parts.append(f"cases {env['cases']}")
+    elif env.get("set"):
+        parts.append(f"set {env['set']}")
+    if env.get("shard", "1/1") != "1/1":
+        parts.append(f"shard {env['shard']}")
+    return ", ".join(map(str, parts))
+
+
 def write(folder, env, case_results, mutant_results):
     """``report.json`` and ``report.md`` in ``folder``."""
     os.makedirs(folder, exist_ok=True)
@@ -99,7 +117,7 @@ def write(folder, env, case_results, mutant_results):
             default=str,
         )
     lines = [
-        f"# Conformance report: {env.get('gpu')}",
+        f"# Conformance report: {title(env)}",
         "",
         ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
@@ -134,18 +152,23 @@ def write(folder, env, case_results, mutant_results):
     if failures:
         lines += ["", "## Findings"]
         for r in failures:
-            lines.append(f"- **{r.case.name}** ({r.kernel})")
+            lines.append(f"- **{r.case.name}** ({r.kernel}): {', '.join(r.causes) or 'failed'}")
             for f in r.findings:
-                if not f.passed:
+                if f.passed:
+                    continue
+                if f.groups:  # diagnosed tile by tile: one line per cause, lead first
+                    lines.append(f"  - {f.check}:")
+                    lines += [f"    - {reason}" for reason in f.reasons]
+                else:
                     lines.append(
                         f"  - {f.check}: {'; '.join(f.reasons)}"
                         + (f" -- cause: {f.cause}" if f.cause else "")
                     )
-                    if f.diagnosis and {"tile", "plan"} <= f.diagnosis.keys():
-                        lines.append(
-                            f"    - refsim's plan for tile {f.diagnosis['tile']}: "
-                            f"{f.diagnosis['plan']}; {f.diagnosis.get('detail', '')}"
-                        )
+                if f.diagnosis and {"tile", "plan"} <= f.diagnosis.keys():
+                    lines.append(
+                        f"    - refsim's plan for tile {f.diagnosis['tile']}: "
+                        f"{f.diagnosis['plan']}; {f.diagnosis.get('detail', '')}"
+                    )
     with open(os.path.join(folder, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -12,8 +12,8 @@ import time
 
 import torch
 
+from .adapter import options_for
 from .checks import (
-    Finding,
     check_accuracy,
     check_addition_order,
     check_determinism,
@@ -25,9 +25,12 @@ from .checks import (
     check_stray_writes,
     check_work_stealing_tail,
 )
+from .diagnosis import CAUSE_RANK
+from .failures import launch_failure
 from .harness import KernelUnderTest, launch
 from .inputs import integer_inputs
 from .isolation import Task, WorkerPool
+from .scratch import check_scratch_guards
 from .synchronisation import check_synchronisation
 
 # The factory of the project's own kernels (see :func:`run_cases`).
@@ -47,11 +50,13 @@ class CaseResult:
 
     @property
     def causes(self):
-        return [f.cause for f in self.findings if not f.passed and f.cause]
+        """Every distinct cause the findings name, lead cause first (:data:`CAUSES` order)."""
+        named = {cause for finding in self.findings for cause in finding.causes}
+        return sorted(named, key=CAUSE_RANK.__getitem__)
 
     @property
     def cause(self):
-        """The first classified cause, or None when everything passed."""
+        """The lead cause, or None when everything passed."""
         return next(iter(self.causes), None)
 
     def to_dict(self):
@@ -60,6 +65,7 @@ class CaseResult:
             "case": self.case.to_dict(),
             "passed": self.passed,
             "cause": self.cause,
+            "causes": self.causes,
             "seconds": round(self.seconds, 3),
             "findings": [dataclasses.asdict(f) for f in self.findings],
         }
@@ -101,7 +107,7 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
     """
     start = time.perf_counter()
     if kut.follows:
-        case = case.following(kut.follows)
+        case = case.following(options_for(kut.follows, case))
     config = case.config()
     findings = _Findings(on_finding or (lambda finding: None))
     try:
@@ -111,6 +117,9 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
         findings.append(exact)
         for stray in check_stray_writes(kut, case, config, run, sim):
             findings.append(stray)
+        scratch_guards = check_scratch_guards(run)  # counters, flags, scratch: conformance.scratch
+        if scratch_guards is not None:
+            findings.append(scratch_guards)
         if getattr(run, "records", None) is not None:
             findings.append(check_order(config, run, sim))
             tail = check_work_stealing_tail(config, run)
@@ -122,20 +131,21 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
         synchronisation = check_synchronisation(config, run)
         if synchronisation is not None:
             findings.append(synchronisation)
-        for extra in (check_addition_order, check_epilogue):
-            finding = extra(kut, case, config, device)
+        exact_wrong = [tile for group in exact.groups or () for tile in group.tiles]
+        for finding in (
+            check_addition_order(kut, case, config, device, exact_wrong),
+            check_epilogue(kut, case, config, device),
+        ):
             if finding is not None:
                 findings.append(finding)
-        random_bits = check_random_bits(kut, case, config, device, exact.passed)
+        random_bits = check_random_bits(kut, case, config, device, exact_wrong)
         if random_bits is not None:
             findings.append(random_bits)
         if not (config.strategy == "streamk" and config.fixup == "atomic"):
             findings.append(check_determinism(kut, case, config, device, determinism_runs))
         findings.append(check_accuracy(kut, case, config, device))
     except Exception as exc:  # a kernel that raises is a finding of its own
-        findings.append(
-            Finding("launch", False, [f"{type(exc).__name__}: {exc}"[:500]], "unclassified")
-        )
+        findings.append(launch_failure(exc, case, config))
     return CaseResult(kut.name, case, list(findings), time.perf_counter() - start)
 
 
@@ -245,7 +255,8 @@ class MutantResult:
 
     @property
     def right_cause(self):
-        return self.expected_cause in self.result.causes
+        """Whether the case's lead cause is the one the mutant's bug must be named by."""
+        return self.result.cause == self.expected_cause
 
     def to_dict(self):
         return {

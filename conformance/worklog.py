@@ -60,16 +60,24 @@ def record_work(
 
 
 def default_max_items(config):
-    """The most work items one program of ``config``'s schedule has: refsim's bound for a static
-    schedule (:func:`refsim.tiling.max_work_items`); for work stealing, all of the largest
-    counter range plus the segments of the longest Stream-K tail."""
+    """The rows per program of a work log for ``config``: the most work items one program of
+    its schedule has -- refsim's bound for a static schedule
+    (:func:`refsim.tiling.max_work_items`); for work stealing, all of the largest counter range
+    plus the segments of the longest Stream-K tail -- and
+    :data:`kernels.records.EXTRA_TRACE_ROWS` more, so that a program doing an item or two too
+    many (a ticket past its counter's range) has them recorded for the checks to name, while a
+    runaway one still overruns."""
+    from kernels.records import EXTRA_TRACE_ROWS  # the project's kernels' traces have as many
+
     iters, grid = config.iters_per_tile, config.grid
     if config.strategy != "work_stealing":
-        return tiling.max_work_items(config.dp_tiles, config.sk_iters, iters, grid)
-    ranges = [config.counter_range(counter) for counter in range(config.num_counters)]
-    stolen = max((end - begin for begin, end in ranges), default=0)
-    tail = tiling.max_work_items(0, config.sk_iters, iters, grid) if config.sk_tiles else 0
-    return max(stolen + tail, 1)
+        most = tiling.max_work_items(config.dp_tiles, config.sk_iters, iters, grid)
+    else:
+        ranges = [config.counter_range(counter) for counter in range(config.num_counters)]
+        stolen = max((end - begin for begin, end in ranges), default=0)
+        tail = tiling.max_work_items(0, config.sk_iters, iters, grid) if config.sk_tiles else 0
+        most = max(stolen + tail, 1)
+    return most + EXTRA_TRACE_ROWS
 
 
 class WorkLog:
@@ -132,6 +140,12 @@ class WorkLog:
                     )
                 )
         return records
+
+    @property
+    def written(self):
+        """Whether the kernel wrote anything into the log: a record, or an overrun. A kernel
+        that does not record leaves it as allocated."""
+        return self.overruns > 0 or bool((self.tensor[HEADER.value :] != -1).any())
 
     @property
     def overruns(self):

@@ -113,6 +113,7 @@ def _check(config, a, b, bias, out):
 KERNEL_SCHEDULES = {
     "ws_counter_map": "hardware",
     "ws_counter_ranges": "even",
+    "ws_ticket_tile": "in-order",
     "tile_order": "strided",
 }
 
@@ -127,6 +128,11 @@ def _check_schedule(config):
                 f"{name}={hook_name(value)!r}: the kernels follow only {implemented!r} "
                 "(refsim describes other schedules, for kernels written elsewhere)"
             )
+    if callable(config.xcd_remap):
+        raise ValueError(
+            f"xcd_remap={hook_name(config.xcd_remap)}: the kernels follow only the built-in "
+            "remaps (True, False; refsim describes others, for kernels written elsewhere)"
+        )
     if config.strategy == "work_stealing" and config.sk_tiles:
         raise ValueError(
             f"sk_tiles={config.sk_tiles}: the work-stealing kernel has no Stream-K tail "

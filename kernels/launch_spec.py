@@ -13,7 +13,7 @@ import torch
 
 from refsim import tiling
 
-from .records import trace_buffer
+from .records import EXTRA_TRACE_ROWS, trace_buffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +75,10 @@ class GemmArguments:
 
 
 def gemm_arguments(config, a, b, bias, c, workspace, backend, trace, max_steps):
-    """The shared arguments of a launch of ``config``; ``max_steps`` counts only when tracing."""
-    max_steps = max_steps if trace else 1
+    """The shared arguments of a launch of ``config``. ``max_steps``, the most work items a
+    program of its schedule has, counts only when tracing: the trace then has
+    :data:`~kernels.records.EXTRA_TRACE_ROWS` rows more per program (1 row when not tracing)."""
+    max_steps = max_steps + EXTRA_TRACE_ROWS if trace else 1
     trace_buf = (
         trace_buffer(config.grid, max_steps, a.device)
         if trace
@@ -119,7 +121,8 @@ def gemm_arguments(config, a, b, bias, c, workspace, backend, trace, max_steps):
 
 
 def static_max_steps(config):
-    """Trace rows per program of a static schedule (every strategy but work stealing)."""
+    """The most work items a program of a static schedule has (every strategy but work
+    stealing): the trace rows it needs."""
     return tiling.max_work_items(
         config.dp_tiles, config.sk_iters, config.iters_per_tile, config.grid
     )

@@ -73,6 +73,13 @@ class KernelRun:
     overruns: int = None
 
 
+# Trace rows each program gets past the most work items its schedule has (a work log's too:
+# conformance.worklog.default_max_items). A program that does an item or two too many -- a
+# ticket past its counter's range, a tile twice -- has them recorded, for the checks to name;
+# a runaway one still overruns.
+EXTRA_TRACE_ROWS = 2
+
+
 def trace_buffer(programs, max_steps, device):
     """An empty trace: ``(programs, max_steps, len(TRACE_FIELDS))`` int64, every record unused,
     followed in memory by one cell that counts the records that did not fit (``tile.trace_end``)."""

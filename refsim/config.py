@@ -29,15 +29,20 @@ WS_COUNTER_MAPS = {
     "hardware-xcd-logical-slot": tiling.ws_counter_hardware_xcd_logical_slot,
 }
 WS_COUNTER_RANGES = {"even": tiling.ws_range_even, "per-xcd": tiling.ws_range_per_xcd}
+# The one preset is applied by GemmConfig.ticket_tile, which knows the counter's range.
+WS_TICKET_TILES = {"in-order": tiling.ws_ticket_in_order}
 TILE_ORDERS = {"strided": tiling.tile_order_strided, "contiguous": tiling.tile_order_contiguous}
 # Per hook field: its presets and the signature a function given instead must have.
 HOOKS: dict[str, tuple[dict[str, Callable[..., Any]], str]] = {
     "sk_hybrid": (SK_HYBRIDS, "(total_tiles, num_programs) -> sk_tiles"),
     "ws_counter_map": (WS_COUNTER_MAPS, "(hw_pid, logical_pid, config) -> counter"),
     "ws_counter_ranges": (WS_COUNTER_RANGES, "(counter, config) -> (begin, end)"),
+    "ws_ticket_tile": (WS_TICKET_TILES, "(counter, ticket, config) -> tile"),
     "tile_order": (TILE_ORDERS, "(logical_pid, step, config) -> tile"),
 }
 Hook = str | Callable[..., Any]
+# What a function given as xcd_remap takes and returns (its presets are True and False).
+XCD_REMAP_SIGNATURE = "(hw_pid, num_programs, xcds) -> logical_pid"
 DTYPE_ALIASES = {
     "fp16": "fp16",
     "float16": "fp16",
@@ -127,15 +132,18 @@ class GemmConfig:
     * ``reduce_bands`` (split_k): the row bands each tile's reduction launch is cut into, one
       program each; by :func:`refsim.tiling.split_k_reduce_bands` (1 when ``split_k`` is 1).
     * ``fixup``, ``sk_hybrid`` (streamk), ``counters_per_xcd``, ``global_counter``,
-      ``ws_counter_map``, ``ws_counter_ranges`` (work_stealing), ``tile_order`` (data_parallel,
-      persistent): the documented defaults for their strategy; they stay None for the other
-      strategies, which refuse them. Work stealing takes ``fixup`` only with ``sk_tiles``.
-    * The hooks (``sk_hybrid``, ``ws_counter_map``, ``ws_counter_ranges``, ``tile_order``)
-      take a preset's name or a function under the tiling contract's rules (see
-      :mod:`refsim.tiling`); :meth:`counter_of`, :meth:`counter_range` and :meth:`tile_of`
-      apply them and check what they return.
+      ``ws_counter_map``, ``ws_counter_ranges``, ``ws_ticket_tile`` (work_stealing),
+      ``tile_order`` (data_parallel, persistent): the documented defaults for their strategy;
+      they stay None for the other strategies, which refuse them. Work stealing takes ``fixup``
+      only with ``sk_tiles``.
+    * The hooks (``sk_hybrid``, ``ws_counter_map``, ``ws_counter_ranges``, ``ws_ticket_tile``,
+      ``tile_order``) take a preset's name or a function under the tiling contract's rules
+      (see :mod:`refsim.tiling`); :meth:`counter_of`, :meth:`counter_range`,
+      :meth:`ticket_tile` and :meth:`tile_of` apply them and check what they return.
     * ``xcd_remap``: true on multi-XCD devices; logical program ids are made contiguous per XCD
-      (``xcd_chunk`` consecutive ids at a time when set, else one block per XCD).
+      (``xcd_chunk`` consecutive ids at a time when set, else one block per XCD). A function
+      ``(hw_pid, num_programs, xcds) -> logical_pid`` given instead is the remap itself (a
+      kernel's own); :meth:`logical_programs` applies it and checks that it is a permutation.
     """
 
     m: int = dataclasses.field(metadata={"help": "rows of A and C"})
@@ -185,6 +193,12 @@ class GemmConfig:
         strategy_default="even",
         choices=WS_COUNTER_RANGES,
     )
+    ws_ticket_tile: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
+        "which tile each ticket of a counter names (Python also takes a function)",
+        strategies=("work_stealing",),
+        strategy_default="in-order",
+        choices=WS_TICKET_TILES,
+    )
     tile_order: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
         "which tile each program computes at each step (Python also takes a function)",
         strategies=("data_parallel", "persistent"),
@@ -203,8 +217,9 @@ class GemmConfig:
     device: str | HardwareProfile = _option(  # noqa: RUF009 (_option returns a field)
         "hardware profile (Python also takes a HardwareProfile)", DEFAULT_DEVICE, choices=PROFILES
     )
-    xcd_remap: bool = _option(
-        "make logical program ids contiguous per XCD (default: on multi-XCD devices)"
+    xcd_remap: bool | Callable[..., Any] = _option(
+        "make logical program ids contiguous per XCD (default: on multi-XCD devices; "
+        "Python also takes a function)"
     )
     xcd_chunk: int | None = _option("remap in chunks of this many consecutive ids")
     # The fields left to their derivation, so that replace() derives them again.
@@ -222,10 +237,13 @@ class GemmConfig:
             self._set(name, _integer(name, getattr(self, name)))
         self._fill_strategy_options()
         self._fill_blocks()
-        for name in ("global_counter", "xcd_remap"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, bool):
-                raise ValueError(f"{name}={value!r}: must be True or False")
+        if self.global_counter is not None and not isinstance(self.global_counter, bool):
+            raise ValueError(f"global_counter={self.global_counter!r}: must be True or False")
+        if not (self.xcd_remap is None or isinstance(self.xcd_remap, bool) or callable(self.xcd_remap)):
+            raise ValueError(
+                f"xcd_remap={self.xcd_remap!r}: must be True, False or a function "
+                f"{XCD_REMAP_SIGNATURE}"
+            )
         if self.counters_per_xcd is not None:
             self._set("counters_per_xcd", _integer("counters_per_xcd", self.counters_per_xcd))
         for name in HOOKS:
@@ -328,6 +346,11 @@ class GemmConfig:
         self._set("xcd_remap", xcds > 1 if self.xcd_remap is None else self.xcd_remap)
         if self.xcd_chunk is not None:
             self._set("xcd_chunk", _integer("xcd_chunk", self.xcd_chunk))
+            if callable(self.xcd_remap):
+                raise ValueError(
+                    f"xcd_chunk={self.xcd_chunk}: chunks the built-in remap; the function given "
+                    f"as xcd_remap ({hook_name(self.xcd_remap)}) takes none"
+                )
         return cus, xcds
 
     def _fill_grid(self, cus: int) -> int:
@@ -490,16 +513,51 @@ class GemmConfig:
 
     @property
     def remap_mode(self) -> int:
-        """``logical_program``'s REMAP: ``tiling.REMAP_NONE``, ``REMAP_PLAIN`` or ``REMAP_CHUNKED``."""
+        """``logical_program``'s REMAP: ``tiling.REMAP_NONE``, ``REMAP_PLAIN`` or ``REMAP_CHUNKED``.
+
+        ValueError for a function given as ``xcd_remap``, which no REMAP code names.
+        """
+        if callable(self.xcd_remap):
+            raise ValueError(
+                f"xcd_remap={hook_name(self.xcd_remap)}: a remap function has no REMAP code "
+                "(only the built-in remaps have one)"
+            )
         if not self.xcd_remap or self.xcds == 1:
             return tiling.REMAP_NONE
         return tiling.REMAP_PLAIN if self.xcd_chunk is None else tiling.REMAP_CHUNKED
 
-    def logical_program(self, pid):
+    def logical_program(self, pid: int) -> int:
         """The program id the tiling functions see for hardware program ``pid``."""
+        if callable(self.xcd_remap):
+            return self.logical_programs[pid]
         return tiling.logical_program(
             pid, self.grid, self.xcds, self.remap_mode, self.xcd_chunk or 1
         )
+
+    @functools.cached_property
+    def logical_programs(self) -> tuple[int, ...]:
+        """Every hardware program's logical id, in hardware id order.
+
+        A function given as ``xcd_remap`` is called once per program as ``(hw_pid, grid,
+        xcds)``; ValueError unless it returns each of ``0 .. grid - 1`` exactly once.
+        """
+        if not callable(self.xcd_remap):
+            return tuple(self.logical_program(pid) for pid in range(self.grid))
+        logical: dict[int, int] = {}
+        for pid in range(self.grid):
+            lp = self.xcd_remap(pid, self.grid, self.xcds)
+            if not _is_int(lp) or not 0 <= lp < self.grid:
+                raise ValueError(
+                    f"xcd_remap={hook_name(self.xcd_remap)}: program {pid} got logical id "
+                    f"{lp!r}; the ids are 0..{self.grid - 1}"
+                )
+            if lp in logical:
+                raise ValueError(
+                    f"xcd_remap={hook_name(self.xcd_remap)}: programs {logical[lp]} and {pid} "
+                    f"both got logical id {lp}; a remap gives each program its own id"
+                )
+            logical[int(lp)] = pid
+        return tuple(sorted(logical, key=logical.__getitem__))
 
     @functools.cached_property
     def schedule_config(self) -> tiling.ScheduleConfig:
@@ -552,6 +610,32 @@ class GemmConfig:
                 f"{span!r}; a range is (begin, end) with 0 <= begin <= end <= {self.dp_tiles}"
             )
         return int(span[0]), int(span[1])
+
+    def ticket_tile(self, counter: int, ticket: int) -> int:
+        """The tile ticket ``ticket`` of ``counter`` names (work stealing), by ``ws_ticket_tile``.
+
+        A counter with range ``[begin, end)`` (:meth:`counter_range`) hands out tickets ``0 ..
+        end - begin - 1``: ``"in-order"`` (the default) gives ticket ``t`` tile ``begin + t``,
+        a function ``(counter, ticket, config) -> tile`` any of the tiles the counters hand out.
+        ValueError for a ticket the counter does not hand out, or a tile outside ``0 ..
+        dp_tiles - 1``. A function that gives two tickets one tile, or a tile outside the
+        counter's range, is valid: the run then reports the work lost (``coverage_errors``).
+        """
+        begin, end = self.counter_range(counter)
+        if not _is_int(ticket) or not 0 <= ticket < end - begin:
+            raise ValueError(
+                f"ticket {ticket!r} of counter {counter}: it hands out tickets 0..{end - begin - 1}"
+            )
+        if self.ws_ticket_tile == "in-order":
+            tile = tiling.ws_ticket_in_order(begin, ticket)
+        else:
+            tile = self._hook("ws_ticket_tile")(counter, ticket, self.schedule_config)
+        if not _is_int(tile) or not 0 <= tile < self.dp_tiles:
+            raise ValueError(
+                f"ws_ticket_tile={hook_name(self.ws_ticket_tile)}: ticket {ticket} of counter "
+                f"{counter} got tile {tile!r}; the counters hand out tiles 0..{self.dp_tiles - 1}"
+            )
+        return int(tile)
 
     def tile_of(self, logical_pid: int, step: int) -> int:
         """The tile logical program ``logical_pid`` computes at ``step``, by ``tile_order``.

@@ -191,6 +191,13 @@ class InterpreterTileMath(TileMath):
         self.b_blocks = self.b.astype(block_dtype)
 
     def accumulate(self, pid_m, pid_n, k_begin, k_end):
+        region_rows, region_cols = self.region(pid_m, pid_n)
+        acc = self.block(pid_m, pid_n, k_begin, k_end)
+        return acc[: region_rows.stop - region_rows.start, : region_cols.stop - region_cols.start]
+
+    def block(self, pid_m, pid_n, k_begin, k_end):
+        """The whole ``BLOCK_M x BLOCK_N`` accumulator of :meth:`accumulate`, its rows past M
+        and columns past N included (wrapped around, as the interpreter loads them)."""
         c = self.config
         rows = (pid_m * c.block_m + np.arange(c.block_m)) % c.m
         cols = (pid_n * c.block_n + np.arange(c.block_n)) % c.n
@@ -203,8 +210,7 @@ class InterpreterTileMath(TileMath):
             a[:, inside] = self.a_blocks[np.ix_(rows, k_idx[inside])]
             b[inside, :] = self.b_blocks[np.ix_(k_idx[inside], cols)]
             acc = np.matmul(a, b, dtype=np.float32) + acc
-        region_rows, region_cols = self.region(pid_m, pid_n)
-        return acc[: region_rows.stop - region_rows.start, : region_cols.stop - region_cols.start]
+        return acc
 
     def accumulate_all(self, records):
         return [self.accumulate(r.pid_m, r.pid_n, r.k_begin, r.k_end) for r in records]

@@ -1,9 +1,10 @@
 """The static plan: which program computes which tile and K-range, in which order.
 
 Built only from :mod:`refsim.tiling` and a :class:`~refsim.config.GemmConfig` (whose schedule
-hooks it applies), so the kernels, which call the same functions, follow the same plan. Work
-stealing has no static tile order (tickets are a race); its plan fixes each program's counter,
-each counter's tile range and, with ``sk_tiles``, each program's Stream-K tail.
+hooks it applies, the XCD remap among them), so the kernels, which call the same functions,
+follow the same plan. Work stealing has no static tile order (tickets are a race); its plan
+fixes each program's counter, each counter's tile range and, with ``sk_tiles``, each program's
+Stream-K tail; which tile a ticket names is ``GemmConfig.ticket_tile``.
 """
 
 import dataclasses
@@ -80,9 +81,9 @@ def _item(config, program, step, tile, k_begin, k_end, role):
 
 
 def _logical_ids(config):
-    if config.remap_mode == tiling.REMAP_NONE:
-        return range(config.grid), range(config.grid)
-    logical = [config.logical_program(pid) for pid in range(config.grid)]
+    """``(logical, hardware)``: each hardware program's logical id (by the config's XCD remap,
+    built-in or a function of the kernel's) and each logical id's hardware program."""
+    logical = config.logical_programs
     hardware = [0] * config.grid
     for pid, lp in enumerate(logical):
         hardware[lp] = pid

@@ -195,6 +195,7 @@ class SimResult:
             "sk_hybrid": hook_name(c.sk_hybrid),
             "ws_counter_map": hook_name(c.ws_counter_map),
             "ws_counter_ranges": hook_name(c.ws_counter_ranges),
+            "ws_ticket_tile": hook_name(c.ws_ticket_tile),
             "tile_order": hook_name(c.tile_order),
             "tiles": c.total_tiles,
             "iters_per_tile": c.iters_per_tile,
@@ -285,6 +286,8 @@ def _schedule_notes(config: GemmConfig) -> str:
         field = GemmConfig.__dataclass_fields__[name]
         if value is not None and value != field.metadata["strategy_default"]:
             notes.append(f", {name} {hook_name(value)}")
+    if callable(config.xcd_remap):
+        notes.append(f", xcd_remap {hook_name(config.xcd_remap)}")
     return "".join(notes)
 
 

@@ -356,7 +356,8 @@ class Simulation:
     }
 
     def _ws_program(self, pid, cu):
-        """Draw tickets until the counter's range is exhausted, then run the Stream-K tail."""
+        """Draw tickets until the counter's range is exhausted, each naming a tile by the config's
+        ``ws_ticket_tile``, then run the Stream-K tail."""
         config = self.config
         xcd = cu // self.cus_per_xcd
         counter = self.plan.counters[pid]
@@ -365,9 +366,9 @@ class Simulation:
         while True:
             start = self.env.now
             ticket = yield from self._atomic(("counter", counter))
-            tile = begin + ticket
-            if tile >= end:
+            if ticket >= end - begin:
                 break
+            tile = config.ticket_tile(counter, ticket)
             pid_m, pid_n = tiling.grouped_tile(
                 tile, config.num_pid_m, config.num_pid_n, config.group_m
             )

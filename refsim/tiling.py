@@ -21,9 +21,12 @@ Schedule hooks
 Some choices a kernel makes are hooks, so that refsim can describe a kernel written elsewhere:
 the Stream-K split ``(total_tiles, num_programs) -> sk_tiles``, the work-stealing counter map
 ``(hw_pid, logical_pid, config) -> counter``, the counters' tile ranges ``(counter, config) ->
-(begin, end)`` and the tile order ``(logical_pid, step, config) -> tile``. The presets below
-are contract functions like the rest; ``config`` is a :class:`ScheduleConfig`, the launch's
-integers, which a kernel passes to a jit function as a named tuple.
+(begin, end)``, the tile each ticket of a counter names ``(counter, ticket, config) -> tile``
+and the tile order ``(logical_pid, step, config) -> tile``. The presets below are contract
+functions like the rest; ``config`` is a :class:`ScheduleConfig`, the launch's integers, which
+a kernel passes to a jit function as a named tuple. The XCD remap is a hook too, ``(hw_pid,
+num_programs, xcds) -> logical_pid``, whose presets are :func:`xcd_remap` and
+:func:`xcd_remap_chunked` (``GemmConfig.xcd_remap`` and ``xcd_chunk``).
 """
 
 import types
@@ -362,6 +365,17 @@ def ws_ticket_tile(counter, ticket, total_tiles, num_counters):
     return begin + ticket
 
 
+def ws_ticket_in_order(begin, ticket):
+    """Ticket order ``"in-order"`` (the default): ticket ``t`` of a counter whose range starts
+    at ``begin`` names tile ``begin + t``. Example: counter 1 of 400 tiles over 64 even ranges
+    (``[6, 12)``) hands out tiles 6, 7, ..., 11 for tickets 0..5.
+
+    The one preset that takes the range's ``begin`` rather than ``(counter, ticket, config)``:
+    the range comes from the ``ws_counter_ranges`` hook, which ``config`` does not carry.
+    """
+    return begin + ticket
+
+
 def ws_max_work_items(total_tiles, num_counters):
     """The most tiles one work-stealing program can take: all of the largest counter range."""
     return cdiv(total_tiles, num_counters)
@@ -460,6 +474,7 @@ CONTRACT = (
     ws_range_even,
     ws_range_per_xcd,
     ws_ticket_tile,
+    ws_ticket_in_order,
     ws_max_work_items,
     tile_order_strided,
     tile_order_contiguous,

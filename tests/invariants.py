@@ -149,7 +149,7 @@ def work_stealing_problems(result):
             continue
         tickets[r.counter].append(r.ticket)
         begin, end = config.counter_range(r.counter)
-        if not begin <= r.tile < end or r.tile != begin + r.ticket:
+        if not begin <= r.tile < end or r.tile != config.ticket_tile(r.counter, r.ticket):
             problems.append(f"{r}: tile outside counter {r.counter}'s range [{begin}, {end})")
         if r.counter != config.counter_of(r.program):
             problems.append(

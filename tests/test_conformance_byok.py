@@ -22,6 +22,7 @@ from conformance.runner import check_case
 from conformance.worklog import ROLE_DP, WorkLog, record_work
 from kernels import contract
 from kernels.backend import backend_for, program_order, shuffled_order
+from kernels.records import EXTRA_TRACE_ROWS
 from kernels.tile import tile_accumulate, tile_epilogue
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -102,7 +103,8 @@ def strided_by_mistake():
 
 
 def short_log_rows():
-    buggy = functools.partial(launch_contiguous, rows_short=1)
+    """The kernel told a work log one row per program short of its longest program's items."""
+    buggy = functools.partial(launch_contiguous, rows_short=EXTRA_TRACE_ROWS + 1)
     return adapt("short-log", buggy, follows=FOLLOWS, block_dots=True)
 
 
@@ -163,7 +165,7 @@ def test_a_work_log_overrun_is_counted_and_nothing_written_past_it():
         (1, 0, 3, "dp"),
         (2, 0, 5, "dp"),
     ]
-    assert WorkLog(config, DEVICE).max_items == 3
+    assert WorkLog(config, DEVICE).max_items == 3 + EXTRA_TRACE_ROWS
 
 
 def test_a_kernel_told_a_short_log_fails_with_record_overrun():

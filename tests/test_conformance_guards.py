@@ -362,7 +362,7 @@ def test_a_kernel_skipping_an_iteration_of_a_one_column_output_is_diagnosed():
     expected = cast_to(
         to_numpy(tensors[0]) @ to_numpy(tensors[1]) + to_numpy(tensors[2]), torch.float32
     )
-    cause, info = diagnose(
+    groups, info = diagnose(
         kernel,
         case,
         case.config(),
@@ -373,4 +373,10 @@ def test_a_kernel_skipping_an_iteration_of_a_one_column_output_is_diagnosed():
         tensors,
         torch.float32,
     )
-    assert (cause, info["detail"]) == ("missing K-segment", "K-iterations [2] contributed nothing")
+    assert (info["cause"], info["detail"]) == (
+        "missing K-segment",
+        "K-iterations [2] contributed nothing",
+    )
+    assert [(group.cause, group.tiles, group.elements) for group in groups] == [
+        ("missing K-segment", (0, 1, 2), 40)
+    ]  # every tile of the one column, each of its elements

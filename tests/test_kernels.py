@@ -441,6 +441,7 @@ def test_trace_rows_past_max_steps_are_counted_and_touch_no_other_row(monkeypatc
     planned = refsim.simulate(config).records
     rows = max(r.step for r in planned)  # the longest program's last record does not fit
     monkeypatch.setattr(kernels.streamk, "static_max_steps", lambda config: rows)
+    monkeypatch.setattr(kernels.launch_spec, "EXTRA_TRACE_ROWS", 0)  # the trace: `rows` rows
     run = launch(config, a, b, bias)
     assert run.overruns == sum(r.step >= rows for r in planned) > 0
     assert _records_key(run.records) == _records_key(r for r in planned if r.step < rows)

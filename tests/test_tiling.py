@@ -250,6 +250,7 @@ ARGUMENTS = {
     "ws_range_even": counter_range_args(),
     "ws_range_per_xcd": counter_range_args(),
     "ws_ticket_tile": ws_ticket_tile_args(),
+    "ws_ticket_in_order": st.tuples(st.integers(0, MAX_TILES), st.integers(0, MAX_TILES)),
     "ws_max_work_items": st.tuples(st.integers(1, MAX_TILES), st.integers(1, 64)),
     "tile_order_strided": tile_order_args(),
     "tile_order_contiguous": tile_order_args(),
