@@ -134,7 +134,7 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
         exact_wrong = [tile for group in exact.groups or () for tile in group.tiles]
         for finding in (
             check_addition_order(kut, case, config, device, exact_wrong),
-            check_epilogue(kut, case, config, device),
+            check_epilogue(kut, case, config, device, exact_wrong),
         ):
             if finding is not None:
                 findings.append(finding)

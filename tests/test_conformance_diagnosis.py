@@ -2,6 +2,7 @@
 the lead cause comes first, and a write into another tile names its writer. Kernels here are
 torch functions that compute the right product and then break it in one known way."""
 
+import functools
 import types
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from conformance.cases import Case
+from conformance.checks import check_epilogue
 from conformance.diagnosis import (
     CAUSES,
     WrongTile,
@@ -115,14 +117,18 @@ def test_mixed_epilogues_are_classified_tile_by_tile():
         out[rows] = (once + bias).to(out.dtype)
 
     case = Case("mixed", 64, 64, 40, "persistent", dtype="fp16")
-    result = check_case(broken_kernel("mixed", twice_in_row_block_0), case, DEVICE)
+    kernel = broken_kernel("mixed", twice_in_row_block_0)
+    result = check_case(kernel, case, DEVICE)
     regions = tile_regions(case.config())
     first_row = tuple(sorted(t for t, (pid_m, *_) in regions.items() if pid_m == 0))
-    for check in ("exact output", "epilogue rounding"):
-        groups = finding(result, check).groups
-        assert [(g.cause, g.tiles) for g in groups] == [("bias added after the cast", first_row)]
-    assert result.cause == "bias added after the cast"
-    assert "unclassified" not in result.causes
+    exact = finding(result, "exact output")
+    assert [(g.cause, g.tiles) for g in exact.groups] == [("bias added after the cast", first_row)]
+    assert result.causes == ["bias added after the cast"]
+    assert finding(result, "epilogue rounding").cause is None  # the exact check named them
+    epilogue = check_epilogue(kernel, case, case.config(), DEVICE)  # on its own
+    assert [(g.cause, g.tiles) for g in epilogue.groups] == [
+        ("bias added after the cast", first_row)
+    ]
 
 
 def test_lost_tiles_and_a_bias_fault_are_both_reported_with_their_tiles():
@@ -174,3 +180,20 @@ def test_an_accumulator_rounded_as_the_backend_rounds_is_named(rounding):
     )
     assert cause == "accumulator precision"
     assert ("rounded toward zero" in detail) == (rounding == "toward zero")
+
+
+@pytest.mark.interpreter
+def test_one_bug_leads_with_one_cause_on_every_quick_case_that_exposes_it():
+    """The accumulator kept in the input dtype, on the whole quick set: every case it fails
+    leads with "accumulator precision" -- one-iteration K, split partials, banded reductions,
+    Triton's interpreter truncating bf16 casts, and whole tiles alike."""
+    from conformance.cases import quick_set
+    from conformance.runner import mutant_kernel, run_cases
+
+    kernel = functools.partial(mutant_kernel, "accumulator-in-input-dtype")
+    results = run_cases(quick_set(), DEVICE, kernel, jobs=2)
+    failed = [r for r in results if not r.passed]
+    assert len(failed) >= 25  # every fp16/bf16 case, whatever its strategy
+    assert {r.case.name: r.cause for r in failed} == {
+        r.case.name: "accumulator precision" for r in failed
+    }
