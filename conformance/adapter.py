@@ -52,6 +52,10 @@ LOGICAL_ORDERS = {
     ),
     "lower-logical-first": lambda config: sorted(range(config.grid), key=config.logical_program),
 }
+# The logical order each waiting fixup protocol needs in the sequential interpreter: an
+# owner-waits owner waits for the later programs of its tile, a turnstile contributor for the
+# one before it. The other protocols never wait.
+PROTOCOL_ORDERS = {"owner-waits": "higher-logical-first", "turnstile": "lower-logical-first"}
 
 
 def for_package(module, name):
@@ -100,7 +104,7 @@ def adapt(
     *,
     follows,
     records=None,
-    wait_order=None,
+    wait_order="protocol",
     partials=None,
     partial_slot=None,
     zero_fills_partials=False,
@@ -123,8 +127,11 @@ def adapt(
       work log left untouched (no row, no overrun) means it does not record, and the checks of
       its tile order are skipped. True: it must record, and an untouched log fails the tile
       order. False: it never gets a log (``worklog`` is None).
-    * ``wait_order``: None when programs never wait on one another (any order; the determinism
-      runs shuffle it). Else the order Triton's sequential interpreter runs them in:
+    * ``wait_order``: ``"protocol"`` (default): the order the config's Stream-K fixup protocol
+      needs -- higher logical ids first for owner-waits, lower first for turnstile, any order
+      for the protocols that never wait (:data:`PROTOCOL_ORDERS`). None when programs never
+      wait on one another (any order; the determinism runs shuffle it). Else the order
+      Triton's sequential interpreter runs them in:
       ``"higher-first"`` / ``"lower-first"`` when they wait on higher / lower hardware ids (every
       launch); ``"higher-logical-first"`` / ``"lower-logical-first"`` on higher / lower logical
       ids, after the XCD remap (:meth:`refsim.GemmConfig.logical_program`; Stream-K owners wait
@@ -154,11 +161,9 @@ def adapt(
         follows = dict(follows)
     if not (records is None or isinstance(records, bool)):
         raise ValueError(f"records={records!r}: accepted values are None (inferred), True, False")
-    if not (wait_order is None or callable(wait_order)) and wait_order not in (
-        *HARDWARE_ORDERS,
-        *LOGICAL_ORDERS,
-    ):
-        accepted = ", ".join(repr(name) for name in [*HARDWARE_ORDERS, *LOGICAL_ORDERS])
+    names = ["protocol", *HARDWARE_ORDERS, *LOGICAL_ORDERS]
+    if not (wait_order is None or callable(wait_order)) and wait_order not in names:
+        accepted = ", ".join(repr(name) for name in names)
         raise ValueError(
             f"wait_order={wait_order!r}: accepted values are None, {accepted} or a function "
             "(config) -> program ids"
@@ -257,11 +262,15 @@ class _ForeignRun:
 
     def _program_order(self, config):
         """The interpreter's program order for a launch of ``config`` (None: its own)."""
-        if self.wait_order is None:
+        wait_order = self.wait_order
+        if wait_order == "protocol":
+            waits = config.strategy in ("streamk", "work_stealing") and config.sk_tiles
+            wait_order = PROTOCOL_ORDERS.get(config.fixup) if waits else None
+        if wait_order is None:
             return None
-        if self.wait_order in HARDWARE_ORDERS:
-            return HARDWARE_ORDERS[self.wait_order]
-        ids = list(LOGICAL_ORDERS.get(self.wait_order, self.wait_order)(config))
+        if wait_order in HARDWARE_ORDERS:
+            return HARDWARE_ORDERS[wait_order]
+        ids = list(LOGICAL_ORDERS.get(wait_order, wait_order)(config))
         if sorted(ids) != list(range(config.grid)):
             raise ValueError(
                 f"wait_order gave {ids[:8]}{'...' if len(ids) > 8 else ''}: not an order of the "

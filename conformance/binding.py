@@ -23,6 +23,9 @@ is not a constexpr                                     without a bias (never rea
 ``GROUP_SIZE_M`` ``GROUP_M``                           ``config.group_m``
 ``NUM_SMS`` ``NUM_CUS`` ``NUM_PROGRAMS`` ``GRID_SIZE``  ``config.grid``, the number of programs
 ``NUM_XCDS``                                           ``config.xcds``
+``STREAMK_TILES`` ``SK_TILES`` ``NUM_SK_TILES``        ``config.sk_tiles``, the Stream-K tiles (0: none)
+``GLOBAL_COUNTER``                                     ``config.global_counter``: one work-stealing
+                                                       counter for the whole grid
 ``EVEN_K``                                             ``config.k % config.block_k == 0``
 ``HAS_BIAS`` ``USE_BIAS`` ``ADD_BIAS``, and ``BIAS``    ``bias is not None``
 when it is a constexpr
@@ -106,6 +109,10 @@ CONVENTIONS = {
         ("NUM_SMS", "NUM_CUS", "NUM_PROGRAMS", "GRID_SIZE"), lambda ctx: ctx.config.grid
     ),
     "NUM_XCDS": lambda ctx: ctx.config.xcds,
+    **dict.fromkeys(
+        ("STREAMK_TILES", "SK_TILES", "NUM_SK_TILES"), lambda ctx: ctx.config.sk_tiles or 0
+    ),
+    "GLOBAL_COUNTER": lambda ctx: bool(ctx.config.global_counter),
     "EVEN_K": lambda ctx: ctx.config.k % ctx.config.block_k == 0,
     **dict.fromkeys(("HAS_BIAS", "USE_BIAS", "ADD_BIAS"), lambda ctx: ctx.bias is not None),
     **dict.fromkeys(

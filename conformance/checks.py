@@ -16,6 +16,7 @@ from refsim import numerics, tiling
 
 from .diagnosis import (
     EpilogueDiagnoser,
+    OrderDiagnoser,
     RandomBitsDiagnoser,
     decode_order,
     diagnose,
@@ -209,8 +210,10 @@ def check_addition_order(kut, case, config, device, exact_wrong=()):
     does not need an order of its own run highest id first, so the K-first contributor of a
     tile arrives last, as a Stream-K owner (whose segment ends its range) usually does on a GPU:
     a reduction that depends on who arrives last shows here in both tiers. A difference no
-    order explains, on tiles the exact check found wrong (``exact_wrong``, tile ids), is left
-    to that check's cause.
+    order of the first wrong covered tile explains is diagnosed tile by tile
+    (:class:`conformance.diagnosis.OrderDiagnoser`: another tile's write shows its K-split
+    here, on a GPU too), except on tiles the exact check found wrong (``exact_wrong``, tile
+    ids), whose cause is that check's.
     """
     if config.fixup == "atomic" and config.strategy == "streamk":
         return None
@@ -229,11 +232,26 @@ def check_addition_order(kut, case, config, device, exact_wrong=()):
     cause, info = decode_order(
         config, got, tuple(map(to_numpy, tensors)), inputs.tiles, inputs.segments
     )
-    wrong = {w.tile for w in wrong_tiles(config, got, expected)}
-    if cause == "unclassified" and wrong <= set(exact_wrong):
+    if cause != "unclassified":
+        return Finding("addition order", False, [info["detail"]], cause, info)
+    known = set(exact_wrong)
+    wrong = [w for w in wrong_tiles(config, got, expected) if w.tile not in known]
+    if not wrong:
         detail = f"{info['detail']} (wrong on the exact inputs too: the exact check names why)"
         return Finding("addition order", False, [detail], None, info)
-    return Finding("addition order", False, [info["detail"]], cause, info)
+    diagnoser = OrderDiagnoser(config, got, expected, None, device, tensors)
+    groups = group_causes(diagnose_tiles(wrong, diagnoser.decoders(), diagnoser.unexplained))
+    first = wrong[0]
+    i, j = first.element
+    info = {
+        "tile": first.tile,
+        "pid_m": first.pid_m,
+        "pid_n": first.pid_n,
+        "element": [i, j],
+        "got": float(got[i, j]),
+        "expected": float(expected[i, j]),
+    }
+    return grouped_finding("addition order", groups, info, note=" (order-revealing inputs)")
 
 
 def check_random_bits(kut, case, config, device, exact_wrong=()):

@@ -30,15 +30,16 @@ from .inputs import (
 )
 
 # Every cause, in the order a case lists them: the first a case has is its lead cause, what to
-# fix first. Faults that stop or corrupt the run lead, then work lost or written elsewhere,
-# then synchronisation, then wrong sums, then rounding and order, then records; values nothing
-# explains come last (a backend trap that may explain them before plain "unclassified").
+# fix first. Faults that stop the run or write out of bounds lead, then work lost or written
+# elsewhere, then synchronisation, then wrong sums, then rounding and order, then records;
+# values nothing explains come last (a backend trap that may explain them before plain
+# "unclassified").
 CAUSES = (
     "kernel crashed",
     "kernel hung",
     "kernel assumption violated",
-    "tile never written",
     "write outside the tile or matrix",
+    "tile never written",
     "write into another tile",
     "tile written to the wrong place",
     "partial read before it was written",
@@ -929,6 +930,57 @@ class EpilogueDiagnoser(Diagnoser):
         return self.outside_the_kernel("the tile is neither rounded once nor rounded twice")
 
 
+class OrderDiagnoser(Diagnoser):
+    """The per-tile diagnosis of an fp32 output of :func:`conformance.inputs.order_inputs`, on
+    tiles the exact check found right: every program's accumulation of a K-segment is exact
+    there, on any MMA unit, and only the additions of partials round -- so a tile written by
+    another tile's program shows that program's K-split, on a GPU as in the interpreter."""
+
+    def __init__(self, config, got, expected, sim, device, tensors):
+        super().__init__(None, None, config, got, expected, sim, device, tensors, torch.float32)
+
+    def decoders(self):
+        return [self.unwritten, self.poisoned, self.intrusion, self.partial_order]
+
+    def intruder_values(self, writer, wrong_tile):
+        """The bias alone, and the writer's K-segments over this tile's rows and columns (the
+        rows its wrapped loads read), reduced in K order."""
+        values = super().intruder_values(writer, wrong_tile)
+        segments = self.geometry.segments.get(writer, ())
+        if not segments:
+            return values
+        w = wrong_tile
+        order = range(len(segments))
+        return values + [reduce_in_order(self.tile_math, w.pid_m, w.pid_n, segments, order)]
+
+    def partial_order(self, wrong_tile):
+        """A split tile whose value is its partials added in another order."""
+        segments = self.geometry.segments.get(wrong_tile.tile, [])
+        if not 2 <= len(segments) <= ORDER_MAX_SEGMENTS:
+            return None
+        w, predicted = wrong_tile, tuple(range(len(segments)))
+        got = self.got[w.region]
+        matches = [
+            order
+            for order in itertools.permutations(predicted)
+            if np.array_equal(
+                got, reduce_in_order(self.tile_math, w.pid_m, w.pid_n, segments, order)
+            )
+        ]
+        if not matches:
+            return None
+        shown = " or ".join(map(str, matches))
+        return "wrong addition order", (
+            f"its {len(segments)} partials {segments} were added as {shown}; refsim predicts {predicted}"
+        )
+
+    def unexplained(self, wrong_tile):
+        return self.outside_the_kernel(
+            f"{wrong_tile.count} elements differ on the order-revealing inputs; no order of its "
+            "partials and no other tile's write gives the kernel's values"
+        )
+
+
 class RandomBitsDiagnoser(Diagnoser):
     """The per-tile diagnosis of an fp32 output on random inputs in Triton's interpreter, on
     tiles the exact check found right: the same products were summed there, so a difference is
@@ -980,26 +1032,7 @@ class RandomBitsDiagnoser(Diagnoser):
         written[np.ix_(rows, cols)] = total
         return values + [written[wrong_tile.region]]
 
-    def partial_order(self, wrong_tile):
-        """A split tile whose value is its partials added in another order."""
-        segments = self.geometry.segments.get(wrong_tile.tile, [])
-        if not 2 <= len(segments) <= ORDER_MAX_SEGMENTS:
-            return None
-        w, predicted = wrong_tile, tuple(range(len(segments)))
-        matches = [
-            order
-            for order in itertools.permutations(predicted)
-            if np.array_equal(
-                self.got[w.region],
-                reduce_in_order(self.tile_math, w.pid_m, w.pid_n, segments, order),
-            )
-        ]
-        if not matches:
-            return None
-        shown = " or ".join(map(str, matches))
-        return "wrong addition order", (
-            f"its {len(segments)} partials {segments} were added as {shown}; refsim predicts {predicted}"
-        )
+    partial_order = OrderDiagnoser.partial_order
 
     def k_order(self, wrong_tile):
         """A tile whose K-iterations were accumulated last to first."""

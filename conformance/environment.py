@@ -4,8 +4,10 @@ Triton's interpreter (3.7 and later) multiplies bf16 blocks in ``tl.dot`` wrongl
 1e10 for a product of small integers) and truncates fp32 -> bf16 casts where a GPU rounds to
 nearest even. A kernel that meets either fails its bf16 cases in the interpreter with causes
 that explain nothing, while it is right on a GPU. Each self-test below runs a tiny kernel in the
-interpreter once per process (whatever ``TRITON_INTERPRET`` says) and answers with a bool;
-:func:`backend_limitation` turns them into the one line a report shows.
+interpreter once per process (whatever ``TRITON_INTERPRET`` says), after the suite's repair of
+both defects (:func:`conformance.interpreter.repair`), and answers with a bool:
+:func:`backend_limitation` turns them into the one line a report shows when a Triton whose
+interpreter the repair does not reach still has them.
 """
 
 import contextlib
@@ -18,6 +20,8 @@ import triton.language as tl
 
 from kernels.backend import INTERPRETER, backend_for
 from kernels.dtypes import TORCH_DTYPES
+
+from .interpreter import repair as repair_interpreter
 
 # The output dtypes whose fp32 -> dtype cast a self-test can check.
 CAST_DTYPES = ("bf16", "fp16")
@@ -73,6 +77,7 @@ def _interpreting():
 def interpreter_bf16_dot_exact():
     """Whether the interpreter's ``tl.dot`` of two 16 x 16 bf16 blocks of small integers gives
     their exact product (every such product and sum is exact in fp32). Run once per process."""
+    repair_interpreter()
     values = torch.arange(_SIZE * _SIZE).reshape(_SIZE, _SIZE)
     a, b = (values % 7 - 3).to(torch.bfloat16), (values % 5 - 2).to(torch.bfloat16)
     c = torch.empty(_SIZE, _SIZE, dtype=torch.float32)
@@ -88,6 +93,7 @@ def interpreter_casts_truncate(dtype):
     process and dtype; ValueError for another dtype."""
     if dtype not in CAST_DTYPES:
         raise ValueError(f"dtype {dtype!r}: the cast self-test takes {', '.join(CAST_DTYPES)}")
+    repair_interpreter()
     target = TORCH_DTYPES[dtype]
     step = torch.finfo(target).eps
     x = torch.tensor([1.0, -1.0] * (_SIZE // 2)) * (1 + 0.75 * step)

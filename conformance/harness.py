@@ -18,6 +18,7 @@ from refsim import numerics, tiling
 
 from .guards import OutputLayout
 from .inputs import as_tensors
+from .interpreter import repair as repair_interpreter
 
 # What the harness fills scratch memory with before a run: a stale read shows up as this value.
 POISON = 2.0**40
@@ -59,6 +60,8 @@ def launch(kut, config, case, inputs, device, trace, out_dtype=None):
     """Run ``kut`` on numpy ``inputs`` laid out as ``case`` says, after poisoning its scratch
     memory, into a NaN-filled output inside guard bands (:class:`conformance.guards.OutputLayout`,
     which finds them again from ``run.output``); returns the run and the input tensors."""
+    if torch.device(device).type == "cpu":
+        repair_interpreter()  # bf16 as a GPU computes it (conformance.interpreter)
     a, b, bias = as_tensors(case, *inputs, device)
     dtype = out_dtype or TORCH_DTYPES[case.dtype]
     _, out = OutputLayout.of(config, case).allocate(dtype, device)

@@ -59,9 +59,14 @@ def table(case_results, mutant_results):
     failed = [r for r in case_results if not r.passed]
     lines.append(f"{'case':44} {'kernel':10} result  cause")
     for r in failed:
-        lines.append(f"{r.case.name[:44]:44} {r.kernel[:10]:10} FAIL    {r.cause}")
+        lines.append(f"{r.case.name[:44]:44} {r.kernel[:10]:10} FAIL    {', '.join(r.causes)}")
         for f in r.findings:
-            if not f.passed:
+            if f.passed:
+                continue
+            if f.groups:  # one line per cause, lead first
+                lines.append(f"    {f.check}:")
+                lines += [f"      {group.line()[:150]}" for group in f.groups]
+            else:
                 lines.append(f"    {f.check}: {'; '.join(f.reasons)[:150]}")
     lines.append(f"{len(case_results) - len(failed)} of {len(case_results)} cases passed")
     if mutant_results:

@@ -217,7 +217,7 @@ class GemmConfig:
     device: str | HardwareProfile = _option(  # noqa: RUF009 (_option returns a field)
         "hardware profile (Python also takes a HardwareProfile)", DEFAULT_DEVICE, choices=PROFILES
     )
-    xcd_remap: bool | Callable[..., Any] = _option(
+    xcd_remap: bool | Callable[..., Any] = _option(  # noqa: RUF009 (_option returns a field)
         "make logical program ids contiguous per XCD (default: on multi-XCD devices; "
         "Python also takes a function)"
     )
@@ -239,7 +239,8 @@ class GemmConfig:
         self._fill_blocks()
         if self.global_counter is not None and not isinstance(self.global_counter, bool):
             raise ValueError(f"global_counter={self.global_counter!r}: must be True or False")
-        if not (self.xcd_remap is None or isinstance(self.xcd_remap, bool) or callable(self.xcd_remap)):
+        remap = self.xcd_remap
+        if not (remap is None or isinstance(remap, bool) or callable(remap)):
             raise ValueError(
                 f"xcd_remap={self.xcd_remap!r}: must be True, False or a function "
                 f"{XCD_REMAP_SIGNATURE}"

@@ -4,12 +4,13 @@ logs with room for a few extra work items."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import triton
 import triton.language as tl
 
-from conformance import environment, report
+from conformance import environment, interpreter, report
 from conformance.__main__ import main
 from conformance.cases import Case, follow, quick_set
 from conformance.diagnosis import CAUSES
@@ -85,24 +86,42 @@ def raising():
 # ---------------------------------------------------------------------- 2. the backend's own traps
 
 
-def test_the_interpreters_bf16_traps_are_found_and_the_self_tests_run_once():
-    # Triton 3.7 to 3.9 (the pinned range): bf16 tl.dot is garbage, fp32 -> bf16 truncates; if a
-    # newer Triton fixes them, this test says so, and docs/bring-your-own-kernel.md must too.
-    assert environment.interpreter_bf16_dot_exact() is False
-    assert environment.interpreter_casts_truncate("bf16") is True
+def test_the_repaired_interpreter_computes_bf16_as_a_gpu_and_the_self_tests_run_once():
+    # Triton 3.7 to 3.9 multiply bf16 blocks' raw bits in tl.dot and truncate fp32 -> bf16
+    # casts; the suite repairs both in its process (conformance.interpreter) before it runs a
+    # kernel, so the self-tests, which run after the repair, find no trap.
+    assert interpreter.repair() is True
+    assert environment.interpreter_bf16_dot_exact() is True
+    assert environment.interpreter_casts_truncate("bf16") is False
     assert environment.interpreter_casts_truncate("fp16") is False
     hits = environment.interpreter_bf16_dot_exact.cache_info().hits
     environment.interpreter_bf16_dot_exact()
     assert environment.interpreter_bf16_dot_exact.cache_info().hits == hits + 1
 
 
-def test_backend_limitation_names_the_traps_and_the_workaround_for_bf16_only():
+def test_the_repairs_bf16_conversions_are_torchs():
+    values = torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 2.0**-130, 3e38, float("inf")])
+    values = torch.cat([values, torch.randn(1000)])
+    bits = interpreter._float32_to_bf16_bits(values.numpy())
+    assert np.array_equal(bits, values.bfloat16().view(torch.int16).numpy().view(np.uint16))
+    back = interpreter._bf16_bits_to_float32(bits)
+    assert np.array_equal(back, values.bfloat16().float().numpy())
+    nan_bits = interpreter._float32_to_bf16_bits(np.array([np.nan, -np.nan], np.float32))
+    assert np.isnan(interpreter._bf16_bits_to_float32(nan_bits)).all()
+
+
+def test_backend_limitation_names_the_traps_and_the_workaround_for_bf16_only(monkeypatch):
+    """Where the repair does not reach (another Triton), the self-tests see the traps."""
+    monkeypatch.setattr(environment, "interpreter_bf16_dot_exact", lambda: False)
+    monkeypatch.setattr(environment, "interpreter_casts_truncate", lambda dtype: dtype == "bf16")
     line = environment.backend_limitation("bf16", "cpu")
     assert f"Triton {triton.__version__}'s interpreter computes bf16 tl.dot wrongly and " in line
     assert "truncates fp32 -> bf16 casts instead of rounding to nearest even" in line
     assert "upcast bf16 operands to fp32 before tl.dot" in line and "\n" not in line
     assert environment.backend_limitation("fp16", "cpu") is None
     assert environment.backend_limitation("fp32", torch.device("cpu")) is None
+    monkeypatch.undo()
+    assert environment.backend_limitation("bf16", "cpu") is None  # repaired here
     with pytest.raises(ValueError, match="dtype 'int8': expected one of fp16, bf16, fp32"):
         environment.backend_limitation("int8", "cpu")
     with pytest.raises(ValueError, match="the cast self-test takes bf16, fp16"):

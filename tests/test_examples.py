@@ -13,10 +13,12 @@ import torch
 import refsim
 from conformance.cases import load_cases
 from conformance.runner import check_case
+from examples.streamk_library import describe as streamk_describe
 from examples.work_stealing_tail import adapter, describe
 from refsim.result import TileCoverage, UnservedCounter
 
 EXAMPLE = pathlib.Path(describe.__file__).parent
+STREAMK_EXAMPLE = pathlib.Path(streamk_describe.__file__).parent
 DOC = pathlib.Path(__file__).parents[1] / "docs" / "bring-your-own-kernel.md"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 KERNEL_TIER = pytest.mark.gpu if DEVICE == "cuda" else pytest.mark.interpreter
@@ -82,15 +84,28 @@ def test_the_adapter_is_at_most_40_lines():
     assert f"\n{len(lines)} examples/work_stealing_tail/adapter.py\n" in DOC.read_text("utf-8")
 
 
+def test_everything_written_for_the_streamk_library_is_at_most_40_lines():
+    """Its adapter is all a user writes for the suite: the schedule's description, the hooks,
+    the launch. The kernel has no line of its own for the suite but its work records (optional),
+    and no interpreter shim (conformance.interpreter repairs the interpreter's bf16)."""
+    adapter_lines = (STREAMK_EXAMPLE / "adapter.py").read_text("utf-8").splitlines()
+    assert len(adapter_lines) <= 40
+    assert max(map(len, adapter_lines)) <= 100  # no line packed past the project's width
+    kernel_source = (STREAMK_EXAMPLE / "kernel.py").read_text("utf-8")
+    assert "TRITON_INTERPRET" not in kernel_source and "INTERPRET" not in kernel_source
+    page = DOC.read_text("utf-8")
+    assert f"\n{len(adapter_lines)} examples/streamk_library/adapter.py\n" in page
+
+
 def doc_blocks():
     """The page's fenced blocks as ``(language, text)``, in order."""
     return re.findall(r"^```(\w+)\n(.*?)^```$", DOC.read_text("utf-8"), re.M | re.S)
 
 
 def is_excerpt(code):
-    """Whether ``code``'s lines appear together in one of the example's Python files."""
+    """Whether ``code``'s lines appear together in one of the examples' Python files."""
     lines = [line.strip() for line in code.strip().splitlines()]
-    for path in EXAMPLE.glob("*.py"):
+    for path in [*EXAMPLE.glob("*.py"), *STREAMK_EXAMPLE.glob("*.py")]:
         source = [line.strip() for line in path.read_text("utf-8").splitlines()]
         if any(source[i : i + len(lines)] == lines for i in range(len(source))):
             return True

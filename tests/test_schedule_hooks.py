@@ -7,6 +7,8 @@ stealing's Stream-K tail.
 """
 
 import dataclasses
+import pickle
+import types
 
 import numpy as np
 import pytest
@@ -378,3 +380,148 @@ def test_a_tail_owner_waiting_for_a_program_without_a_slot_is_a_deadlock():
     assert result.deadlock is not None
     assert result.deadlock.waiting == ((0, 0, 1, 1),) and result.deadlock.undispatched == (1,)
     assert tail_run("last-arriver", cus=1, xcds=1, grid=2, m=32, n=16, sk_tiles=1).deadlock is None
+
+
+# --------------------------------------------------------------------------------------------
+# The XCD remap as a hook: a kernel's own (hw_pid, num_programs, xcds) -> logical_pid.
+
+
+def reversed_ids(hw_pid, num_programs, xcds):
+    """A remap of one's own: the ids backwards."""
+    return num_programs - 1 - hw_pid
+
+
+def streamk_tail(**options):
+    """Work stealing of 16 tiles on 4 programs, with a Stream-K tail of 3."""
+    return GemmConfig(
+        64, 64, 64, block_m=16, block_n=16, block_k=16, cus=4, xcds=2,
+        strategy="work_stealing", sk_tiles=3, fixup="last-arriver", **options,
+    )  # fmt: skip
+
+
+def test_a_remap_function_decides_the_logical_ids_the_plan_and_the_run_use():
+    """Program ``p`` is logical program ``3 - p``: its Stream-K iterations are those the built-in
+    remap gives the program it maps to ``3 - p``."""
+    config = streamk_tail(xcd_remap=reversed_ids)
+    assert config.logical_programs == (3, 2, 1, 0)
+    assert [config.logical_program(pid) for pid in range(4)] == [3, 2, 1, 0]
+    plain = streamk_tail(xcd_remap=False)
+    remapped, identity = refsim.build_plan(config), refsim.build_plan(plain)
+    tail = lambda plan, pid: [(i.tile, i.k_begin, i.k_end) for i in plan.programs[pid]]
+    assert all(tail(remapped, pid) == tail(identity, 3 - pid) for pid in range(4))
+    assert {t: s.programs for t, s in remapped.split_tiles.items()} == {
+        t: tuple(3 - p for p in s.programs) for t, s in identity.split_tiles.items()
+    }
+    result = refsim.simulate(config)
+    assert result.coverage_errors == [] and all_problems(result) == []
+    assert "xcd_remap reversed_ids" in result.summary().splitlines()[1]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(xcd_remap=lambda hw_pid, n, xcds: hw_pid + 1), "program 3 got logical id 4; the ids are 0..3"),
+        (dict(xcd_remap=lambda hw_pid, n, xcds: hw_pid % 2), "programs 0 and 2 both got logical id 0"),
+        (dict(xcd_remap=lambda hw_pid, n, xcds: float(hw_pid)), "program 0 got logical id 0.0"),
+    ],
+)  # fmt: skip
+def test_a_remap_that_is_no_permutation_is_one_line_at_simulate_time(options, message):
+    config = streamk_tail(**options)  # built without calling it
+    with pytest.raises(ValueError) as excinfo:
+        refsim.simulate(config)
+    assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
+    assert str(excinfo.value).startswith("xcd_remap=<lambda>: ")
+
+
+def test_a_remap_function_takes_no_chunk_and_has_no_remap_code():
+    with pytest.raises(ValueError, match=r"^xcd_chunk=2: chunks the built-in remap; the function"):
+        streamk_tail(xcd_remap=reversed_ids, xcd_chunk=2)
+    with pytest.raises(ValueError, match=r"^xcd_remap='yes': must be True, False or a function"):
+        streamk_tail(xcd_remap="yes")
+    with pytest.raises(ValueError, match="no REMAP code"):
+        _ = streamk_tail(xcd_remap=reversed_ids).remap_mode
+    with pytest.raises(ValueError, match="the kernels follow only the built-in remaps"):
+        from kernels.launch import _check_schedule
+
+        _check_schedule(GemmConfig(64, 64, 64, strategy="persistent", xcd_remap=reversed_ids))
+
+
+def test_configs_with_hook_functions_pickle_by_reference():
+    config = streamk_tail(xcd_remap=reversed_ids, ws_ticket_tile=backwards_tickets)
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and again.xcd_remap is reversed_ids
+    assert again.logical_programs == config.logical_programs
+
+
+# --------------------------------------------------------------------------------------------
+# Which tile a ticket names: ws_ticket_tile.
+
+
+def backwards_tickets(counter, ticket, config):
+    """A permutation of each even range: its tickets hand out its tiles last first."""
+    return tiling.ws_range_even(counter, config)[1] - 1 - ticket
+
+
+def test_tickets_name_tiles_in_order_by_default_and_by_the_hook_given():
+    config = streamk_tail()
+    assert config.ws_ticket_tile == "in-order"
+    assert [config.ticket_tile(1, t) for t in range(7)] == list(range(6, 13))
+    backwards = config.replace(ws_ticket_tile=backwards_tickets)
+    assert [backwards.ticket_tile(1, t) for t in range(7)] == list(range(12, 5, -1))
+    result = refsim.simulate(backwards)
+    stolen = [r for r in result.records if r.role == "ws"]
+    assert all(r.tile == backwards.ticket_tile(r.counter, r.ticket) for r in stolen)
+    assert sorted(r.tile for r in stolen) == list(range(13))
+    assert result.coverage_errors == [] and all_problems(result) == []
+    assert result.summary_dict()["ws_ticket_tile"] == "backwards_tickets"
+    assert "ws_ticket_tile backwards_tickets" in result.summary().splitlines()[1]
+
+
+def test_refsim_predicts_the_work_a_broken_ticket_permutation_loses():
+    """Tickets 2t and 2t + 1 of a counter both name tile ``begin + t``: counter 0's range
+    [0, 6) has tiles 0..2 computed twice and 3..5 never; counter 1's [6, 13) has 6..8 twice, 9
+    once (its odd seventh ticket) and 10..12 never."""
+
+    def halved(counter, ticket, config):
+        return tiling.ws_range_even(counter, config)[0] + ticket // 2
+
+    result = refsim.simulate(streamk_tail(ws_ticket_tile=halved))
+    twice = sorted(
+        e.tile for e in result.coverage_errors if isinstance(e, TileCoverage) and e.times == 2
+    )
+    never = sorted(
+        e.tile for e in result.coverage_errors if isinstance(e, TileCoverage) and e.times == 0
+    )
+    assert (twice, never) == ([0, 1, 2, 6, 7, 8], [3, 4, 5, 10, 11, 12])
+    assert coverage_problems(result)
+
+
+@pytest.mark.parametrize(
+    ("hook", "ticket", "message"),
+    [
+        (lambda counter, ticket, config: 13, 0, "ws_ticket_tile=<lambda>: ticket 0 of counter 0 got tile 13; the counters hand out tiles 0..12"),
+        (lambda counter, ticket, config: -1, 0, "got tile -1"),
+        ("in-order", 6, "ticket 6 of counter 0: it hands out tickets 0..5"),
+    ],
+)  # fmt: skip
+def test_a_ticket_naming_no_tile_the_counters_hand_out_is_one_line(hook, ticket, message):
+    config = streamk_tail(ws_ticket_tile=hook)
+    with pytest.raises(ValueError) as excinfo:
+        config.ticket_tile(0, ticket)
+    assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_the_suites_replay_and_invariants_follow_the_ticket_hook():
+    """The replay rebuilds each stolen tile from (counter, ticket) by the hook; records that
+    follow it pass the invariants, the same records described in order do not."""
+    from conformance.checks import check_work_stealing
+    from conformance.harness import ticket_records
+
+    config = streamk_tail(ws_ticket_tile=backwards_tickets)
+    records = refsim.simulate(config).records
+    scrambled = [r._replace(tile=0, pid_m=0, pid_n=0) if r.role == "ws" else r for r in records]
+    assert ticket_records(config, scrambled) == [r for r in records if r.role == "ws"]
+    run = types.SimpleNamespace(records=records)
+    assert check_work_stealing(config, run).passed
+    in_order = check_work_stealing(config.replace(ws_ticket_tile="in-order"), run)
+    assert not in_order.passed and "which names tile" in in_order.reasons[0]
