@@ -275,30 +275,40 @@ def _misplaced_output(output_layout, expected, strides):
     return output_layout.view(storage)
 
 
-def decode_layout(config, pid_m, pid_n, got, expected, tensors, output_layout, out_dtype):
+def decode_layout(
+    config, pid_m, pid_n, got, expected, tensors, output_layout, out_dtype, cache=None
+):
     """``("operand layout ignored", detail)`` when the output equals refsim's with one operand
     read with other strides from its own storage (:func:`_assumed_strides`), or C stored with
     other strides; else None.
 
-    A, B and the bias are compared on the first wrong tile ``(pid_m, pid_n)`` (refsim's values
-    with the misread operand, accumulated in K order: integer inputs make every order exact);
-    C on the whole output ``got``, where misplaced stores leave NaN and guard values.
+    A, B and the bias are compared on the wrong tile ``(pid_m, pid_n)`` (refsim's values with
+    the misread operand, accumulated in K order: integer inputs make every order exact); C on
+    the whole output ``got``, where misplaced stores leave NaN and guard values. ``cache`` (a
+    dict, optional) keeps each misread operand's block products and each C layout's verdict
+    for the next tile of the same output.
     """
     region = _tile_region(config, pid_m, pid_n)
     if np.isnan(got[region]).all():
         return None  # a tile never written tells nothing about how it would have been read
+    cache = {} if cache is None else cache
     arrays = [to_numpy(t) for t in tensors]
     for name, index in (("A", 0), ("B", 1), ("the bias", 2)):
         operand = tensors[index]
         if operand is None:
             continue
         for strides in _assumed_strides(tuple(operand.shape), operand.stride()):
-            misread = _misread(operand, strides)
-            if misread is None:
+            if (index, strides) not in cache:
+                misread = _misread(operand, strides)
+                inputs = list(arrays)
+                if misread is not None:
+                    inputs[index] = to_numpy(misread)
+                cache[index, strides] = (
+                    None if misread is None else numerics.TileMath(config, *inputs)
+                )
+            tile_math = cache[index, strides]
+            if tile_math is None:
                 continue
-            inputs = list(arrays)
-            inputs[index] = to_numpy(misread)
-            tile_math = numerics.TileMath(config, *inputs)
             acc = tile_math.accumulate(pid_m, pid_n, 0, config.iters_per_tile)
             model = cast_to(tile_math.with_bias(acc, pid_n), out_dtype)
             if np.array_equal(got[region], model):
@@ -309,8 +319,10 @@ def decode_layout(config, pid_m, pid_n, got, expected, tensors, output_layout, o
                 )
     shape = (config.m, config.n)
     for strides in _assumed_strides(shape, output_layout.strides):
-        model = _misplaced_output(output_layout, expected, strides)
-        if model is not None and np.array_equal(got, model, equal_nan=True):
+        if ("C", strides) not in cache:
+            model = _misplaced_output(output_layout, expected, strides)
+            cache["C", strides] = model is not None and np.array_equal(got, model, equal_nan=True)
+        if cache["C", strides]:
             return "operand layout ignored", (
                 f"C written as {describe_layout(shape, strides)}, but it is "
                 f"{describe_layout(shape, output_layout.strides)}"
@@ -602,17 +614,13 @@ class TileGeometry:
 def decode_intrusion(geometry, wrong_tile, got, candidates):
     """``("write into another tile", detail)`` when an edge tile's wrapped rows or columns
     (:meth:`TileGeometry.aliasing_writers`) cover the wrong elements of ``wrong_tile`` and
-    those hold what that writer computes there: one of ``candidates(writer)`` -- arrays of
-    ``got``'s shape, or over the tile -- equals them, or every row or column the writer wraps
-    onto the tile is wrong and nothing else is. Else None."""
+    those hold what that writer computes there: one of ``candidates(writer, wrong_tile)``,
+    arrays over the tile, equals them. Else None."""
     rows, cols = wrong_tile.region
     mine = got[rows, cols][wrong_tile.wrong]
     for writer, axis, lines in geometry.aliasing_writers(wrong_tile):
         values = [candidate[wrong_tile.wrong] for candidate in candidates(writer, wrong_tile)]
-        matches = any(np.array_equal(mine, value, equal_nan=True) for value in values)
-        whole_lines = wrong_tile.wrong.any(axis=1 - axis)
-        every_line = (wrong_tile.wrong.all(axis=1 - axis) == whole_lines).all()
-        if matches or every_line:
+        if any(np.array_equal(mine, value, equal_nan=True) for value in values):
             return "write into another tile", geometry.describe_writer(writer, axis, lines)
     return None
 
@@ -636,7 +644,7 @@ class Diagnoser:
         self.geometry = TileGeometry(config, sim)
         self._math = None
         self._probes = {}
-        self._layout_models = None
+        self._layout_models = {}  # decode_layout's cache, shared by the tiles
 
     @property
     def tile_math(self):
@@ -767,6 +775,7 @@ class Diagnoser:
             self.tensors,
             output_layout,
             self.out_dtype,
+            self._layout_models,
         )
 
     def precision(self, wrong_tile):

@@ -280,6 +280,15 @@ MUTANTS = (
         "flag set before its partial is stored",
     ),
     Mutant(
+        "ws-reset-past-end",
+        "the last work-stealing program to finish resets one counter past the end",
+        "work_stealing.py",
+        "        for index in range(0, num_counters + 1):",
+        "        for index in range(0, num_counters + 2):",
+        Case("mutant-ws-reset-past-end", 64, 96, 40, strategy="work_stealing"),
+        "write outside the tile or matrix",
+    ),
+    Mutant(
         "epilogue-mask-row-m",
         "the epilogue's row mask is off by one: the last row tile also stores row M",
         "tile.py",
