@@ -101,7 +101,10 @@ def test_the_global_counters_tickets_need_the_interleave_hook():
     assert not invariants.passed and "which names tile" in invariants.reasons[0]
 
 
-# Each injected bug, the cases that show it, and the lead cause the suite must give it there.
+# The cases whose bottom row of tiles is a Stream-K tile past M: where a wrapped store can land.
+WRAPPED_EDGE_EXPOSED = set(CASES) - {"global-fp32-64x64x32-no-stream-k"}
+# Each injected bug, the cases that show it (in the interpreter's program order), and the lead
+# cause the suite must give it there.
 BUGS = [
     ("wrapped_edge", {"per-xcd-fp32-70x40x40", "global-fp16-100x60x64-grid5",
                       "per-xcd-fp16-100x20x64-grid5"}, {"write into another tile"}),
@@ -120,9 +123,13 @@ def test_each_injected_bug_leads_with_its_own_cause_on_every_case_it_fails(varia
     never a cause another bug has, on whichever case shows it."""
     kut = getattr(variants, variant)()
     results = {name: check_case(kut, case, DEVICE) for name, case in CASES.items()}
-    assert {name for name, result in results.items() if not result.passed} == failing
-    assert {results[name].cause for name in failing} <= leads
-    assert not any("unclassified" in results[name].causes for name in failing)
+    failed = {name for name, result in results.items() if not result.passed}
+    if DEVICE == "cpu" or variant != "wrapped_edge":
+        assert failed == failing
+    else:  # which of two stores to a row lands last is a race on a GPU
+        assert failing & failed and failed <= WRAPPED_EDGE_EXPOSED
+    assert {results[name].cause for name in failed} <= leads
+    assert not any("unclassified" in results[name].causes for name in failed)
 
 
 @KERNEL_TIER
