@@ -20,9 +20,7 @@ from .diagnosis import (
     RandomBitsDiagnoser,
     decode_order,
     diagnose,
-    diagnose_tiles,
     first_wrong_tile,
-    group_causes,
     partial_cause,
     wrong_tiles,
 )
@@ -240,17 +238,7 @@ def check_addition_order(kut, case, config, device, exact_wrong=()):
         detail = f"{info['detail']} (wrong on the exact inputs too: the exact check names why)"
         return Finding("addition order", False, [detail], None, info)
     diagnoser = OrderDiagnoser(config, got, expected, None, device, tensors)
-    groups = group_causes(diagnose_tiles(wrong, diagnoser.decoders(), diagnoser.unexplained))
-    first = wrong[0]
-    i, j = first.element
-    info = {
-        "tile": first.tile,
-        "pid_m": first.pid_m,
-        "pid_n": first.pid_n,
-        "element": [i, j],
-        "got": float(got[i, j]),
-        "expected": float(expected[i, j]),
-    }
+    groups, info = diagnoser.run(wrong=wrong)
     return grouped_finding("addition order", groups, info, note=" (order-revealing inputs)")
 
 
@@ -298,18 +286,7 @@ def check_random_bits(kut, case, config, device, exact_wrong=()):
             "random bits", False, ["random inputs: only the tiles the exact check found wrong"]
         )
     wrong.sort(key=lambda w: w.tile)
-    diagnosed = diagnose_tiles(wrong, diagnoser.decoders(), diagnoser.unexplained)
-    groups = group_causes(diagnosed)
-    first = wrong[0]
-    i, j = first.element
-    info = {
-        "tile": first.tile,
-        "pid_m": first.pid_m,
-        "pid_n": first.pid_n,
-        "element": [i, j],
-        "got": float(got[i, j]),
-        "expected": float(expected[i, j]),
-    }
+    groups, info = diagnoser.run(wrong=wrong)
     return grouped_finding("random bits", groups, info, note=" (random inputs)")
 
 

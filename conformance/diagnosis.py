@@ -661,13 +661,14 @@ class Diagnoser:
             decoders.append(self.probe)
         return decoders
 
-    def run(self, exclude=()):
+    def run(self, exclude=(), wrong=None):
         """``(groups, info)``: :class:`CauseGroup` s, lead first, and the first wrong tile's
         place, values and refsim's plan for it; ``([], None)`` when every wrong tile is one of
-        ``exclude`` (tile ids another check explains)."""
-        wrong = [
-            w for w in wrong_tiles(self.config, self.got, self.expected) if w.tile not in exclude
-        ]
+        ``exclude`` (tile ids another check explains). ``wrong``: the :class:`WrongTile` s to
+        diagnose, when not every wrong tile of the output."""
+        if wrong is None:
+            wrong = wrong_tiles(self.config, self.got, self.expected)
+        wrong = [w for w in wrong if w.tile not in exclude]
         if not wrong:
             return [], None
         diagnosed = diagnose_tiles(wrong, self.decoders(), self.unexplained)
