@@ -59,8 +59,14 @@ PROTOCOL_ORDERS = {"owner-waits": "higher-logical-first", "turnstile": "lower-lo
 
 
 def for_package(module, name):
-    """A KernelUnderTest over a package shaped like ``kernels`` (run, partial_slot, workspace)."""
+    """A KernelUnderTest over a package shaped like ``kernels`` (run, partial_slot, workspace,
+    prepared); its ``reset`` forgets the package's prepared calls and workspaces."""
     workspace = importlib.import_module(f"{module.__name__}.workspace")
+    prepared = importlib.import_module(f"{module.__name__}.prepared")
+
+    def reset():
+        prepared.forget()  # first: a prepared call holds the workspace it was built over
+        workspace.forget()
 
     def poison(device):
         workspace.workspace_for(device).fill("partials", POISON)
@@ -74,7 +80,9 @@ def for_package(module, name):
         result.scratch_guards = guards()  # for conformance.scratch.check_scratch_guards
         return result
 
-    return KernelUnderTest(name, run, module.partial_slot, poison=poison, block_dots=True)
+    return KernelUnderTest(
+        name, run, module.partial_slot, poison=poison, block_dots=True, reset=reset
+    )
 
 
 def reference():

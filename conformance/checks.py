@@ -18,6 +18,8 @@ from .diagnosis import (
     EpilogueDiagnoser,
     OrderDiagnoser,
     RandomBitsDiagnoser,
+    RepeatedBitsDiagnoser,
+    RepeatedToleranceDiagnoser,
     decode_order,
     diagnose,
     first_wrong_tile,
@@ -32,10 +34,11 @@ from .harness import (
     expected_output,
     launch,
     replayed_schedule,
+    ticket_records,
     to_numpy,
 )
 from .inputs import epilogue_inputs, integer_inputs, order_inputs, random_inputs
-from .tolerances import TOLERANCE, relative_error
+from .tolerances import TOLERANCE, relative_error, tolerance_for
 
 
 @dataclasses.dataclass
@@ -65,8 +68,15 @@ class Finding:
 
 def grouped_finding(check, groups, info, note=""):
     """A failed finding of a per-tile diagnosis: one reason per cause group (lead first), then
-    the first wrong element; ``note`` ends each group's line."""
-    reasons = [group.line() + note for group in groups]
+    the first wrong element; ``note`` ends each group's line, and a group no decoder explained
+    (``unclassified``, ``backend limitation``) also names the check that saw it."""
+    unexplained = ("unclassified", "backend limitation")
+    reasons = [
+        group.line()
+        + note
+        + (f" [seen by the {check} check]" if group.cause in unexplained else "")
+        for group in groups
+    ]
     i, j = info["element"]
     reasons.append(
         f"first wrong element: C[{i}, {j}] in tile {info['tile']} (pid_m {info['pid_m']}, "
@@ -84,6 +94,26 @@ def check_exact(kut, case, config, device):
     expected = cast_to(expected32, run.output.dtype)
     if first_wrong_tile(config, got, expected) is None:
         return Finding("exact output", True, []), run, tensors, sim
+    if config.strategy == "work_stealing" and getattr(run, "records", None) is not None:
+        a, b, bias = map(to_numpy, tensors)
+        planned = cast_to(refsim.simulate(config, a=a, b=b, bias=bias).output, run.output.dtype)
+        if first_wrong_tile(config, got, planned) is None:
+            wrong = [w.tile for w in wrong_tiles(config, planned, expected)]
+            return (
+                Finding(
+                    "exact output",
+                    True,
+                    [
+                        "refsim's output (every stolen tile is whole, so its value does not "
+                        "depend on who took it); the kernel's recorded tickets, replayed, would "
+                        f"leave tiles {wrong[:10]} otherwise: the work-stealing invariants judge "
+                        "the records"
+                    ],
+                ),
+                run,
+                tensors,
+                sim,
+            )
     groups, info = diagnose(
         kut, case, config, got, expected, sim, device, tensors, run.output.dtype
     )
@@ -318,13 +348,81 @@ def check_epilogue(kut, case, config, device, exact_wrong=()):
     return grouped_finding("epilogue rounding", groups, info)
 
 
-def check_order(config, run, sim):
+def check_order(config, run, sim, work_right=False):
     """Static strategies: each program's (tile, k_begin, k_end, role) sequence is refsim's.
-    Work stealing: its invariants (:func:`check_work_stealing`)."""
+    Work stealing: its invariants (:func:`check_work_stealing`).
+
+    ``work_right``: the exact output, and the partials where the run returned them, equal
+    refsim's bit for bit. Then a difference is judged against that output
+    (:func:`misdescribed_work`): records that do not describe the work the output shows
+    misreport it (``"trace misreports the work"``); records that do describe it show the
+    kernel doing refsim's work in another schedule (``"wrong tile order"``, as with a wrong
+    output).
+    """
     if config.strategy == "work_stealing":
-        return check_work_stealing(config, run)
+        return check_work_stealing(config, run, work_right)
     key = lambda r: (r.kernel, *r[:8])  # kernel, program, step, tile, pid_m, pid_n, K-range, role
-    return _same_work(list(map(key, run.records)), list(map(key, sim.records)))
+    finding = _same_work(list(map(key, run.records)), list(map(key, sim.records)))
+    return _judged_against_output(config, finding, run.records, work_right)
+
+
+def misdescribed_work(config, records, recorded="records"):
+    """What ``records`` (WorkRecords; those of the ``gemm`` kernel count) say that an output
+    equal to refsim's contradicts, one line per tile; empty when they describe it.
+
+    Such an output holds every tile's K-iterations ``[0, iters_per_tile)`` summed once at its
+    own ``(pid_m, pid_n)``. So every tile has records, and its records' K-ranges, clipped to
+    ``[0, iters_per_tile)``, either each cover the whole range (a tile computed whole, perhaps
+    more than once: the same values stored again) or split it into ranges that cover each
+    K-iteration once. A record outside the grid of tiles, or the part of a K-range outside the
+    tile's, is not contradicted: masked loads and stores leave no trace of it in the output.
+    Nor is what the output cannot show -- which program did an item, when, under which tile id
+    or role. ``recorded`` names the records in the lines (e.g. "replayed tickets").
+    """
+    iters = config.iters_per_tile
+    spans = collections.defaultdict(list)
+    for r in records:
+        begin, end = max(r.k_begin, 0), min(r.k_end, iters)
+        if r.kernel == "gemm" and begin < end:
+            spans[r.pid_m, r.pid_n].append((begin, end))
+    lines = []
+    for tile in range(config.total_tiles):
+        place = tiling.grouped_tile(tile, config.num_pid_m, config.num_pid_n, config.group_m)
+        ranges = sorted(spans.get(place, ()))
+        where = f"tile {tile} (pid_m {place[0]}, pid_n {place[1]})"
+        whole = ranges and all(span == (0, iters) for span in ranges)
+        ends = [0] + [end for _, end in ranges]
+        split = ends[-1] == iters and all(begin == ends[i] for i, (begin, _) in enumerate(ranges))
+        if not ranges:
+            lines.append(f"{recorded}: none covers {where}, which the output holds computed")
+        elif not (whole or split):
+            shown = ", ".join(f"[{begin}, {end})" for begin, end in ranges)
+            lines.append(
+                f"{recorded}: {where} over K-iterations {shown}; the output holds each of "
+                f"[0, {iters}) summed once"
+            )
+    return lines
+
+
+def _judged_against_output(config, finding, records, work_right, replayed=None):
+    """``finding`` (a failed records check) with cause ``"trace misreports the work"`` when
+    the run's work is right (``work_right``) but ``records``, or the records ``replayed``
+    from the run's tickets, do not describe it (:func:`misdescribed_work`); else unchanged."""
+    if finding.passed or not work_right:
+        return finding
+    lines = misdescribed_work(config, records)
+    if replayed is not None:
+        lines += misdescribed_work(config, replayed, "replayed tickets")
+    if not lines:
+        return finding
+    shown = "; ".join(lines[:3]) + ("; ..." if len(lines) > 3 else "")
+    reason = (
+        "the output and partials equal refsim's bit for bit, but the trace records say "
+        f"otherwise: {shown}"
+    )
+    return dataclasses.replace(
+        finding, reasons=[reason, *finding.reasons][:5], cause="trace misreports the work"
+    )
 
 
 def _same_work(got, expected):
@@ -344,10 +442,12 @@ def _same_work(got, expected):
     )
 
 
-def check_work_stealing_tail(config, run):
+def check_work_stealing_tail(config, run, work_right=False):
     """Work stealing with a Stream-K tail: every program's tail work items (roles sk-owner and
     sk-contributor) are refsim's plan for its tail, (program, step, tile, pid_m, pid_n, k_begin,
-    k_end, role) alike, its steps counted on from the tiles it stole. None without a tail."""
+    k_end, role) alike, its steps counted on from the tiles it stole. None without a tail.
+    With ``work_right``, a difference is judged against the output as :func:`check_order`
+    does."""
     if config.strategy != "work_stealing" or not config.sk_tiles:
         return None
     stolen = collections.Counter(r.program for r in run.records if r.role not in STREAM_K_ROLES)
@@ -356,16 +456,26 @@ def check_work_stealing_tail(config, run):
         for item in refsim.build_plan(config).items()
     ]
     tail = [tuple(r[:8]) for r in run.records if r.role in STREAM_K_ROLES]
-    return _same_work(tail, planned)
+    return _judged_against_output(config, _same_work(tail, planned), run.records, work_right)
 
 
-def check_work_stealing(config, run):
+def check_work_stealing(config, run, work_right=False):
     """Every tile the counters hand out taken once, every ticket once, each tile from its
     counter's range (:meth:`refsim.GemmConfig.counter_range`) and the one its ticket names
     (:meth:`refsim.GemmConfig.ticket_tile`), by a program the counter map gives that counter
     (:meth:`refsim.GemmConfig.counter_of`), and every record where the tiling rules put it:
     ``(pid_m, pid_n)`` of its tile, the whole K-range. A Stream-K tail's records (roles
-    sk-owner and sk-contributor) are :func:`check_work_stealing_tail`'s."""
+    sk-owner and sk-contributor) are :func:`check_work_stealing_tail`'s.
+
+    The expected output of a work-stealing run is refsim's replay of its recorded tickets, so a
+    wrong record can make it wrong too; :func:`check_exact` therefore accepts an output equal to
+    refsim's plan (a stolen tile is whole: its value does not depend on who took it), and
+    ``work_right`` says it did. With a right output the causes that claim lost or extra sums
+    (a tile never written, a K-segment missing or doubled) are contradicted by it: records or
+    replayed tickets that do not describe that output (:func:`misdescribed_work`) misreport the
+    work (``"trace misreports the work"``); records that do describe it show right values
+    computed by a schedule the counters' rules do not give (``"wrong tile order"``).
+    """
     reasons = []
     misplaced = short = long = False
     stolen = [r for r in run.records if r.role not in STREAM_K_ROLES]
@@ -428,43 +538,97 @@ def check_work_stealing(config, run):
         cause = "duplicated K-segment"
     else:
         cause = "wrong tile order" if reasons else None
-    return Finding("work-stealing invariants", not reasons, reasons[:5], cause)
+    finding = Finding("work-stealing invariants", not reasons, reasons[:5], cause)
+    if finding.passed or not work_right:
+        return finding
+    tail = [r for r in run.records if r.role in STREAM_K_ROLES]
+    replayed = ticket_records(config, stolen) + tail
+    judged = _judged_against_output(config, finding, run.records, work_right, replayed)
+    if judged.cause == "trace misreports the work":
+        return judged
+    return dataclasses.replace(finding, cause="wrong tile order")
 
 
-def check_determinism(kut, case, config, device, runs):
-    """``runs`` launches on the same random inputs give identical fp32 bits (fp16/bf16 rounding
-    could hide a difference).
+def check_determinism(kut, case, config, device, runs, exact_wrong=()):
+    """``runs`` launches on the same random inputs, into an fp32 output (fp16/bf16 rounding
+    could hide a difference): each equals refsim's prediction, and all give identical bits.
 
     In Triton's interpreter, which runs programs one at a time, every run after the first runs
     them in another seeded order (:func:`kernels.backend.program_order`), so a result that
     depends on which program arrives last changes there as it would on a GPU. Launches whose
     programs wait on one another keep the order they need.
+
+    refsim's prediction: in the interpreter, for a kernel that declares ``block_dots``, its
+    bits (:func:`refsim.numerics.compute` with the interpreter's block products, as
+    :func:`check_random_bits` predicts them); otherwise the float64 product, within
+    :func:`conformance.tolerances.tolerance_for` the inputs' and output's dtypes (NaN never
+    within it). The first run off refsim is diagnosed tile by tile
+    (:class:`conformance.diagnosis.RepeatedBitsDiagnoser` or
+    :class:`conformance.diagnosis.RepeatedToleranceDiagnoser`): a NaN tile is "tile never
+    written"; a tile nothing else explains and whose bits differ between the runs is
+    "nondeterminism". Tiles the exact check found wrong (``exact_wrong``, tile ids) have their
+    cause there. Runs that all meet refsim's prediction but differ from one another (within
+    the tolerance, or on those tiles) are "nondeterminism".
     """
-    first = None
+    inputs = random_inputs(case)
+    outputs = []
     for i in range(runs):
         order = shuffled_order(i) if i else None
         with program_order(order):
-            run, _ = launch(
-                kut, config, case, random_inputs(case), device, trace=False, out_dtype=torch.float32
+            run, tensors = launch(
+                kut, config, case, inputs, device, trace=False, out_dtype=torch.float32
             )
-        bits = run.output.detach().cpu().clone()
-        if first is None:
-            first = bits
-        elif not torch.equal(
-            bits.view(torch.int16 if bits.element_size() == 2 else torch.int32),
-            first.view(torch.int16 if first.element_size() == 2 else torch.int32),
-        ):
-            differ = (bits != first).nonzero()[0].tolist()
-            return Finding(
-                "determinism",
-                False,
-                [
-                    f"run {i} (programs in a shuffled order) differs from run 0, first at "
-                    f"{tuple(differ)}"
-                ],
-                "nondeterminism",
+        outputs.append(run.output.detach().cpu().clone())
+    bits = [output.view(torch.int32) for output in outputs]
+    varies = np.zeros((config.m, config.n), dtype=bool)
+    for other in bits[1:]:
+        varies |= (other != bits[0]).numpy()
+    a, b, bias = map(to_numpy, tensors)
+    exact_bits = device == "cpu" and kut.block_dots
+    if exact_bits:
+        sim = refsim.simulate(config)
+        expected, _ = numerics.compute(
+            config, sim.records, sim.fixups, a, b, bias, products="interpreter"
+        )
+        bound = None
+    else:
+        sim = None
+        expected = a @ b + (0.0 if bias is None else bias)
+        bound = tolerance_for(tensors[0].dtype, torch.float32)
+    known = set(exact_wrong)
+    for i, output in enumerate(outputs):
+        got = to_numpy(output)
+        if bound is None:
+            differs = got != expected
+        else:
+            differs = (relative_error(output, *tensors) > bound).numpy()
+        wrong = [w for w in wrong_tiles(config, got, expected, differs) if w.tile not in known]
+        if not wrong:
+            continue
+        if exact_bits:
+            diagnoser = RepeatedBitsDiagnoser(config, got, expected, sim, tensors, varies)
+        else:
+            diagnoser = RepeatedToleranceDiagnoser(
+                kut, case, config, got, expected, sim, device, tensors, varies
             )
-    return Finding("determinism", True, [f"{runs} runs identical"])
+        groups, info = diagnoser.run(wrong=wrong)
+        how = ", programs in a shuffled order" if i else ""
+        return grouped_finding("determinism", groups, info, note=f" (run {i}{how})")
+    predicted = "refsim's bits" if exact_bits else "within tolerance of the float64 product"
+    if varies.any():
+        i, j = np.argwhere(varies)[0]
+        run_index = next(k for k in range(1, runs) if not torch.equal(bits[k], bits[0]))
+        return Finding(
+            "determinism",
+            False,
+            [
+                f"run {run_index} (programs in a shuffled order) differs from run 0, first at "
+                f"({i}, {j}); every run is {predicted} outside the tiles the exact check "
+                "found wrong"
+            ],
+            "nondeterminism",
+        )
+    return Finding("determinism", True, [f"{runs} runs identical, each {predicted}"])
 
 
 def check_accuracy(kut, case, config, device):

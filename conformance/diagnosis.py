@@ -22,6 +22,7 @@ from .harness import POISON, cast_to, launch, to_numpy
 from .inputs import (
     BIAS_UNIT,
     ORDER_MAX_SEGMENTS,
+    integer_inputs,
     iteration_sizes,
     probe_inputs,
     probe_layout,
@@ -33,12 +34,19 @@ from .inputs import (
 # fix first. Faults that stop the run or write out of bounds lead, then work lost or written
 # elsewhere, then synchronisation, then wrong sums, then rounding and order, then records;
 # values nothing explains come last (a backend trap that may explain them before plain
-# "unclassified").
+# "unclassified"). An output not initialised before atomic accumulation comes just before
+# "tile never written": it is the more specific reading of the same NaN (proved by relaunching
+# over finite fills), so where one check proves it, another's plain NaN does not lead. A flag
+# published by several programs ranks with the other flag faults that let a waiter see
+# "ready" without its storer's release (after a stale epoch). A trace that misreports right
+# work is a records fault that is not the schedule's: just after "record overrun", before
+# "wrong tile order".
 CAUSES = (
     "kernel crashed",
     "kernel hung",
     "kernel assumption violated",
     "write outside the tile or matrix",
+    "output not initialised before atomic accumulation",
     "tile never written",
     "write into another tile",
     "tile written to the wrong place",
@@ -47,6 +55,7 @@ CAUSES = (
     "flag set before its partial is stored",
     "partial never released",
     "flag held a stale epoch",
+    "flag published by several programs",
     "missing K-segment",
     "duplicated K-segment",
     "operand layout ignored",
@@ -55,8 +64,10 @@ CAUSES = (
     "bias applied more than once",
     "accumulator precision",
     "bias added after the cast",
+    "wrong rounding mode",
     "wrong addition order",
     "record overrun",
+    "trace misreports the work",
     "wrong tile order",
     "nondeterminism",
     "inaccurate",
@@ -68,6 +79,10 @@ CAUSE_RANK = {cause: rank for rank, cause in enumerate(CAUSES)}
 MIN_LINE_ELEMENTS = 2
 # Wrong tiles diagnosed with every decoder; the rest are tried against the causes found on them.
 MAX_DIAGNOSED_TILES = 32
+# What the output is filled with for the relaunch that tells an output added into without being
+# initialised from a tile never written (the other fill is 0): exact in fp32 with any integer
+# sum the exact inputs give, and far from them.
+UNINITIALISED_FILL = 2.0**20
 
 
 def _tile_region(config, pid_m, pid_n):
@@ -349,6 +364,48 @@ def round_toward_zero(x, dtype):
     return np.where(overshot, np.nextafter(nearest, np.float16(0)), nearest).astype(np.float32)
 
 
+# Roundings an fp32 -> fp16/bf16 cast may be asked for other than to nearest even (Triton's
+# ``fp_downcast_rounding``, or a hand-written cast): a kernel's epilogue must round to nearest.
+DIRECTED_ROUNDINGS = ("toward zero", "up", "down")
+
+
+def round_directed(x, dtype, rounding):
+    """``x`` (fp32 values) rounded to fp16/bf16 ``dtype`` in ``rounding``, one of
+    :data:`DIRECTED_ROUNDINGS` (``"up"``: toward +infinity, ``"down"``: toward -infinity),
+    returned as float32; fp32 unchanged. A value exact in ``dtype`` stays as it is."""
+    x32 = np.asarray(x, dtype=np.float32)
+    truncated = round_toward_zero(x32, dtype)
+    if dtype not in ("fp16", "bf16") or rounding == "toward zero":
+        return truncated
+    if dtype == "bf16":
+        bits = np.ascontiguousarray(truncated).view(np.uint32) + np.uint32(0x10000)
+        away = bits.view(np.float32).reshape(x32.shape)
+    else:
+        half = truncated.astype(np.float16)
+        with np.errstate(over="ignore"):
+            outward_limit = np.copysign(np.inf, x32).astype(np.float16)
+            away = np.nextafter(half, outward_limit).astype(np.float32)
+    inexact = truncated != x32
+    outward = x32 > 0 if rounding == "up" else x32 < 0
+    return np.where(inexact & outward, away, truncated)
+
+
+def decode_rounding_mode(got, value32, dtype):
+    """``("wrong rounding mode", detail)`` when ``got`` (an fp16/bf16 output's values, as
+    float64) equals the exact fp32 ``value32`` cast in one of :data:`DIRECTED_ROUNDINGS`
+    instead of to nearest even; else None."""
+    name = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype)
+    if name is None:
+        return None
+    for rounding in DIRECTED_ROUNDINGS:
+        if np.array_equal(got, round_directed(value32, name, rounding)):
+            return "wrong rounding mode", (
+                f"the output is refsim's fp32 value cast to {name} rounding {rounding}, not to "
+                "nearest even"
+            )
+    return None
+
+
 def _rounded(x, dtype, rounding):
     if rounding == "toward zero":
         return round_toward_zero(x, dtype)
@@ -456,10 +513,12 @@ class WrongTile:
         return [start + int(i) for i in np.flatnonzero(self.wrong.any(axis=1 - axis))]
 
 
-def wrong_tiles(config, got, expected):
+def wrong_tiles(config, got, expected, differs=None):
     """Every :class:`WrongTile` of ``got`` against ``expected``, in tile order (NaN is always
-    wrong: refsim's NaN marks a tile no program computed)."""
-    differs = got != expected
+    wrong: refsim's NaN marks a tile no program computed). ``differs``: the wrong elements (a
+    boolean array over the output), where "wrong" is not bitwise inequality -- a tolerance."""
+    if differs is None:
+        differs = got != expected
     if not differs.any():
         return []
     tiles = []
@@ -628,11 +687,14 @@ def decode_intrusion(geometry, wrong_tile, got, candidates):
 class Diagnoser:
     """The per-tile diagnosis of one output on one set of inputs.
 
-    Decoders, tried on each wrong tile in this order: a tile still NaN (never written), the
+    Decoders, tried on each wrong tile in this order: a tile whose NaN is the fill plus its sum
+    (:meth:`uninitialised`, with a kernel to relaunch), a tile still NaN (never written), the
     partial workspace's poison, the whole tile holding another tile's values, rows or columns
     holding other lines', an edge tile's wrapped rows or columns written over it
     (:func:`decode_intrusion`), an operand read (or C written) with the wrong layout, an
-    fp16/bf16 accumulator, a bias added after the cast, and a launch on
+    fp16/bf16 output cast in another rounding mode than to nearest even
+    (:func:`decode_rounding_mode`), an fp16/bf16 accumulator, a bias added after the cast,
+    and a launch on
     :func:`conformance.inputs.probe_inputs` whose values say which K-iterations and how much
     bias reached each element (one launch per probe layout, shared by the tiles).
     """
@@ -645,6 +707,7 @@ class Diagnoser:
         self._math = None
         self._probes = {}
         self._layout_models = {}  # decode_layout's cache, shared by the tiles
+        self._refills = None  # the outputs of the relaunches over finite fills, by fill
 
     @property
     def tile_math(self):
@@ -653,10 +716,11 @@ class Diagnoser:
         return self._math
 
     def decoders(self):
-        decoders = [self.unwritten, self.poisoned, self.elsewhere, self.moved_lines]
+        decoders = [self.uninitialised] if self.kut is not None else []
+        decoders += [self.unwritten, self.poisoned, self.elsewhere, self.moved_lines]
         decoders.append(self.intrusion)
         if self.tensors is not None:
-            decoders += [self.layout, self.precision, self.bias_after_cast]
+            decoders += [self.layout, self.rounding_mode, self.precision, self.bias_after_cast]
         if self.kut is not None:
             decoders.append(self.probe)
         return decoders
@@ -693,7 +757,9 @@ class Diagnoser:
         i, j = wrong_tile.element
         return self.outside_the_kernel(
             f"{wrong_tile.count} wrong elements, first C[{i}, {j}] = {self.got[i, j]!r} where "
-            f"refsim has {self.expected[i, j]!r}; no decoder explains them"
+            f"refsim has {self.expected[i, j]!r}; neither NaN, poison, another tile's or line's "
+            "values, a misread layout, a rounding nor the probe's K-iterations and bias explain "
+            "them"
         )
 
     def outside_the_kernel(self, detail):
@@ -704,6 +770,52 @@ class Diagnoser:
         if note is None:
             return "unclassified", detail
         return "backend limitation", f"{note} ({detail})"
+
+    def uninitialised(self, wrong_tile):
+        """A tile whose wrong elements are NaN because the kernel added into the NaN-filled
+        output instead of initialising it (an atomic accumulation into C that nobody zeroed):
+        relaunched on the exact inputs over an fp32 output filled with 0 and with
+        :data:`UNINITIALISED_FILL`, those elements hold a sum over the 0 (never 0: the exact
+        inputs' sums are not) and that sum plus the fill over the other. A tile never written
+        holds each fill as it is, and is left to :meth:`unwritten`."""
+        if not np.isnan(self.got[wrong_tile.region][wrong_tile.wrong]).all():
+            return None
+        if self._refills is None:
+            self._refills = {fill: self._refilled(fill) for fill in (0.0, UNINITIALISED_FILL)}
+        zero, filled = (self._refills[fill][wrong_tile.region] for fill in self._refills)
+        summed = zero[wrong_tile.wrong]
+        gained = filled[wrong_tile.wrong] - summed
+        if not (np.all(gained == UNINITIALISED_FILL) and np.all(summed != 0)):
+            return None  # each fill left as it is: never written
+        return "output not initialised before atomic accumulation", (
+            "the tile's NaN is the harness's fill plus the tile's sum: relaunched over an output "
+            f"filled with 0 and with {UNINITIALISED_FILL:.0f}, its wrong elements differ by "
+            f"exactly {UNINITIALISED_FILL:.0f}, so the kernel adds into C without zeroing it first"
+        )
+
+    def _refilled(self, fill):
+        """The fp32 output of a launch on the exact inputs over an output filled with ``fill``."""
+
+        def run(config, a, b, bias=None, out=None, trace=False):
+            out.fill_(fill)
+            return self.kut.run(config, a, b, bias, out=out, trace=trace)
+
+        prefilled = dataclasses.replace(self.kut, run=run)
+        inputs = integer_inputs(self.case)
+        launched, _ = launch(
+            prefilled, self.config, self.case, inputs, self.device, trace=False,
+            out_dtype=torch.float32,
+        )  # fmt: skip
+        return to_numpy(launched.output)
+
+    def rounding_mode(self, wrong_tile):
+        """An fp16/bf16 tile equal to refsim's exact fp32 value (bias included; the integer
+        inputs make it independent of the order of additions) cast in a directed rounding."""
+        w = wrong_tile
+        value = self.tile_math.with_bias(
+            self.tile_math.accumulate(w.pid_m, w.pid_n, 0, self.config.iters_per_tile), w.pid_n
+        )
+        return decode_rounding_mode(self.got[w.region], value, self.out_dtype)
 
     def unwritten(self, wrong_tile):
         values = self.got[wrong_tile.region]
@@ -917,8 +1029,9 @@ def decode_epilogue(got, expected_unbiased, bias, dtype):
 
 class EpilogueDiagnoser(Diagnoser):
     """The per-tile diagnosis of an fp16/bf16 output of
-    :func:`conformance.inputs.epilogue_inputs`: each wrong tile rounded twice (the bias added
-    after a first cast), with an fp16/bf16 accumulator, or written by another tile; refsim's
+    :func:`conformance.inputs.epilogue_inputs`: each wrong tile cast in another rounding mode
+    than to nearest even, rounded twice (the bias added after a first cast), with an fp16/bf16
+    accumulator, or written by another tile; refsim's
     bias-free fp32 output ``unbiased`` is what a tile rounded twice was cast from first."""
 
     def __init__(self, config, got, expected, sim, device, tensors, out_dtype, unbiased):
@@ -926,7 +1039,14 @@ class EpilogueDiagnoser(Diagnoser):
         self.unbiased = unbiased
 
     def decoders(self):
-        return [self.unwritten, self.poisoned, self.twice, self.precision, self.intrusion]
+        return [
+            self.unwritten,
+            self.poisoned,
+            self.rounding_mode,
+            self.twice,
+            self.precision,
+            self.intrusion,
+        ]
 
     def twice(self, wrong_tile):
         rows, cols = wrong_tile.region
@@ -937,7 +1057,12 @@ class EpilogueDiagnoser(Diagnoser):
         return decoded if decoded[0] != "unclassified" else None
 
     def unexplained(self, wrong_tile):
-        return self.outside_the_kernel("the tile is neither rounded once nor rounded twice")
+        i, j = wrong_tile.element
+        return self.outside_the_kernel(
+            f"epilogue inputs: {wrong_tile.count} elements differ, first C[{i}, {j}] = "
+            f"{self.got[i, j]!r} where refsim has {self.expected[i, j]!r}; the tile is neither "
+            "rounded once (to nearest or in another mode) nor rounded twice"
+        )
 
 
 class OrderDiagnoser(Diagnoser):
@@ -1068,3 +1193,46 @@ class RandomBitsDiagnoser(Diagnoser):
             "gave refsim's sums here, and no other writer, order of partials or of K-iterations "
             "and no accumulator rounding explains these bits"
         )
+
+
+class _RepeatedRun:
+    """What the per-tile diagnosis of one of several launches on the same inputs adds: a tile
+    no other decoder explains, whose elements differ between the launches (``varies``, a
+    boolean array over the output), is nondeterministic."""
+
+    varies: np.ndarray
+
+    def varying(self, wrong_tile):
+        differ = int(self.varies[wrong_tile.region][wrong_tile.wrong].sum())
+        if not differ:
+            return None
+        return "nondeterminism", (
+            f"{differ} of its {wrong_tile.count} wrong elements differ between the runs, which "
+            "ran the programs in different orders"
+        )
+
+
+class RepeatedBitsDiagnoser(_RepeatedRun, RandomBitsDiagnoser):
+    """:class:`RandomBitsDiagnoser` for one run of the determinism check, with
+    :meth:`_RepeatedRun.varying` last."""
+
+    def __init__(self, config, got, expected, sim, tensors, varies):
+        super().__init__(config, got, expected, sim, tensors)
+        self.varies = varies
+
+    def decoders(self):
+        return super().decoders() + [self.varying]
+
+
+class RepeatedToleranceDiagnoser(_RepeatedRun, Diagnoser):
+    """The per-tile diagnosis of one run of the determinism check where bits are not
+    predicted (a GPU, or a kernel without ``block_dots``): every :class:`Diagnoser` decoder,
+    the probe launch included, on the tiles outside the tolerance of the float64 product
+    ``expected``, then :meth:`_RepeatedRun.varying`."""
+
+    def __init__(self, kut, case, config, got, expected, sim, device, tensors, varies):
+        super().__init__(kut, case, config, got, expected, sim, device, tensors, torch.float32)
+        self.varies = varies
+
+    def decoders(self):
+        return super().decoders() + [self.varying]

@@ -38,6 +38,9 @@ class KernelUnderTest:
     :func:`conformance.synchronisation.check_synchronisation`). ``follows`` (optional): the
     GemmConfig options the kernel's schedule fixes, a dict; a case runs against the kernel as
     :meth:`conformance.cases.Case.following` them (see :func:`conformance.adapter.adapt`).
+    ``reset()`` (optional) returns the kernel to the state of a new process -- no cached calls,
+    no scratch memory -- so that what a case finds does not depend on the cases checked before
+    it in the same worker (:func:`conformance.isolation.check_fresh` calls it before each case).
     """
 
     name: str
@@ -49,6 +52,7 @@ class KernelUnderTest:
     # give refsim's bits too (see conformance.checks.check_random_bits).
     block_dots: bool = False
     follows: dict = None
+    reset: object = None
 
 
 def to_numpy(tensor):
@@ -56,13 +60,18 @@ def to_numpy(tensor):
     return None if tensor is None else tensor.detach().double().cpu().numpy()
 
 
-def launch(kut, config, case, inputs, device, trace, out_dtype=None):
+def launch(kut, config, case, inputs, device, trace, out_dtype=None, relayout=None):
     """Run ``kut`` on numpy ``inputs`` laid out as ``case`` says, after poisoning its scratch
     memory, into a NaN-filled output inside guard bands (:class:`conformance.guards.OutputLayout`,
-    which finds them again from ``run.output``); returns the run and the input tensors."""
+    which finds them again from ``run.output``); returns the run and the input tensors.
+
+    ``relayout(a, b, bias) -> (a, b, bias)``, if given, hands the kernel the same values in
+    other memory (other strides, a storage offset) instead of the case's layout."""
     if torch.device(device).type == "cpu":
         repair_interpreter()  # bf16 as a GPU computes it (conformance.interpreter)
     a, b, bias = as_tensors(case, *inputs, device)
+    if relayout is not None:
+        a, b, bias = relayout(a, b, bias)
     dtype = out_dtype or TORCH_DTYPES[case.dtype]
     _, out = OutputLayout.of(config, case).allocate(dtype, device)
     if kut.poison is not None:

@@ -2,7 +2,8 @@
 
 A worker is a spawned process (CUDA cannot follow a fork) that selects the Triton backend for the
 device before it imports any kernel, then checks one case after another: it lives long, because
-starting one costs seconds. It sends each finding as its check finishes. Its watchdog thread
+starting one costs seconds. Each case starts from the kernel's fresh state (:func:`check_fresh`),
+so what a case finds does not depend on the cases its worker checked before. It sends each finding as its check finishes. Its watchdog thread
 notices a kernel launch that has not ended after ``hang_timeout`` seconds
 (:func:`conformance.harness.seconds_in_kernel`), asks the loaded kernel packages who waits on
 whom (their ``records.describe_waits()``) and sends that as the case's hang; long work outside a
@@ -161,10 +162,21 @@ class _Watchdog:
                 last_beat = time.monotonic()
 
 
+def check_fresh(kut, case, device, determinism_runs=3, on_finding=None):
+    """:func:`conformance.runner.check_case` from the state of a new process: the kernel's
+    ``reset()`` first, if it has one (the project's kernels and mutants forget their prepared
+    calls and workspaces), so a case finds the same whatever its worker checked before it."""
+    from .runner import check_case
+
+    if kut.reset is not None:
+        kut.reset()
+    return check_case(kut, case, device, determinism_runs, on_finding=on_finding)
+
+
 def _check(task, device, determinism_runs, send, watchdog, index):
     """Build the task's kernel and check its case, sending each finding as it comes."""
     from .checks import Finding
-    from .runner import CaseResult, check_case
+    from .runner import CaseResult
 
     try:
         kut = _resolve(task.factory)()
@@ -178,7 +190,7 @@ def _check(task, device, determinism_runs, send, watchdog, index):
     def on_finding(finding):
         send(("finding", index, finding))
 
-    return check_case(kut, task.case, device, determinism_runs, on_finding=on_finding)
+    return check_fresh(kut, task.case, device, determinism_runs, on_finding=on_finding)
 
 
 def _serve(conn, device, determinism_runs, hang_timeout):

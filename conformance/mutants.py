@@ -351,6 +351,53 @@ MUTANTS = (
         Case("mutant-owner-waits-next-epoch", 64, 64, 80, cus=3, **_SK),
         "kernel hung",
     ),
+    Mutant(
+        "atomic-output-not-zeroed",
+        "the atomic fixup's output is not zeroed before its segments add into it",
+        "streamk.py",
+        '    zeroed = (c,) if config.fixup == "atomic" and config.sk_tiles else ()',
+        "    zeroed = ()",
+        Case(
+            "mutant-atomic-output-not-zeroed",
+            64,
+            64,
+            80,
+            cus=3,
+            fixup="atomic",
+            options=(("sk_hybrid", "one-wave"),),
+        ),
+        "output not initialised before atomic accumulation",
+    ),
+    Mutant(
+        "epilogue-cast-toward-zero",
+        "the epilogue casts fp32 to the output dtype rounding toward zero",
+        "tile.py",
+        "        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask)",
+        '        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty, fp_downcast_rounding="rtz"),'
+        " mask=mask)",
+        Case("mutant-epilogue-cast-toward-zero", 64, 64, 40, strategy="persistent", dtype="fp16"),
+        "wrong rounding mode",
+    ),
+    Mutant(
+        "prepared-keeps-output",
+        "a prepared call launches into the first call's output, not the caller's",
+        "prepared.py",
+        "            if t is not None and value is t\n",
+        "            if t is not None and value is t and role != C\n",
+        # atomic over 4 programs: 8 whole tiles, none split, so the output is not zeroed and
+        # no other check compares a second untraced call of the key (no determinism runs)
+        Case("mutant-prepared-keeps-output", 64, 64, 80, cus=4, fixup="atomic"),
+        "tile never written",
+    ),
+    Mutant(
+        "prepared-key-without-a-strides",
+        "the prepared-call key leaves out A's strides: another layout of A reuses the first's",
+        "prepared.py",
+        "        a.shape,\n        a.stride(),\n",
+        "        a.shape,\n",
+        Case("mutant-prepared-key-without-a-strides", 64, 64, 40, strategy="persistent"),
+        "operand layout ignored",
+    ),
 )
 
 _built = {}

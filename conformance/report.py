@@ -71,11 +71,15 @@ def table(case_results, mutant_results):
     lines.append(f"{len(case_results) - len(failed)} of {len(case_results)} cases passed")
     if mutant_results:
         lines.append("")
-        lines.append(f"{'mutant':26} {'expected cause':38} caught  cause found")
+        name_width = max(len("mutant"), *(len(m.mutant.name) for m in mutant_results))
+        cause_width = max(len("expected cause"), *(len(m.expected_cause) for m in mutant_results))
+        lines.append(
+            f"{'mutant':{name_width}} {'expected cause':{cause_width}} caught  cause found"
+        )
         for m in mutant_results:
             verdict = "yes" if m.caught and m.right_cause else ("wrong" if m.caught else "NO")
             lines.append(
-                f"{m.mutant.name:26} {m.expected_cause:38} {verdict:7} "
+                f"{m.mutant.name:{name_width}} {m.expected_cause:{cause_width}} {verdict:7} "
                 f"{', '.join(dict.fromkeys(m.result.causes)) or '-'}"
             )
         score = totals(case_results, mutant_results)["mutation_score"]

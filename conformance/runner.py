@@ -30,6 +30,7 @@ from .failures import launch_failure
 from .harness import KernelUnderTest, launch
 from .inputs import integer_inputs
 from .isolation import Task, WorkerPool
+from .repeated import check_repeated_calls
 from .scratch import check_scratch_guards
 from .synchronisation import check_synchronisation
 
@@ -120,12 +121,14 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
         scratch_guards = check_scratch_guards(run)  # counters, flags, scratch: conformance.scratch
         if scratch_guards is not None:
             findings.append(scratch_guards)
+        partials = check_partials(kut, config, run, sim, tensors)
+        # records are judged against the work when the output and partials are right
+        work_right = exact.passed and (partials is None or partials.passed)
         if getattr(run, "records", None) is not None:
-            findings.append(check_order(config, run, sim))
-            tail = check_work_stealing_tail(config, run)
+            findings.append(check_order(config, run, sim, work_right))
+            tail = check_work_stealing_tail(config, run, work_right)
             if tail is not None:
                 findings.append(tail)
-        partials = check_partials(kut, config, run, sim, tensors)
         if partials is not None:
             findings.append(partials)
         synchronisation = check_synchronisation(config, run)
@@ -142,8 +145,13 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
         if random_bits is not None:
             findings.append(random_bits)
         if not (config.strategy == "streamk" and config.fixup == "atomic"):
-            findings.append(check_determinism(kut, case, config, device, determinism_runs))
+            determinism = check_determinism(
+                kut, case, config, device, determinism_runs, exact_wrong
+            )
+            findings.append(determinism)
         findings.append(check_accuracy(kut, case, config, device))
+        # later calls of a key (the prepared path), and another key of the same shape
+        findings.append(check_repeated_calls(kut, case, config, device))
     except Exception as exc:  # a kernel that raises is a finding of its own
         findings.append(launch_failure(exc, case, config))
     return CaseResult(kut.name, case, list(findings), time.perf_counter() - start)

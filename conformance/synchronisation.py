@@ -4,8 +4,9 @@ Every program's events are read in that program's own order (the log's order acr
 no happens-before, on a GPU or in the interpreter). A partial must be stored before it is
 released (a flag published, a counter arrived at), and read only when its reader acquired that
 release: by waiting on a flag the storer published after storing it, or by being the final
-arrival at a counter the storer arrived at after storing it. No flag may hold the launch's epoch
-before the launch starts, no program may wait for a value nobody publishes (a GPU would spin
+arrival at a counter the storer arrived at after storing it. One program publishes each flag
+with each value in a launch (else a waiter cannot tell whose release ended its wait). No flag
+may hold the launch's epoch before the launch starts, no program may wait for a value nobody publishes (a GPU would spin
 forever), and nothing the kernel recorded may have been dropped.
 """
 
@@ -20,12 +21,14 @@ RELEASES = ("publish", "arrive")
 
 # Causes from the most serious class to the least. A log with holes comes first (the other
 # rules would judge missing events); then a root cause (a release before its data, a store
-# never released, a flag that was already set) before the reads it lets through.
+# never released, a flag that was already set or that another program sets too) before the
+# reads it lets through.
 SEVERITY = (
     "record overrun",
     "flag set before its partial is stored",
     "partial never released",
     "flag held a stale epoch",
+    "flag published by several programs",
     "kernel hung",
     "partial read before its release",
     "partial read before it was written",
@@ -53,6 +56,7 @@ def check_synchronisation(config, run):
         )
     violations += _unreleased_stores(programs)
     violations += _stale_flags(getattr(run, "flags_before", None), getattr(run, "epoch", None))
+    violations += _shared_flags(programs)
     violations += _endless_waits(programs, getattr(run, "flags_before", None))
     violations += _unreleased_loads(config, programs, getattr(run, "epoch", None))
     if not violations:
@@ -122,6 +126,31 @@ def _stale_flags(flags_before, epoch):
     ]
 
 
+def publishers(programs):
+    """``{(flag, value): [program, ...]}``: who published each flag with each value, sorted."""
+    published = collections.defaultdict(set)
+    for program, sequence in programs.items():
+        for kind, index, value in sequence:
+            if kind == "publish":
+                published[index, value].add(program)
+    return {key: sorted(programs) for key, programs in published.items()}
+
+
+def _shared_flags(programs):
+    """A flag published with the same value by several programs of one launch: a waiter on it
+    wakes at whichever publish comes first, which need not be its partial's storer's."""
+    return [
+        (
+            "flag published by several programs",
+            f"flag {flag} was published with {value} by programs {_listed(owners)} in this "
+            "launch: a wait on it ends at the first of them, not necessarily at the storer's "
+            "release (one publisher per flag per launch)",
+        )
+        for (flag, value), owners in sorted(publishers(programs).items())
+        if len(owners) > 1
+    ]
+
+
 def _endless_waits(programs, flags_before):
     """A wait for a value that no program of the launch publishes to that flag (and the flag did
     not already hold) never ends on a GPU. The interpreter does not spin, so there the log is
@@ -153,6 +182,7 @@ class _Releases:
     program order."""
 
     def __init__(self, programs):
+        self.publishers = publishers(programs)  # (flag, value) -> the programs that published it
         self.stores = collections.defaultdict(list)  # slot -> [(program, position)]
         self.positions = collections.defaultdict(list)  # (program, kind, index) -> [position]
         self.arrivals = collections.Counter()  # counter -> arrivals in this launch
@@ -172,6 +202,10 @@ class _Releases:
     def released_after(self, storer, kind, index, stored_at):
         """Whether ``storer`` released (``kind``) flag or counter ``index`` after its store."""
         return any(p > stored_at for p in self.positions.get((storer, kind, index), ()))
+
+    def sole_publisher(self, flag, value):
+        """Whether one program alone published ``flag`` with ``value`` in this launch."""
+        return len(self.publishers.get((flag, value), ())) <= 1
 
 
 @dataclasses.dataclass
@@ -224,7 +258,11 @@ def _judge_load(config, releases, epoch, reader, position, slot, tile):
         if storer == reader.program and stored_at < position:
             return None
         for flag, seen in reader.acquired.items():
-            if seen == ready[flag] and releases.released_after(storer, "publish", flag, stored_at):
+            if (
+                seen == ready[flag]
+                and releases.sole_publisher(flag, seen)
+                and releases.released_after(storer, "publish", flag, stored_at)
+            ):
                 return None
         for counter, count in reader.arrivals.items():
             if releases.final(counter, count) and releases.released_after(
@@ -252,6 +290,12 @@ def _why_unreleased(releases, reader, storer, ready):
         )
     for flag, seen in reader.acquired.items():
         if (storer, "publish", flag) in releases.positions:
+            if not releases.sole_publisher(flag, seen):
+                owners = _listed(releases.publishers[flag, seen])
+                return (
+                    f"after its wait on flag {flag}, which programs {owners} all published with "
+                    f"{seen}: the wait may have ended at another's release than program {storer}'s"
+                )
             if seen == ready[flag]:
                 return f"but program {storer} published flag {flag} before storing it"
             return f"after its wait on flag {flag} read {seen}, not the epoch {ready[flag]}"

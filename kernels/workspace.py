@@ -169,3 +169,12 @@ def workspace_for(device):
         if key not in _registry:
             _registry[key] = Workspace(device)
         return _registry[key]
+
+
+def forget():
+    """Drop every workspace: the next launch on each (device, stream) allocates fresh zeroed
+    buffers (counters zero, flags zero, epochs from 1), as in a new process. A prepared call
+    keeps the workspace it was built over, so forget those too (:func:`kernels.prepared.forget`)
+    for a state that no earlier launch can reach (the conformance suite does, between cases)."""
+    with _registry_lock:
+        _registry.clear()
