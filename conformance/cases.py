@@ -230,7 +230,12 @@ def quick_set():
         Case("turnstile-xcd-chunk-80x32x32", 80, 32, 32, fixup="turnstile", bias=False, **chunked),
         # 2 tiles on 2 programs: one whole wave, so the two-tile rule leaves no SK tile
         Case("owner-waits-no-sk-32x32x16", 32, 32, 16, fixup="owner-waits", cus=2, dtype="fp16"),
-    ]
+        # split-K with a bias where the roles have none: one slice, and 4 bands of 4 rows each
+        Case("split_k-x1-bias-48x32x40", 48, 32, 40, "split_k", dtype="bf16",
+             options=_options(split_k=1)),
+        Case("split_k-bands-bias-64x32x64", 64, 32, 64, "split_k", cus=8, dtype="fp16",
+             options=_options(split_k=2, reduce_bands=4)),
+    ]  # fmt: skip
     return _seeded(cases)
 
 
@@ -321,6 +326,13 @@ def full_set(sm_count):
             **chunked,
         ),
     ]
+    # split-K with a bias where the roles have none: one slice, and 8 bands of 16 rows each
+    cases += [
+        Case("split_k-x1-bias", 1024, 1024, 1000, "split_k", dtype="bf16",
+             options=_options(split_k=1), **machine),
+        Case("split_k-bands-bias", 1024, 768, 4096, "split_k", dtype="fp16",
+             options=_options(split_k=4, reduce_bands=8), **machine),
+    ]  # fmt: skip
     # 304 CUs in 8 XCDs, emulated by the grid: the XCD remap and per-XCD counters as on MI300X.
     mi300x = dict(GPU_BLOCKS, cus=304, xcds=8, device="mi300x")
     for strategy, fixup, options in (
@@ -393,9 +405,11 @@ def case_features(case):
         if config.total_tiles % config.num_counters:
             features.add("work_stealing/tiles%counters!=0")
     elif strategy == "split_k" and config.split_k == 1:
-        features.add("split_k/split_k=1")
+        features |= {"split_k/split_k=1", f"split_k/split_k=1/{bias}"}
     elif strategy == "split_k":
         features.add(f"split_k/reduce_bands{'>1' if config.reduce_bands > 1 else '=1'}")
+        if config.reduce_bands > 1 and case.bias and config.m >= config.block_m:
+            features.add("split_k/reduce_bands>1/bias/rows-in-every-band")
         last_rows = config.m % config.block_m  # rows of the last tile row, when it is partial
         if last_rows and last_rows <= config.block_m - config.block_m // config.reduce_bands:
             features.add("split_k/band-past-M")  # a reduction band with every row masked
@@ -453,6 +467,9 @@ def _required_features():
         f"xcd_chunk/grid%(xcds*chunk)!=0/{label}" for label in ("persistent", "streamk/turnstile")
     ]
     features += ["split_k/split_k=1", "split_k/reduce_bands=1", "split_k/reduce_bands>1"]
+    # a bias on the paths that add it elsewhere: split-K x1 (the slice stores the tile) and a
+    # banded reduction whose every band holds rows (each band adds its rows' bias)
+    features += ["split_k/split_k=1/bias", "split_k/reduce_bands>1/bias/rows-in-every-band"]
     features.append("split_k/band-past-M")
     features += ["grid>tiles/work_stealing"]
     features += [
