@@ -272,8 +272,8 @@ class _ForeignRun:
         """The interpreter's program order for a launch of ``config`` (None: its own)."""
         wait_order = self.wait_order
         if wait_order == "protocol":
-            waits = config.strategy in ("streamk", "work_stealing") and config.sk_tiles
-            wait_order = PROTOCOL_ORDERS.get(config.fixup) if waits else None
+            # the fixup of the config's Stream-K tiles; none without any (sk_tiles 0 or None)
+            wait_order = PROTOCOL_ORDERS.get(config.fixup) if config.sk_tiles else None
         if wait_order is None:
             return None
         if wait_order in HARDWARE_ORDERS:

@@ -345,6 +345,8 @@ def decode_layout(
     return None
 
 
+# The 16-bit output dtypes, by the names refsim's numerics take.
+HALF_DTYPES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
 # Roundings a kernel may apply when it keeps its accumulator in fp16/bf16: GPUs round to
 # nearest even; Triton's interpreter truncates fp32 -> bf16 (rounds toward zero).
 ROUNDINGS = ("to nearest", "toward zero")
@@ -394,7 +396,7 @@ def decode_rounding_mode(got, value32, dtype):
     """``("wrong rounding mode", detail)`` when ``got`` (an fp16/bf16 output's values, as
     float64) equals the exact fp32 ``value32`` cast in one of :data:`DIRECTED_ROUNDINGS`
     instead of to nearest even; else None."""
-    name = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype)
+    name = HALF_DTYPES.get(dtype)
     if name is None:
         return None
     for rounding in DIRECTED_ROUNDINGS:
@@ -447,8 +449,7 @@ def decode_precision(
         tile_math = numerics.TileMath(config, *map(to_numpy, tensors))
     if segments is None:
         segments = [(k0, k1) for _, k0, k1, _ in plan_segments(config, sim, tile)]
-    half = out_dtype in (torch.float16, torch.bfloat16)
-    if half and len(segments) == 1 and segments[0][1] - segments[0][0] < 2:
+    if out_dtype in HALF_DTYPES and len(segments) == 1 and segments[0][1] - segments[0][0] < 2:
         return None  # one rounding of the sum, then the bias: a bias added after the cast
     for rounding, rounded_products in itertools.product(ROUNDINGS, (False, True)):
         model = rounded_accumulator(
@@ -469,7 +470,7 @@ def decode_bias_after_cast(config, pid_m, pid_n, got, tensors, out_dtype, tile_m
     (:func:`decode_epilogue`); else None."""
     if tile_math is None:
         tile_math = numerics.TileMath(config, *map(to_numpy, tensors))
-    if tile_math.bias is None or out_dtype not in (torch.float16, torch.bfloat16):
+    if tile_math.bias is None or out_dtype not in HALF_DTYPES:
         return None
     rows, cols = _tile_region(config, pid_m, pid_n)
     unbiased = tile_math.accumulate(pid_m, pid_n, 0, config.iters_per_tile)
@@ -502,10 +503,6 @@ class WrongTile:
     @property
     def region(self):
         return self.rows, self.cols
-
-    @property
-    def place(self):
-        return f"tile {self.tile} (pid_m {self.pid_m}, pid_n {self.pid_n})"
 
     def wrong_lines(self, axis):
         """C's rows (``axis`` 0) or columns (1) that hold a wrong element of the tile."""
@@ -753,11 +750,17 @@ class Diagnoser:
         }
         return groups, info
 
-    def unexplained(self, wrong_tile):
+    def first_difference(self, wrong_tile):
+        """How many of the tile's elements are wrong, and its first one against refsim's."""
         i, j = wrong_tile.element
+        return (
+            f"{wrong_tile.count} elements differ, first C[{i}, {j}] = {float(self.got[i, j])!r} "
+            f"where refsim has {float(self.expected[i, j])!r}"
+        )
+
+    def unexplained(self, wrong_tile):
         return self.outside_the_kernel(
-            f"{wrong_tile.count} wrong elements, first C[{i}, {j}] = {self.got[i, j]!r} where "
-            f"refsim has {self.expected[i, j]!r}; neither NaN, poison, another tile's or line's "
+            f"{self.first_difference(wrong_tile)}; neither NaN, poison, another tile's or line's "
             "values, a misread layout, a rounding nor the probe's K-iterations and bias explain "
             "them"
         )
@@ -1014,7 +1017,7 @@ def decode_epilogue(got, expected_unbiased, bias, dtype):
     ``"bias added after the cast"`` when it equals the bias-free fp32 output cast, plus the bias,
     cast again -- the first cast rounded to nearest even, or toward zero as Triton's interpreter
     casts to bf16 (the detail then says so)."""
-    name = {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+    name = HALF_DTYPES[dtype]
     unbiased = np.asarray(expected_unbiased, dtype=np.float32)
     for rounding in ROUNDINGS:
         first = _rounded(unbiased, name, rounding)
@@ -1057,11 +1060,9 @@ class EpilogueDiagnoser(Diagnoser):
         return decoded if decoded[0] != "unclassified" else None
 
     def unexplained(self, wrong_tile):
-        i, j = wrong_tile.element
         return self.outside_the_kernel(
-            f"epilogue inputs: {wrong_tile.count} elements differ, first C[{i}, {j}] = "
-            f"{self.got[i, j]!r} where refsim has {self.expected[i, j]!r}; the tile is neither "
-            "rounded once (to nearest or in another mode) nor rounded twice"
+            f"epilogue inputs: {self.first_difference(wrong_tile)}; the tile is neither rounded "
+            "once (to nearest or in another mode) nor rounded twice"
         )
 
 
@@ -1111,7 +1112,7 @@ class OrderDiagnoser(Diagnoser):
 
     def unexplained(self, wrong_tile):
         return self.outside_the_kernel(
-            f"{wrong_tile.count} elements differ on the order-revealing inputs; no order of its "
+            f"order-revealing inputs: {self.first_difference(wrong_tile)}; no order of its "
             "partials and no other tile's write gives the kernel's values"
         )
 
@@ -1186,12 +1187,10 @@ class RandomBitsDiagnoser(Diagnoser):
         return "wrong addition order", "its K-iterations were accumulated last to first"
 
     def unexplained(self, wrong_tile):
-        i, j = wrong_tile.element
         return self.outside_the_kernel(
-            f"random inputs: {wrong_tile.count} elements differ, first C[{i}, {j}] = "
-            f"{self.got[i, j]!r} where refsim has {self.expected[i, j]!r}; the exact inputs "
-            "gave refsim's sums here, and no other writer, order of partials or of K-iterations "
-            "and no accumulator rounding explains these bits"
+            f"random inputs: {self.first_difference(wrong_tile)}; the exact inputs gave "
+            "refsim's sums here, and no other writer, order of partials or of K-iterations and "
+            "no accumulator rounding explains these bits"
         )
 
 

@@ -26,7 +26,7 @@ from .checks import (
     check_work_stealing_tail,
 )
 from .diagnosis import CAUSE_RANK
-from .failures import launch_failure
+from .failures import launch_failure, one_line
 from .harness import KernelUnderTest, launch
 from .inputs import integer_inputs
 from .isolation import Task, WorkerPool
@@ -167,23 +167,17 @@ def load_kernel(factory):
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module may fail in any way while it loads
-        raise ValueError(f"cannot import {module_name}: {_one_line(exc)}") from None
+        raise ValueError(f"cannot import {module_name}: {one_line(exc)}") from None
     build = getattr(module, function, None)
     if not callable(build):
         raise ValueError(f"{module_name} has no function {function}")
     try:
         kut = build()
     except Exception as exc:
-        raise ValueError(f"{function}() failed: {_one_line(exc)}") from None
+        raise ValueError(f"{function}() failed: {one_line(exc)}") from None
     if not isinstance(kut, KernelUnderTest):
         raise ValueError(f"{function}() returned a {type(kut).__name__}, not a KernelUnderTest")
     return kut
-
-
-def _one_line(exc):
-    """An exception as ``Type: message``, its message's first line only."""
-    message = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
 def mutant_kernel(name):
