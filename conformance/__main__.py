@@ -170,7 +170,7 @@ def _main(argv):
 
     from . import report
     from .cases import full_set, load_cases, quick_set
-    from .mutants import MUTANTS
+    from .mutants import MUTANTS, mutants_for
     from .runner import run_cases, run_parallel
 
     case_set = args.case_set or ("quick" if args.device == "cpu" else "full")
@@ -213,7 +213,7 @@ def _main(argv):
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
     index, count = args.shard
-    mutants = () if args.no_mutants or args.kernel or index != 1 else MUTANTS
+    mutants = () if args.no_mutants or args.kernel or index != 1 else mutants_for(args.device)
     started = time.monotonic()
     with tqdm(total=len(cases) + len(mutants), unit="case", file=sys.stderr) as bar:
         step = lambda result: (bar.set_postfix_str(result.case.name[:30]), bar.update())
@@ -239,6 +239,10 @@ def _main(argv):
                 args.hang_timeout,
             )
     print(report.table(case_results, mutant_results))
+    gpu_only = [m.name for m in MUTANTS if mutants and m not in mutants]
+    left = ", ".join(gpu_only) + " (their paths run only on a GPU)" if gpu_only else ""
+    if left:
+        print(f"mutants not run on {args.device}: {left}")
     if args.report:
         env = report.environment(args.device)
         env.update(
@@ -249,6 +253,8 @@ def _main(argv):
         )
         if args.kernel:
             env["kernel"] = args.kernel
+        if left:
+            env["mutants_not_run"] = left
         report.write(args.report, env, case_results, mutant_results)
         print(f"report written to {args.report}/report.json and report.md")
     totals = report.totals(case_results, mutant_results)

@@ -59,10 +59,12 @@ PROTOCOL_ORDERS = {"owner-waits": "higher-logical-first", "turnstile": "lower-lo
 
 
 def for_package(module, name):
-    """A KernelUnderTest over a package shaped like ``kernels`` (run, partial_slot, workspace,
-    prepared); its ``reset`` forgets the package's prepared calls and workspaces."""
+    """A KernelUnderTest over a package shaped like ``kernels`` (run, partial_slot, capture,
+    and the modules workspace, prepared and launch); its ``reset`` forgets the package's
+    prepared calls and workspaces, and its batched path is the package's ``run_batched``."""
     workspace = importlib.import_module(f"{module.__name__}.workspace")
     prepared = importlib.import_module(f"{module.__name__}.prepared")
+    launcher = importlib.import_module(f"{module.__name__}.launch")
 
     def reset():
         prepared.forget()  # first: a prepared call holds the workspace it was built over
@@ -80,8 +82,19 @@ def for_package(module, name):
         result.scratch_guards = guards()  # for conformance.scratch.check_scratch_guards
         return result
 
+    def capture(config, a, b, bias, out):
+        atomic = config.strategy == "streamk" and config.fixup == "atomic"
+        return module.capture(config, a, b, bias, out=out, deterministic=not atomic).replay
+
     return KernelUnderTest(
-        name, run, module.partial_slot, poison=poison, block_dots=True, reset=reset
+        name,
+        run,
+        module.partial_slot,
+        poison=poison,
+        block_dots=True,
+        reset=reset,
+        run_batched=launcher.run_batched,
+        capture=capture,
     )
 
 

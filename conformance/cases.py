@@ -55,6 +55,23 @@ class Case:
     strided: bool = False  # A, B and C with padded leading dimensions, the bias with stride 2
     seed: int = 0
     options: tuple = ()
+    # The batched path (conformance.batched): ``batch`` products in one call (0: one product,
+    # the other paths), ``broadcast`` "a" or "b" for an operand every product shares (batch
+    # stride 0). A batched case takes no bias: the batched path has none.
+    batch: int = 0
+    broadcast: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.batch, int) or self.batch < 0:
+            raise ValueError(f"case {self.name}: batch must be an int >= 0, got {self.batch!r}")
+        if self.broadcast not in ("", "a", "b"):
+            raise ValueError(
+                f"case {self.name}: broadcast must be 'a', 'b' or '', got {self.broadcast!r}"
+            )
+        if self.batch == 0 and self.broadcast:
+            raise ValueError(f"case {self.name}: broadcast needs a batch")
+        if self.batch and self.bias:
+            raise ValueError(f"case {self.name}: a batched case takes no bias (bias=False)")
 
     def config(self):
         """The case's GemmConfig (which refuses a fixup for any strategy but streamk)."""
@@ -236,7 +253,26 @@ def quick_set():
         Case("split_k-bands-bias-64x32x64", 64, 32, 64, "split_k", cus=8, dtype="fp16",
              options=_options(split_k=2, reduce_bands=4)),
     ]  # fmt: skip
+    cases += _batched_cases(
+        (40, 32, 40),
+        (32, 64, 32),
+        {"block_m": 16, "block_n": 32, "block_k": 16, "group_m": 4, "cus": 4},
+    )
     return _seeded(cases)
+
+
+def _batched_cases(shape, even_shape, machine):
+    """The batched path's cases: each dtype, each operand broadcast, every layout, a padded
+    batch stride, edge tiles and K not a multiple of BLOCK_K (``shape``), and every tile whole
+    (``even_shape``)."""
+    batched = dict(machine, strategy="data_parallel", bias=False)
+    return [
+        Case("batched-broadcast-b", *shape, dtype="fp16", batch=3, broadcast="b",
+             transpose_a=True, strided=True, **batched),
+        Case("batched-broadcast-a", *shape, dtype="bf16", batch=2, broadcast="a",
+             transpose_b=True, transpose_c=True, **batched),
+        Case("batched-even", *even_shape, dtype="fp32", batch=3, strided=True, **batched),
+    ]  # fmt: skip
 
 
 def gpu_device(sm_count):
@@ -333,6 +369,7 @@ def full_set(sm_count):
         Case("split_k-bands-bias", 1024, 768, 4096, "split_k", dtype="fp16",
              options=_options(split_k=4, reduce_bands=8), **machine),
     ]  # fmt: skip
+    cases += _batched_cases((1000, 768, 1000), (1024, 1024, 512), dict(machine))
     # 304 CUs in 8 XCDs, emulated by the grid: the XCD remap and per-XCD counters as on MI300X.
     mi300x = dict(GPU_BLOCKS, cus=304, xcds=8, device="mi300x")
     for strategy, fixup, options in (
@@ -362,14 +399,68 @@ def _label(config):
     return f"streamk/{config.fixup}" if config.strategy == "streamk" else config.strategy
 
 
-def case_features(case):
-    """The named features one case reaches (see REQUIRED_FEATURES), read off its GemmConfig
-    and refsim's plan of it: never off its name."""
+# The checks that take each of the kernels' call paths (kernels.CALL_PATHS): the repeated-call
+# check's calls of new keys and of the key it prepared, the exact check's traced call, the
+# batched check's first and repeated calls, and the graph-replay check (CUDA only).
+PATH_CHECKS = {
+    "first": "repeated calls",
+    "traced": "exact output",
+    "prepared": "repeated calls",
+    "batched": "batched calls",
+    "batched-prepared": "batched calls",
+    "graph": "graph replay",
+}
+# Paths only a GPU runs.
+GPU_PATHS = ("graph",)
+# The fixups whose programs wait on flags holding each launch's epoch: a graph replays one epoch,
+# so a call with Stream-K tiles under them cannot be captured.
+WAITING_FIXUPS = ("owner-waits", "turnstile")
+
+
+def case_paths(case, gpu=False):
+    """The call paths (:data:`PATH_CHECKS`) the checks of ``case`` take, on a GPU if ``gpu``."""
+    if case.batch:
+        return ("batched", "batched-prepared")
+    paths = ("first", "traced", "prepared")
     config = case.config()
-    plan = build_plan(config)
+    waits = config.strategy == "streamk" and config.fixup in WAITING_FIXUPS and config.sk_tiles
+    if gpu and not waits:
+        paths += ("graph",)
+    return paths
+
+
+def _path_features(case, config, label, bias):
+    """One feature per call path the case takes x its strategy run x bias x band layout."""
+    bands = "bands>1" if config.strategy == "split_k" and config.reduce_bands > 1 else "bands=1"
+    return {f"path:{path}/{label}/{bias}/{bands}" for path in case_paths(case, gpu=True)}
+
+
+def _batched_features(case, config):
+    """The batched path's own features: dtype, broadcast operand, layouts, K and edge tiles."""
+    features = {f"batched/{config.dtype}"}
+    if case.broadcast:
+        features.add(f"batched/broadcast-{case.broadcast}")
+    features |= {f"batched/{layout}" for layout in LAYOUTS if getattr(case, layout)}
+    features.add("batched/K%BLOCK_K!=0" if config.k % config.block_k else "batched/EVEN_K")
+    edges = config.m % config.block_m or config.n % config.block_n
+    features.add("batched/edge-tiles" if edges else "batched/whole-tiles")
+    return features
+
+
+def case_features(case, gpu=False):
+    """The named features one case reaches (see REQUIRED_FEATURES and GPU_REQUIRED_FEATURES;
+    the paths only a GPU runs when ``gpu``), read off its GemmConfig and refsim's plan of it:
+    never off its name."""
+    config = case.config()
     label, strategy = _label(config), config.strategy
     bias = "bias" if case.bias else "no-bias"
-    features = {f"{config.dtype}/{bias}", f"{config.dtype}/{label}", f"{bias}/{label}"}
+    paths = _path_features(case, config, label, bias)
+    if not gpu:
+        paths = {f for f in paths if f.partition("/")[0][len("path:") :] not in GPU_PATHS}
+    if case.batch:
+        return paths | _batched_features(case, config)
+    plan = build_plan(config)
+    features = paths | {f"{config.dtype}/{bias}", f"{config.dtype}/{label}", f"{bias}/{label}"}
     if config.k < config.block_k:
         features.add(f"K<BLOCK_K/{label}")
     elif config.k % config.block_k:
@@ -432,9 +523,9 @@ def _streamk_features(config, label, split_programs):
     return features
 
 
-def coverage(cases):
-    """The named features the cases reach together (see case_features)."""
-    return set().union(*map(case_features, cases))
+def coverage(cases, gpu=False):
+    """The named features the cases reach together (see case_features), on a GPU if ``gpu``."""
+    return set().union(*(case_features(case, gpu) for case in cases))
 
 
 def _required_features():
@@ -476,6 +567,29 @@ def _required_features():
         f"work_stealing/{path}"
         for path in ("global-counter", "counters_per_xcd>1", "xcds>1", "tiles%counters!=0")
     ]
+    features += _required_path_features([p for p in PATH_CHECKS if p not in GPU_PATHS])
+    features += [f"batched/{dtype}" for dtype in ("fp16", "bf16", "fp32")]
+    features += [f"batched/broadcast-{operand}" for operand in ("a", "b")]
+    features += [f"batched/{layout}" for layout in LAYOUTS]
+    features += ["batched/K%BLOCK_K!=0", "batched/EVEN_K", "batched/edge-tiles"]
+    features += ["batched/whole-tiles"]
+    return features
+
+
+def _required_path_features(paths):
+    """Each path's features: every strategy run with and without a bias, split-K's banded
+    reduction too, on the one-product paths; data-parallel without a bias on the batched ones.
+    A graph replays no waiting fixup (see :func:`case_paths`)."""
+    features = []
+    for path in paths:
+        if path.startswith("batched"):
+            features.append(f"path:{path}/data_parallel/no-bias/bands=1")
+            continue
+        for label in LABELS:
+            if path in GPU_PATHS and label.partition("/")[2] in WAITING_FIXUPS:
+                continue
+            features += [f"path:{path}/{label}/{bias}/bands=1" for bias in ("bias", "no-bias")]
+        features.append(f"path:{path}/split_k/bias/bands>1")
     return features
 
 
@@ -485,6 +599,8 @@ def _required_features():
 # counter layouts, grids above and not dividing the tile count, split-K's reduction whole and
 # in row bands (one of them wholly past M), M = 1 and N = 1.
 REQUIRED_FEATURES = _required_features()
+# What the full set must reach on a GPU besides: the paths only a GPU runs.
+GPU_REQUIRED_FEATURES = _required_path_features(GPU_PATHS)
 
 
 def _seeded(cases):

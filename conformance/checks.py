@@ -47,7 +47,8 @@ class Finding:
     :data:`conformance.diagnosis.CAUSES`) why it failed, ``diagnosis`` where. A check that
     diagnoses tile by tile also gives ``groups``: every distinct cause with the tiles it
     explains (:class:`conformance.diagnosis.CauseGroup`), lead cause first, which is
-    ``cause``."""
+    ``cause``. A check that could not run here (a path the kernel lacks, a GPU-only check on
+    the CPU) passes with ``ran`` False and says why."""
 
     check: str
     passed: bool
@@ -55,6 +56,7 @@ class Finding:
     cause: str = None
     diagnosis: dict = None
     groups: list = None
+    ran: bool = True
 
     @property
     def causes(self):

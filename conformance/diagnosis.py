@@ -40,7 +40,9 @@ from .inputs import (
 # published by several programs ranks with the other flag faults that let a waiter see
 # "ready" without its storer's release (after a stale epoch). A trace that misreports right
 # work is a records fault that is not the schedule's: just after "record overrun", before
-# "wrong tile order".
+# "wrong tile order". An operand kept from an earlier call (a prepared call or a graph replay
+# reading stale memory) and a product computed from another batch entry's operand rank with the
+# operand read with the wrong layout: the right sums of the wrong numbers.
 CAUSES = (
     "kernel crashed",
     "kernel hung",
@@ -58,6 +60,8 @@ CAUSES = (
     "flag published by several programs",
     "missing K-segment",
     "duplicated K-segment",
+    "operand of an earlier call",
+    "wrong batch entry",
     "operand layout ignored",
     "bias missing",
     "bias along the wrong axis",
@@ -1115,6 +1119,37 @@ class OrderDiagnoser(Diagnoser):
             f"order-revealing inputs: {self.first_difference(wrong_tile)}; no order of its "
             "partials and no other tile's write gives the kernel's values"
         )
+
+
+class SubstitutionDiagnoser(Diagnoser):
+    """The per-tile diagnosis of an output that may hold the right sums of the wrong operands (a
+    later call of a key, a graph replay, one product of a batch): the decoders of
+    :class:`Diagnoser` (its relaunches only with a ``kut``: a check that cannot relaunch its
+    call's path passes None), with :meth:`substituted` after a never-written tile's, which
+    matches each tile against ``alternatives``:
+    ``(cause, detail, output)`` triples, what the output would be had the kernel taken other
+    operands (an earlier call's, another batch entry's) -- each ``output`` a float64 array
+    like ``expected``, or a function returning one (computed when first needed)."""
+
+    def __init__(self, kut, case, config, got, expected, sim, device, tensors, out_dtype,
+                 alternatives):  # fmt: skip
+        super().__init__(kut, case, config, got, expected, sim, device, tensors, out_dtype)
+        self.alternatives = list(alternatives)
+
+    def decoders(self):
+        decoders = super().decoders()
+        after = decoders.index(self.unwritten) + 1
+        return decoders[:after] + [self.substituted] + decoders[after:]
+
+    def substituted(self, wrong_tile):
+        region = wrong_tile.region
+        for index, (cause, detail, output) in enumerate(self.alternatives):
+            if callable(output):
+                output = output()
+                self.alternatives[index] = (cause, detail, output)
+            if np.array_equal(self.got[region], output[region]):
+                return cause, detail
+        return None
 
 
 class RandomBitsDiagnoser(Diagnoser):

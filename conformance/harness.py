@@ -41,6 +41,13 @@ class KernelUnderTest:
     ``reset()`` (optional) returns the kernel to the state of a new process -- no cached calls,
     no scratch memory -- so that what a case finds does not depend on the cases checked before
     it in the same worker (:func:`conformance.isolation.check_fresh` calls it before each case).
+
+    Two more call paths, each optional (a case on a path the kernel lacks is not run, and its
+    finding says so): ``run_batched(config, a, b, out)`` computes every product of a batch,
+    ``out[i] = a[i] @ b[i]`` (3-D tensors, any strides, batch stride 0 broadcasting an
+    operand), and returns the output; ``capture(config, a, b, bias, out)`` captures a call in
+    a CUDA graph and returns a function that replays it (ValueError for a config it cannot
+    capture).
     """
 
     name: str
@@ -53,6 +60,8 @@ class KernelUnderTest:
     block_dots: bool = False
     follows: dict = None
     reset: object = None
+    run_batched: object = None
+    capture: object = None
 
 
 def to_numpy(tensor):

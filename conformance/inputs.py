@@ -55,7 +55,7 @@ ORDER_MAX_SEGMENTS = 6
 ORDER_MAX_TILES = 8
 
 
-def _padding_values(shape):
+def padding_values(shape):
     """What a strided operand's padding holds: integers in -4..4 in a fixed pattern, exact in
     every dtype, so that a kernel reading the padding gets values the diagnosis can model."""
     return (np.arange(math.prod(shape)) % 9 - 4.0).reshape(shape)
@@ -66,7 +66,7 @@ def _operand(array, transposed, padding, dtype, device):
     when ``transposed``, with ``padding`` more elements at the end of each stored row."""
     stored = array.T if transposed else array
     rows, columns = stored.shape
-    storage = _padding_values((rows, columns + padding))
+    storage = padding_values((rows, columns + padding))
     storage[:, :columns] = stored
     tensor = torch.from_numpy(storage).to(TORCH_DTYPES[dtype]).to(device)[:, :columns]
     return tensor.t() if transposed else tensor
@@ -76,10 +76,10 @@ def as_tensors(case, a, b, bias, device):
     """numpy inputs -> torch tensors in the case's dtype and layouts: A and B transposed views
     where ``transpose_a``/``transpose_b`` say so; with ``strided``, A's and B's stored rows
     padded by :data:`A_PADDING` and :data:`B_PADDING` elements and the bias a view of stride
-    :data:`BIAS_STRIDE` (the padding holds :func:`_padding_values`)."""
+    :data:`BIAS_STRIDE` (the padding holds :func:`padding_values`)."""
     if bias is not None:
         stride = BIAS_STRIDE if case.strided else 1
-        storage = _padding_values((len(bias) * stride,))
+        storage = padding_values((len(bias) * stride,))
         storage[::stride] = bias
         bias = torch.from_numpy(storage).to(TORCH_DTYPES[case.dtype]).to(device)[::stride]
     return (

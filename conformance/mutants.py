@@ -29,6 +29,7 @@ class Mutant:
     mutated: str
     case: Case
     expected_cause: str
+    gpu_only: bool = False  # its path runs only on a GPU (a CUDA graph's replay)
 
 
 # The split-K reduction's read of a band's first slice, which the split-k-reverse mutant keeps.
@@ -398,7 +399,61 @@ MUTANTS = (
         Case("mutant-prepared-key-without-a-strides", 64, 64, 40, strategy="persistent"),
         "operand layout ignored",
     ),
+    Mutant(
+        "batched-b-batch-stride-ignored",
+        "the batched launch reads every product's B from the first product's",
+        "data_parallel.py",
+        "        b_ptr + pid_batch * stride_bb,\n",
+        "        b_ptr,\n",
+        Case(
+            "mutant-batched-b-batch-stride-ignored",
+            40,
+            32,
+            40,
+            "data_parallel",
+            bias=False,
+            batch=3,
+        ),
+        "wrong batch entry",
+    ),
+    Mutant(
+        "batched-prepared-key-of-first-product",
+        "a batched call's prepared key is its first product's: the batch strides are left out",
+        "launch.py",
+        '    key = prepared.plan_key(config, a, b, None, out, ("batched",))\n',
+        "    key = prepared.plan_key(\n"
+        '        config, a[0], b[0], None, None if out is None else out[0], ("batched",)\n'
+        "    )\n",
+        Case(
+            "mutant-batched-prepared-key-of-first-product",
+            40,
+            32,
+            40,
+            "data_parallel",
+            dtype="fp16",
+            bias=False,
+            batch=2,
+        ),
+        "operand layout ignored",
+    ),
+    Mutant(
+        "graph-captures-a-copy-of-a",
+        "capture runs the GEMM on a copy of A taken before the capture: replays read it",
+        "graphs.py",
+        "    stream = torch.cuda.Stream(device=a.device)\n",
+        "    a, stream = a.clone(), torch.cuda.Stream(device=a.device)\n",
+        Case("mutant-graph-captures-a-copy-of-a", 64, 64, 40, strategy="persistent"),
+        "operand of an earlier call",
+        gpu_only=True,
+    ),
 )
+
+
+def mutants_for(device):
+    """The mutants a run on ``device`` can check: all on a GPU, else those not ``gpu_only``."""
+    gpu = device.startswith("cuda")
+    return tuple(mutant for mutant in MUTANTS if gpu or not mutant.gpu_only)
+
 
 _built = {}
 

@@ -13,13 +13,20 @@ import numpy as np
 import torch
 
 from .checks import Finding, grouped_finding
-from .diagnosis import CauseGroup, diagnose, first_wrong_tile, plan_segments, wrong_tiles
+from .diagnosis import (
+    CauseGroup,
+    SubstitutionDiagnoser,
+    first_wrong_tile,
+    plan_segments,
+    wrong_tiles,
+)
 from .harness import cast_to, expected_output, launch, to_numpy
 from .inputs import integer_inputs
 
 # The seed offsets of the check's integer inputs: values no earlier check used.
 SAME_LAYOUT_SEED = 101
 OTHER_STRIDES_SEED = 102
+MISALIGNED_SEED = 103
 # The other layout of A: this many more elements per stored line than the case has, starting
 # 16 bytes into its storage (so that its 16-byte alignment, part of the key, is the case's).
 A_REPADDING = 5
@@ -60,6 +67,21 @@ def other_strides(case):
     return relayout
 
 
+def misaligned(case):
+    """A ``relayout`` for ``launch``: A with the case's shape and strides, one element into a
+    storage of its own (so not 16-byte aligned: another key for a kernel that specialises on
+    alignment); B, the bias and C as the case lays them out."""
+
+    def relayout(a, b, bias):
+        span = 1 + sum((size - 1) * stride for size, stride in zip(a.shape, a.stride()))
+        storage = torch.full((1 + span,), A_PADDING_VALUE, dtype=a.dtype, device=a.device)
+        moved = storage.as_strided(a.shape, a.stride(), 1)
+        moved.copy_(a)
+        return moved, b, bias
+
+    return relayout
+
+
 def repeated_calls(case):
     """The check's calls, in order: the case's layout with new inputs in new tensors -- for the
     project's kernels a repeated call of the key the accuracy check's call prepared -- then the
@@ -79,6 +101,12 @@ def repeated_calls(case):
             f"and {OFFSET_BYTES} bytes into its storage (another key), after calls with the "
             "case's strides",
         ),
+        RepeatedCall(
+            MISALIGNED_SEED,
+            misaligned(case),
+            "a call with the case's strides and A one element into its storage (not 16-byte "
+            "aligned: another key), after aligned calls",
+        ),
     )
 
 
@@ -89,11 +117,13 @@ def check_repeated_calls(kut, case, config, device):
     The first wrong call fails the check, and each reason says which call it was. An output
     whose every wrong element still holds the harness's NaN is ``tile never written``, decided
     here: the diagnosis's relaunches could take the same faulty path. Any other difference is
-    diagnosed tile by tile (:func:`conformance.diagnosis.diagnose`; an operand read with another
+    diagnosed tile by tile (:class:`conformance.diagnosis.SubstitutionDiagnoser`: an operand of
+    an earlier call is ``operand of an earlier call``, an operand read with another
     call's strides is ``operand layout ignored``). Traced calls are never prepared; the exact
     and random-bits checks already compare traced calls made after others.
     """
     reasons = []
+    earlier = [("the exact check's call", integer_inputs(case))]
     for number, call in enumerate(repeated_calls(case), start=1):
         inputs = integer_inputs(case, call.seed_offset)
         run, tensors = launch(
@@ -104,18 +134,58 @@ def check_repeated_calls(kut, case, config, device):
         expected = cast_to(expected32, run.output.dtype)
         if first_wrong_tile(config, got, expected) is None:
             reasons.append(f"call {number}, {call.description}: refsim's output")
+            earlier.append((f"call {number}", inputs))
             continue
         wrong = wrong_tiles(config, got, expected)
         if all(np.isnan(got[w.region][w.wrong]).all() for w in wrong):
             groups, info = never_written(config, wrong, got, expected, sim)
         else:
-            groups, info = diagnose(
-                kut, case, config, got, expected, sim, device, tensors, run.output.dtype
-            )
+            alternatives = stale_operands(inputs, earlier, run.output.dtype)
+            groups, info = SubstitutionDiagnoser(
+                kut,
+                case,
+                config,
+                got,
+                expected,
+                sim,
+                device,
+                tensors,
+                run.output.dtype,
+                alternatives,
+            ).run()
         return grouped_finding(
             "repeated calls", groups, info, note=f" (call {number}: {call.description})"
         )
     return Finding("repeated calls", True, reasons)
+
+
+def stale_operands(inputs, earlier, dtype):
+    """:class:`conformance.diagnosis.SubstitutionDiagnoser` alternatives for a call on integer
+    ``inputs`` (a, b, bias) that kept some of an ``earlier`` call's: ``[(name, inputs)]``, each
+    operand in turn and all of them (a call served every operand of the earlier one). The
+    integer sums are exact, so the float64 product is what any order of additions gives."""
+    names = ("A", "B", "the bias")
+    alternatives = []
+    for call, old in earlier:
+        for kept in [(0,), (1,), (2,), (0, 1, 2)]:
+            if kept == (2,) and old[2] is None:
+                continue  # no bias to keep
+            mixed = [old[i] if i in kept else inputs[i] for i in range(3)]
+            what = "every operand" if len(kept) == 3 else names[kept[0]]
+            alternatives.append(
+                (
+                    "operand of an earlier call",
+                    f"the output is the product with {what} of {call}, not this call's",
+                    _product_of(mixed, dtype),
+                )
+            )
+    return alternatives
+
+
+def _product_of(inputs, dtype):
+    """A function giving ``a @ b + bias`` of integer ``inputs`` cast to ``dtype`` as float64."""
+    a, b, bias = inputs
+    return lambda: cast_to(a @ b + (0.0 if bias is None else bias), dtype)
 
 
 def never_written(config, wrong, got, expected, sim):

@@ -53,6 +53,22 @@ def totals(case_results, mutant_results):
     }
 
 
+def not_run(case_results):
+    """The checks that could not run here (``Finding.ran`` False): one line per check and
+    reason with the number of cases, e.g. ``graph replay on 53 cases: not run: CUDA graphs
+    need a CUDA device``."""
+    counts = {}
+    for r in case_results:
+        for f in r.findings:
+            if not f.ran:
+                key = (f.check, "; ".join(f.reasons))
+                counts[key] = counts.get(key, 0) + 1
+    return [
+        f"{check} on {count} case{'s' * (count > 1)}: {why}"
+        for (check, why), count in counts.items()
+    ]
+
+
 def table(case_results, mutant_results):
     """Plain-text summary for the terminal."""
     lines = []
@@ -69,6 +85,7 @@ def table(case_results, mutant_results):
             else:
                 lines.append(f"    {f.check}: {'; '.join(f.reasons)[:150]}")
     lines.append(f"{len(case_results) - len(failed)} of {len(case_results)} cases passed")
+    lines += [f"  {line}" for line in not_run(case_results)]
     if mutant_results:
         lines.append("")
         name_width = max(len("mutant"), *(len(m.mutant.name) for m in mutant_results))
@@ -157,6 +174,11 @@ def write(folder, env, case_results, mutant_results):
                 f"| {'yes' if m.caught and m.right_cause else 'no'} | "
                 f"{', '.join(dict.fromkeys(m.result.causes))} |"
             )
+    skipped = not_run(case_results)
+    if env.get("mutants_not_run"):
+        skipped.append(f"mutants not run on {env['device']}: {env['mutants_not_run']}")
+    if skipped:
+        lines += ["", "## Not run here", ""] + [f"- {line}" for line in skipped]
     failures = [r for r in case_results if not r.passed] + [m.result for m in mutant_results]
     if failures:
         lines += ["", "## Findings"]

@@ -13,6 +13,7 @@ import time
 import torch
 
 from .adapter import options_for
+from .batched import check_batched
 from .checks import (
     check_accuracy,
     check_addition_order,
@@ -27,6 +28,7 @@ from .checks import (
 )
 from .diagnosis import CAUSE_RANK
 from .failures import launch_failure, one_line
+from .graph import check_graph_replay
 from .harness import KernelUnderTest, launch
 from .inputs import integer_inputs
 from .isolation import Task, WorkerPool
@@ -111,6 +113,12 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
         case = case.following(options_for(kut.follows, case))
     config = case.config()
     findings = _Findings(on_finding or (lambda finding: None))
+    if case.batch:  # the batched path alone: the one-product paths have cases of their own
+        try:
+            findings.append(check_batched(kut, case, config, device))
+        except Exception as exc:
+            findings.append(launch_failure(exc, case, config))
+        return CaseResult(kut.name, case, list(findings), time.perf_counter() - start)
     try:
         if kut.poison is not None:  # create the scratch memory, so that it can be poisoned
             warm_up(kut, case, config, device)
@@ -152,6 +160,7 @@ def check_case(kut, case, device, determinism_runs=3, on_finding=None):
         findings.append(check_accuracy(kut, case, config, device))
         # later calls of a key (the prepared path), and another key of the same shape
         findings.append(check_repeated_calls(kut, case, config, device))
+        findings.append(check_graph_replay(kut, case, config, device))
     except Exception as exc:  # a kernel that raises is a finding of its own
         findings.append(launch_failure(exc, case, config))
     return CaseResult(kut.name, case, list(findings), time.perf_counter() - start)

@@ -25,6 +25,17 @@ __all__ = [
     "run",
 ]
 
+# Every path a call can take from the host to its launches. The conformance suite checks each
+# (conformance.cases.PATH_CHECKS): a path added here without a check and cases fails its tests.
+CALL_PATHS = {
+    "first": "an untraced call whose key is new: builds, launches and prepares the call",
+    "traced": "a traced call (trace=True): built and launched, never prepared",
+    "prepared": "a later untraced call of a key: the prepared launches (kernels.prepared)",
+    "batched": "a batch in one data-parallel launch (kernels.bmm, batched kernels.matmul)",
+    "batched-prepared": "a later batched call of a key: its prepared launch",
+    "graph": "a call captured in a CUDA graph (kernels.capture) and replayed",
+}
+
 # name -> (module, attribute; None for the module itself). Resolved on first use, so that
 # importing ``kernels`` or a leaf such as ``kernels.dtypes`` decorates no kernel and registers
 # no operator.

@@ -12,7 +12,13 @@ from conformance.cases import Case, quick_set
 from conformance.inputs import as_tensors, integer_inputs
 from conformance.isolation import check_fresh
 from conformance.mutants import MUTANTS, build
-from conformance.repeated import A_REPADDING, OFFSET_BYTES, check_repeated_calls, other_strides
+from conformance.repeated import (
+    A_REPADDING,
+    OFFSET_BYTES,
+    check_repeated_calls,
+    misaligned,
+    other_strides,
+)
 from conformance.runner import check_case
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -38,13 +44,23 @@ def test_other_strides_keeps_a_values_and_alignment_in_new_memory(transpose_a, s
     assert moved.data_ptr() != a.data_ptr()
 
 
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_misaligned_keeps_a_values_and_strides_one_element_in(transpose_a):
+    case = Case("layout", 24, 16, 20, transpose_a=transpose_a, strided=True, dtype="fp16")
+    a, b, bias = as_tensors(case, *integer_inputs(case), "cpu")
+    moved, same_b, same_bias = misaligned(case)(a, b, bias)
+    assert torch.equal(moved, a) and same_b is b and same_bias is bias
+    assert moved.stride() == a.stride() and moved.storage_offset() == 1
+    assert moved.data_ptr() % 16 != 0
+
+
 def test_the_reference_kernels_pass_every_repeated_call():
     case = next(c for c in quick_set() if c.name.startswith("owner-waits-waves"))
     kut = reference()
     kut.reset()
     finding = check_repeated_calls(kut, case, case.config(), DEVICE)
     assert finding.passed, finding.reasons
-    assert [reason.split(",")[0] for reason in finding.reasons] == ["call 1", "call 2"]
+    assert [reason.split(",")[0] for reason in finding.reasons] == ["call 1", "call 2", "call 3"]
 
 
 @pytest.mark.parametrize("name", REPEATED_MUTANTS)
