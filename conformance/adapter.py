@@ -31,6 +31,7 @@ from kernels.backend import program_order
 from refsim.config import OPTION_NAMES, check_names
 
 from .binding import LaunchContext, bind
+from .graph import graph_capture
 from .harness import POISON, KernelUnderTest
 from .scratch import Scratch
 from .worklog import WorkLog
@@ -130,6 +131,8 @@ def adapt(
     partial_slot=None,
     zero_fills_partials=False,
     block_dots=False,
+    batched=None,
+    graphs=False,
 ):
     """A kernel written elsewhere, from its host launch, as a KernelUnderTest.
 
@@ -169,6 +172,10 @@ def adapt(
       hold POISON, or 0 with ``zero_fills_partials=True``: the kernel, or its buffer's maker,
       zero-fills its slots for each launch.
     * ``block_dots``: as :attr:`KernelUnderTest.block_dots`.
+    * ``batched``: the kernel's batched path, ``(config, a, b, out) -> out`` (as
+      :attr:`KernelUnderTest.run_batched`), for the batched cases; None: they are not run.
+    * ``graphs``: True when a launch can be captured in a CUDA graph as it is (no host sync, no
+      allocation): the graph-replay check captures it (:func:`conformance.graph.graph_capture`).
 
     TypeError or ValueError, in one line, for an argument it cannot honour.
     """
@@ -193,6 +200,10 @@ def adapt(
         raise ValueError("pass partials and partial_slot together, or neither")
     if zero_fills_partials and partials is None:
         raise ValueError("zero_fills_partials=True needs partials and partial_slot")
+    if not (batched is None or callable(batched)):
+        raise TypeError(f"batched must be a function (config, a, b, out), not {batched!r}")
+    if not isinstance(graphs, bool):
+        raise TypeError(f"graphs must be True or False, not {graphs!r}")
     foreign = _ForeignRun(
         launch, records, wait_order, _partial_source(partials), zero_fills_partials
     )
@@ -203,6 +214,8 @@ def adapt(
         poison=None if partials is None else foreign.poison,
         block_dots=block_dots,
         follows=follows,
+        run_batched=batched,
+        capture=graph_capture(foreign.run) if graphs else None,
     )
 
 

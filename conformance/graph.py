@@ -73,6 +73,31 @@ def check_graph_replay(kut, case, config, device):
     return Finding("graph replay", True, reasons)
 
 
+def graph_capture(run):
+    """A :attr:`conformance.harness.KernelUnderTest.capture` for a kernel's ``run`` whose
+    untraced launch can be captured as it is: one launch first (compiling it), then the
+    capture, both on a side stream; the replay returns the captured call's output."""
+
+    def capture(config, a, b, bias, out):
+        current = torch.cuda.current_stream(a.device)
+        stream = torch.cuda.Stream(device=a.device)
+        stream.wait_stream(current)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.stream(stream):
+            run(config, a, b, bias, out=out)
+            with torch.cuda.graph(graph, stream=stream):
+                captured = run(config, a, b, bias, out=out)
+        current.wait_stream(stream)
+
+        def replay():
+            graph.replay()
+            return captured.output
+
+        return replay
+
+    return capture
+
+
 class _Untraced:
     """A replay's result as :func:`conformance.harness.expected_output` takes a run: no records."""
 

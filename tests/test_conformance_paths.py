@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import kernels
-from conformance.adapter import reference
+from conformance.adapter import adapt, reference
 from conformance.batched import batch_inputs, batched_operand, check_batched
 from conformance.cases import (
     GPU_REQUIRED_FEATURES,
@@ -136,3 +136,25 @@ def test_a_repeated_call_that_keeps_an_earlier_operand_is_named():
     assert finding.cause == "operand of an earlier call"
     assert "with A of the exact check's call" in finding.reasons[0]
     assert "(call 1:" in finding.reasons[0]
+
+
+def test_an_adapted_kernel_brings_its_batched_path():
+    from kernels.launch import run_batched
+
+    def launch(config, a, b, bias, out, worklog):
+        kernels.run(config, a, b, bias, out=out)
+
+    kut = adapt("mine", launch, follows={"strategy": "data_parallel"}, batched=run_batched)
+    finding = check_batched(kut, BATCHED, BATCHED.config(), "cpu")
+    assert (finding.passed, finding.ran) == (True, True), finding.reasons
+    assert adapt("mine", launch, follows={}).run_batched is None
+    assert adapt("mine", launch, follows={}, graphs=True).capture is not None
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [({"batched": 3}, "batched must be a function"), ({"graphs": "yes"}, "graphs must be")],
+)
+def test_adapt_refuses_a_batched_path_or_graphs_it_cannot_use(arguments, message):
+    with pytest.raises(TypeError, match=message):
+        adapt("mine", lambda *args: None, follows={}, **arguments)
