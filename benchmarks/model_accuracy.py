@@ -50,9 +50,9 @@ from suite import (
 
 import refsim
 from conformance.report import environment
-from kernels.auto import gpu_blocks
 from kernels.calibrate import blocks_to_measure
 from kernels.device import device_config, device_profile
+from kernels.rule import gpu_blocks
 from refsim.calibration import calibration_shapes, for_profile
 from refsim.compare import makespan_us
 from refsim.config import GemmConfig
@@ -196,7 +196,7 @@ def simulated_us(config, calibration=None):
 
 
 def candidate_blocks(shape, dtype, units=WAVE_UNITS):
-    """The blocks every candidate runs ``shape`` with: auto's (``kernels.auto.gpu_blocks``), the
+    """The blocks every candidate runs ``shape`` with: auto's (``kernels.rule.gpu_blocks``), the
     ones a calibration measures, so that every row is judged with calibrated blocks."""
     block_m, block_n, block_k = gpu_blocks(shape.m, shape.n, dtype, units)
     return {"block_m": block_m, "block_n": block_n, "block_k": block_k}

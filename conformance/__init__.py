@@ -5,7 +5,8 @@
 written elsewhere is adapted with :func:`adapt` and records its work with
 :mod:`conformance.worklog`; ``python -m conformance --kernel module:factory`` checks it.
 
-Layers, each importing only those before it: :mod:`~conformance.inputs` and
+Layers, each importing only those before it: :mod:`~conformance.causes` (the
+:class:`Cause` enum, importing nothing), :mod:`~conformance.inputs` and
 :mod:`~conformance.cases` (data), :mod:`~conformance.harness` (launching a kernel under test,
 expected outputs), :mod:`~conformance.diagnosis` (causes), :mod:`~conformance.checks`,
 :mod:`~conformance.runner` (cases and mutants), :mod:`~conformance.report`.
@@ -17,13 +18,14 @@ The names below are imported on first use, so that importing the package loads n
 import importlib
 
 _HOMES = {
-    "CAUSES": "diagnosis",
+    "CAUSES": "causes",
+    "Cause": "causes",
     "Case": "cases",
-    "CaseResult": "runner",
+    "CaseResult": "checking",
     "KernelUnderTest": "harness",
     "WorkLog": "worklog",
     "adapt": "adapter",
-    "check_case": "runner",
+    "check_case": "checking",
     "full_set": "cases",
     "load_cases": "cases",
     "quick_set": "cases",

@@ -53,10 +53,11 @@ LOGICAL_ORDERS = {
     ),
     "lower-logical-first": lambda config: sorted(range(config.grid), key=config.logical_program),
 }
-# The logical order each waiting fixup protocol needs in the sequential interpreter: an
-# owner-waits owner waits for the later programs of its tile, a turnstile contributor for the
-# one before it. The other protocols never wait.
-PROTOCOL_ORDERS = {"owner-waits": "higher-logical-first", "turnstile": "lower-logical-first"}
+# The logical order a waiting fixup protocol needs in the sequential interpreter, by its
+# ``wait_order`` (refsim.strategies.FixupProtocol): an owner-waits owner waits for the later
+# programs of its tile (higher-first), a turnstile contributor for the one before it
+# (lower-first). The other protocols never wait (no wait_order).
+PROTOCOL_ORDERS = {"higher-first": "higher-logical-first", "lower-first": "lower-logical-first"}
 
 
 def for_package(module, name):
@@ -75,7 +76,7 @@ def for_package(module, name):
         workspace.workspace_for(device).fill("partials", POISON)
 
     def run(config, a, b, bias=None, out=None, trace=False):
-        atomic = config.strategy == "streamk" and config.fixup == "atomic"
+        atomic = config.protocol is not None and config.protocol.atomic
         guards = workspace.workspace_for(a.device).guarded_buffers
         for guard in guards():  # a write seen is this launch's, not an earlier one's
             guard.rearm()
@@ -84,7 +85,7 @@ def for_package(module, name):
         return result
 
     def capture(config, a, b, bias, out):
-        atomic = config.strategy == "streamk" and config.fixup == "atomic"
+        atomic = config.protocol is not None and config.protocol.atomic
         return module.capture(config, a, b, bias, out=out, deterministic=not atomic).replay
 
     return KernelUnderTest(
@@ -153,7 +154,7 @@ def adapt(
       order. False: it never gets a log (``worklog`` is None).
     * ``wait_order``: ``"protocol"`` (default): the order the config's Stream-K fixup protocol
       needs -- higher logical ids first for owner-waits, lower first for turnstile, any order
-      for the protocols that never wait (:data:`PROTOCOL_ORDERS`). None when programs never
+      for the protocols that never wait (the protocol's ``wait_order``, :data:`PROTOCOL_ORDERS`). None when programs never
       wait on one another (any order; the determinism runs shuffle it). Else the order
       Triton's sequential interpreter runs them in:
       ``"higher-first"`` / ``"lower-first"`` when they wait on higher / lower hardware ids (every
@@ -299,7 +300,8 @@ class _ForeignRun:
         wait_order = self.wait_order
         if wait_order == "protocol":
             # the fixup of the config's Stream-K tiles; none without any (sk_tiles 0 or None)
-            wait_order = PROTOCOL_ORDERS.get(config.fixup) if config.sk_tiles else None
+            protocol = config.protocol if config.sk_tiles else None
+            wait_order = PROTOCOL_ORDERS.get(protocol.wait_order) if protocol else None
         if wait_order is None:
             return None
         if wait_order in HARDWARE_ORDERS:

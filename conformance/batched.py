@@ -19,6 +19,7 @@ import torch
 import refsim
 from kernels.dtypes import TORCH_DTYPES
 
+from .causes import Cause
 from .checks import Finding, grouped_finding
 from .diagnosis import CauseGroup, SubstitutionDiagnoser, wrong_tiles
 from .guards import GUARD, OutputLayout
@@ -146,7 +147,7 @@ def check_batched(kut, case, config, device):
     return Finding("batched calls", True, reasons)
 
 
-_OUTSIDE = "write outside the tile or matrix"
+_OUTSIDE = Cause.WRITE_OUTSIDE_TILE_OR_MATRIX
 
 
 def _stray_writes(config, case, storage):
@@ -219,7 +220,9 @@ def _other_entries(case, values, i, dtype):
         ):
             if np.array_equal(pair[0], _entry(a, i)) and np.array_equal(pair[1], _entry(b, i)):
                 continue  # a broadcast operand: the same product
-            alternatives.append(("wrong batch entry", f"it holds {what}", _product(*pair, dtype)))
+            alternatives.append(
+                (Cause.WRONG_BATCH_ENTRY, f"it holds {what}", _product(*pair, dtype))
+            )
     return alternatives
 
 
@@ -248,7 +251,7 @@ def _misread_batch(operands, values, i, call, strides, dtype):
             for index in chosen
         )
         alternatives.append(
-            ("operand layout ignored", f"it read {read} ({call}'s)", _product(*pair, dtype))
+            (Cause.OPERAND_LAYOUT_IGNORED, f"it read {read} ({call}'s)", _product(*pair, dtype))
         )
     return alternatives
 

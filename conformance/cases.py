@@ -12,7 +12,7 @@ import collections
 import dataclasses
 import json
 
-from refsim import PROFILES, STRATEGIES, GemmConfig, build_plan, tiling
+from refsim import PROFILES, STRATEGIES, GemmConfig, build_plan, strategies, tiling
 from refsim.config import OPTION_NAMES, check_names, hook_name, option_strategies
 
 # The GemmConfig options a Case keeps as fields of its own; any other goes to Case.options.
@@ -207,7 +207,8 @@ def _role_cases(roles, blocks):
         for role, ((m, n, k), machine) in roles.items():
             dtype, bias, layout = ROLES[role]
             options = _run_options(label, role, k, blocks["block_k"])
-            if "grid" in machine and strategy in ("persistent", "streamk"):
+            scheme = strategies.strategy(strategy)
+            if "grid" in machine and scheme.persistent and not scheme.dynamic:
                 options["grid"] = machine["grid"]
             cases.append(
                 Case(
@@ -219,7 +220,7 @@ def _role_cases(roles, blocks):
                     fixup or None,
                     cus=machine["cus"],
                     xcds=machine.get("xcds", 1),
-                    dtype="fp32" if fixup == "atomic" else dtype,
+                    dtype="fp32" if fixup and strategies.fixup(fixup).atomic else dtype,
                     bias=bias,
                     options=_options(**options),
                     **{layout: True},
@@ -412,9 +413,6 @@ PATH_CHECKS = {
 }
 # Paths only a GPU runs.
 GPU_PATHS = ("graph",)
-# The fixups whose programs wait on flags holding each launch's epoch: a graph replays one epoch,
-# so a call with Stream-K tiles under them cannot be captured.
-WAITING_FIXUPS = ("owner-waits", "turnstile")
 
 
 def case_paths(case, gpu=False):
@@ -423,7 +421,7 @@ def case_paths(case, gpu=False):
         return ("batched", "batched-prepared")
     paths = ("first", "traced", "prepared")
     config = case.config()
-    waits = config.strategy == "streamk" and config.fixup in WAITING_FIXUPS and config.sk_tiles
+    waits = config.protocol is not None and config.protocol.waits and config.sk_tiles
     if gpu and not waits:
         paths += ("graph",)
     return paths
@@ -431,7 +429,7 @@ def case_paths(case, gpu=False):
 
 def _path_features(case, config, label, bias):
     """One feature per call path the case takes x its strategy run x bias x band layout."""
-    bands = "bands>1" if config.strategy == "split_k" and config.reduce_bands > 1 else "bands=1"
+    bands = "bands>1" if (config.reduce_bands or 1) > 1 else "bands=1"
     return {f"path:{path}/{label}/{bias}/{bands}" for path in case_paths(case, gpu=True)}
 
 
@@ -475,10 +473,11 @@ def case_features(case, gpu=False):
     for layout in LAYOUTS:
         if getattr(case, layout) and (layout != "strided" or case.bias):
             features.add(f"{'strided+bias' if layout == 'strided' else layout}/{strategy}")
-    if strategy in ("persistent", "streamk", "work_stealing") and config.grid > config.total_tiles:
+    if config.scheme.persistent and config.grid > config.total_tiles:
         features.add(f"grid>tiles/{label}")
     waves, last_wave = divmod(config.total_tiles, config.grid)
-    if strategy in ("persistent", "streamk") and waves and last_wave:  # a partial last wave
+    static_persistent = config.scheme.persistent and not config.scheme.dynamic
+    if static_persistent and waves and last_wave:  # a partial last wave
         features.add(f"tiles%grid!=0/{label}")
     split_programs = [tile.programs for tile in plan.split_tiles.values()]
     if config.dtype == "fp32" and any(len(programs) >= 3 for programs in split_programs):
@@ -536,13 +535,14 @@ def _required_features():
         strategy, _, fixup = label.partition("/")
         features += [f"bias/{label}", f"no-bias/{label}"]
         features += [f"K<BLOCK_K/{label}", f"K%BLOCK_K!=0/{label}", f"EVEN_K/{label}"]
-        if fixup != "atomic":
+        scheme, protocol = strategies.strategy(strategy), strategies.fixup(fixup or None)
+        if not (protocol and protocol.atomic):
             features += [f"fp16/{label}", f"bf16/{label}"]
-        if strategy != "work_stealing":
+        if not scheme.dynamic:
             features += [f"xcds={x}/grid%xcds!=0/{label}" for x in (2, 8)]
-        if strategy in ("persistent", "streamk"):
+        if scheme.persistent and not scheme.dynamic:
             features += [f"grid>tiles/{label}", f"tiles%grid!=0/{label}"]
-        if strategy in ("streamk", "split_k"):
+        if scheme.splits_tiles and not scheme.dynamic:
             features.append(f"3+programs/{fixup or strategy}/fp32")
         if strategy == "streamk":
             features += [
@@ -586,7 +586,8 @@ def _required_path_features(paths):
             features.append(f"path:{path}/data_parallel/no-bias/bands=1")
             continue
         for label in LABELS:
-            if path in GPU_PATHS and label.partition("/")[2] in WAITING_FIXUPS:
+            fixup = label.partition("/")[2]
+            if path in GPU_PATHS and fixup and strategies.fixup(fixup).waits:
                 continue
             features += [f"path:{path}/{label}/{bias}/bands=1" for bias in ("bias", "no-bias")]
         features.append(f"path:{path}/split_k/bias/bands>1")

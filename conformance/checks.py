@@ -14,6 +14,7 @@ import refsim
 from kernels.backend import program_order, shuffled_order
 from refsim import numerics, tiling
 
+from .causes import Cause
 from .diagnosis import (
     EpilogueDiagnoser,
     OrderDiagnoser,
@@ -44,7 +45,7 @@ from .tolerances import TOLERANCE, relative_error, tolerance_for
 @dataclasses.dataclass
 class Finding:
     """One check's verdict: ``reasons`` say what was seen, ``cause`` (one of
-    :data:`conformance.diagnosis.CAUSES`) why it failed, ``diagnosis`` where. A check that
+    :class:`conformance.causes.Cause`) why it failed, ``diagnosis`` where. A check that
     diagnoses tile by tile also gives ``groups``: every distinct cause with the tiles it
     explains (:class:`conformance.diagnosis.CauseGroup`), lead cause first, which is
     ``cause``. A check that could not run here (a path the kernel lacks, a GPU-only check on
@@ -53,7 +54,7 @@ class Finding:
     check: str
     passed: bool
     reasons: list
-    cause: str = None
+    cause: Cause | None = None
     diagnosis: dict = None
     groups: list = None
     ran: bool = True
@@ -72,7 +73,7 @@ def grouped_finding(check, groups, info, note=""):
     """A failed finding of a per-tile diagnosis: one reason per cause group (lead first), then
     the first wrong element; ``note`` ends each group's line, and a group no decoder explained
     (``unclassified``, ``backend limitation``) also names the check that saw it."""
-    unexplained = ("unclassified", "backend limitation")
+    unexplained = (Cause.UNCLASSIFIED, Cause.BACKEND_LIMITATION)
     reasons = [
         group.line()
         + note
@@ -96,7 +97,7 @@ def check_exact(kut, case, config, device):
     expected = cast_to(expected32, run.output.dtype)
     if first_wrong_tile(config, got, expected) is None:
         return Finding("exact output", True, []), run, tensors, sim
-    if config.strategy == "work_stealing" and getattr(run, "records", None) is not None:
+    if config.scheme.dynamic and getattr(run, "records", None) is not None:
         a, b, bias = map(to_numpy, tensors)
         planned = cast_to(refsim.simulate(config, a=a, b=b, bias=bias).output, run.output.dtype)
         if first_wrong_tile(config, got, planned) is None:
@@ -162,7 +163,7 @@ def check_guard_bands(config, case, run):
         "guard bands",
         False,
         reasons,
-        "write outside the tile or matrix",
+        Cause.WRITE_OUTSIDE_TILE_OR_MATRIX,
         {"written": [list(place) for place in written[:5]], "count": len(written)},
     )
 
@@ -219,7 +220,7 @@ def check_partial_slots(kut, config, run, sim):
         else:
             reasons.append(f"slot {slot} was written, but refsim plans no partial there")
     return Finding(
-        "partial slots", False, reasons, "write outside the tile or matrix", {"slots": written}
+        "partial slots", False, reasons, Cause.WRITE_OUTSIDE_TILE_OR_MATRIX, {"slots": written}
     )
 
 
@@ -245,7 +246,7 @@ def check_addition_order(kut, case, config, device, exact_wrong=()):
     here, on a GPU too), except on tiles the exact check found wrong (``exact_wrong``, tile
     ids), whose cause is that check's.
     """
-    if config.fixup == "atomic" and config.strategy == "streamk":
+    if config.protocol is not None and not config.protocol.deterministic:
         return None
     inputs = order_inputs(config, case.seed)
     if not inputs.tiles:
@@ -262,7 +263,7 @@ def check_addition_order(kut, case, config, device, exact_wrong=()):
     cause, info = decode_order(
         config, got, tuple(map(to_numpy, tensors)), inputs.tiles, inputs.segments
     )
-    if cause != "unclassified":
+    if cause != Cause.UNCLASSIFIED:
         return Finding("addition order", False, [info["detail"]], cause, info)
     known = set(exact_wrong)
     wrong = [w for w in wrong_tiles(config, got, expected) if w.tile not in known]
@@ -288,14 +289,14 @@ def check_random_bits(kut, case, config, device, exact_wrong=()):
     left unwritten, written by another tile, its partials or K-iterations added in another
     order, or its accumulator rounded.
     """
-    atomic = config.strategy == "streamk" and config.fixup == "atomic"
-    if device != "cpu" or atomic or not kut.block_dots:
+    unordered = config.protocol is not None and not config.protocol.deterministic
+    if device != "cpu" or unordered or not kut.block_dots:
         return None
     run, tensors = launch(
         kut, config, case, random_inputs(case), device, trace=True, out_dtype=torch.float32
     )
     a, b, bias = map(to_numpy, tensors)
-    if config.strategy == "work_stealing":
+    if config.scheme.dynamic:
         if getattr(run, "records", None) is None:
             return None
         records, fixups, sim = replayed_schedule(config, run.records)
@@ -361,7 +362,7 @@ def check_order(config, run, sim, work_right=False):
     kernel doing refsim's work in another schedule (``"wrong tile order"``, as with a wrong
     output).
     """
-    if config.strategy == "work_stealing":
+    if config.scheme.dynamic:
         return check_work_stealing(config, run, work_right)
     key = lambda r: (r.kernel, *r[:8])  # kernel, program, step, tile, pid_m, pid_n, K-range, role
     finding = _same_work(list(map(key, run.records)), list(map(key, sim.records)))
@@ -423,7 +424,7 @@ def _judged_against_output(config, finding, records, work_right, replayed=None):
         f"otherwise: {shown}"
     )
     return dataclasses.replace(
-        finding, reasons=[reason, *finding.reasons][:5], cause="trace misreports the work"
+        finding, reasons=[reason, *finding.reasons][:5], cause=Cause.TRACE_MISREPORTS_WORK
     )
 
 
@@ -439,7 +440,7 @@ def _same_work(got, expected):
         "tile order",
         False,
         [f"first difference: kernel did {first[0]}, refsim planned {first[1]}"],
-        "wrong tile order",
+        Cause.WRONG_TILE_ORDER,
         {"kernel": first[0], "plan": first[1]},
     )
 
@@ -450,7 +451,7 @@ def check_work_stealing_tail(config, run, work_right=False):
     k_end, role) alike, its steps counted on from the tiles it stole. None without a tail.
     With ``work_right``, a difference is judged against the output as :func:`check_order`
     does."""
-    if config.strategy != "work_stealing" or not config.sk_tiles:
+    if not config.scheme.dynamic or not config.sk_tiles:
         return None
     stolen = collections.Counter(r.program for r in run.records if r.role not in STREAM_K_ROLES)
     planned = [
@@ -529,26 +530,26 @@ def check_work_stealing(config, run, work_right=False):
                 f"0..{end - begin - 1}"
             )
     if missing:
-        cause = "tile never written"
+        cause = Cause.TILE_NEVER_WRITTEN
     elif repeated:
-        cause = "duplicated K-segment"
+        cause = Cause.DUPLICATED_K_SEGMENT
     elif misplaced:
-        cause = "tile written to the wrong place"
+        cause = Cause.TILE_WRITTEN_TO_WRONG_PLACE
     elif short:
-        cause = "missing K-segment"
+        cause = Cause.MISSING_K_SEGMENT
     elif long:
-        cause = "duplicated K-segment"
+        cause = Cause.DUPLICATED_K_SEGMENT
     else:
-        cause = "wrong tile order" if reasons else None
+        cause = Cause.WRONG_TILE_ORDER if reasons else None
     finding = Finding("work-stealing invariants", not reasons, reasons[:5], cause)
     if finding.passed or not work_right:
         return finding
     tail = [r for r in run.records if r.role in STREAM_K_ROLES]
     replayed = ticket_records(config, stolen) + tail
     judged = _judged_against_output(config, finding, run.records, work_right, replayed)
-    if judged.cause == "trace misreports the work":
+    if judged.cause == Cause.TRACE_MISREPORTS_WORK:
         return judged
-    return dataclasses.replace(finding, cause="wrong tile order")
+    return dataclasses.replace(finding, cause=Cause.WRONG_TILE_ORDER)
 
 
 def check_determinism(kut, case, config, device, runs, exact_wrong=()):
@@ -628,7 +629,7 @@ def check_determinism(kut, case, config, device, runs, exact_wrong=()):
                 f"({i}, {j}); every run is {predicted} outside the tiles the exact check "
                 "found wrong"
             ],
-            "nondeterminism",
+            Cause.NONDETERMINISM,
         )
     return Finding("determinism", True, [f"{runs} runs identical, each {predicted}"])
 
@@ -648,5 +649,5 @@ def check_accuracy(kut, case, config, device):
             f"relative error {worst:.3g} at ({i}, {j}) exceeds "
             f"{TOLERANCE[case.dtype]} for {case.dtype}"
         ],
-        "inaccurate",
+        Cause.INACCURATE,
     )

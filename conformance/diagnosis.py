@@ -4,7 +4,8 @@ A cause is read off the data: the first wrong tile in tile order, a wrong partia
 to refsim's, refsim's output for an operand read with the wrong layout or an accumulator kept in
 fp16/bf16 (:func:`decode_layout`, :func:`decode_precision`), and a second launch on
 :func:`conformance.inputs.probe_inputs`, whose values say which K-iterations and how much bias
-reached each output element. Every cause is one of :data:`CAUSES`.
+reached each output element. Every cause is a :class:`conformance.causes.Cause`
+(:data:`CAUSES` in rank order).
 """
 
 import dataclasses
@@ -16,6 +17,8 @@ import torch
 import refsim
 from refsim import numerics, tiling
 
+from .causes import CAUSE_RANK, Cause
+from .causes import CAUSES as CAUSES  # re-exported: the package and tests import it here
 from .environment import backend_limitation
 from .guards import GUARD, OutputLayout
 from .harness import POISON, cast_to, launch, to_numpy
@@ -30,55 +33,6 @@ from .inputs import (
     reduce_in_order,
 )
 
-# Every cause, in the order a case lists them: the first a case has is its lead cause, what to
-# fix first. Faults that stop the run or write out of bounds lead, then work lost or written
-# elsewhere, then synchronisation, then wrong sums, then rounding and order, then records;
-# values nothing explains come last (a backend trap that may explain them before plain
-# "unclassified"). An output not initialised before atomic accumulation comes just before
-# "tile never written": it is the more specific reading of the same NaN (proved by relaunching
-# over finite fills), so where one check proves it, another's plain NaN does not lead. A flag
-# published by several programs ranks with the other flag faults that let a waiter see
-# "ready" without its storer's release (after a stale epoch). A trace that misreports right
-# work is a records fault that is not the schedule's: just after "record overrun", before
-# "wrong tile order". An operand kept from an earlier call (a prepared call or a graph replay
-# reading stale memory) and a product computed from another batch entry's operand rank with the
-# operand read with the wrong layout: the right sums of the wrong numbers.
-CAUSES = (
-    "kernel crashed",
-    "kernel hung",
-    "kernel assumption violated",
-    "write outside the tile or matrix",
-    "output not initialised before atomic accumulation",
-    "tile never written",
-    "write into another tile",
-    "tile written to the wrong place",
-    "partial read before it was written",
-    "partial read before its release",
-    "flag set before its partial is stored",
-    "partial never released",
-    "flag held a stale epoch",
-    "flag published by several programs",
-    "missing K-segment",
-    "duplicated K-segment",
-    "operand of an earlier call",
-    "wrong batch entry",
-    "operand layout ignored",
-    "bias missing",
-    "bias along the wrong axis",
-    "bias applied more than once",
-    "accumulator precision",
-    "bias added after the cast",
-    "wrong rounding mode",
-    "wrong addition order",
-    "record overrun",
-    "trace misreports the work",
-    "wrong tile order",
-    "nondeterminism",
-    "inaccurate",
-    "backend limitation",
-    "unclassified",
-)
-CAUSE_RANK = {cause: rank for rank, cause in enumerate(CAUSES)}
 # A row or column is matched to another line's values only when it holds at least this many.
 MIN_LINE_ELEMENTS = 2
 # Wrong tiles diagnosed with every decoder; the rest are tried against the causes found on them.
@@ -172,10 +126,10 @@ def decode_probe(config, out, pid_m, pid_n):
     rows, cols = _tile_region(config, pid_m, pid_n)
     values = out[rows, cols]
     if np.isnan(values).all():
-        return "tile never written", "the tile still holds the NaN the output was filled with"
+        return Cause.TILE_NEVER_WRITTEN, "the tile still holds the NaN the output was filled with"
     if (np.abs(values[~np.isnan(values)]) >= POISON / 2).any():
         return (
-            "partial read before it was written",
+            Cause.PARTIAL_READ_BEFORE_WRITTEN,
             "the tile contains the poison value the partial workspace was filled with",
         )
     m = np.arange(rows.start, rows.stop)[:, None]
@@ -188,23 +142,23 @@ def decode_probe(config, out, pid_m, pid_n):
         row_bias = np.where(m < config.n, row_code, 0)
         if (q == 0).all() and (row_bias == 0).all():  # a row-indexed load is masked here
             return (
-                "bias missing",
+                Cause.BIAS_MISSING,
                 "no bias in the tile's values (its rows all lie past N, where a bias taken by "
                 "row is masked to 0)",
-                ("bias along the wrong axis",),
+                (Cause.BIAS_ALONG_WRONG_AXIS,),
             )
         if (q == 0).all():
-            return "bias missing", "no bias in the tile's values"
+            return Cause.BIAS_MISSING, "no bias in the tile's values"
         if np.array_equal(q, np.broadcast_to(row_bias, q.shape)):
-            return "bias along the wrong axis", "the bias added is bias[row], not bias[column]"
+            return Cause.BIAS_ALONG_WRONG_AXIS, "the bias added is bias[row], not bias[column]"
         times = q / column_code
         plausible = times.max() <= config.grid + 1  # no more additions than programs
         if np.all(times == np.round(times)) and times.min() >= 2 and plausible:
             return (
-                "bias applied more than once",
+                Cause.BIAS_APPLIED_MORE_THAN_ONCE,
                 f"bias added {int(times.min())} to {int(times.max())} times",
             )
-        return "unclassified", f"bias part of the values {np.unique(q)[:6]} is unexplained"
+        return Cause.UNCLASSIFIED, f"bias part of the values {np.unique(q)[:6]} is unexplained"
     probed = probed_iterations(config, pid_n)[rows, cols]
     probes = probed < config.iters_per_tile  # elements that probe no iteration say nothing
     sizes = iteration_sizes(config)[np.where(probes, probed, 0)]
@@ -212,10 +166,10 @@ def decode_probe(config, out, pid_m, pid_n):
     missing = sorted({int(j) for j in probed[probes & (multiplicity == 0)]})
     doubled = sorted({int(j) for j in probed[probes & (multiplicity >= 2)]})
     if missing:
-        return "missing K-segment", f"K-iterations {missing} contributed nothing"
+        return Cause.MISSING_K_SEGMENT, f"K-iterations {missing} contributed nothing"
     if doubled:
-        return "duplicated K-segment", f"K-iterations {doubled} were added more than once"
-    return "unclassified", "probe values are as expected: the fault needs other inputs"
+        return Cause.DUPLICATED_K_SEGMENT, f"K-iterations {doubled} were added more than once"
+    return Cause.UNCLASSIFIED, "probe values are as expected: the fault needs other inputs"
 
 
 def _storage_elements(tensor):
@@ -332,7 +286,7 @@ def decode_layout(
             model = cast_to(tile_math.with_bias(acc, pid_n), out_dtype)
             if np.array_equal(got[region], model):
                 shape = tuple(operand.shape)
-                return "operand layout ignored", (
+                return Cause.OPERAND_LAYOUT_IGNORED, (
                     f"{name} read as {describe_layout(shape, strides)}, but it is "
                     f"{describe_layout(shape, operand.stride())}"
                 )
@@ -342,7 +296,7 @@ def decode_layout(
             model = _misplaced_output(output_layout, expected, strides)
             cache["C", strides] = model is not None and np.array_equal(got, model, equal_nan=True)
         if cache["C", strides]:
-            return "operand layout ignored", (
+            return Cause.OPERAND_LAYOUT_IGNORED, (
                 f"C written as {describe_layout(shape, strides)}, but it is "
                 f"{describe_layout(shape, output_layout.strides)}"
             )
@@ -405,7 +359,7 @@ def decode_rounding_mode(got, value32, dtype):
         return None
     for rounding in DIRECTED_ROUNDINGS:
         if np.array_equal(got, round_directed(value32, name, rounding)):
-            return "wrong rounding mode", (
+            return Cause.WRONG_ROUNDING_MODE, (
                 f"the output is refsim's fp32 value cast to {name} rounding {rounding}, not to "
                 "nearest even"
             )
@@ -461,7 +415,7 @@ def decode_precision(
         )
         if np.array_equal(got[region], cast_to(model, out_dtype)):
             how = "" if rounding == "to nearest" else f", rounded {rounding}"
-            return "accumulator precision", (
+            return Cause.ACCUMULATOR_PRECISION, (
                 f"the accumulator is rounded to {config.dtype} after every K-iteration{how}, "
                 "not kept in fp32"
             )
@@ -479,7 +433,7 @@ def decode_bias_after_cast(config, pid_m, pid_n, got, tensors, out_dtype, tile_m
     rows, cols = _tile_region(config, pid_m, pid_n)
     unbiased = tile_math.accumulate(pid_m, pid_n, 0, config.iters_per_tile)
     decoded = decode_epilogue(got[rows, cols], unbiased, tile_math.bias[cols], out_dtype)
-    return decoded if decoded[0] != "unclassified" else None
+    return decoded if decoded[0] != Cause.UNCLASSIFIED else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -536,7 +490,7 @@ class CauseGroup:
     """One cause and the wrong tiles it explains, with how many wrong elements they hold;
     ``detail`` says what was seen on the first of them."""
 
-    cause: str
+    cause: Cause
     tiles: tuple
     elements: int
     detail: str
@@ -681,7 +635,7 @@ def decode_intrusion(geometry, wrong_tile, got, candidates):
     for writer, axis, lines in geometry.aliasing_writers(wrong_tile):
         values = [candidate[wrong_tile.wrong] for candidate in candidates(writer, wrong_tile)]
         if any(np.array_equal(mine, value, equal_nan=True) for value in values):
-            return "write into another tile", geometry.describe_writer(writer, axis, lines)
+            return Cause.WRITE_INTO_ANOTHER_TILE, geometry.describe_writer(writer, axis, lines)
     return None
 
 
@@ -775,8 +729,8 @@ class Diagnoser:
         else ``("unclassified", detail)``."""
         note = None if self.device is None else backend_limitation(self.config.dtype, self.device)
         if note is None:
-            return "unclassified", detail
-        return "backend limitation", f"{note} ({detail})"
+            return Cause.UNCLASSIFIED, detail
+        return Cause.BACKEND_LIMITATION, f"{note} ({detail})"
 
     def uninitialised(self, wrong_tile):
         """A tile whose wrong elements are NaN because the kernel added into the NaN-filled
@@ -794,7 +748,7 @@ class Diagnoser:
         gained = filled[wrong_tile.wrong] - summed
         if not (np.all(gained == UNINITIALISED_FILL) and np.all(summed != 0)):
             return None  # each fill left as it is: never written
-        return "output not initialised before atomic accumulation", (
+        return Cause.OUTPUT_NOT_INITIALISED, (
             "the tile's NaN is the harness's fill plus the tile's sum: relaunched over an output "
             f"filled with 0 and with {UNINITIALISED_FILL:.0f}, its wrong elements differ by "
             f"exactly {UNINITIALISED_FILL:.0f}, so the kernel adds into C without zeroing it first"
@@ -829,17 +783,20 @@ class Diagnoser:
         if not np.isnan(values[wrong_tile.wrong]).all():
             return None
         if np.isnan(self.expected[wrong_tile.region]).all():
-            return "tile never written", "no program took it, so it still holds NaN"
+            return Cause.TILE_NEVER_WRITTEN, "no program took it, so it still holds NaN"
         if np.isnan(values).all():
-            return "tile never written", "the tile still holds the NaN the output was filled with"
+            return (
+                Cause.TILE_NEVER_WRITTEN,
+                "the tile still holds the NaN the output was filled with",
+            )
         rows = wrong_tile.wrong_lines(0)
-        return "tile never written", (
+        return Cause.TILE_NEVER_WRITTEN, (
             f"{wrong_tile.count} of its elements, in rows {rows[0]}..{rows[-1]}, still hold NaN"
         )
 
     def poisoned(self, wrong_tile):
         if (np.abs(np.nan_to_num(self.got[wrong_tile.region])) >= POISON / 2).any():
-            return "partial read before it was written", (
+            return Cause.PARTIAL_READ_BEFORE_WRITTEN, (
                 "the tile contains the poison value the partial workspace was filled with"
             )
         return None
@@ -849,7 +806,7 @@ class Diagnoser:
         other = _wrong_place(self.config, self.got, self.expected, w.tile, w.pid_m, w.pid_n)
         if other is None:
             return None
-        return "tile written to the wrong place", f"it holds tile {other}'s values"
+        return Cause.TILE_WRITTEN_TO_WRONG_PLACE, f"it holds tile {other}'s values"
 
     def moved_lines(self, wrong_tile):
         moved = misplaced_lines(
@@ -862,7 +819,7 @@ class Diagnoser:
         shown = ", ".join(
             f"{name} {line} holds {name} {src}" for line, src in list(sources.items())[:4]
         )
-        return "tile written to the wrong place", (
+        return Cause.TILE_WRITTEN_TO_WRONG_PLACE, (
             f"{len(sources)} {name}s of the tile hold other {name}s' values: {shown}"
         )
 
@@ -923,7 +880,7 @@ class Diagnoser:
         decoded = decode_probe(
             self.config, self._probes[layout], wrong_tile.pid_m, wrong_tile.pid_n
         )
-        return None if decoded[0] == "unclassified" else decoded
+        return None if decoded[0] == Cause.UNCLASSIFIED else decoded
 
 
 def diagnose(kut, case, config, got, expected, sim, device, tensors=None, out_dtype=None):
@@ -947,14 +904,14 @@ def partial_cause(math, config, partial, got):
     """
     diff = got - partial.value
     if np.all(np.abs(got) >= POISON / 2):
-        return "missing K-segment", "the slot still holds POISON: the partial was never stored"
+        return Cause.MISSING_K_SEGMENT, "the slot still holds POISON: the partial was never stored"
     pid_m, pid_n = tiling.grouped_tile(
         partial.tile, config.num_pid_m, config.num_pid_n, config.group_m
     )
     if math.bias is not None:
         bias = np.broadcast_to(math.with_bias(np.zeros_like(diff), pid_n), diff.shape)
         if np.array_equal(diff, bias):
-            return "bias applied more than once", "the partial already includes the bias"
+            return Cause.BIAS_APPLIED_MORE_THAN_ONCE, "the partial already includes the bias"
     own = math.accumulate(pid_m, pid_n, partial.k_begin, partial.k_end)
     for rounding in ROUNDINGS if config.dtype in ("fp16", "bf16") else ():
         acc = np.zeros_like(own)
@@ -962,14 +919,14 @@ def partial_cause(math, config, partial, got):
             acc = _rounded(acc + math.accumulate(pid_m, pid_n, k, k + 1), config.dtype, rounding)
         rounded = acc if partial.kind == "own" else partial.value - own + acc  # a running sum
         if np.array_equal(got, rounded):
-            return "accumulator precision", f"the partial is rounded to {config.dtype}"
+            return Cause.ACCUMULATOR_PRECISION, f"the partial is rounded to {config.dtype}"
     for k in range(config.iters_per_tile):
         product = math.accumulate(pid_m, pid_n, k, k + 1)
         if partial.k_begin <= k < partial.k_end and np.array_equal(diff, -product):
-            return "missing K-segment", f"K-iteration {k} is missing from it"
+            return Cause.MISSING_K_SEGMENT, f"K-iteration {k} is missing from it"
         if np.array_equal(diff, product):
-            return "duplicated K-segment", f"K-iteration {k} is in it once too often"
-    return "unclassified", "no single K-iteration or bias explains the difference"
+            return Cause.DUPLICATED_K_SEGMENT, f"K-iteration {k} is in it once too often"
+    return Cause.UNCLASSIFIED, "no single K-iteration or bias explains the difference"
 
 
 def decode_order(config, got, inputs, tiles, segments):
@@ -1008,12 +965,12 @@ def decode_order(config, got, inputs, tiles, segments):
                 f"tile {tile}: no order of its {n} partials {segments[tile]} gives the "
                 "kernel's values"
             )
-            return "unclassified", info
+            return Cause.UNCLASSIFIED, info
         info["orders"] = matches
         shown = " or ".join(str(order) for order in matches)
         info["detail"] = f"tile {tile}: partials added as {shown}, refsim predicts {predicted}"
-        return "wrong addition order", info
-    return "unclassified", {"detail": "every covered split tile is right; another tile differs"}
+        return Cause.WRONG_ADDITION_ORDER, info
+    return Cause.UNCLASSIFIED, {"detail": "every covered split tile is right; another tile differs"}
 
 
 def decode_epilogue(got, expected_unbiased, bias, dtype):
@@ -1028,10 +985,10 @@ def decode_epilogue(got, expected_unbiased, bias, dtype):
         twice = cast_to(first + np.asarray(bias, dtype=np.float32), dtype)
         if np.array_equal(got, twice):
             how = "" if rounding == "to nearest" else f" (the first cast rounded {rounding})"
-            return "bias added after the cast", (
+            return Cause.BIAS_ADDED_AFTER_CAST, (
                 f"the output is the cast sum, plus the bias, cast again{how}"
             )
-    return "unclassified", "the output is neither rounded once nor rounded twice"
+    return Cause.UNCLASSIFIED, "the output is neither rounded once nor rounded twice"
 
 
 class EpilogueDiagnoser(Diagnoser):
@@ -1061,7 +1018,7 @@ class EpilogueDiagnoser(Diagnoser):
         decoded = decode_epilogue(
             self.got[rows, cols], self.unbiased[rows, cols], bias, self.out_dtype
         )
-        return decoded if decoded[0] != "unclassified" else None
+        return decoded if decoded[0] != Cause.UNCLASSIFIED else None
 
     def unexplained(self, wrong_tile):
         return self.outside_the_kernel(
@@ -1110,7 +1067,7 @@ class OrderDiagnoser(Diagnoser):
         if not matches:
             return None
         shown = " or ".join(map(str, matches))
-        return "wrong addition order", (
+        return Cause.WRONG_ADDITION_ORDER, (
             f"its {len(segments)} partials {segments} were added as {shown}; refsim predicts {predicted}"
         )
 
@@ -1219,7 +1176,7 @@ class RandomBitsDiagnoser(Diagnoser):
             acc = step + acc
         if not np.array_equal(self.got[w.region], self.tile_math.with_bias(acc, w.pid_n)):
             return None
-        return "wrong addition order", "its K-iterations were accumulated last to first"
+        return Cause.WRONG_ADDITION_ORDER, "its K-iterations were accumulated last to first"
 
     def unexplained(self, wrong_tile):
         return self.outside_the_kernel(
@@ -1240,7 +1197,7 @@ class _RepeatedRun:
         differ = int(self.varies[wrong_tile.region][wrong_tile.wrong].sum())
         if not differ:
             return None
-        return "nondeterminism", (
+        return Cause.NONDETERMINISM, (
             f"{differ} of its {wrong_tile.count} wrong elements differ between the runs, which "
             "ran the programs in different orders"
         )

@@ -17,12 +17,13 @@ import traceback
 import triton
 
 from .cases import LAYOUTS
+from .causes import Cause
 from .checks import Finding
 
 # What Triton's interpreter raises for a false tl.assume (triton/runtime/interpreter.py,
 # create_assume), wrapped by the launch in an InterpreterError whose __cause__ it is.
 ASSUME_FAILED = "Assume failed"
-ASSUMPTION_VIOLATED = "kernel assumption violated"
+ASSUMPTION_VIOLATED = Cause.KERNEL_ASSUMPTION_VIOLATED
 # The longest reason a launch failure gives (an exception's first line can be long).
 MAX_REASON = 500
 # A failed assumption's call, as the kernel's source spells it, and how many lines it may span.
@@ -65,7 +66,7 @@ def launch_failure(exc, case, config):
         diagnosis = dataclasses.asdict(assumption) | {"check": check}
         return Finding("launch", False, [reason], ASSUMPTION_VIOLATED, diagnosis)
     reason = f"{check} raised {one_line(_innermost(exc))}"[:MAX_REASON]
-    return Finding("launch", False, [reason], "unclassified", {"check": check})
+    return Finding("launch", False, [reason], Cause.UNCLASSIFIED, {"check": check})
 
 
 def violated_assumption(exc):
@@ -85,13 +86,15 @@ def violated_assumption(exc):
 
 
 def raising_check(exc):
-    """The name of the function ``conformance.runner.check_case`` was in when ``exc`` was
+    """The name of the function ``conformance.checking.check_case`` was in when ``exc`` was
     raised (``check_exact``, ``warm_up``, ...); the outermost function of the traceback when
     check_case is not in it, or ``"unknown check"`` when it has none."""
     frames = traceback.extract_tb(exc.__traceback__)
     names = [frame.name for frame in frames]
     if "check_case" in names[:-1]:
-        return names[names.index("check_case") + 1]
+        inner = [name for name in names[names.index("check_case") + 1 :]]
+        checks = [name for name in inner if not name.startswith("_step_")]
+        return (checks or inner)[0]
     return names[0] if names else "unknown check"
 
 

@@ -121,7 +121,7 @@ def expected_output(config, run, tensors):
     the float64 product (exact on integer inputs).
     """
     a, b, bias = map(to_numpy, tensors)
-    if config.strategy == "work_stealing":
+    if config.scheme.dynamic:
         if getattr(run, "records", None) is not None:
             records, fixups, sim = replayed_schedule(config, run.records)
             output, partials = numerics.compute(config, records, fixups, a, b, bias)

@@ -30,6 +30,7 @@ import threading
 import time
 
 from .backend import select_backend
+from .causes import Cause
 
 # How long the parent waits past the hang timeout for a worker's word before killing it silently.
 WORD_GRACE_S = 10.0
@@ -104,15 +105,18 @@ def _describe_waits():
 
 def _current_step():
     """The step of ``check_case`` the main thread is in, e.g. "check determinism"."""
-    from .runner import check_case
+    from .checking import check_case
 
     frame = sys._current_frames().get(threading.main_thread().ident)
-    callee = None
+    callees = []  # the frames below check_case's, innermost first
     while frame is not None and frame.f_code is not check_case.__code__:
-        frame, callee = frame.f_back, frame
+        callees.append(frame)
+        frame = frame.f_back
     if frame is None:
         return "building the kernel"
-    return (callee or frame).f_code.co_name.replace("_", " ")
+    names = [callee.f_code.co_name for callee in reversed(callees)]
+    checks = [name for name in names if not name.startswith("_step_")]  # a check, not its step
+    return (checks or names or [frame.f_code.co_name])[0].replace("_", " ")
 
 
 def hang_reason(hang_timeout):
@@ -163,10 +167,10 @@ class _Watchdog:
 
 
 def check_fresh(kut, case, device, determinism_runs=3, on_finding=None):
-    """:func:`conformance.runner.check_case` from the state of a new process: the kernel's
+    """:func:`conformance.checking.check_case` from the state of a new process: the kernel's
     ``reset()`` first, if it has one (the project's kernels and mutants forget their prepared
     calls and workspaces), so a case finds the same whatever its worker checked before it."""
-    from .runner import check_case
+    from .checking import check_case
 
     if kut.reset is not None:
         kut.reset()
@@ -175,15 +179,18 @@ def check_fresh(kut, case, device, determinism_runs=3, on_finding=None):
 
 def _check(task, device, determinism_runs, send, watchdog, index):
     """Build the task's kernel and check its case, sending each finding as it comes."""
+    from .checking import CaseResult
     from .checks import Finding
-    from .runner import CaseResult
 
     try:
         kut = _resolve(task.factory)()
     except Exception as exc:  # a factory that fails is this case's failure, not the worker's
         reason = f"building the kernel failed: {type(exc).__name__}: {exc}"[:500]
         return CaseResult(
-            _label(task.factory), task.case, [Finding("launch", False, [reason], "unclassified")], 0
+            _label(task.factory),
+            task.case,
+            [Finding("launch", False, [reason], Cause.UNCLASSIFIED)],
+            0,
         )
     send(("started", index, kut.name))
 
@@ -197,7 +204,7 @@ def _serve(conn, device, determinism_runs, hang_timeout):
     """A worker's life: select the backend, import the suite, then check tasks until told to
     stop (None, or the parent gone)."""
     select_backend(device)  # before anything imports a kernel module
-    from . import runner  # noqa: F401  (torch and the suite, imported before "ready")
+    from . import checking  # noqa: F401  (torch and the suite, imported before "ready")
 
     lock = threading.Lock()
 
@@ -373,12 +380,14 @@ class WorkerPool:
                     worker.job = None
                     return job.index, body[1]
                 elif kind == "hung":
-                    return self._retire(worker, "kernel hung", body[1])
+                    return self._retire(worker, Cause.KERNEL_HUNG, body[1])
         except (EOFError, OSError):  # the worker is gone; its exit code says how
             pass
         if not worker.process.is_alive():
             if job is not None:
-                return self._retire(worker, "kernel crashed", crash_reason(worker.process.exitcode))
+                return self._retire(
+                    worker, Cause.KERNEL_CRASHED, crash_reason(worker.process.exitcode)
+                )
             self._workers.remove(worker)  # died between cases: a fresh one takes its place
             worker.stop()
             if not worker.ready:
@@ -390,7 +399,7 @@ class WorkerPool:
             return None
         if job is not None:
             reason = f"no progress for {self.hang_timeout:g} s, and no word from the worker"
-            return self._retire(worker, "kernel hung", reason)
+            return self._retire(worker, Cause.KERNEL_HUNG, reason)
         self._workers.remove(worker)
         worker.stop()
         raise RuntimeError(f"a conformance worker did not start in {STARTUP_LIMIT_S:g} s")
@@ -398,8 +407,8 @@ class WorkerPool:
     def _retire(self, worker, cause, reason):
         """Remove and kill ``worker``, and fail its case with an ``isolation``
         finding after the findings it had sent."""
+        from .checking import CaseResult
         from .checks import Finding
-        from .runner import CaseResult
 
         job = worker.job
         self._workers.remove(worker)

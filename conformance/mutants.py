@@ -18,6 +18,7 @@ import kernels
 
 from .adapter import for_package
 from .cases import Case
+from .causes import Cause
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Mutant:
     original: str
     mutated: str
     case: Case
-    expected_cause: str
+    expected_cause: Cause
     gpu_only: bool = False  # its path runs only on a GPU (a CUDA graph's replay)
 
 
@@ -67,7 +68,7 @@ MUTANTS = (
         "            )\n"
         "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
         Case("mutant-bias-every-contributor", 64, 64, 80, cus=3, **_SK),
-        "bias applied more than once",
+        Cause.BIAS_APPLIED_MORE_THAN_ONCE,
     ),
     Mutant(
         "bias-by-row",
@@ -78,7 +79,7 @@ MUTANTS = (
         "            bias = tl.load(bias_ptr + offs_m * stride_bias, mask=offs_m < N, other=0.0)\n"
         "            acc = acc + bias.to(tl.float32)[:, None]",
         Case("mutant-bias-by-row", 64, 64, 40, strategy="persistent"),
-        "bias along the wrong axis",
+        Cause.BIAS_ALONG_WRONG_AXIS,
     ),
     Mutant(
         "dropped-partial",
@@ -89,7 +90,7 @@ MUTANTS = (
         "            for q in range(lp + 1, last):\n"
         "                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)",
         Case("mutant-dropped-partial", 64, 64, 80, cus=3, **_SK),
-        "missing K-segment",
+        Cause.MISSING_K_SEGMENT,
     ),
     Mutant(
         "sk-split-off-by-one",
@@ -100,7 +101,7 @@ MUTANTS = (
         "    start, end = contract.streamk_iter_range(lp, sk_iters, num_programs)\n"
         "    end = end - (lp < num_programs - 1).to(tl.int32)\n    step = dp_steps",
         Case("mutant-sk-split-off-by-one", 64, 64, 80, cus=3, **_SK),
-        "missing K-segment",
+        Cause.MISSING_K_SEGMENT,
     ),
     Mutant(
         "wrong-group-m",
@@ -111,7 +112,7 @@ MUTANTS = (
         "    pid_m, pid_n = contract.grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M + 1)\n"
         "    t_start = trace_begin(step, TRACE, BACKEND)",
         Case("mutant-wrong-group-m", 96, 96, 40, strategy="persistent", group_m=2),
-        "wrong tile order",
+        Cause.WRONG_TILE_ORDER,
     ),
     Mutant(
         "flag-before-store",
@@ -124,7 +125,7 @@ MUTANTS = (
         f"                {_STORE_ARGUMENTS}\n"
         "            )",
         Case("mutant-flag-before-store", 64, 64, 80, cus=3, **_SK),
-        "flag set before its partial is stored",
+        Cause.FLAG_SET_BEFORE_PARTIAL_STORED,
     ),
     Mutant(
         "ws-counter-gap",
@@ -134,7 +135,7 @@ MUTANTS = (
         "    _, end = contract.ws_counter_range(counter, total_tiles, num_counters)\n"
         "    end = end - 1",
         Case("mutant-ws-counter-gap", 64, 96, 40, strategy="work_stealing"),
-        "tile never written",
+        Cause.TILE_NEVER_WRITTEN,
     ),
     Mutant(
         "split-k-reverse",
@@ -151,7 +152,7 @@ MUTANTS = (
         "    for split in tl.range(1, SPLIT_K, loop_unroll_factor=REDUCE_UNROLL):\n"
         "        slot = contract.split_k_partial_slot(tile, SPLIT_K - 1 - split, SPLIT_K)",
         Case("mutant-split-k-reverse", 64, 64, 80, strategy="split_k", options=(("split_k", 3),)),
-        "wrong addition order",
+        Cause.WRONG_ADDITION_ORDER,
     ),
     Mutant(
         "split-k-band-rows",
@@ -167,7 +168,7 @@ MUTANTS = (
             strategy="split_k",
             options=(("split_k", 3), ("reduce_bands", 4)),
         ),
-        "tile written to the wrong place",
+        Cause.TILE_WRITTEN_TO_WRONG_PLACE,
     ),
     Mutant(
         "bias-after-cast",
@@ -177,7 +178,7 @@ MUTANTS = (
         "            acc = acc.to(c_ptr.dtype.element_ty).to(tl.float32) + bias.to(tl.float32)"
         "[None, :]",
         Case("mutant-bias-after-cast", 64, 64, 40, strategy="persistent", dtype="fp16"),
-        "bias added after the cast",
+        Cause.BIAS_ADDED_AFTER_CAST,
     ),
     Mutant(
         "last-arriver-reverse",
@@ -202,7 +203,7 @@ MUTANTS = (
         "                q_slot = contract.streamk_partial_slot(\n"
         "                    owner + last - q, tile, dp_tiles, iters, sk_iters, num_programs",
         Case("mutant-last-arriver-reverse", 16, 32, 160, **_LA),
-        "wrong addition order",
+        Cause.WRONG_ADDITION_ORDER,
     ),
     Mutant(
         "turnstile-no-wait",
@@ -212,7 +213,7 @@ MUTANTS = (
         "            wait_for(flags_ptr, lp - 1, epoch, events_ptr, pid, TRACE, BACKEND)\n",
         "        if lp > owner:\n",
         Case("mutant-turnstile-no-wait", 64, 64, 80, cus=3, **dict(_SK, fixup="turnstile")),
-        "partial read before its release",
+        Cause.PARTIAL_READ_BEFORE_RELEASE,
     ),
     Mutant(
         "last-arriver-early",
@@ -221,7 +222,7 @@ MUTANTS = (
         "        if arrived == last - owner:\n",
         "        if arrived == last - owner - 1:\n",
         Case("mutant-last-arriver-early", 64, 64, 80, cus=3, **_LA),
-        "partial read before its release",
+        Cause.PARTIAL_READ_BEFORE_RELEASE,
     ),
     Mutant(
         "last-arriver-own-last",
@@ -249,7 +250,7 @@ MUTANTS = (
         "                ) * (q != lp).to(tl.float32)\n"
         "            total += acc",
         Case("mutant-last-arriver-own-last", 16, 32, 160, **_LA),
-        "wrong addition order",
+        Cause.WRONG_ADDITION_ORDER,
     ),
     Mutant(
         "stale-epoch",
@@ -258,7 +259,7 @@ MUTANTS = (
         "        self._epoch += 1\n",
         "        self._epoch = 1\n",
         Case("mutant-stale-epoch", 64, 64, 80, cus=3, **_SK),
-        "flag held a stale epoch",
+        Cause.FLAG_HELD_STALE_EPOCH,
     ),
     Mutant(
         "trace-rows-short",
@@ -267,7 +268,7 @@ MUTANTS = (
         "    max_steps = max_steps + EXTRA_TRACE_ROWS if trace else 1\n",
         "    max_steps = max_steps - 1 if trace else 1\n",
         Case("mutant-trace-rows-short", 64, 64, 80, cus=3, **_SK),
-        "record overrun",
+        Cause.RECORD_OVERRUN,
     ),
     Mutant(
         "arrive-before-store",
@@ -278,7 +279,7 @@ MUTANTS = (
         "        arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)\n"
         f"        store_partial({_STORE_ARGUMENTS})\n",
         Case("mutant-arrive-before-store", 64, 64, 80, cus=3, **_LA),
-        "flag set before its partial is stored",
+        Cause.FLAG_SET_BEFORE_PARTIAL_STORED,
     ),
     Mutant(
         "ws-reset-past-end",
@@ -287,7 +288,7 @@ MUTANTS = (
         "        for index in range(0, num_counters + 1):",
         "        for index in range(0, num_counters + 2):",
         Case("mutant-ws-reset-past-end", 64, 96, 40, strategy="work_stealing"),
-        "write outside the tile or matrix",
+        Cause.WRITE_OUTSIDE_TILE_OR_MATRIX,
     ),
     Mutant(
         "epilogue-mask-row-m",
@@ -296,7 +297,7 @@ MUTANTS = (
         "    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)",
         "    mask = (offs_m[:, None] <= M) & (offs_n[None, :] < N)",
         Case("mutant-epilogue-mask-row-m", 40, 64, 40, strategy="persistent"),
-        "write outside the tile or matrix",
+        Cause.WRITE_OUTSIDE_TILE_OR_MATRIX,
     ),
     Mutant(
         "a-row-stride-ignored",
@@ -305,7 +306,7 @@ MUTANTS = (
         "        a_ptrs = a_ptr + offs_m[:, None] * stride_am + k_idx[None, :] * stride_ak",
         "        a_ptrs = a_ptr + offs_m[:, None] * K + k_idx[None, :] * stride_ak",
         Case("mutant-a-row-stride-ignored", 64, 64, 40, strategy="persistent", strided=True),
-        "operand layout ignored",
+        Cause.OPERAND_LAYOUT_IGNORED,
     ),
     Mutant(
         "bias-stride-ignored",
@@ -314,7 +315,7 @@ MUTANTS = (
         "            bias = tl.load(bias_ptr + offs_n * stride_bias, mask=offs_n < N, other=0.0)",
         "            bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0)",
         Case("mutant-bias-stride-ignored", 64, 64, 40, strategy="persistent", strided=True),
-        "operand layout ignored",
+        Cause.OPERAND_LAYOUT_IGNORED,
     ),
     Mutant(
         "accumulator-in-input-dtype",
@@ -324,7 +325,7 @@ MUTANTS = (
         "        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)"
         ".to(a_ptr.dtype.element_ty).to(tl.float32)",
         Case("mutant-accumulator-in-input-dtype", 64, 64, 80, strategy="persistent", dtype="fp16"),
-        "accumulator precision",
+        Cause.ACCUMULATOR_PRECISION,
     ),
     Mutant(
         "partial-slot-off-by-one",
@@ -341,7 +342,7 @@ MUTANTS = (
             fixup="owner-waits",
             options=(("sk_hybrid", "one-wave"),),
         ),
-        "write outside the tile or matrix",
+        Cause.WRITE_OUTSIDE_TILE_OR_MATRIX,
     ),
     Mutant(
         "owner-waits-next-epoch",
@@ -350,7 +351,7 @@ MUTANTS = (
         "                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)",
         "                wait_for(flags_ptr, q, epoch + 1, events_ptr, pid, TRACE, BACKEND)",
         Case("mutant-owner-waits-next-epoch", 64, 64, 80, cus=3, **_SK),
-        "kernel hung",
+        Cause.KERNEL_HUNG,
     ),
     Mutant(
         "atomic-output-not-zeroed",
@@ -367,7 +368,7 @@ MUTANTS = (
             fixup="atomic",
             options=(("sk_hybrid", "one-wave"),),
         ),
-        "output not initialised before atomic accumulation",
+        Cause.OUTPUT_NOT_INITIALISED,
     ),
     Mutant(
         "epilogue-cast-toward-zero",
@@ -377,7 +378,7 @@ MUTANTS = (
         '        tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty, fp_downcast_rounding="rtz"),'
         " mask=mask)",
         Case("mutant-epilogue-cast-toward-zero", 64, 64, 40, strategy="persistent", dtype="fp16"),
-        "wrong rounding mode",
+        Cause.WRONG_ROUNDING_MODE,
     ),
     Mutant(
         "prepared-keeps-output",
@@ -388,7 +389,7 @@ MUTANTS = (
         # atomic over 4 programs: 8 whole tiles, none split, so the output is not zeroed and
         # no other check compares a second untraced call of the key (no determinism runs)
         Case("mutant-prepared-keeps-output", 64, 64, 80, cus=4, fixup="atomic"),
-        "tile never written",
+        Cause.TILE_NEVER_WRITTEN,
     ),
     Mutant(
         "prepared-key-without-a-strides",
@@ -397,7 +398,7 @@ MUTANTS = (
         "        a.shape,\n        a.stride(),\n",
         "        a.shape,\n",
         Case("mutant-prepared-key-without-a-strides", 64, 64, 40, strategy="persistent"),
-        "operand layout ignored",
+        Cause.OPERAND_LAYOUT_IGNORED,
     ),
     Mutant(
         "batched-b-batch-stride-ignored",
@@ -414,7 +415,7 @@ MUTANTS = (
             bias=False,
             batch=3,
         ),
-        "wrong batch entry",
+        Cause.WRONG_BATCH_ENTRY,
     ),
     Mutant(
         "batched-prepared-key-of-first-product",
@@ -434,7 +435,7 @@ MUTANTS = (
             bias=False,
             batch=2,
         ),
-        "operand layout ignored",
+        Cause.OPERAND_LAYOUT_IGNORED,
     ),
     Mutant(
         "graph-captures-a-copy-of-a",
@@ -443,7 +444,7 @@ MUTANTS = (
         "    stream = torch.cuda.Stream(device=a.device)\n",
         "    a, stream = a.clone(), torch.cuda.Stream(device=a.device)\n",
         Case("mutant-graph-captures-a-copy-of-a", 64, 64, 40, strategy="persistent"),
-        "operand of an earlier call",
+        Cause.OPERAND_OF_EARLIER_CALL,
         gpu_only=True,
     ),
 )

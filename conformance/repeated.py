@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from .causes import Cause
 from .checks import Finding, grouped_finding
 from .diagnosis import (
     CauseGroup,
@@ -174,7 +175,7 @@ def stale_operands(inputs, earlier, dtype):
             what = "every operand" if len(kept) == 3 else names[kept[0]]
             alternatives.append(
                 (
-                    "operand of an earlier call",
+                    Cause.OPERAND_OF_EARLIER_CALL,
                     f"the output is the product with {what} of {call}, not this call's",
                     _product_of(mixed, dtype),
                 )
@@ -194,7 +195,7 @@ def never_written(config, wrong, got, expected, sim):
     where they are wrong: one ``tile never written`` group."""
     detail = "the call left the NaN the output was filled with"
     group = CauseGroup(
-        "tile never written", tuple(w.tile for w in wrong), sum(w.count for w in wrong), detail
+        Cause.TILE_NEVER_WRITTEN, tuple(w.tile for w in wrong), sum(w.count for w in wrong), detail
     )
     first = wrong[0]
     info = {

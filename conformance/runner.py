@@ -1,6 +1,7 @@
 """Running cases and mutants: one CaseResult per (kernel, case), with every check's finding.
 
-:func:`check_case` checks one case in this process. :func:`run_cases`, :func:`run_mutants` and
+:func:`conformance.checking.check_case` checks one case in this process. :func:`run_cases`,
+:func:`run_mutants` and
 :func:`run_parallel` check each case in a worker process (:mod:`conformance.isolation`), so that
 a kernel that crashes or hangs fails its case and the run goes on.
 """
@@ -8,162 +9,14 @@ a kernel that crashes or hangs fails its case and the run goes on.
 import dataclasses
 import functools
 import importlib
-import time
 
-import torch
-
-from .adapter import options_for
-from .batched import check_batched
-from .checks import (
-    check_accuracy,
-    check_addition_order,
-    check_determinism,
-    check_epilogue,
-    check_exact,
-    check_order,
-    check_partials,
-    check_random_bits,
-    check_stray_writes,
-    check_work_stealing_tail,
-)
-from .diagnosis import CAUSE_RANK
-from .failures import launch_failure, one_line
-from .graph import check_graph_replay
-from .harness import KernelUnderTest, launch
-from .inputs import integer_inputs
+from .checking import CaseResult
+from .failures import one_line
+from .harness import KernelUnderTest
 from .isolation import Task, WorkerPool
-from .repeated import check_repeated_calls
-from .scratch import check_scratch_guards
-from .synchronisation import check_synchronisation
 
 # The factory of the project's own kernels (see :func:`run_cases`).
 REFERENCE = "conformance.adapter:reference"
-
-
-@dataclasses.dataclass
-class CaseResult:
-    kernel: str
-    case: object
-    findings: list
-    seconds: float
-
-    @property
-    def passed(self):
-        return all(f.passed for f in self.findings)
-
-    @property
-    def causes(self):
-        """Every distinct cause the findings name, lead cause first (:data:`CAUSES` order)."""
-        named = {cause for finding in self.findings for cause in finding.causes}
-        return sorted(named, key=CAUSE_RANK.__getitem__)
-
-    @property
-    def cause(self):
-        """The lead cause, or None when everything passed."""
-        return next(iter(self.causes), None)
-
-    def to_dict(self):
-        return {
-            "kernel": self.kernel,
-            "case": self.case.to_dict(),
-            "passed": self.passed,
-            "cause": self.cause,
-            "causes": self.causes,
-            "seconds": round(self.seconds, 3),
-            "findings": [dataclasses.asdict(f) for f in self.findings],
-        }
-
-
-def warm_up(kut, case, config, device):
-    """One launch, so that the kernel's scratch memory exists and can be poisoned (inside the
-    harness's guard bands: a kernel writing outside the matrix must not corrupt memory). Traced,
-    so that if it hangs, its event log says who waits on whom."""
-    launch(kut, config, case, integer_inputs(case), device, trace=True, out_dtype=torch.float32)
-
-
-class _Findings(list):
-    """A case's findings, each announced as it is added: a check finished."""
-
-    def __init__(self, announce):
-        super().__init__()
-        self._announce = announce
-
-    def append(self, finding):
-        super().append(finding)
-        self._announce(finding)
-
-    def extend(self, findings):
-        for finding in findings:
-            self.append(finding)
-
-    def __iadd__(self, findings):
-        self.extend(findings)
-        return self
-
-
-def check_case(kut, case, device, determinism_runs=3, on_finding=None):
-    """Every check of one case against one kernel; an exception is a failed finding, not an abort.
-
-    ``on_finding(finding)``, if given, is called as each check finishes (a worker's progress).
-    A kernel that fixes some options (``kut.follows``) runs the case as it follows them
-    (:meth:`conformance.cases.Case.following`), and the result holds that case.
-    """
-    start = time.perf_counter()
-    if kut.follows:
-        case = case.following(options_for(kut.follows, case))
-    config = case.config()
-    findings = _Findings(on_finding or (lambda finding: None))
-    if case.batch:  # the batched path alone: the one-product paths have cases of their own
-        try:
-            findings.append(check_batched(kut, case, config, device))
-        except Exception as exc:
-            findings.append(launch_failure(exc, case, config))
-        return CaseResult(kut.name, case, list(findings), time.perf_counter() - start)
-    try:
-        if kut.poison is not None:  # create the scratch memory, so that it can be poisoned
-            warm_up(kut, case, config, device)
-        exact, run, tensors, sim = check_exact(kut, case, config, device)
-        findings.append(exact)
-        for stray in check_stray_writes(kut, case, config, run, sim):
-            findings.append(stray)
-        scratch_guards = check_scratch_guards(run)  # counters, flags, scratch: conformance.scratch
-        if scratch_guards is not None:
-            findings.append(scratch_guards)
-        partials = check_partials(kut, config, run, sim, tensors)
-        # records are judged against the work when the output and partials are right
-        work_right = exact.passed and (partials is None or partials.passed)
-        if getattr(run, "records", None) is not None:
-            findings.append(check_order(config, run, sim, work_right))
-            tail = check_work_stealing_tail(config, run, work_right)
-            if tail is not None:
-                findings.append(tail)
-        if partials is not None:
-            findings.append(partials)
-        synchronisation = check_synchronisation(config, run)
-        if synchronisation is not None:
-            findings.append(synchronisation)
-        exact_wrong = [tile for group in exact.groups or () for tile in group.tiles]
-        for finding in (
-            check_addition_order(kut, case, config, device, exact_wrong),
-            check_epilogue(kut, case, config, device, exact_wrong),
-        ):
-            if finding is not None:
-                findings.append(finding)
-        random_bits = check_random_bits(kut, case, config, device, exact_wrong)
-        if random_bits is not None:
-            findings.append(random_bits)
-        if not (config.strategy == "streamk" and config.fixup == "atomic"):
-            determinism = check_determinism(
-                kut, case, config, device, determinism_runs, exact_wrong
-            )
-            findings.append(determinism)
-        findings.append(check_accuracy(kut, case, config, device))
-        # later calls of a key (the prepared path), and another key of the same shape
-        findings.append(check_repeated_calls(kut, case, config, device))
-        findings.append(check_graph_replay(kut, case, config, device))
-    except Exception as exc:  # a kernel that raises is a finding of its own
-        findings.append(launch_failure(exc, case, config))
-    return CaseResult(kut.name, case, list(findings), time.perf_counter() - start)
 
 
 def load_kernel(factory):

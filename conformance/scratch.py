@@ -13,10 +13,11 @@ import torch
 
 from kernels.workspace import GuardedBuffer
 
+from .causes import Cause
 from .checks import Finding
 
 # The cause of a write into a guard slot: the same as a write outside C or an unplanned slot.
-CAUSE = "write outside the tile or matrix"
+CAUSE = Cause.WRITE_OUTSIDE_TILE_OR_MATRIX
 
 
 class Scratch(dict):

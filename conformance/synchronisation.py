@@ -15,6 +15,7 @@ import dataclasses
 
 from refsim import tiling
 
+from .causes import Cause
 from .checks import Finding
 
 RELEASES = ("publish", "arrive")
@@ -24,14 +25,14 @@ RELEASES = ("publish", "arrive")
 # never released, a flag that was already set or that another program sets too) before the
 # reads it lets through.
 SEVERITY = (
-    "record overrun",
-    "flag set before its partial is stored",
-    "partial never released",
-    "flag held a stale epoch",
-    "flag published by several programs",
-    "kernel hung",
-    "partial read before its release",
-    "partial read before it was written",
+    Cause.RECORD_OVERRUN,
+    Cause.FLAG_SET_BEFORE_PARTIAL_STORED,
+    Cause.PARTIAL_NEVER_RELEASED,
+    Cause.FLAG_HELD_STALE_EPOCH,
+    Cause.FLAG_PUBLISHED_BY_SEVERAL_PROGRAMS,
+    Cause.KERNEL_HUNG,
+    Cause.PARTIAL_READ_BEFORE_RELEASE,
+    Cause.PARTIAL_READ_BEFORE_WRITTEN,
 )
 MAX_REASONS = 5
 
@@ -50,7 +51,7 @@ def check_synchronisation(config, run):
     if overruns:
         violations.append(
             (
-                "record overrun",
+                Cause.RECORD_OVERRUN,
                 f"{overruns} trace record(s) or event(s) did not fit their buffers and were dropped",
             )
         )
@@ -95,7 +96,7 @@ def _unreleased_stores(programs):
         if pending and last_release:
             violations.append(
                 (
-                    "flag set before its partial is stored",
+                    Cause.FLAG_SET_BEFORE_PARTIAL_STORED,
                     f"program {program} stored partial slot(s) {pending} after its last "
                     f"release ({last_release[0]} {last_release[1]})",
                 )
@@ -103,7 +104,7 @@ def _unreleased_stores(programs):
         elif pending:
             violations.append(
                 (
-                    "partial never released",
+                    Cause.PARTIAL_NEVER_RELEASED,
                     f"program {program} stored partial slot(s) {pending} and never released them",
                 )
             )
@@ -120,7 +121,7 @@ def _stale_flags(flags_before, epoch):
     shown = _listed(stale[:10]) + (", ..." if len(stale) > 10 else "")
     return [
         (
-            "flag held a stale epoch",
+            Cause.FLAG_HELD_STALE_EPOCH,
             f"flag(s) {shown} held this launch's epoch {epoch} before it started",
         )
     ]
@@ -141,7 +142,7 @@ def _shared_flags(programs):
     wakes at whichever publish comes first, which need not be its partial's storer's."""
     return [
         (
-            "flag published by several programs",
+            Cause.FLAG_PUBLISHED_BY_SEVERAL_PROGRAMS,
             f"flag {flag} was published with {value} by programs {_listed(owners)} in this "
             "launch: a wait on it ends at the first of them, not necessarily at the storer's "
             "release (one publisher per flag per launch)",
@@ -169,7 +170,7 @@ def _endless_waits(programs, flags_before):
             if kind == "wait" and (flag, value) not in published and not held:
                 violations.append(
                     (
-                        "kernel hung",
+                        Cause.KERNEL_HUNG,
                         f"program {program} waits on flag {flag} for {value}, which no program "
                         "of this launch publishes there: on a GPU it spins forever",
                     )
@@ -247,7 +248,7 @@ def _judge_load(config, releases, epoch, reader, position, slot, tile):
     storers = releases.stores.get(slot)
     if not storers:
         return (
-            "partial read before it was written",
+            Cause.PARTIAL_READ_BEFORE_WRITTEN,
             f"program {reader.program} loaded slot {slot} ({_tile(config, tile)}), which no "
             f"program stored in this launch",
         )
@@ -275,7 +276,7 @@ def _judge_load(config, releases, epoch, reader, position, slot, tile):
         f"{_tile(config, tile)})"
     )
     return (
-        "partial read before its release",
+        Cause.PARTIAL_READ_BEFORE_RELEASE,
         f"{what} {_why_unreleased(releases, reader, storer, ready)}",
     )
 

@@ -70,7 +70,7 @@ def default_max_items(config):
     from kernels.records import EXTRA_TRACE_ROWS  # the project's kernels' traces have as many
 
     iters, grid = config.iters_per_tile, config.grid
-    if config.strategy != "work_stealing":
+    if not config.scheme.dynamic:
         most = tiling.max_work_items(config.dp_tiles, config.sk_iters, iters, grid)
     else:
         ranges = [config.counter_range(counter) for counter in range(config.num_counters)]

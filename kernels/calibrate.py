@@ -1,6 +1,6 @@
 """Measure a calibration (:mod:`refsim.calibration`) on the local GPU: ``refsim calibrate``.
 
-For each block shape and dtype auto can choose (``kernels.auto.GPU_BLOCKS`` and the decode-like
+For each block shape and dtype auto can choose (``kernels.rule.GPU_BLOCKS`` and the decode-like
 blocks), data-parallel runs of one full wave of tiles (every SM one tile) at each of
 ``refsim.calibration.ITERATION_COUNTS`` K-iterations, traced: every record's duration against
 its K-iterations gives, by least squares, the K-iteration time and the per-item time. Then:
@@ -24,10 +24,10 @@ import triton.language as tl
 
 from refsim.calibration import Calibration, block_key, calibration_shapes, fit_block
 
-from .auto import GPU_BLOCKS, gpu_blocks
 from .device import device_config, device_profile
 from .dtypes import TORCH_DTYPES
 from .launch import run
+from .rule import GPU_BLOCKS, gpu_blocks
 from .workspace import cuda_index
 
 COPY_BYTES = 1 << 30

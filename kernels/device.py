@@ -32,16 +32,20 @@ def default_config(a, b, **overrides):
 
 def device_config(m, n, k, dtype, device, **overrides):
     """A GemmConfig for an (m, n, k) GEMM in ``dtype`` ("fp16", ...) on a torch ``device``."""
-    options = {"dtype": dtype}
-    if device.type == "cuda":
-        preset, units = device_profile(cuda_index(device))
-        options.update(device=preset, cus=units)
-        if preset.vendor == "nvidia":
-            options["xcds"] = 1
-    else:
-        options.update(device="h100", cus=4, xcds=1, block_m=32, block_n=32, block_k=32)
-    options.update(overrides)
-    return GemmConfig(m, n, k, **options)
+    return GemmConfig(m, n, k, **dict(device_options(device), dtype=dtype, **overrides))
+
+
+def device_options(device):
+    """The GemmConfig options a torch ``device`` gives: its refsim profile, units and XCDs (a
+    CUDA device's probed once), or on the CPU a small 4-program H100-like grid with 32x32x32
+    blocks."""
+    if device.type != "cuda":
+        return {"device": "h100", "cus": 4, "xcds": 1, "block_m": 32, "block_n": 32, "block_k": 32}
+    preset, units = device_profile(cuda_index(device))
+    options = {"device": preset, "cus": units}
+    if preset.vendor == "nvidia":
+        options["xcds"] = 1
+    return options
 
 
 @functools.cache

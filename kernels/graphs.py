@@ -14,7 +14,6 @@ import dataclasses
 import torch
 
 from .launch import run
-from .streamk import WAITING_FIXUPS
 
 
 @dataclasses.dataclass
@@ -38,7 +37,7 @@ def capture(config, a, b, bias=None, out=None, deterministic=True):
     capture's own stream), then captured. ValueError for a fixup that waits on flags, for
     CPU tensors, and for everything :func:`kernels.run` refuses.
     """
-    if config.strategy == "streamk" and config.fixup in WAITING_FIXUPS and config.sk_tiles:
+    if config.protocol is not None and config.protocol.waits and config.sk_tiles:
         raise ValueError(
             f"fixup={config.fixup!r} waits on flags that hold each launch's epoch, and a "
             "graph replays one epoch: capture last-arriver or another strategy"

@@ -10,6 +10,7 @@ import contextlib
 
 import torch
 
+from refsim import strategies
 from refsim.config import GemmConfig, hook_name
 
 from . import data_parallel, persistent, prepared, split_k, streamk, work_stealing
@@ -24,7 +25,6 @@ from .records import (
     in_flight,
     trace_overruns,
 )
-from .streamk import WAITING_FIXUPS
 from .workspace import cuda_index, workspace_for
 
 # A traced launch set on a GPU starts behind a sleep of this many GPU clock cycles (about
@@ -33,6 +33,9 @@ from .workspace import cuda_index, workspace_for
 # GPU's own gap between dependent launches, not the host's launch time.
 TRACE_HEAD_START_CYCLES = 1_000_000
 
+# Each registered strategy's launches (refsim.strategies names the strategies): a module or
+# object with ``launches(config, a, b, bias, c, workspace, backend, trace, options)`` and, for
+# a strategy that keeps partials, ``partial_slot(config, program, tile)``.
 STRATEGY_MODULES = {
     "data_parallel": data_parallel,
     "persistent": persistent,
@@ -42,9 +45,25 @@ STRATEGY_MODULES = {
 }
 
 
+def register_launches(name, module):
+    """Give the strategy ``name`` (registered in :mod:`refsim.strategies`) its launches."""
+    strategies.strategy(name)  # ValueError for a strategy refsim does not know
+    STRATEGY_MODULES[name] = module
+
+
+def _launches_of(config):
+    try:
+        return STRATEGY_MODULES[config.strategy]
+    except KeyError:
+        raise ValueError(
+            f"strategy={config.strategy!r}: refsim describes it, but no kernel launches it "
+            "(kernels.launch.register_launches)"
+        ) from None
+
+
 def partial_slot(config, program, tile):
     """Slot in ``KernelRun.partials`` of hardware ``program``'s partial of ``tile``."""
-    slot_of = getattr(STRATEGY_MODULES[config.strategy], "partial_slot", None)
+    slot_of = getattr(_launches_of(config), "partial_slot", None)
     if slot_of is None:
         raise ValueError(f"strategy {config.strategy!r} keeps no partials")
     return slot_of(config, program, tile)
@@ -59,9 +78,7 @@ def build_launches(config, a, b, bias, c, *, backend, workspace, trace=False, op
     """
     if options is None:
         options = launch_options(config, a.device)
-    return STRATEGY_MODULES[config.strategy].launches(
-        config, a, b, bias, c, workspace, backend, trace, options
-    )
+    return _launches_of(config).launches(config, a, b, bias, c, workspace, backend, trace, options)
 
 
 def _check(config, a, b, bias, out):
@@ -133,7 +150,7 @@ def _check_schedule(config):
             f"xcd_remap={hook_name(config.xcd_remap)}: the kernels follow only the built-in "
             "remaps (True, False; refsim describes others, for kernels written elsewhere)"
         )
-    if config.strategy == "work_stealing" and config.sk_tiles:
+    if config.scheme.dynamic and config.sk_tiles:
         raise ValueError(
             f"sk_tiles={config.sk_tiles}: the work-stealing kernel has no Stream-K tail "
             "(refsim describes one, for kernels written elsewhere)"
@@ -142,7 +159,7 @@ def _check_schedule(config):
 
 def _check_launchable(config, device, deterministic, out_dtype):
     _check_schedule(config)
-    if config.strategy == "streamk" and config.fixup == "atomic":
+    if config.protocol is not None and config.protocol.atomic:
         if deterministic:
             raise ValueError(
                 "fixup='atomic' adds partials with float atomics in arrival order, "
@@ -156,8 +173,8 @@ def _check_launchable(config, device, deterministic, out_dtype):
             )
     if (
         device.type == "cuda"
-        and config.strategy == "streamk"
-        and config.fixup in WAITING_FIXUPS
+        and config.protocol is not None
+        and config.protocol.waits
         and config.sk_tiles > 0
     ):
         resident = device_profile(cuda_index(device))[1]
@@ -219,7 +236,9 @@ def run(
         if a.shape[1] != b.shape[0]:
             raise ValueError(f"a {tuple(a.shape)} @ b {tuple(b.shape)}: inner sizes differ")
         if 0 in (a.shape[0], a.shape[1], b.shape[1]):
-            return KernelRun(_empty_product(a, b, bias, out), None, [] if trace else None)
+            return KernelRun(
+                output=_empty_product(a, b, bias, out), config=None, records=[] if trace else None
+            )
         config = default_config(a, b, **(config or {}))
     _check(config, a, b, bias, out)
     device = a.device
@@ -253,14 +272,14 @@ def run(
             overruns = events_lost(launch_set.events)
             overruns += sum(trace_overruns(buffer) for _, buffer in launch_set.traces)
             return KernelRun(
-                c,
-                config,
-                decode_trace(launch_set.traces, backend),
-                partials,
-                decode_events(launch_set.events),
-                launch_set.epoch,
-                flags_before,
-                overruns,
+                output=c,
+                config=config,
+                records=decode_trace(launch_set.traces, backend),
+                partials=partials,
+                events=decode_events(launch_set.events),
+                epoch=launch_set.epoch,
+                flags_before=flags_before,
+                overruns=overruns,
             )
 
 
@@ -287,9 +306,10 @@ def run_batched(config, a, b, out=None):
     plan = prepared.lookup(key)
     if plan is not None:
         return plan(a, b, None, out, key[prepared.STREAM])
-    if config.strategy != "data_parallel":
+    if not config.scheme.batched:
         raise ValueError(
-            f"strategy={config.strategy!r}: a batch runs in one data-parallel launch; run "
+            f"strategy={config.strategy!r}: a batch runs in one data-parallel launch (a "
+            "batched strategy); run "
             "other strategies one product at a time"
         )
     for name, t in (("a", a), ("b", b), ("out", out)):

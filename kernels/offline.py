@@ -57,13 +57,18 @@ class Variant:
 
 
 def variants():
-    """Every strategy (every fixup of Stream-K) x traced or not x dtype."""
+    """Every built-in strategy (each with every fixup protocol, for one that takes a fixup and
+    splits tiles statically) x traced or not x dtype."""
+    from refsim import strategies
     from refsim.config import FIXUPS, STRATEGIES
 
     from .dtypes import TORCH_DTYPES
 
-    runs = [(s, None) for s in STRATEGIES if s != "streamk"]
-    runs += [("streamk", fixup) for fixup in FIXUPS]
+    runs = []
+    for name in STRATEGIES:
+        scheme = strategies.strategy(name)
+        with_fixups = scheme.fixups and not scheme.dynamic  # the work-stealing kernel has none
+        runs += [(name, fixup) for fixup in FIXUPS] if with_fixups else [(name, None)]
     return [
         Variant(s, f, traced, dtype)
         for s, f in runs
@@ -73,7 +78,7 @@ def variants():
 
 
 def _config(variant, target):
-    from refsim import GemmConfig
+    from refsim import GemmConfig, strategies
 
     _, _, _, _, device, xcds = TARGETS[target]
     options = {
@@ -85,10 +90,10 @@ def _config(variant, target):
         "block_n": 128,
         "block_k": 64,
     }
-    if variant.strategy == "streamk":
+    if variant.fixup is not None:  # every tile split, so the fixup's code is compiled
         options.update(fixup=variant.fixup, sk_hybrid="one-wave")
     size = 2048
-    if variant.strategy == "split_k":
+    if strategies.strategy(variant.strategy).reduction_launch:
         # more than one slice: the reduction launch exists too; few tiles, so that it runs in
         # row bands with its loop over slices unrolled
         options["split_k"] = 4
@@ -163,7 +168,8 @@ def compile_variant(variant, target):
     b = torch.ones((config.k, config.n), dtype=dtype)
     bias = torch.ones(config.n, dtype=dtype)
     c = torch.empty(
-        (config.m, config.n), dtype=torch.float32 if variant.fixup == "atomic" else dtype
+        (config.m, config.n),
+        dtype=torch.float32 if config.protocol is not None and config.protocol.atomic else dtype,
     )
     code = getattr(backends, backend_name)
     options = launch_options(config, vendor=triton_backend)

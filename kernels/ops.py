@@ -111,7 +111,7 @@ def _batched(a, b, out, strategy, deterministic, overrides):
             out = torch.empty((batch, m, n), dtype=a.dtype, device=a.device)
         return out.zero_()
     config = config_for(m, n, k, a.dtype, a.device, strategy, overrides, batch)
-    if config.strategy == "data_parallel":
+    if config.scheme.batched:
         return run_batched(config, a, b, out)
     if out is None:
         out = torch.empty((batch, m, n), dtype=a.dtype, device=a.device)

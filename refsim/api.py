@@ -88,19 +88,19 @@ def simulate(
         seed=int(seed),
         calibration=calibration,
     )
-    records, fixups, deadlock, makespan, coverage_errors = sim.run()
+    outcome = sim.run()
     output = partials = None
     if a is not None:
-        output, partials = numerics.compute(config, records, fixups, a, b, bias)
+        output, partials = numerics.compute(config, outcome.records, outcome.fixups, a, b, bias)
     return SimResult(
-        config,
-        plan,
-        records,
-        fixups,
-        deadlock,
-        makespan,
-        sim.busy_us,
-        coverage_errors=coverage_errors,
+        config=config,
+        plan=plan,
+        records=outcome.records,
+        fixups=outcome.fixups,
+        deadlock=outcome.deadlock,
+        makespan_us=outcome.makespan_us,
+        busy_us=sim.busy_us,
+        coverage_errors=outcome.coverage_errors,
         output=output,
         partials=partials,
         calibration=calibration,
@@ -152,7 +152,7 @@ def work_items_bound(config: GemmConfig) -> int:
     """
     splits = config.split_k or 1
     items = config.total_tiles * (splits + (config.reduce_bands or 1) if splits > 1 else 1)
-    if config.strategy == "streamk" or config.sk_tiles:
+    if config.protocol is not None or config.sk_tiles:
         items += config.grid
     return items + config.grid + config.cus
 

@@ -23,8 +23,9 @@ from typing import Any
 
 from . import __version__, compare, simulate, trace
 from .calibration import for_profile, save
-from .config import DEFAULT_BLOCKS, FIELD_NAMES, GemmConfig
+from .config import DEFAULT_BLOCKS, FIELD_NAMES, GemmConfig, option_strategies
 from .hardware import DEFAULT_DEVICE, PROFILES
+from .strategies import strategy_options
 
 SIZES = {"m": "M", "n": "N", "k": "K"}
 RUN_FLAGS = {"jitter": "--jitter", "seed": "--seed"}
@@ -73,8 +74,8 @@ def _help(field: dataclasses.Field) -> str:
         text += f" (default {'on' if default else 'off'})"
     elif default is not None:
         text += f" (default {default})"
-    if field.metadata["strategies"]:
-        text += f"; {' and '.join(field.metadata['strategies'])} only"
+    if field.name in strategy_options():
+        text += f"; {' and '.join(option_strategies(field.name))} only"
     return text
 
 
@@ -402,7 +403,7 @@ def _measured_records(torch: Any, config: GemmConfig, device: Any) -> list:
     )
     # The atomic fixup adds partials with fp32 atomics in arrival order: it needs an fp32
     # output and gives up determinism.
-    atomic = config.fixup == "atomic"
+    atomic = config.protocol is not None and config.protocol.atomic
     out = torch.empty((config.m, config.n), dtype=torch.float32, device=device) if atomic else None
     run = importlib.import_module("kernels").run
     # The warm-up is traced too: tracing is a compile-time switch, so it compiles this kernel.

@@ -12,11 +12,12 @@ import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import tiling
+from . import strategies, tiling
 from .hardware import DEFAULT_DEVICE, PROFILES, HardwareProfile, get_profile
 
-STRATEGIES = ("data_parallel", "persistent", "streamk", "work_stealing", "split_k")
-FIXUPS = ("owner-waits", "turnstile", "last-arriver", "atomic")
+# The built-in strategies and fixup protocols (refsim.strategies registers them, and more).
+STRATEGIES = strategies.strategy_names()
+FIXUPS = strategies.fixup_names()
 # Schedule hooks (refsim.tiling's module docstring): each preset's name and contract function.
 SK_HYBRIDS = {
     "two-tile": tiling.streamk_split_two_tile,
@@ -54,7 +55,6 @@ DTYPE_ALIASES = {
     "float": "fp32",
 }
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
-PERSISTENT_STRATEGIES = ("persistent", "streamk", "work_stealing")
 DEFAULT_BLOCKS = {"block_m": 256, "block_n": 256, "block_k": 64}
 BLOCK_DIMENSIONS = {"block_m": "m", "block_n": "n", "block_k": "k"}
 SMALLEST_BLOCK = 16  # the smallest tl.dot shape
@@ -64,16 +64,15 @@ def _option(
     help: str,
     default: Any = None,
     *,
-    strategies: tuple[str, ...] | None = None,
     strategy_default: Any = None,
     choices: Iterable[str] = (),
 ) -> Any:
     """A GemmConfig field: its default and the metadata the API and the command line read.
 
-    ``strategies``: the only strategies that take the option (given with another, it is
-    refused); ``strategy_default``: its value there when not given (None: derived later).
+    ``strategy_default``: its value, under the strategies that take the option (their
+    ``options``, :mod:`refsim.strategies`), when not given (None: derived later).
     """
-    metadata = {"help": help, "choices": tuple(choices), "strategies": strategies}
+    metadata = {"help": help, "choices": tuple(choices)}
     if strategy_default is not None:
         metadata["strategy_default"] = strategy_default
     return dataclasses.field(default=default, metadata=metadata)
@@ -159,59 +158,47 @@ class GemmConfig:
     grid: int = _option("programs to launch (default: by strategy)")
     sk_tiles: int | None = _option(
         "Stream-K tiles (default: by the hybrid rule; 0 for work_stealing)",
-        strategies=("streamk", "work_stealing"),
     )
     sk_hybrid: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
         "how many tiles go Stream-K (Python also takes a function)",
-        strategies=("streamk",),
         strategy_default="two-tile",
         choices=SK_HYBRIDS,
     )
     fixup: str | None = _option(
         "how split tiles are reduced",
-        strategies=("streamk", "work_stealing"),
         strategy_default="owner-waits",
         choices=FIXUPS,
     )
-    counters_per_xcd: int | None = _option(
-        "tile counters per XCD", strategies=("work_stealing",), strategy_default=1
-    )
+    counters_per_xcd: int | None = _option("tile counters per XCD", strategy_default=1)
     global_counter: bool | None = _option(
         "one counter for the whole device",
-        strategies=("work_stealing",),
         strategy_default=False,
     )
     ws_counter_map: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
         "which counter each program draws from (Python also takes a function)",
-        strategies=("work_stealing",),
         strategy_default="hardware",
         choices=WS_COUNTER_MAPS,
     )
     ws_counter_ranges: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
         "which tiles each counter hands out (Python also takes a function)",
-        strategies=("work_stealing",),
         strategy_default="even",
         choices=WS_COUNTER_RANGES,
     )
     ws_ticket_tile: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
         "which tile each ticket of a counter names (Python also takes a function)",
-        strategies=("work_stealing",),
         strategy_default="in-order",
         choices=WS_TICKET_TILES,
     )
     tile_order: Hook | None = _option(  # noqa: RUF009 (_option returns a field)
         "which tile each program computes at each step (Python also takes a function)",
-        strategies=("data_parallel", "persistent"),
         strategy_default="strided",
         choices=TILE_ORDERS,
     )
     split_k: int | None = _option(
         "splits of each tile's K-range (default: enough to fill the CUs)",
-        strategies=("split_k",),
     )
     reduce_bands: int | None = _option(
         "row bands each tile's reduction is cut into (default: enough to fill the CUs)",
-        strategies=("split_k",),
     )
     dtype: str = _option("input dtype", "bf16", choices=("fp16", "bf16", "fp32"))
     device: str | HardwareProfile = _option(  # noqa: RUF009 (_option returns a field)
@@ -232,7 +219,7 @@ class GemmConfig:
             "_derived",
             frozenset(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None),
         )
-        _choice("strategy", self.strategy, STRATEGIES)
+        strategies.strategy(self.strategy)  # ValueError naming the registered ones
         for name in ("m", "n", "k", "group_m"):
             self._set(name, _integer(name, getattr(self, name)))
         self._fill_strategy_options()
@@ -249,8 +236,7 @@ class GemmConfig:
             self._set("counters_per_xcd", _integer("counters_per_xcd", self.counters_per_xcd))
         for name in HOOKS:
             self._check_hook(name)
-        if self.fixup is not None:
-            _choice("fixup", self.fixup, FIXUPS)
+        strategies.fixup(self.fixup)  # ValueError naming the registered ones
         if self.dtype not in DTYPE_ALIASES:
             _choice("dtype", self.dtype, tuple(DTYPE_ALIASES))
         self._set("dtype", DTYPE_ALIASES[self.dtype])
@@ -300,19 +286,17 @@ class GemmConfig:
 
     def _fill_strategy_options(self) -> None:
         """Refuse options the strategy does not take; give the ones it takes their default."""
-        for f in dataclasses.fields(self):
-            strategies = f.metadata.get("strategies")
-            value = getattr(self, f.name)
-            if strategies is None:
-                continue
-            if self.strategy not in strategies:
+        taken = self.scheme.options
+        for name in strategies.strategy_options():
+            value = getattr(self, name)
+            if name not in taken:
                 if value is not None:
                     raise ValueError(
-                        f"{f.name}={value!r}: only strategy="
-                        f"{' or '.join(map(repr, strategies))} takes it"
+                        f"{name}={value!r}: only strategy="
+                        f"{' or '.join(map(repr, option_strategies(name)))} takes it"
                     )
-            elif value is None and "strategy_default" in f.metadata:
-                self._set(f.name, f.metadata["strategy_default"])
+            elif value is None and "strategy_default" in FIELDS[name].metadata:
+                self._set(name, FIELDS[name].metadata["strategy_default"])
 
     def _fill_blocks(self) -> None:
         for name, dimension in BLOCK_DIMENSIONS.items():
@@ -357,7 +341,8 @@ class GemmConfig:
     def _fill_grid(self, cus: int) -> int:
         tiles = self.total_tiles
         split = 1
-        if self.strategy == "split_k":
+        rule = self.scheme.grid
+        if rule == "per-slice":
             if self.split_k is None:
                 split = max(1, min(self.iters_per_tile, tiling.cdiv(cus, tiles)))
             else:
@@ -369,18 +354,18 @@ class GemmConfig:
                 )
             self._set("split_k", split)
             self._fill_reduce_bands(tiles, cus, split)
-        fixed_grid = {"data_parallel": tiles, "split_k": tiles * split}
-        if self.strategy in fixed_grid:
-            if self.grid is not None and self.grid != fixed_grid[self.strategy]:
+        fixed_grid = {"per-tile": tiles, "per-slice": tiles * split}
+        if rule in fixed_grid:
+            if self.grid is not None and self.grid != fixed_grid[rule]:
                 raise ValueError(
                     f"grid={self.grid}: strategy={self.strategy!r} launches one program "
-                    f"per work unit, {fixed_grid[self.strategy]} here"
+                    f"per work unit, {fixed_grid[rule]} here"
                 )
-            grid = fixed_grid[self.strategy]
+            grid = fixed_grid[rule]
         else:
             grid = _integer("grid", cus if self.grid is None else self.grid)
         self._set("grid", grid)
-        if self.strategy in ("streamk", "work_stealing"):
+        if "sk_tiles" in self.scheme.options:
             self._fill_sk_tiles(tiles, grid)
         return grid
 
@@ -403,7 +388,7 @@ class GemmConfig:
 
     def _fill_sk_tiles(self, tiles: int, grid: int) -> None:
         sk = self.sk_tiles
-        if sk is None and self.strategy == "streamk":
+        if sk is None and "sk_hybrid" in self.scheme.options:
             sk = self._hook("sk_hybrid")(tiles, grid)
             if not _is_int(sk) or not 0 <= sk <= tiles:
                 raise ValueError(
@@ -415,7 +400,7 @@ class GemmConfig:
         if not _is_int(sk) or not 0 <= sk <= tiles:
             raise ValueError(f"sk_tiles={sk!r}: must be an integer in 0..{tiles} (the tile count)")
         self._set("sk_tiles", int(sk))
-        if self.strategy == "work_stealing" and not sk:
+        if self.scheme.dynamic and not sk:
             if "fixup" not in self._derived:
                 raise ValueError(
                     f"fixup={self.fixup!r}: work_stealing splits no tile without sk_tiles, "
@@ -424,7 +409,7 @@ class GemmConfig:
             self._set("fixup", None)
 
     def _check_work_stealing(self, grid: int, xcds: int) -> None:
-        if self.strategy != "work_stealing" or self.global_counter:
+        if not self.scheme.dynamic or self.global_counter:
             return
         per_xcd = grid // xcds
         if per_xcd < (self.counters_per_xcd or 1):
@@ -435,6 +420,17 @@ class GemmConfig:
             )
 
     # Derived quantities -------------------------------------------------------------------
+    @property
+    def scheme(self) -> strategies.Strategy:
+        """The registered :class:`refsim.strategies.Strategy` called ``strategy``: its traits."""
+        return strategies.strategy(self.strategy)
+
+    @property
+    def protocol(self) -> strategies.FixupProtocol | None:
+        """The registered :class:`refsim.strategies.FixupProtocol` called ``fixup`` (None
+        without one): its traits."""
+        return strategies.fixup(self.fixup)
+
     @functools.cached_property
     def profile(self) -> HardwareProfile:
         return get_profile(self.device)
@@ -469,7 +465,7 @@ class GemmConfig:
     @property
     def num_counters(self) -> int:
         """Work-stealing tile counters (0 for other strategies)."""
-        if self.strategy != "work_stealing":
+        if not self.scheme.dynamic:
             return 0
         xcds, per_xcd = self.counter_layout
         return xcds * per_xcd
@@ -670,10 +666,14 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(GemmConfig) if f.init)
 OPTION_NAMES = FIELD_NAMES[3:]  # all but the sizes M, N, K
 
 
+FIELDS = {f.name: f for f in dataclasses.fields(GemmConfig)}
+
+
 def option_strategies(name: str) -> tuple[str, ...]:
-    """The strategies that take option ``name`` (every strategy for a general option)."""
-    field = next(f for f in dataclasses.fields(GemmConfig) if f.name == name)
-    return field.metadata.get("strategies") or STRATEGIES
+    """The registered strategies that take option ``name`` (every one for a general option)."""
+    if name not in strategies.strategy_options():
+        return strategies.strategy_names()
+    return tuple(s.name for s in strategies.STRATEGY_REGISTRY.values() if name in s.options)
 
 
 def check_names(given: Iterable[str], accepted: Iterable[str]) -> None:

@@ -10,7 +10,7 @@ Stream-K tail; which tile a ticket names is ``GemmConfig.ticket_tile``.
 import dataclasses
 import typing
 
-from . import tiling
+from . import strategies, tiling
 
 
 class WorkItem(typing.NamedTuple):
@@ -62,15 +62,10 @@ class Plan:
 
 
 def build_plan(config):
-    """The plan for ``config``; see the module docstring."""
-    builders = {
-        "data_parallel": _ordered,
-        "persistent": _ordered,
-        "streamk": _streamk,
-        "work_stealing": _work_stealing,
-        "split_k": _split_k,
-    }
-    programs, split_tiles, counters = builders[config.strategy](config)
+    """The plan for ``config``: its strategy's plan builder (``Strategy.plan``, registered in
+    :data:`refsim.strategies.PLAN_BUILDERS`); see the module docstring."""
+    builder = strategies.PLAN_BUILDERS[config.scheme.plan]
+    programs, split_tiles, counters = builder(config)
     counter_ranges = tuple(config.counter_range(c) for c in range(config.num_counters))
     return Plan(config, tuple(map(tuple, programs)), split_tiles, tuple(counters), counter_ranges)
 
@@ -148,11 +143,13 @@ def _with_sk_tail(config, programs, logical, hardware):
 def _sk_segments(start, end, iters, first_sk, fixup):
     """A program's SK segments in execution order.
 
-    Forwards, except for ``turnstile``: there the partial holding k = 0 must be produced first,
+    Forwards, except for a protocol that walks ``backward`` (turnstile): there the partial
+    holding k = 0 must be produced first,
     so each program walks its range backwards and starts with the tile it owns; walking forwards
     would chain every program behind the end of its predecessor's whole range.
     """
-    backward = fixup == "turnstile"
+    protocol = strategies.fixup(fixup)
+    backward = protocol is not None and protocol.backward
     segments = []
     it = end if backward else start
     remaining = end - start
@@ -187,3 +184,12 @@ def _work_stealing(config):
     counters = [config.counter_of(pid) for pid in range(config.grid)]
     programs: list[list[WorkItem]] = [[] for _ in range(config.grid)]
     return *_with_sk_tail(config, programs, logical, hardware), counters
+
+
+for _name, _builder in (
+    ("ordered", _ordered),
+    ("streamk", _streamk),
+    ("work_stealing", _work_stealing),
+    ("split_k", _split_k),
+):
+    strategies.register_plan(_name, _builder)

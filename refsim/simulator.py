@@ -35,6 +35,17 @@ class L2Occupancy:
         self.streaming = 0
 
 
+class Outcome(typing.NamedTuple):
+    """What :meth:`Simulation.run` gives: the work records, the fixups in tile order, the
+    deadlock if the run stalled (else None), the makespan in us, and the coverage errors."""
+
+    records: list
+    fixups: list
+    deadlock: object
+    makespan_us: float
+    coverage_errors: list
+
+
 class Simulation:
     """Runs one plan in simulated time; ``run()`` returns ``(records, fixups, deadlock,
     makespan, coverage_errors)``."""
@@ -78,7 +89,7 @@ class Simulation:
                 self._record(item, cu, start, False)  # cut short: ends when the run stalled
         self.records.sort(key=lambda r: (r.kernel != "gemm", r.program, r.step))
         fixups = [self.fixups[t] for t in sorted(self.fixups)]
-        return self.records, fixups, deadlock, self.env.now, self.coverage_errors()
+        return Outcome(self.records, fixups, deadlock, self.env.now, self.coverage_errors())
 
     def coverage_errors(self) -> list[CoverageError]:
         """Where the records are not the whole GEMM once (see ``SimResult.coverage_errors``)."""
@@ -107,14 +118,14 @@ class Simulation:
     def _main(self):
         config, cost = self.config, self.cost
         setup_us = cost.launch_overhead_us
-        if config.strategy == "streamk" and config.fixup == "atomic" and self.plan.split_tiles:
+        if config.protocol is not None and config.protocol.atomic and self.plan.split_tiles:
             # the output must be zeroed by a memset launch before atomics add into it
             setup_us += cost.launch_overhead_us + cost.transfer_us(config.m * config.n * 4, 1, 1)
         yield self.env.timeout(setup_us)
         self.first_launch_us = self.env.now
-        body = self._ws_program if config.strategy == "work_stealing" else self._static_program
+        body = self._ws_program if config.scheme.dynamic else self._static_program
         yield from self._launch(config.grid, body)
-        if config.strategy == "split_k" and self.plan.split_tiles:
+        if config.scheme.reduction_launch and self.plan.split_tiles:
             yield self.env.timeout(cost.launch_gap_us)
             yield from self._launch(config.total_tiles * config.reduce_bands, self._reduce_program)
 

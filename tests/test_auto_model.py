@@ -1,5 +1,5 @@
 """strategy="auto" by the model: on a device with a calibration, refsim predicts each candidate
-and the fastest wins (kernels.auto.model_choice); the rule stays the fallback."""
+and the fastest wins (kernels.model.model_choice); the rule stays the fallback."""
 
 import time
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import refsim
-from kernels import auto
+from kernels import auto, model, rule
 from refsim.calibration import BlockTiming, Calibration, block_key
 
 CALIBRATION = Calibration(
@@ -32,10 +32,10 @@ def _predicted(shape, options, calibration=CALIBRATION):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_the_model_picks_the_fastest_predicted_candidate(shape):
-    chosen = auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=10**9)
+    chosen = model.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=10**9)
     measured = [
         options
-        for options in auto.model_candidates(*shape, "bf16", 132)
+        for options in model.model_candidates(*shape, "bf16", 132)
         if CALIBRATION.timing("bf16", options["block_m"], options["block_n"], options["block_k"])
     ]
     assert chosen in measured
@@ -44,44 +44,44 @@ def test_the_model_picks_the_fastest_predicted_candidate(shape):
 
 def test_the_rules_choice_is_the_first_candidate_so_a_spent_budget_still_answers():
     for shape in SHAPES:
-        first = auto.model_candidates(*shape, "bf16", 132)[0]
-        blocks = auto.gpu_blocks(shape[0], shape[1], "bf16", 132)
-        strategy, options = auto.choose(*shape, 132, *blocks)
+        first = model.model_candidates(*shape, "bf16", 132)[0]
+        blocks = rule.gpu_blocks(shape[0], shape[1], "bf16", 132)
+        strategy, options = rule.choose(*shape, 132, *blocks)
         assert first == dict(
             zip(("block_m", "block_n", "block_k"), blocks), strategy=strategy, **options
         )
-        assert auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=0) == first
+        assert model.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=0) == first
 
 
 def test_the_budget_counts_simulated_items_so_the_answer_is_the_same_every_time(monkeypatch):
     simulated = []
-    real = auto.simulate
+    real = model.simulate
 
     def spy(config, calibration):
-        simulated.append(auto.simulated_items(config))
+        simulated.append(model.simulated_items(config))
         return real(config, calibration=calibration)
 
-    monkeypatch.setattr(auto, "simulate", spy)
+    monkeypatch.setattr(model, "simulate", spy)
     # 16 to 384 items a candidate (split-K: its slices and its reduction's row bands), 816 in
     # all: the rule's 384 and the two data-parallel ones (16 and 32) fit in 450, the second
     # split-K (384) does not
     shape, budget = (512, 1024, 16384), 450
     answers = [
-        auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=budget)
+        model.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=budget)
         for _ in range(2)
     ]
     assert answers[0] == answers[1]
     per_call = len(simulated) // 2
     assert simulated[:per_call] == simulated[per_call:]
-    assert 1 < per_call < len(auto.model_candidates(*shape, "bf16", 132))
+    assert 1 < per_call < len(model.model_candidates(*shape, "bf16", 132))
     assert sum(simulated[:per_call]) <= budget
 
 
 def test_a_new_shape_is_chosen_in_about_the_budgets_time():
-    auto.model_choice(1024, 1024, 1024, "bf16", "h200", 132, CALIBRATION)  # imports, warms up
+    model.model_choice(1024, 1024, 1024, "bf16", "h200", 132, CALIBRATION)  # imports, warms up
     for shape in SHAPES:
         start = time.perf_counter()
-        auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION)
+        model.model_choice(*shape, "bf16", "h200", 132, CALIBRATION)
         slowest_simulation = 0.1  # slack: one simulation on a loaded CI core
         assert time.perf_counter() - start < 0.05 + slowest_simulation
 
@@ -90,11 +90,11 @@ def test_without_a_measured_block_the_model_has_no_answer():
     fp16_only = Calibration(
         "h200", "NVIDIA H200", 132, {block_key("fp16", 128, 256, 64): BlockTiming(1, 1)}
     )
-    assert auto.model_choice(4096, 4096, 4096, "bf16", "h200", 132, fp16_only) is None
+    assert model.model_choice(4096, 4096, 4096, "bf16", "h200", 132, fp16_only) is None
 
 
 def test_a_batch_is_chosen_among_data_parallel_candidates():
-    candidates = auto.model_candidates(512, 512, 4096, "bf16", 132, batch=8)
+    candidates = model.model_candidates(512, 512, 4096, "bf16", 132, batch=8)
     assert {c["strategy"] for c in candidates} == {"data_parallel"}
 
 
@@ -124,7 +124,7 @@ def test_on_a_calibrated_gpu_auto_runs_the_models_choice():
         a = torch.randn((1280, 4096), device="cuda", dtype=torch.bfloat16)
         b = torch.randn((4096, 2560), device="cuda", dtype=torch.bfloat16)
         config = auto.config_for(1280, 2560, 4096, a.dtype, a.device)
-        chosen = auto.model_choice(1280, 2560, 4096, "bf16", profile, units, calibration)
+        chosen = model.model_choice(1280, 2560, 4096, "bf16", profile, units, calibration)
         assert config.strategy == chosen["strategy"] and config.block_n == chosen["block_n"]
         torch.testing.assert_close(kernels.matmul(a, b), a @ b, rtol=2e-2, atol=1e-1)
     finally:
@@ -136,23 +136,23 @@ def test_a_wave_estimate_counts_whole_waves_of_calibrated_items():
     blocks = {"block_m": 128, "block_n": 256, "block_k": 64}
     dp = dict(blocks, strategy="data_parallel")
     # 1664 x 2560: 13 x 10 = 130 tiles, one wave on 132 SMs; 4096 / 64 = 64 iterations
-    assert auto.wave_estimate_us(1664, 2560, 4096, dp, timing, 132) == 4.0 + 64 * 0.5
+    assert model.wave_estimate_us(1664, 2560, 4096, dp, timing, 132) == 4.0 + 64 * 0.5
     # 133 tiles: two waves
-    assert auto.wave_estimate_us(1664 + 128, 2560, 4096, dp, timing, 132) == 2 * (4.0 + 32.0)
+    assert model.wave_estimate_us(1664 + 128, 2560, 4096, dp, timing, 132) == 2 * (4.0 + 32.0)
     sk = dict(blocks, strategy="streamk", fixup="last-arriver", sk_hybrid="two-tile")
-    assert auto.wave_estimate_us(1664, 2560, 4096, sk, timing, 132) == 64 * 0.5 + 8.0
+    assert model.wave_estimate_us(1664, 2560, 4096, sk, timing, 132) == 64 * 0.5 + 8.0
     # split-K: 1024 x 2048 is 64 tiles, x2 slices of 32 iterations is one wave of 128 items
     split = dict(blocks, strategy="split_k", split_k=2)
-    assert auto.wave_estimate_us(1024, 2048, 4096, split, timing, 132) == 4.0 + 32 * 0.5
+    assert model.wave_estimate_us(1024, 2048, 4096, split, timing, 132) == 4.0 + 32 * 0.5
     # x4: 256 items, two waves
     split4 = dict(split, split_k=4)
-    assert auto.wave_estimate_us(1024, 2048, 4096, split4, timing, 132) == 2 * (4.0 + 16 * 0.5)
+    assert model.wave_estimate_us(1024, 2048, 4096, split4, timing, 132) == 2 * (4.0 + 16 * 0.5)
 
 
 def test_each_block_brings_its_own_rule_choice_and_data_parallel():
     # 1024 x 2048 x 4096: the rule's block is 128x128, 128 tiles (rule 4, data-parallel); with
     # 128x256 it is 64 tiles, under half the SMs (rule 3, split-K x2), a candidate of its own
-    candidates = auto.model_candidates(1024, 2048, 4096, "bf16", 132)
+    candidates = model.model_candidates(1024, 2048, 4096, "bf16", 132)
     big = {"block_m": 128, "block_n": 256, "block_k": 64}
     small = {"block_m": 128, "block_n": 128, "block_k": 64}
     assert candidates == [
@@ -164,16 +164,16 @@ def test_each_block_brings_its_own_rule_choice_and_data_parallel():
 
 def test_after_the_rules_choice_the_model_simulates_the_most_promising_first(monkeypatch):
     simulated = []
-    real = auto.simulate
+    real = model.simulate
 
     def spy(config, calibration):
         simulated.append(config)
         return real(config, calibration=calibration)
 
-    monkeypatch.setattr(auto, "simulate", spy)
+    monkeypatch.setattr(model, "simulate", spy)
     shape = (512, 512, 16384)
-    auto.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=10**9)
-    candidates = auto.model_candidates(*shape, "bf16", 132)
+    model.model_choice(*shape, "bf16", "h200", 132, CALIBRATION, budget_items=10**9)
+    candidates = model.model_candidates(*shape, "bf16", 132)
     assert len(simulated) == len(candidates) > 3
     estimates = []
     for config in simulated[1:]:
@@ -183,7 +183,7 @@ def test_after_the_rules_choice_the_model_simulates_the_most_promising_first(mon
             if all(getattr(config, field) == value for field, value in c.items())
         )
         timing = CALIBRATION.timing("bf16", config.block_m, config.block_n, config.block_k)
-        estimates.append(auto.wave_estimate_us(*shape, options, timing, 132))
+        estimates.append(model.wave_estimate_us(*shape, options, timing, 132))
     assert estimates == sorted(estimates)
     first = candidates[0]
     assert all(getattr(simulated[0], field) == value for field, value in first.items())

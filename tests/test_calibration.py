@@ -305,8 +305,8 @@ def test_the_load_terms_stretch_only_the_loop_past_their_start_by_the_busy_share
 
 
 def test_the_calibration_measures_every_block_auto_runs_with_one_full_side():
-    from kernels.auto import gpu_blocks
     from kernels.calibrate import blocks_to_measure
+    from kernels.rule import gpu_blocks
 
     measured = {block for dtype, block in blocks_to_measure() if dtype == "bf16"}
     sides = [1, 8, 16, 17, 32, 33, 48, 64, 65, 100, 128, 200, 1000, 4096, 16384]

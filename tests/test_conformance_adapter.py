@@ -15,9 +15,9 @@ import refsim
 from conformance.__main__ import main
 from conformance.adapter import adapt, bind, options_for
 from conformance.cases import Case, follow
+from conformance.checking import check_case
 from conformance.checks import check_partial_slots
 from conformance.harness import POISON
-from conformance.runner import check_case
 from conformance.scratch import check_scratch_guards
 from conformance.worklog import ROLE_DP, record_work
 from kernels import contract

@@ -15,10 +15,10 @@ import refsim
 from conformance.__main__ import main
 from conformance.adapter import adapt
 from conformance.cases import Case, follow, quick_set
+from conformance.checking import check_case
 from conformance.checks import check_work_stealing, check_work_stealing_tail
 from conformance.harness import POISON, expected_output, ticket_records
 from conformance.inputs import integer_inputs
-from conformance.runner import check_case
 from conformance.worklog import ROLE_DP, WorkLog, record_work
 from kernels import contract
 from kernels.backend import backend_for, program_order, shuffled_order

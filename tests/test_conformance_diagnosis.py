@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conformance.cases import Case
+from conformance.checking import check_case
 from conformance.checks import check_epilogue
 from conformance.diagnosis import (
     CAUSES,
@@ -22,7 +23,6 @@ from conformance.diagnosis import (
 )
 from conformance.harness import KernelUnderTest, to_numpy
 from conformance.inputs import as_tensors, integer_inputs, probe_inputs
-from conformance.runner import check_case
 from refsim import numerics, tiling
 
 DEVICE = "cpu"

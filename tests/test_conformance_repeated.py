@@ -9,6 +9,7 @@ import torch
 
 from conformance.adapter import reference
 from conformance.cases import Case, quick_set
+from conformance.checking import check_case
 from conformance.inputs import as_tensors, integer_inputs
 from conformance.isolation import check_fresh
 from conformance.mutants import MUTANTS, build
@@ -19,7 +20,6 @@ from conformance.repeated import (
     misaligned,
     other_strides,
 )
-from conformance.runner import check_case
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 REPEATED_MUTANTS = ("prepared-keeps-output", "prepared-key-without-a-strides")

@@ -13,11 +13,11 @@ import triton.language as tl
 from conformance import environment, interpreter, report
 from conformance.__main__ import main
 from conformance.cases import Case, follow, quick_set
+from conformance.checking import check_case
 from conformance.diagnosis import CAUSES
 from conformance.failures import launch_failure, violated_assumption
 from conformance.harness import KernelUnderTest
 from conformance.mutants import Mutant, build
-from conformance.runner import check_case
 from conformance.worklog import ROLE_WS, WorkLog, default_max_items, record_work
 from kernels.backend import NVIDIA
 from kernels.records import EXTRA_TRACE_ROWS

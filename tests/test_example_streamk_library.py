@@ -10,7 +10,7 @@ import torch
 
 import refsim
 from conformance.cases import load_cases
-from conformance.runner import check_case
+from conformance.checking import check_case
 from examples.streamk_library import adapter, describe, kernel, variants
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

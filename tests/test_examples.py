@@ -12,7 +12,7 @@ import torch
 
 import refsim
 from conformance.cases import load_cases
-from conformance.runner import check_case
+from conformance.checking import check_case
 from examples.streamk_library import describe as streamk_describe
 from examples.work_stealing_tail import adapter, describe
 from refsim.result import TileCoverage, UnservedCounter

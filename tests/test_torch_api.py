@@ -9,8 +9,9 @@ import torch
 
 import kernels
 from conformance.tolerances import tolerance_problem
-from kernels.auto import OVERRIDABLE, choose, config_for
+from kernels.auto import OVERRIDABLE, config_for
 from kernels.dtypes import TORCH_DTYPES
+from kernels.rule import choose
 from refsim import STRATEGIES
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -507,7 +508,7 @@ BLOCKS = [  # (m, n, dtype, batch, expected blocks on 132 SMs)
 
 @pytest.mark.parametrize("m, n, dtype, batch, expected", BLOCKS)
 def test_the_auto_blocks(m, n, dtype, batch, expected):
-    from kernels.auto import gpu_blocks
+    from kernels.rule import gpu_blocks
 
     assert gpu_blocks(m, n, dtype, 132, batch) == expected
 
