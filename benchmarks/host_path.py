@@ -48,8 +48,8 @@ def stages(device):
     plan = prepared.lookup(key)
     if plan is None:
         raise RuntimeError("the call was not prepared: nothing of its cached path to time")
-    stream = key[prepared.STREAM]
     (launch, *rest) = plan.launches
+    stream = plan.stream
     like, contiguous = plan.output_like, torch.contiguous_format
     c = torch.empty_like(like, memory_format=contiguous)
     addresses = (a.data_ptr(), a.data_ptr(), None, c.data_ptr()) if plan.addresses else None
@@ -57,7 +57,7 @@ def stages(device):
         ("torch.matmul", lambda: torch.matmul(a, a)),
         ("kernels.matmul (auto, cached)", lambda: kernels.matmul(a, a)),
         ("kernels.run (a GemmConfig in hand)", lambda: kernels.run(config, a, a)),
-        ("  the prepared call: allocation and launches", lambda: plan(a, a, None, None, stream)),
+        ("  the prepared call: allocation and launches", lambda: plan(a, a, None, None)),
         (
             "  its key and lookup",
             lambda: prepared.lookup(prepared.plan_key(config, a, a, None, None, options)),

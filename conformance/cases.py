@@ -101,7 +101,7 @@ class Case:
     @property
     def label(self):
         """The strategy run the case names first: the fixup for Stream-K, else the strategy."""
-        return self.fixup if self.strategy == "streamk" and self.fixup else self.strategy
+        return strategies.run_label(self.strategy, self.fixup).rpartition("/")[2]
 
     def following(self, options):
         """This case as a kernel whose schedule fixes the GemmConfig ``options`` runs it.
@@ -397,7 +397,7 @@ def full_set(sm_count):
 
 def _label(config):
     """A config's strategy run, as in LABELS."""
-    return f"streamk/{config.fixup}" if config.strategy == "streamk" else config.strategy
+    return strategies.run_label(config.strategy, config.fixup)
 
 
 # The checks that take each of the kernels' call paths (kernels.CALL_PATHS): the repeated-call

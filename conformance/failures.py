@@ -16,6 +16,8 @@ import traceback
 
 import triton
 
+from refsim import strategies
+
 from .cases import LAYOUTS
 from .causes import Cause
 from .checks import Finding
@@ -92,7 +94,7 @@ def raising_check(exc):
     frames = traceback.extract_tb(exc.__traceback__)
     names = [frame.name for frame in frames]
     if "check_case" in names[:-1]:
-        inner = [name for name in names[names.index("check_case") + 1 :]]
+        inner = names[names.index("check_case") + 1 :]
         checks = [name for name in inner if not name.startswith("_step_")]
         return (checks or inner)[0]
     return names[0] if names else "unknown check"
@@ -101,7 +103,7 @@ def raising_check(exc):
 def describe_case(case, config):
     """One line of what a case hands the kernel, e.g. ``M=100, N=20, K=64, streamk/turnstile,
     bf16, bias, blocks 16x32x16, group_m 4, grid 3 of 3 CUs in 1 XCD, layout strided``."""
-    run = f"streamk/{config.fixup}" if config.strategy == "streamk" else config.strategy
+    run = strategies.run_label(config.strategy, config.fixup)
     layout = ", ".join(name for name in LAYOUTS if getattr(case, name)) or "row-major"
     return (
         f"M={config.m}, N={config.n}, K={config.k}, {run}, {config.dtype}, "

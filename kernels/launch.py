@@ -226,7 +226,7 @@ def run(
         key = prepared.plan_key(config, a, b, bias, out, options)
         plan = prepared.lookup(key)
         if plan is not None:
-            return KernelRun(plan(a, b, bias, out, key[prepared.STREAM]), config)
+            return KernelRun(plan(a, b, bias, out), config)
     if config is None or isinstance(config, dict):
         for name, t in (("a", a), ("b", b)):
             if not isinstance(t, torch.Tensor):
@@ -290,7 +290,7 @@ def product(config, a, b, bias=None, out=None, deterministic=True):
     key = prepared.plan_key(config, a, b, bias, out, (deterministic, None, None))
     plan = prepared.lookup(key)
     if plan is not None:
-        return plan(a, b, bias, out, key[prepared.STREAM])
+        return plan(a, b, bias, out)
     return run(config, a, b, bias, out=out, deterministic=deterministic).output
 
 
@@ -305,7 +305,7 @@ def run_batched(config, a, b, out=None):
     key = prepared.plan_key(config, a, b, None, out, ("batched",))
     plan = prepared.lookup(key)
     if plan is not None:
-        return plan(a, b, None, out, key[prepared.STREAM])
+        return plan(a, b, None, out)
     if not config.scheme.batched:
         raise ValueError(
             f"strategy={config.strategy!r}: a batch runs in one data-parallel launch (a "

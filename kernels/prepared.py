@@ -32,9 +32,6 @@ from triton import knobs
 
 from .backend import interpreting, program_order
 
-# The output's index in a call's tensors, (a, b, bias, c), and the stream's in a plan key.
-C = 3
-STREAM = 2
 # Prepared calls kept at most; beyond it the cache starts again (a shape-churning caller pays
 # the ordinary path, never unbounded memory).
 CAPACITY = 4096
@@ -190,12 +187,14 @@ class PreparedCall:
         "launches",
         "output_like",
         "serial",
+        "stream",
         "workspace",
         "zero_output",
     )
 
-    def __init__(self, launches, workspace, launch_set, output, addresses):
+    def __init__(self, launches, workspace, launch_set, output, addresses, stream):
         self.launches = launches
+        self.stream = stream  # the key's: a call of the key runs on this stream
         self.workspace = workspace
         self.generation = workspace.generation
         self.flags = launch_set.flags
@@ -209,9 +208,10 @@ class PreparedCall:
         # without flags is ordered by its stream alone.
         self.serial = self.flags is not None or len(launches) > 1
 
-    def __call__(self, a, b, bias, out, stream):
-        """Enqueue the launches on ``stream`` (the current stream of the key's device) with
-        these tensors; returns the output, ``out`` or a new tensor."""
+    def __call__(self, a, b, bias, out):
+        """Enqueue the launches on the key's stream (the current stream of its device when the
+        key was made) with these tensors; returns the output, ``out`` or a new tensor."""
+        stream = self.stream
         if out is None:
             c = torch.empty_like(self.output_like, memory_format=torch.contiguous_format)
         else:
@@ -238,7 +238,8 @@ class PreparedCall:
 def preparable(launch_set, tensors):
     """True when every launch can be called through its compiled kernel: runtime arguments
     first, constexprs after, and the only zeroed buffer the output."""
-    if launch_set.zeroed and not all(z is tensors[C] for z in launch_set.zeroed):
+    *_, output = tensors
+    if launch_set.zeroed and not all(z is output for z in launch_set.zeroed):
         return False
     if hooks_installed():
         return False
@@ -261,7 +262,9 @@ def remember(key, launch_set, compiled, tensors, workspace):
     )
     if len(_plans) >= CAPACITY:
         _plans.clear()
-    _plans[key] = PreparedCall(launches, workspace, launch_set, tensors[C], addresses)
+    *_, output = tensors
+    _, _, stream, *_ = key
+    _plans[key] = PreparedCall(launches, workspace, launch_set, output, addresses, stream)
 
 
 def forget():

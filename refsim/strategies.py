@@ -129,6 +129,15 @@ def fixup(name: str | None) -> FixupProtocol | None:
         raise ValueError(f"fixup={name!r}: accepted values are {accepted}") from None
 
 
+def run_label(strategy_name: str, fixup_name: str | None) -> str:
+    """A strategy run's name: ``"streamk/turnstile"`` for a strategy that splits tiles
+    statically and reduces them by a fixup protocol, else the strategy's name."""
+    scheme = strategy(strategy_name)
+    if scheme.fixups and not scheme.dynamic and fixup_name is not None:
+        return f"{strategy_name}/{fixup_name}"
+    return strategy_name
+
+
 def strategy_options() -> tuple[str, ...]:
     """Every option some registered strategy takes (the others are general options)."""
     return tuple(dict.fromkeys(o for s in STRATEGY_REGISTRY.values() for o in s.options))

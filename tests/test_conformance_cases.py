@@ -21,7 +21,6 @@ from conformance.cases import (
 # An H100 or H200 (132 SMs) and an MI300X (304 CUs): the GPUs the full set is sized for.
 SM_COUNTS = (132, 304)
 SETS = {"quick": quick_set, **{f"full-{s}": lambda s=s: full_set(s) for s in SM_COUNTS}}
-WAITING_FIXUPS = ("owner-waits", "turnstile")
 
 
 @pytest.fixture(params=list(SETS), scope="module")
@@ -62,7 +61,7 @@ def test_waiting_fixups_never_launch_more_programs_than_the_gpu_holds(sm_count):
     waiting = [
         case.config()
         for case in full_set(sm_count)
-        if case.strategy == "streamk" and case.config().fixup in WAITING_FIXUPS
+        if case.config().protocol is not None and case.config().protocol.waits
     ]
     assert len(waiting) >= 12
     assert max(config.grid for config in waiting) <= sm_count

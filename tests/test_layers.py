@@ -131,9 +131,10 @@ def test_no_import_cycles():
             target = module
             while target and target not in MODULES:
                 target = target.rpartition(".")[0]
-            if target and target != name and not name.startswith(target + "."):
-                if not (path.name == "__init__.py" and target.startswith(name + ".")):
-                    edges.add(target)
+            inside_itself = target == name or name.startswith(target + ".")
+            own_submodule = path.name == "__init__.py" and target.startswith(name + ".")
+            if target and not inside_itself and not own_submodule:
+                edges.add(target)
         graph[name] = edges
     visiting, done, cycles = [], set(), []
 
