@@ -4,7 +4,7 @@ import torch
 
 from .auto import freeze_overrides
 from .dtypes import DTYPE_NAMES, SUPPORTED
-from .ops import mm
+from .ops import BY_TORCH, mm
 
 
 def _scalar_type(dtype):
@@ -20,7 +20,8 @@ def _scalar_type(dtype):
 
 def _check_input(x, weight, bias):
     """The errors ``torch.nn.Linear`` raises for ``x``, in its types and words; then
-    NotImplementedError for a dtype torch takes but the kernels do not (float64)."""
+    NotImplementedError for a dtype torch takes but neither the kernels nor torch's fallback
+    (float64, :data:`kernels.ops.BY_TORCH`) compute."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(
             f"linear(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}"
@@ -44,10 +45,10 @@ def _check_input(x, weight, bias):
             "Expected all tensors to be on the same device, but found at least two devices, "
             f"{x.device} and {weight.device}!"
         )
-    if weight.dtype not in DTYPE_NAMES:
+    if weight.dtype not in DTYPE_NAMES and weight.dtype not in BY_TORCH:
         raise NotImplementedError(
             f"kernels.nn.Linear is not implemented for '{_scalar_type(weight.dtype)}'; "
-            f"supported: {SUPPORTED}"
+            f"supported: {SUPPORTED}, and float64 (computed by torch)"
         )
 
 

@@ -25,11 +25,24 @@ import functools
 from typing import Optional
 
 import torch
+from torch.autograd import forward_ad
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .auto import config_for, freeze_overrides
 from .dtypes import DTYPE_NAMES, SUPPORTED
 from .launch import product, run_batched
+
+# Dtypes the kernels do not run, computed by torch instead: float64, so that
+# torch.autograd.gradcheck (which needs it) checks these operators' derivative formulas.
+BY_TORCH = (torch.float64,)
+
+
+def _by_torch(a, b, bias, out):
+    result = torch.matmul(a, b) if bias is None else torch.addmm(bias, a, b)
+    if out is None:
+        return result
+    out.copy_(result)
+    return out
 
 
 def _options(overrides):
@@ -52,7 +65,10 @@ def _overrides(options):
 
 
 def _product(a, b, bias, out, strategy, deterministic, overrides):
-    """One 2-D GEMM into ``out`` (allocated when None) with the cached configuration."""
+    """One 2-D GEMM into ``out`` (allocated when None) with the cached configuration; float64,
+    which the kernels do not run, by torch (:data:`BY_TORCH`)."""
+    if a.dtype in BY_TORCH:
+        return _by_torch(a, b, bias, out)
     m, k = a.shape
     n = b.shape[1]
     if 0 in (m, n, k):
@@ -103,7 +119,10 @@ def _mm_out_fake(a, b, bias, out, strategy, deterministic, options):
 
 def _batched(a, b, out, strategy, deterministic, overrides):
     """Every product of a batch: one data-parallel launch for the batch (auto's choice), or one
-    launch per product for an explicitly chosen strategy that is not data-parallel."""
+    launch per product for an explicitly chosen strategy that is not data-parallel; float64 by
+    torch (:data:`BY_TORCH`)."""
+    if a.dtype in BY_TORCH:
+        return _by_torch(a, b, None, out)
     batch, m, k = a.shape
     n = b.shape[2]
     if 0 in (batch, m, n, k):
@@ -173,12 +192,90 @@ def _direct(a, b, bias=None):
     return not (a.requires_grad or b.requires_grad or (bias is not None and bias.requires_grad))
 
 
+def _transformed():
+    """True under one of torch's function transforms (``torch.func.vmap``, ``grad``, ``jvp``,
+    ...) or forward-mode AD: the operands may be wrapped or carry tangents, which only an
+    autograd.Function with ``setup_context``, ``jvp`` and ``vmap`` (:class:`_Product`) serves."""
+    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+
+
+class _Product(torch.autograd.Function):
+    """``a @ b (+ bias)`` (2-D, or a batch of 3-D products without a bias) for torch's function
+    transforms and forward-mode AD. The derivatives call the public functions again, so a
+    transform of a transform (``hessian``, ``jacfwd(jacrev(...))``) runs them through this too.
+    """
+
+    @staticmethod
+    def forward(a, b, bias, flags):
+        if a.dim() == 3:
+            return _batched(a, b, None, *flags)
+        return _product(a, b, bias, None, *flags)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, bias, flags = inputs
+        ctx.save_for_backward(a, b)
+        ctx.save_for_forward(a, b)
+        ctx.has_bias = bias is not None
+        ctx.auto = ("auto", flags[1], ())
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        grad_a = grad_b = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_a = _Product.apply(grad, b.mT, None, ctx.auto)
+        if ctx.needs_input_grad[1]:
+            grad_b = _Product.apply(a.mT, grad, None, ctx.auto)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_a, grad_b, grad_bias, None
+
+    @staticmethod
+    def jvp(ctx, tangent_a, tangent_b, tangent_bias, _):
+        """The product is bilinear: d(a @ b + bias) = da @ b + a @ db + dbias."""
+        a, b = ctx.saved_tensors
+        terms = []
+        if tangent_a is not None:
+            terms.append(_Product.apply(tangent_a, b, None, ctx.auto))
+        if tangent_b is not None:
+            terms.append(_Product.apply(a, tangent_b, None, ctx.auto))
+        if tangent_bias is not None:
+            terms.append(tangent_bias.expand_as(terms[0]) if terms else tangent_bias)
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        return total
+
+    @staticmethod
+    def vmap(info, in_dims, a, b, bias, flags):
+        """A vmapped product is a batch of products: the batch dimension first on each operand
+        (expanded where only one operand has it), then one batched call."""
+        size = info.batch_size
+        a_dim, b_dim, bias_dim, _ = in_dims
+
+        def batched(t, dim):
+            return t.movedim(dim, 0) if dim is not None else t.expand(size, *t.shape)
+
+        a3, b3 = batched(a, a_dim), batched(b, b_dim)
+        if a3.dim() == 4:  # already a batch of batches: one flat batch
+            out = _Product.apply(a3.flatten(0, 1), b3.flatten(0, 1), None, flags)
+            out = out.unflatten(0, (size, a3.shape[1]))
+        else:
+            out = _Product.apply(a3, b3, None, flags)
+        if bias is not None:
+            out = out + (batched(bias, bias_dim).unsqueeze(1))
+        return out, 0
+
+
 def mm(a, b, bias, flags, out=None):
     """``a @ b (+ bias)`` into ``out`` or a new tensor: the operator, or the kernels directly.
 
     ``flags``: ``(strategy, deterministic, overrides)``, overrides frozen by
     :func:`kernels.auto.freeze_overrides`.
     """
+    if out is None and _transformed():
+        return _Product.apply(a, b, bias, flags)
     if _direct(a, b, bias):
         return _product(a, b, bias, out, *flags)
     strategy, deterministic, overrides = flags
@@ -191,6 +288,8 @@ def mm(a, b, bias, flags, out=None):
 
 def batched_mm(a, b, flags, out=None):
     """The batched :func:`mm`, without bias."""
+    if out is None and _transformed():
+        return _Product.apply(a, b, None, flags)
     if _direct(a, b):
         return _batched(a, b, out, *flags)
     strategy, deterministic, overrides = flags
@@ -218,7 +317,9 @@ def _backward_mm(ctx, grad):
     if ctx.needs_input_grad[1]:
         grad_b = mm(a.t(), grad, None, auto)
     if ctx.has_bias and ctx.needs_input_grad[2]:
-        grad_bias = grad.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
+        # 16-bit gradients summed in fp32; fp32 and float64 in their own precision
+        wide = torch.float32 if grad.element_size() < 4 else grad.dtype
+        grad_bias = grad.sum(0, dtype=wide).to(ctx.bias_dtype)
     return grad_a, grad_b, grad_bias, None, None, None
 
 
@@ -253,8 +354,17 @@ def _check_operands(name, a, b):
             f"{name}(): expected both operands to have the same dtype, but got "
             f"{a.dtype} and {b.dtype}"
         )
-    if a.dtype not in DTYPE_NAMES:
-        raise TypeError(f"{name}(): dtype {a.dtype} is not supported; supported: {SUPPORTED}")
+    if a.dtype not in DTYPE_NAMES and a.dtype not in BY_TORCH:
+        raise TypeError(
+            f"{name}(): dtype {a.dtype} is not supported; supported: {SUPPORTED}, and float64 "
+            "(computed by torch)"
+        )
+    if torch.jit.is_tracing():
+        raise RuntimeError(
+            f"{name}(): torch.jit.trace cannot record it (its launch is chosen from the shape "
+            "as Python ints, which tracing turns into tensors); use torch.compile or "
+            "torch.export, which see it as one operator"
+        )
     if a.device != b.device:
         raise RuntimeError(
             f"{name}(): expected both operands on the same device, but got "
@@ -298,7 +408,8 @@ def _mat_shapes_error(a, b):
 
 def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_overrides):
     """``torch.matmul(a, b)`` on our kernels: 2-D, ``(..., M, K) @ (K, N)`` and batched
-    ``(..., M, K) @ (..., K, N)`` (batch dimensions broadcast as in torch).
+    ``(..., M, K) @ (..., K, N)`` (batch dimensions broadcast as in torch); a 1-D operand is a
+    row (``a``) or column (``b``) vector, its dimension removed from the result, as in torch.
 
     ``strategy``: ``"auto"`` (see :mod:`kernels.auto`) or a refsim strategy name;
     ``config_overrides``: :class:`refsim.GemmConfig` fields (``block_m=64``,
@@ -306,11 +417,24 @@ def matmul(a, b, *, out=None, strategy="auto", deterministic=True, **config_over
     is a TypeError). ``deterministic=False`` allows the atomic fixup.
     """
     _check_operands("matmul", a, b)
-    if a.dim() < 2 or b.dim() < 2:
+    if a.dim() == 0 or b.dim() == 0:
         raise RuntimeError(
-            f"matmul(): both operands need at least 2 dimensions, got "
-            f"{a.dim()} and {b.dim()} (vectors are not supported)"
+            f"matmul(): both arguments to matmul need to be at least 1D, but they are "
+            f"{a.dim()}D and {b.dim()}D"
         )
+    if a.dim() == 1 or b.dim() == 1:  # a vector: a matrix of one row or column, then dropped
+        rows, columns = (
+            a.unsqueeze(0) if a.dim() == 1 else a,
+            b.unsqueeze(-1) if b.dim() == 1 else b,
+        )
+        options = dict(strategy=strategy, deterministic=deterministic, **config_overrides)
+        result = matmul(rows, columns, **options)
+        result = result.squeeze(-2) if a.dim() == 1 else result
+        result = result.squeeze(-1) if b.dim() == 1 else result
+        if out is None:
+            return result
+        _check_out("matmul", out, result.shape, a.dtype, a.device, a, b)
+        return out.copy_(result)
     if a.shape[-1] != b.shape[-2]:
         raise _mat_shapes_error(a.flatten(0, -2), b)
     flags = (strategy, deterministic, freeze_overrides(config_overrides))

@@ -318,10 +318,13 @@ def test_linear_refuses_what_torch_linear_refuses_in_its_words(case):
     assert str(ours_raised.value) == str(theirs_raised.value)
 
 
-def test_linear_refuses_what_the_kernels_cannot_do():
-    float64 = kernels.nn.Linear(4, 2, device=DEVICE, dtype=torch.float64)
-    with pytest.raises(NotImplementedError, match="not implemented for 'Double'; supported"):
-        float64(torch.ones(3, 4, dtype=torch.float64, device=DEVICE))
+def test_linear_refuses_what_neither_the_kernels_nor_torch_compute():
+    complex64 = kernels.nn.Linear(4, 2, device=DEVICE, dtype=torch.complex64)
+    with pytest.raises(NotImplementedError, match="not implemented for 'ComplexFloat'; supported"):
+        complex64(torch.ones(3, 4, dtype=torch.complex64, device=DEVICE))
+    float64 = kernels.nn.Linear(4, 2, device=DEVICE, dtype=torch.float64)  # computed by torch
+    x = torch.ones(3, 4, dtype=torch.float64, device=DEVICE)
+    torch.testing.assert_close(float64(x), x @ float64.weight.t() + float64.bias)
     elsewhere = torch.ones(3, 4, device="meta")
     with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device"):
         kernels.nn.Linear(4, 2, device=DEVICE)(elsewhere)
@@ -390,15 +393,15 @@ BAD_CALLS = {  # (call, exception, message)
         RuntimeError,
         "same dtype",
     ),
-    "float64": (
-        lambda: kernels.matmul(integers(3, 4).double(), integers(4, 6).double()),
+    "integers": (
+        lambda: kernels.matmul(integers(3, 4).long(), integers(4, 6).long()),
         TypeError,
-        "float64 is not supported",
+        "int64 is not supported",
     ),
-    "vector": (
-        lambda: kernels.matmul(integers(3, 4), integers(4)),
+    "0-D": (
+        lambda: kernels.matmul(integers(3, 4), torch.tensor(2.0, device=DEVICE)),
         RuntimeError,
-        "at least 2 dimensions",
+        "need to be at least 1D, but they are 2D and 0D",
     ),
     "devices": (
         lambda: kernels.matmul(integers(3, 4), torch.ones(4, 6, device="meta")),
