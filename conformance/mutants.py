@@ -36,22 +36,20 @@ class Mutant:
 # The split-K reduction's read of a band's first slice, which the split-k-reverse mutant keeps.
 _FIRST_BAND_LOAD = (
     "    total = load_partial_rows(\n"
-    "        partials_ptr, slot, row_begin, tile, trace_ptr, pid, BAND_ROWS, BLOCK_M, BLOCK_N, False\n"
+    "        partials_ptr, slot, row_begin, tile, events, BAND_ROWS, BLOCK_M, BLOCK_N, False\n"
     "    )\n"
 )
 _SK = {"strategy": "streamk", "fixup": "owner-waits", "options": (("sk_hybrid", "one-wave"),)}
 _LA = {"fixup": "last-arriver", "options": (("sk_hybrid", "one-wave"),)}
 # The owner-waits contributor's store and publish, as kernels/streamk.py has them.
-_STORE_ARGUMENTS = "partials_ptr, my_slot, acc, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE"
+_STORE_ARGUMENTS = "partials_ptr, my_slot, acc, tile, events, BLOCK_M, BLOCK_N, TRACE"
 _CONTRIBUTOR_RELEASE = (
     "        if k_begin != 0:\n"
-    "            store_partial(\n"
-    f"                {_STORE_ARGUMENTS}\n"
-    "            )\n"
-    "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)"
+    f"            store_partial({_STORE_ARGUMENTS})\n"
+    "            publish(flags_ptr, lp, epoch, events, TRACE)"
 )
 # The trailing arguments of the last arriver's partial loads, as kernels/streamk.py has them.
-_LOAD_ARGUMENTS = "events_ptr, pid, BLOCK_M, BLOCK_N, TRACE"
+_LOAD_ARGUMENTS = "events, BLOCK_M, BLOCK_N, TRACE"
 
 MUTANTS = (
     Mutant(
@@ -60,13 +58,11 @@ MUTANTS = (
         "streamk.py",
         _CONTRIBUTOR_RELEASE,
         "        if k_begin != 0:\n"
-        "            store_partial(\n"
-        "                partials_ptr, my_slot, acc + tl.load(bias_ptr + (pid_n * BLOCK_N"
-        " + tl.arange(0, BLOCK_N)) * stride_bias, mask=(pid_n * BLOCK_N + tl.arange(0, BLOCK_N))"
-        " < N, other=0.0).to(tl.float32)[None, :], tile, events_ptr, pid, BLOCK_M, BLOCK_N,"
-        " TRACE\n"
-        "            )\n"
-        "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)",
+        "            store_partial(partials_ptr, my_slot, acc + tl.load(bias_view[0] + (pid_n"
+        " * BLOCK_N + tl.arange(0, BLOCK_N)) * bias_view[1], mask=(pid_n * BLOCK_N"
+        " + tl.arange(0, BLOCK_N)) < N, other=0.0).to(tl.float32)[None, :], tile, events,"
+        " BLOCK_M, BLOCK_N, TRACE)\n"
+        "            publish(flags_ptr, lp, epoch, events, TRACE)",
         Case("mutant-bias-every-contributor", 64, 64, 80, cus=3, **_SK),
         Cause.BIAS_APPLIED_MORE_THAN_ONCE,
     ),
@@ -86,9 +82,9 @@ MUTANTS = (
         "the owner skips its last contributor's partial",
         "streamk.py",
         "            for q in range(lp + 1, last + 1):\n"
-        "                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)",
+        "                wait_for(flags_ptr, q, epoch, events, TRACE, BACKEND)",
         "            for q in range(lp + 1, last):\n"
-        "                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)",
+        "                wait_for(flags_ptr, q, epoch, events, TRACE, BACKEND)",
         Case("mutant-dropped-partial", 64, 64, 80, cus=3, **_SK),
         Cause.MISSING_K_SEGMENT,
     ),
@@ -120,10 +116,8 @@ MUTANTS = (
         "streamk.py",
         _CONTRIBUTOR_RELEASE,
         "        if k_begin != 0:\n"
-        "            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)\n"
-        "            store_partial(\n"
-        f"                {_STORE_ARGUMENTS}\n"
-        "            )",
+        "            publish(flags_ptr, lp, epoch, events, TRACE)\n"
+        f"            store_partial({_STORE_ARGUMENTS})",
         Case("mutant-flag-before-store", 64, 64, 80, cus=3, **_SK),
         Cause.FLAG_SET_BEFORE_PARTIAL_STORED,
     ),
@@ -187,18 +181,14 @@ MUTANTS = (
         "            owner_slot = contract.streamk_partial_slot(\n"
         "                owner, tile, dp_tiles, iters, sk_iters, num_programs\n"
         "            )\n"
-        "            total = load_partial(\n"
-        f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
-        "            )\n"
+        f"            total = load_partial(partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS})\n"
         "            for q in range(owner + 1, last + 1):\n"
         "                q_slot = contract.streamk_partial_slot(\n"
         "                    q, tile, dp_tiles, iters, sk_iters, num_programs",
         "            owner_slot = contract.streamk_partial_slot(\n"
         "                last, tile, dp_tiles, iters, sk_iters, num_programs\n"
         "            )\n"
-        "            total = load_partial(\n"
-        f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
-        "            )\n"
+        f"            total = load_partial(partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS})\n"
         "            for q in range(owner + 1, last + 1):\n"
         "                q_slot = contract.streamk_partial_slot(\n"
         "                    owner + last - q, tile, dp_tiles, iters, sk_iters, num_programs",
@@ -209,8 +199,7 @@ MUTANTS = (
         "turnstile-no-wait",
         "a turnstile contributor adds its predecessor's partial without waiting for its flag",
         "streamk.py",
-        "        if lp > owner:\n"
-        "            wait_for(flags_ptr, lp - 1, epoch, events_ptr, pid, TRACE, BACKEND)\n",
+        "        if lp > owner:\n            wait_for(flags_ptr, lp - 1, epoch, events, TRACE, BACKEND)\n",
         "        if lp > owner:\n",
         Case("mutant-turnstile-no-wait", 64, 64, 80, cus=3, **dict(_SK, fixup="turnstile")),
         Cause.PARTIAL_READ_BEFORE_RELEASE,
@@ -228,26 +217,20 @@ MUTANTS = (
         "last-arriver-own-last",
         "the last arriver adds the others' partials in K order, then its own accumulator last",
         "streamk.py",
-        "            total = load_partial(\n"
-        f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
-        "            )\n"
+        f"            total = load_partial(partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS})\n"
         "            for q in range(owner + 1, last + 1):\n"
         "                q_slot = contract.streamk_partial_slot(\n"
         "                    q, tile, dp_tiles, iters, sk_iters, num_programs\n"
         "                )\n"
-        "                total += load_partial(\n"
-        f"                    partials_ptr, q_slot, tile, {_LOAD_ARGUMENTS}\n"
-        "                )",
-        "            total = load_partial(\n"
-        f"                partials_ptr, owner_slot, tile, {_LOAD_ARGUMENTS}\n"
-        "            ) * (lp != owner).to(tl.float32)\n"
+        f"                total += load_partial(partials_ptr, q_slot, tile, {_LOAD_ARGUMENTS})",
+        "            total = load_partial(partials_ptr, owner_slot, tile, "
+        f"{_LOAD_ARGUMENTS}) * (lp != owner).to(tl.float32)\n"
         "            for q in range(owner + 1, last + 1):\n"
         "                q_slot = contract.streamk_partial_slot(\n"
         "                    q, tile, dp_tiles, iters, sk_iters, num_programs\n"
         "                )\n"
-        "                total += load_partial(\n"
-        f"                    partials_ptr, q_slot, tile, {_LOAD_ARGUMENTS}\n"
-        "                ) * (q != lp).to(tl.float32)\n"
+        "                total += load_partial(partials_ptr, q_slot, tile, "
+        f"{_LOAD_ARGUMENTS}) * (q != lp).to(tl.float32)\n"
         "            total += acc",
         Case("mutant-last-arriver-own-last", 16, 32, 160, **_LA),
         Cause.WRONG_ADDITION_ORDER,
@@ -275,8 +258,8 @@ MUTANTS = (
         "a last-arriver contributor counts itself in before storing its partial",
         "streamk.py",
         f"        store_partial({_STORE_ARGUMENTS})\n"
-        "        arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)\n",
-        "        arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)\n"
+        "        arrived = arrive(counters_ptr, counter, events, TRACE)\n",
+        "        arrived = arrive(counters_ptr, counter, events, TRACE)\n"
         f"        store_partial({_STORE_ARGUMENTS})\n",
         Case("mutant-arrive-before-store", 64, 64, 80, cus=3, **_LA),
         Cause.FLAG_SET_BEFORE_PARTIAL_STORED,
@@ -348,8 +331,8 @@ MUTANTS = (
         "owner-waits-next-epoch",
         "the owner waits for the epoch after this launch's (an off-by-one in the epoch scheme)",
         "streamk.py",
-        "                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)",
-        "                wait_for(flags_ptr, q, epoch + 1, events_ptr, pid, TRACE, BACKEND)",
+        "                wait_for(flags_ptr, q, epoch, events, TRACE, BACKEND)",
+        "                wait_for(flags_ptr, q, epoch + 1, events, TRACE, BACKEND)",
         Case("mutant-owner-waits-next-epoch", 64, 64, 80, cus=3, **_SK),
         Cause.KERNEL_HUNG,
     ),
@@ -357,7 +340,7 @@ MUTANTS = (
         "atomic-output-not-zeroed",
         "the atomic fixup's output is not zeroed before its segments add into it",
         "streamk.py",
-        '    zeroed = (c,) if config.fixup == "atomic" and config.sk_tiles else ()',
+        "    zeroed = (c,) if config.protocol.atomic and config.sk_tiles else ()",
         "    zeroed = ()",
         Case(
             "mutant-atomic-output-not-zeroed",
@@ -385,7 +368,7 @@ MUTANTS = (
         "a prepared call launches into the first call's output, not the caller's",
         "prepared.py",
         "            if t is not None and value is t\n",
-        "            if t is not None and value is t and role != C\n",
+        "            if t is not None and value is t and role != 3  # not the output, c\n",
         # atomic over 4 programs: 8 whole tiles, none split, so the output is not zeroed and
         # no other check compares a second untraced call of the key (no determinism runs)
         Case("mutant-prepared-keeps-output", 64, 64, 80, cus=4, fixup="atomic"),

@@ -6,7 +6,7 @@ import triton.language as tl
 
 from . import contract
 from .launch_spec import Launch, LaunchSet, gemm_arguments, static_max_steps
-from .tile import ROLE_DP, whole_tile
+from .tile import ROLE_DP, no_value, whole_tile, zero_like
 
 
 @triton.jit
@@ -51,38 +51,33 @@ def data_parallel_kernel(
     pid = tl.program_id(0)
     pid_batch = tl.program_id(1).to(tl.int64)
     tile = contract.logical_program(pid, tl.num_programs(0), NUM_XCDS, REMAP, CHUNK)
-    whole_tile(
+    # this program's product of the batch
+    a_ptr, b_ptr, c_ptr = (
         a_ptr + pid_batch * stride_ab,
         b_ptr + pid_batch * stride_bb,
         c_ptr + pid_batch * stride_cb,
-        bias_ptr,
-        M,
-        N,
-        K,
-        stride_am,
-        stride_ak,
-        stride_bk,
-        stride_bn,
-        stride_cm,
-        stride_cn,
-        stride_bias,
-        trace_ptr,
-        pid,
-        pid * 0,
-        tile,
-        pid * 0 - 1,
-        pid * 0 - 1,
-        ROLE_DP,
-        BLOCK_M,
-        BLOCK_N,
-        BLOCK_K,
-        GROUP_M,
-        EVEN_K,
-        INPUT_PRECISION,
-        HAS_BIAS,
-        max_steps,
-        TRACE,
-        BACKEND,
+    )
+    whole_tile(
+        a_view=(a_ptr, stride_am, stride_ak),
+        b_view=(b_ptr, stride_bk, stride_bn),
+        c_view=(c_ptr, stride_cm, stride_cn),
+        bias_view=(bias_ptr, stride_bias),
+        shape=(M, N, K),
+        trace=(trace_ptr, pid, max_steps),
+        step=zero_like(pid),
+        tile=tile,
+        ticket=no_value(pid),
+        counter=no_value(pid),
+        role=ROLE_DP,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        BLOCK_K=BLOCK_K,
+        GROUP_M=GROUP_M,
+        EVEN_K=EVEN_K,
+        INPUT_PRECISION=INPUT_PRECISION,
+        HAS_BIAS=HAS_BIAS,
+        TRACE=TRACE,
+        BACKEND=BACKEND,
     )
 
 

@@ -5,7 +5,7 @@ import triton.language as tl
 
 from . import contract
 from .launch_spec import whole_tile_launch
-from .tile import ROLE_DP, whole_tile
+from .tile import ROLE_DP, no_value, whole_tile
 
 
 @triton.jit
@@ -50,37 +50,26 @@ def persistent_kernel(
     for step in range(0, contract.persistent_tile_count(lp, total_tiles, num_programs)):
         tile = contract.persistent_tile(lp, step, num_programs)
         whole_tile(
-            a_ptr,
-            b_ptr,
-            c_ptr,
-            bias_ptr,
-            M,
-            N,
-            K,
-            stride_am,
-            stride_ak,
-            stride_bk,
-            stride_bn,
-            stride_cm,
-            stride_cn,
-            stride_bias,
-            trace_ptr,
-            pid,
-            step,
-            tile,
-            pid * 0 - 1,
-            pid * 0 - 1,
-            ROLE_DP,
-            BLOCK_M,
-            BLOCK_N,
-            BLOCK_K,
-            GROUP_M,
-            EVEN_K,
-            INPUT_PRECISION,
-            HAS_BIAS,
-            max_steps,
-            TRACE,
-            BACKEND,
+            a_view=(a_ptr, stride_am, stride_ak),
+            b_view=(b_ptr, stride_bk, stride_bn),
+            c_view=(c_ptr, stride_cm, stride_cn),
+            bias_view=(bias_ptr, stride_bias),
+            shape=(M, N, K),
+            trace=(trace_ptr, pid, max_steps),
+            step=step,
+            tile=tile,
+            ticket=no_value(pid),
+            counter=no_value(pid),
+            role=ROLE_DP,
+            BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N,
+            BLOCK_K=BLOCK_K,
+            GROUP_M=GROUP_M,
+            EVEN_K=EVEN_K,
+            INPUT_PRECISION=INPUT_PRECISION,
+            HAS_BIAS=HAS_BIAS,
+            TRACE=TRACE,
+            BACKEND=BACKEND,
         )
 
 

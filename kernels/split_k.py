@@ -20,12 +20,15 @@ from .records import trace_buffer
 from .tile import (
     ROLE_REDUCE,
     ROLE_SPLIT,
+    accumulate,
+    epilogue,
+    int_like,
     load_partial_rows,
+    no_value,
     store_partial,
-    tile_accumulate,
-    tile_epilogue,
     trace_begin,
     trace_end,
+    zero_like,
 )
 
 # fp32 values a thread of the reduction may hold in loads in flight (see reduce_unroll)
@@ -77,66 +80,44 @@ def split_k_kernel(
     pid_m, pid_n = contract.grouped_tile(
         tile, contract.cdiv(M, BLOCK_M), contract.cdiv(N, BLOCK_N), GROUP_M
     )
-    t_start = trace_begin(pid * 0, TRACE, BACKEND)
-    acc = tile_accumulate(
-        a_ptr,
-        b_ptr,
-        M,
-        N,
-        K,
-        stride_am,
-        stride_ak,
-        stride_bk,
-        stride_bn,
-        pid_m,
-        pid_n,
-        k_begin,
-        k_end,
-        BLOCK_M,
-        BLOCK_N,
-        BLOCK_K,
-        EVEN_K,
-        INPUT_PRECISION,
-        BACKEND,
-    )
+    shape = (M, N, K)
+    t_start = trace_begin(zero_like(pid), TRACE, BACKEND)
+    acc = accumulate(
+        (a_ptr, stride_am, stride_ak), (b_ptr, stride_bk, stride_bn), shape, pid_m,
+        pid_n, k_begin, k_end, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, INPUT_PRECISION, BACKEND,
+    )  # fmt: skip
     if SPLIT_K == 1:
-        tile_epilogue(
-            acc,
-            c_ptr,
-            bias_ptr,
-            M,
-            N,
-            stride_cm,
-            stride_cn,
-            stride_bias,
-            pid_m,
-            pid_n,
-            BLOCK_M,
-            BLOCK_N,
-            HAS_BIAS,
-            BACKEND,
+        epilogue(
+            acc=acc,
+            c_view=(c_ptr, stride_cm, stride_cn),
+            bias_view=(bias_ptr, stride_bias),
+            shape=shape,
+            pid_m=pid_m,
+            pid_n=pid_n,
+            BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N,
+            HAS_BIAS=HAS_BIAS,
+            BACKEND=BACKEND,
         )
     else:
         # released by the launch boundary (the reduction is a second kernel): no event log
         slot = contract.split_k_partial_slot(tile, split, SPLIT_K)
-        store_partial(partials_ptr, slot, acc, tile, trace_ptr, pid, BLOCK_M, BLOCK_N, False)
+        store_partial(partials_ptr, slot, acc, tile, (trace_ptr, pid), BLOCK_M, BLOCK_N, False)
     trace_end(
-        trace_ptr,
-        pid,
-        pid * 0,
-        tile,
-        pid_m,
-        pid_n,
-        k_begin,
-        k_end,
-        ROLE_SPLIT,
-        t_start,
-        pid * 0 - 1,
-        pid * 0 - 1,
-        pid * 0 + (SPLIT_K == 1),
-        max_steps,
-        TRACE,
-        BACKEND,
+        trace=(trace_ptr, pid, max_steps),
+        step=zero_like(pid),
+        tile=tile,
+        pid_m=pid_m,
+        pid_n=pid_n,
+        k_begin=k_begin,
+        k_end=k_end,
+        role=ROLE_SPLIT,
+        t_start=t_start,
+        ticket=no_value(pid),
+        counter=no_value(pid),
+        finalizes=int_like(pid, SPLIT_K == 1),
+        TRACE=TRACE,
+        BACKEND=BACKEND,
     )
 
 
@@ -172,52 +153,56 @@ def split_k_reduce_kernel(
     )
     BAND_ROWS: tl.constexpr = BLOCK_M // REDUCE_BANDS
     row_begin = band * BAND_ROWS
-    t_start = trace_begin(pid * 0, TRACE, BACKEND)
+    t_start = trace_begin(zero_like(pid), TRACE, BACKEND)
     # released by the launch boundary, like the stores: no event log
+    events = (trace_ptr, pid)
+    # (the first load stays positional: conformance/mutants.py patches it by its exact text)
     slot = contract.split_k_partial_slot(tile, 0, SPLIT_K)
     total = load_partial_rows(
-        partials_ptr, slot, row_begin, tile, trace_ptr, pid, BAND_ROWS, BLOCK_M, BLOCK_N, False
+        partials_ptr, slot, row_begin, tile, events, BAND_ROWS, BLOCK_M, BLOCK_N, False
     )
     # unrolled, the slices' loads are all in flight at once; the sum keeps split order
     for split in tl.range(1, SPLIT_K, loop_unroll_factor=REDUCE_UNROLL):
         slot = contract.split_k_partial_slot(tile, split, SPLIT_K)
         total += load_partial_rows(
-            partials_ptr, slot, row_begin, tile, trace_ptr, pid, BAND_ROWS, BLOCK_M, BLOCK_N, False
+            ws_ptr=partials_ptr,
+            slot=slot,
+            row_begin=row_begin,
+            tile=tile,
+            events=events,
+            ROWS=BAND_ROWS,
+            BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N,
+            LOG=False,
         )
     # the band's rows are those of block row pid_m * REDUCE_BANDS + band of BAND_ROWS rows
-    tile_epilogue(
-        total,
-        c_ptr,
-        bias_ptr,
-        M,
-        N,
-        stride_cm,
-        stride_cn,
-        stride_bias,
-        pid_m * REDUCE_BANDS + band,
-        pid_n,
-        BAND_ROWS,
-        BLOCK_N,
-        HAS_BIAS,
-        BACKEND,
+    epilogue(
+        acc=total,
+        c_view=(c_ptr, stride_cm, stride_cn),
+        bias_view=(bias_ptr, stride_bias),
+        shape=(M, N, 0),  # the reduction has no K
+        pid_m=pid_m * REDUCE_BANDS + band,
+        pid_n=pid_n,
+        BLOCK_M=BAND_ROWS,
+        BLOCK_N=BLOCK_N,
+        HAS_BIAS=HAS_BIAS,
+        BACKEND=BACKEND,
     )
     trace_end(
-        trace_ptr,
-        pid,
-        pid * 0,
-        tile,
-        pid_m,
-        pid_n,
-        pid * 0,
-        pid * 0,
-        ROLE_REDUCE,
-        t_start,
-        pid * 0 - 1,
-        pid * 0 - 1,
-        pid * 0 + 1,
-        1,
-        TRACE,
-        BACKEND,
+        trace=(trace_ptr, pid, 1),
+        step=zero_like(pid),
+        tile=tile,
+        pid_m=pid_m,
+        pid_n=pid_n,
+        k_begin=zero_like(pid),
+        k_end=zero_like(pid),
+        role=ROLE_REDUCE,
+        t_start=t_start,
+        ticket=no_value(pid),
+        counter=no_value(pid),
+        finalizes=int_like(pid, 1),
+        TRACE=TRACE,
+        BACKEND=BACKEND,
     )
 
 

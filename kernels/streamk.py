@@ -37,13 +37,15 @@ from .records import event_log
 from .tile import (
     ROLE_DP,
     ROLE_SK_CONTRIBUTOR,
+    accumulate,
     arrive,
+    epilogue,
+    int_like,
     load_partial,
+    no_value,
     publish,
     release_counter,
     store_partial,
-    tile_accumulate,
-    tile_epilogue,
     trace_begin,
     trace_end,
     wait_for,
@@ -61,41 +63,27 @@ FIXUP_CODES = {
     "last-arriver": LAST_ARRIVER,
     "atomic": ATOMIC,
 }
-# Protocols whose programs spin on other programs' flags.
-WAITING_FIXUPS = ("owner-waits", "turnstile")
 
 
 @triton.jit
 def sk_segment(
-    a_ptr,
-    b_ptr,
-    c_ptr,
-    bias_ptr,
-    trace_ptr,
+    a_view,
+    b_view,
+    c_view,
+    bias_view,
+    shape,
+    trace,
+    events,
     partials_ptr,
     flags_ptr,
     counters_ptr,
-    events_ptr,
-    M,
-    N,
-    K,
-    stride_am,
-    stride_ak,
-    stride_bk,
-    stride_bn,
-    stride_cm,
-    stride_cn,
-    stride_bias,
-    pid,
+    epoch,
+    split,
     lp,
     step,
     tile,
     k_begin,
     k_end,
-    dp_tiles,
-    sk_iters,
-    num_programs,
-    epoch,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -103,117 +91,115 @@ def sk_segment(
     EVEN_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    max_steps,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
     FIXUP: tl.constexpr,
 ):
-    """One SK segment of one tile: K-loop, then this program's part of the tile's fixup."""
+    """One SK segment of one tile: K-loop, then this program's part of the tile's fixup.
+
+    ``split = (dp_tiles, sk_iters, num_programs)``: the Stream-K split of this launch.
+    """
+    M, N, K = shape
+    dp_tiles, sk_iters, num_programs = split
     iters = contract.cdiv(K, BLOCK_K)
     pid_m, pid_n = contract.grouped_tile(
         tile, contract.cdiv(M, BLOCK_M), contract.cdiv(N, BLOCK_N), GROUP_M
     )
     t_start = trace_begin(step, TRACE, BACKEND)
-    acc = tile_accumulate(
-        a_ptr,
-        b_ptr,
-        M,
-        N,
-        K,
-        stride_am,
-        stride_ak,
-        stride_bk,
-        stride_bn,
-        pid_m,
-        pid_n,
-        k_begin,
-        k_end,
-        BLOCK_M,
-        BLOCK_N,
-        BLOCK_K,
-        EVEN_K,
-        INPUT_PRECISION,
-        BACKEND,
-    )
+    acc = accumulate(
+        a_view, b_view, shape, pid_m, pid_n, k_begin, k_end, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K,
+        INPUT_PRECISION, BACKEND,
+    )  # fmt: skip
     owner, last = contract.streamk_tile_programs(tile, dp_tiles, iters, sk_iters, num_programs)
     my_slot = contract.streamk_partial_slot(lp, tile, dp_tiles, iters, sk_iters, num_programs)
     counter = contract.streamk_tile_counter(tile, dp_tiles)
     # Each protocol leaves the tile's sum in acc where this program stores the final tile;
     # then the one epilogue below adds the bias and stores it.
+    # (The partial stores and loads left positional are lines conformance/mutants.py patches
+    # by their exact text.)
     stores_tile = (owner == last).to(tl.int32)
     finalizes = stores_tile
     if owner == last:
         pass
     elif FIXUP == OWNER_WAITS:
         if k_begin != 0:
-            store_partial(
-                partials_ptr, my_slot, acc, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
-            )
-            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
+            store_partial(partials_ptr, my_slot, acc, tile, events, BLOCK_M, BLOCK_N, TRACE)
+            publish(flags_ptr, lp, epoch, events, TRACE)
         else:
             for q in range(lp + 1, last + 1):
-                wait_for(flags_ptr, q, epoch, events_ptr, pid, TRACE, BACKEND)
+                wait_for(flags_ptr, q, epoch, events, TRACE, BACKEND)
                 q_slot = contract.streamk_partial_slot(
                     q, tile, dp_tiles, iters, sk_iters, num_programs
                 )
                 acc += load_partial(
-                    partials_ptr, q_slot, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+                    ws_ptr=partials_ptr,
+                    slot=q_slot,
+                    tile=tile,
+                    events=events,
+                    BLOCK_M=BLOCK_M,
+                    BLOCK_N=BLOCK_N,
+                    LOG=TRACE,
                 )
-            stores_tile = lp * 0 + 1
+            stores_tile = int_like(lp, 1)
     elif FIXUP == TURNSTILE:
         if lp > owner:
-            wait_for(flags_ptr, lp - 1, epoch, events_ptr, pid, TRACE, BACKEND)
+            wait_for(flags_ptr, lp - 1, epoch, events, TRACE, BACKEND)
             prev_slot = contract.streamk_partial_slot(
                 lp - 1, tile, dp_tiles, iters, sk_iters, num_programs
             )
             running = load_partial(
-                partials_ptr, prev_slot, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+                ws_ptr=partials_ptr,
+                slot=prev_slot,
+                tile=tile,
+                events=events,
+                BLOCK_M=BLOCK_M,
+                BLOCK_N=BLOCK_N,
+                LOG=TRACE,
             )
             acc = running + acc
         if lp < last:
             store_partial(
-                partials_ptr, my_slot, acc, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
+                ws_ptr=partials_ptr,
+                slot=my_slot,
+                acc=acc,
+                tile=tile,
+                events=events,
+                BLOCK_M=BLOCK_M,
+                BLOCK_N=BLOCK_N,
+                LOG=TRACE,
             )
-            publish(flags_ptr, lp, epoch, events_ptr, pid, TRACE)
+            publish(flags_ptr, lp, epoch, events, TRACE)
         else:
-            stores_tile = lp * 0 + 1
+            stores_tile = int_like(lp, 1)
     elif FIXUP == LAST_ARRIVER:
-        store_partial(partials_ptr, my_slot, acc, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE)
-        arrived = arrive(counters_ptr, counter, events_ptr, pid, TRACE)
+        store_partial(partials_ptr, my_slot, acc, tile, events, BLOCK_M, BLOCK_N, TRACE)
+        arrived = arrive(counters_ptr, counter, events, TRACE)
         if arrived == last - owner:
             owner_slot = contract.streamk_partial_slot(
                 owner, tile, dp_tiles, iters, sk_iters, num_programs
             )
-            total = load_partial(
-                partials_ptr, owner_slot, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
-            )
+            total = load_partial(partials_ptr, owner_slot, tile, events, BLOCK_M, BLOCK_N, TRACE)
             for q in range(owner + 1, last + 1):
                 q_slot = contract.streamk_partial_slot(
                     q, tile, dp_tiles, iters, sk_iters, num_programs
                 )
-                total += load_partial(
-                    partials_ptr, q_slot, tile, events_ptr, pid, BLOCK_M, BLOCK_N, TRACE
-                )
+                total += load_partial(partials_ptr, q_slot, tile, events, BLOCK_M, BLOCK_N, TRACE)
             acc = total
-            stores_tile = lp * 0 + 1
+            stores_tile = int_like(lp, 1)
             release_counter(counters_ptr, counter)
     else:
         # ATOMIC: every segment adds into the zeroed output, the owner's with the bias
-        tile_epilogue(
-            acc,
-            c_ptr,
-            bias_ptr,
-            M,
-            N,
-            stride_cm,
-            stride_cn,
-            stride_bias,
-            pid_m,
-            pid_n,
-            BLOCK_M,
-            BLOCK_N,
-            HAS_BIAS,
-            BACKEND,
+        epilogue(
+            acc=acc,
+            c_view=c_view,
+            bias_view=bias_view,
+            shape=shape,
+            pid_m=pid_m,
+            pid_n=pid_n,
+            BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N,
+            HAS_BIAS=HAS_BIAS,
+            BACKEND=BACKEND,
             add_bias=k_begin == 0,
             ATOMIC=True,
         )
@@ -222,41 +208,24 @@ def sk_segment(
         if finalizes != 0:
             release_counter(counters_ptr, counter)
     if stores_tile:
-        tile_epilogue(
-            acc,
-            c_ptr,
-            bias_ptr,
-            M,
-            N,
-            stride_cm,
-            stride_cn,
-            stride_bias,
-            pid_m,
-            pid_n,
-            BLOCK_M,
-            BLOCK_N,
-            HAS_BIAS,
-            BACKEND,
-        )
+        epilogue(acc, c_view, bias_view, shape, pid_m, pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
         finalizes = stores_tile
     role = ROLE_SK_CONTRIBUTOR - (k_begin == 0).to(tl.int32)
     trace_end(
-        trace_ptr,
-        pid,
-        step,
-        tile,
-        pid_m,
-        pid_n,
-        k_begin,
-        k_end,
-        role,
-        t_start,
-        lp * 0 - 1,
-        lp * 0 - 1,
-        finalizes,
-        max_steps,
-        TRACE,
-        BACKEND,
+        trace=trace,
+        step=step,
+        tile=tile,
+        pid_m=pid_m,
+        pid_n=pid_n,
+        k_begin=k_begin,
+        k_end=k_end,
+        role=role,
+        t_start=t_start,
+        ticket=no_value(lp),
+        counter=no_value(lp),
+        finalizes=finalizes,
+        TRACE=TRACE,
+        BACKEND=BACKEND,
     )
 
 
@@ -313,41 +282,33 @@ def streamk_kernel(
     num_programs = tl.num_programs(0)
     lp = contract.logical_program(pid, num_programs, NUM_XCDS, REMAP, CHUNK)
     iters = contract.cdiv(K, BLOCK_K)
+    a_view, b_view = (a_ptr, stride_am, stride_ak), (b_ptr, stride_bk, stride_bn)
+    c_view, bias_view = (c_ptr, stride_cm, stride_cn), (bias_ptr, stride_bias)
+    shape, trace = (M, N, K), (trace_ptr, pid, max_steps)
     dp_steps = contract.persistent_tile_count(lp, dp_tiles, num_programs)
     for step in range(0, dp_steps):
         tile = contract.persistent_tile(lp, step, num_programs)
         whole_tile(
-            a_ptr,
-            b_ptr,
-            c_ptr,
-            bias_ptr,
-            M,
-            N,
-            K,
-            stride_am,
-            stride_ak,
-            stride_bk,
-            stride_bn,
-            stride_cm,
-            stride_cn,
-            stride_bias,
-            trace_ptr,
-            pid,
-            step,
-            tile,
-            pid * 0 - 1,
-            pid * 0 - 1,
-            ROLE_DP,
-            BLOCK_M,
-            BLOCK_N,
-            BLOCK_K,
-            GROUP_M,
-            EVEN_K,
-            INPUT_PRECISION,
-            HAS_BIAS,
-            max_steps,
-            TRACE,
-            BACKEND,
+            a_view=a_view,
+            b_view=b_view,
+            c_view=c_view,
+            bias_view=bias_view,
+            shape=shape,
+            trace=trace,
+            step=step,
+            tile=tile,
+            ticket=no_value(pid),
+            counter=no_value(pid),
+            role=ROLE_DP,
+            BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N,
+            BLOCK_K=BLOCK_K,
+            GROUP_M=GROUP_M,
+            EVEN_K=EVEN_K,
+            INPUT_PRECISION=INPUT_PRECISION,
+            HAS_BIAS=HAS_BIAS,
+            TRACE=TRACE,
+            BACKEND=BACKEND,
         )
     start, end = contract.streamk_iter_range(lp, sk_iters, num_programs)
     step = dp_steps
@@ -360,46 +321,33 @@ def streamk_kernel(
             it, start, end, iters, dp_tiles, FIXUP == TURNSTILE
         )
         sk_segment(
-            a_ptr,
-            b_ptr,
-            c_ptr,
-            bias_ptr,
-            trace_ptr,
-            partials_ptr,
-            flags_ptr,
-            counters_ptr,
-            events_ptr,
-            M,
-            N,
-            K,
-            stride_am,
-            stride_ak,
-            stride_bk,
-            stride_bn,
-            stride_cm,
-            stride_cn,
-            stride_bias,
-            pid,
-            lp,
-            step,
-            tile,
-            k_begin,
-            k_end,
-            dp_tiles,
-            sk_iters,
-            num_programs,
-            epoch,
-            BLOCK_M,
-            BLOCK_N,
-            BLOCK_K,
-            GROUP_M,
-            EVEN_K,
-            INPUT_PRECISION,
-            HAS_BIAS,
-            max_steps,
-            TRACE,
-            BACKEND,
-            FIXUP,
+            a_view=a_view,
+            b_view=b_view,
+            c_view=c_view,
+            bias_view=bias_view,
+            shape=shape,
+            trace=trace,
+            events=(events_ptr, pid),
+            partials_ptr=partials_ptr,
+            flags_ptr=flags_ptr,
+            counters_ptr=counters_ptr,
+            epoch=epoch,
+            split=(dp_tiles, sk_iters, num_programs),
+            lp=lp,
+            step=step,
+            tile=tile,
+            k_begin=k_begin,
+            k_end=k_end,
+            BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N,
+            BLOCK_K=BLOCK_K,
+            GROUP_M=GROUP_M,
+            EVEN_K=EVEN_K,
+            INPUT_PRECISION=INPUT_PRECISION,
+            HAS_BIAS=HAS_BIAS,
+            TRACE=TRACE,
+            BACKEND=BACKEND,
+            FIXUP=FIXUP,
         )
         remaining -= k_end - k_begin
         step += 1
@@ -416,7 +364,7 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
     partials = workspace.buffer("partials", slots * block_m * block_n, torch.float32)
     flags = workspace.buffer("flags", grid, torch.int32)
     counters = workspace.buffer("counters", max(config.sk_tiles, 1), torch.int32)
-    zeroed = (c,) if config.fixup == "atomic" and config.sk_tiles else ()
+    zeroed = (c,) if config.protocol.atomic and config.sk_tiles else ()
     events = event_log(event_capacity(config), a.device) if trace else gemm.trace
     epoch = workspace.next_epoch(flags)
     args = gemm.args + (partials, flags, counters, config.dp_tiles, config.sk_iters)
@@ -426,7 +374,7 @@ def launches(config, a, b, bias, c, workspace, backend, trace, options):
         args + (epoch, events, gemm.max_steps),
         dict(gemm.constexprs, FIXUP=FIXUP_CODES[config.fixup]),
         options,
-        order=tuple(execution_order(config)) if config.fixup in WAITING_FIXUPS else None,
+        order=tuple(execution_order(config)) if config.protocol.waits else None,
         epoch_arg=len(args),
     )
     return LaunchSet(
@@ -462,10 +410,11 @@ def partial_slot(config, program, tile):
 def execution_order(config):
     """Hardware program ids in an order the sequential interpreter can run without spinning.
 
-    Owner-waits: highest logical id first (owners wait on later programs); otherwise lowest
-    logical id first (turnstile's programs wait on their predecessor).
+    The protocol's ``wait_order``: ``"higher-first"`` (owner-waits: owners wait on later
+    programs) runs the highest logical id first; otherwise the lowest first (turnstile's
+    programs wait on their predecessor).
     """
     by_logical = sorted(range(config.grid), key=config.logical_program)
-    if config.fixup == "owner-waits":
+    if config.protocol.wait_order == "higher-first":
         return by_logical[::-1]
     return by_logical

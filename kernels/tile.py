@@ -30,6 +30,45 @@ EVENT_ACQUIRE = tl.constexpr(EVENTS.index("acquire"))
 EVENT_ARRIVE = tl.constexpr(EVENTS.index("arrive"))
 
 
+# Runtime ints for trace-record fields and loop-carried values. Each is ``like * 0 (+ value)``:
+# an int of ``like``'s type (a tensor, like ``pid`` or a loop counter), not a Python constant.
+# A constant passed to a jit function becomes a constexpr, and a variable that holds a tensor
+# on one branch (``stores_tile``) or is incremented in a loop (``step``) must hold one of the
+# same type on every path; the arithmetic folds away when compiled.
+
+
+@triton.jit
+def zero_like(like):
+    """0 as a runtime int of ``like``'s type (a first ``step``, a ``k_begin`` of 0)."""
+    return like * 0
+
+
+@triton.jit
+def int_like(like, value):
+    """``value`` as a runtime int of ``like``'s type (a ``finalizes`` or ``stores_tile`` flag)."""
+    return like * 0 + value
+
+
+@triton.jit
+def no_value(like):
+    """-1 as a runtime int of ``like``'s type: a trace field with nothing to record (the
+    ``ticket`` and ``counter`` of every work item but work stealing's)."""
+    return like * 0 - 1
+
+
+# Bundles. The device functions the strategy kernels call take arguments that belong together
+# as one tuple, one meaning each, and unpack it first (tritonBLAS's ``InputView`` style):
+#   an operand view ``(ptr, stride_rows, stride_cols)``: ``a_view = (a_ptr, stride_am,
+#     stride_ak)``, ``b_view``, ``c_view``; the bias ``bias_view = (bias_ptr, stride_bias)``;
+#   the problem ``shape = (M, N, K)``;
+#   the trace sink ``trace = (trace_ptr, pid, max_steps)``: where this program's records go
+#     (row ``pid`` of ``max_steps``);
+#   the event log ``events = (events_ptr, pid)``: where this program's events go.
+# Constexprs stay separate arguments: unpacking a tuple makes runtime values of its elements.
+# tile_accumulate and tile_epilogue keep their flat arguments (library kernels call them);
+# accumulate and epilogue are them for bundles.
+
+
 @triton.jit
 def tile_accumulate(
     a_ptr,
@@ -131,14 +170,66 @@ def tile_epilogue(
 
 
 @triton.jit
-def log_event(events_ptr, pid, kind, index, value, LOG: tl.constexpr):
-    """Append ``(pid, kind, index, value)`` to the launch's event log (when ``LOG``).
+def accumulate(
+    a_view,
+    b_view,
+    shape,
+    pid_m,
+    pid_n,
+    k_begin,
+    k_end,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BACKEND: tl.constexpr,
+):
+    """:func:`tile_accumulate` of the operand views ``a_view``, ``b_view`` and ``shape``."""
+    a_ptr, stride_am, stride_ak = a_view
+    b_ptr, stride_bk, stride_bn = b_view
+    M, N, K = shape
+    return tile_accumulate(
+        a_ptr, b_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, pid_m, pid_n,
+        k_begin, k_end, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, INPUT_PRECISION, BACKEND,
+    )  # fmt: skip
+
+
+@triton.jit
+def epilogue(
+    acc,
+    c_view,
+    bias_view,
+    shape,
+    pid_m,
+    pid_n,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BACKEND: tl.constexpr,
+    add_bias=True,
+    ATOMIC: tl.constexpr = False,
+):
+    """:func:`tile_epilogue` into the view ``c_view``, with ``bias_view``, of ``shape``'s M x N."""
+    c_ptr, stride_cm, stride_cn = c_view
+    bias_ptr, stride_bias = bias_view
+    M, N, _ = shape
+    tile_epilogue(
+        acc, c_ptr, bias_ptr, M, N, stride_cm, stride_cn, stride_bias, pid_m, pid_n,
+        BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND, add_bias, ATOMIC,
+    )  # fmt: skip
+
+
+@triton.jit
+def log_event(events, kind, index, value, LOG: tl.constexpr):
+    """Append ``(pid, kind, index, value)`` to the event log ``events`` (when ``LOG``).
 
     Log layout (int64): ``[count, capacity, (pid, kind, index, value) * capacity]``. Entries take
     their position from one atomic counter, so one program's events stay in its program order
     (atomics on one address are coherent) on a GPU as in the interpreter; entries past the
     capacity are counted but not written.
     """
+    events_ptr, pid = events
     if LOG:
         position = tl.atomic_add(events_ptr, 1, sem="relaxed", scope="gpu")
         capacity = tl.load(events_ptr + 1)
@@ -152,36 +243,31 @@ def log_event(events_ptr, pid, kind, index, value, LOG: tl.constexpr):
 
 @triton.jit
 def store_partial(
-    ws_ptr,
-    slot,
-    acc,
-    tile,
-    events_ptr,
-    pid,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    LOG: tl.constexpr,
+    ws_ptr, slot, acc, tile, events, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, LOG: tl.constexpr
 ):
     """Write ``tile``'s fp32 partial into workspace slot ``slot`` (BLOCK_M x BLOCK_N, row-major)."""
     offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
     tl.store(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, acc)
-    log_event(events_ptr, pid, EVENT_STORE, slot, tile, LOG)
+    log_event(events, EVENT_STORE, slot, tile, LOG)
 
 
 @triton.jit
 def load_partial(
-    ws_ptr,
-    slot,
-    tile,
-    events_ptr,
-    pid,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    LOG: tl.constexpr,
+    ws_ptr, slot, tile, events, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, LOG: tl.constexpr
 ):
     """Read workspace slot ``slot`` (a partial of ``tile``), bypassing L1 (another program
     wrote it)."""
-    return load_partial_rows(ws_ptr, slot, 0, tile, events_ptr, pid, BLOCK_M, BLOCK_M, BLOCK_N, LOG)
+    return load_partial_rows(
+        ws_ptr=ws_ptr,
+        slot=slot,
+        row_begin=0,
+        tile=tile,
+        events=events,
+        ROWS=BLOCK_M,
+        BLOCK_M=BLOCK_M,
+        BLOCK_N=BLOCK_N,
+        LOG=LOG,
+    )
 
 
 @triton.jit
@@ -190,8 +276,7 @@ def load_partial_rows(
     slot,
     row_begin,
     tile,
-    events_ptr,
-    pid,
+    events,
     ROWS: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -200,25 +285,25 @@ def load_partial_rows(
     """Rows ``[row_begin, row_begin + ROWS)`` of workspace slot ``slot`` (a partial of
     ``tile``), as :func:`load_partial` reads the whole slot."""
     offs = (row_begin + tl.arange(0, ROWS))[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
-    log_event(events_ptr, pid, EVENT_LOAD, slot, tile, LOG)
+    log_event(events, EVENT_LOAD, slot, tile, LOG)
     return tl.load(ws_ptr + slot.to(tl.int64) * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
 
 
 @triton.jit
-def publish(flags_ptr, index, epoch, events_ptr, pid, LOG: tl.constexpr):
+def publish(flags_ptr, index, epoch, events, LOG: tl.constexpr):
     """Release flag ``index``: every thread's earlier stores are visible before it reads ``epoch``."""
     tl.debug_barrier()
     tl.atomic_xchg(flags_ptr + index, epoch, sem="release", scope="gpu")
-    log_event(events_ptr, pid, EVENT_PUBLISH, index, epoch, LOG)
+    log_event(events, EVENT_PUBLISH, index, epoch, LOG)
 
 
 @triton.jit
-def arrive(counters_ptr, index, events_ptr, pid, LOG: tl.constexpr):
+def arrive(counters_ptr, index, events, LOG: tl.constexpr):
     """Release this program's partial and count it in at counter ``index``; returns the count
     before (acquire: the last to arrive sees every earlier arrival's partial)."""
     tl.debug_barrier()
     arrived = tl.atomic_add(counters_ptr + index, 1, sem="acq_rel", scope="gpu")
-    log_event(events_ptr, pid, EVENT_ARRIVE, index, arrived, LOG)
+    log_event(events, EVENT_ARRIVE, index, arrived, LOG)
     return arrived
 
 
@@ -231,7 +316,7 @@ def release_counter(counters_ptr, index):
 
 
 @triton.jit
-def wait_for(flags_ptr, index, epoch, events_ptr, pid, LOG: tl.constexpr, BACKEND: tl.constexpr):
+def wait_for(flags_ptr, index, epoch, events, LOG: tl.constexpr, BACKEND: tl.constexpr):
     """Acquire flag ``index``: spin until it reads ``epoch``. Logs the wait before spinning and
     the value read when it ended, so a hung wait and a wait that read a wrong value both show.
 
@@ -240,13 +325,13 @@ def wait_for(flags_ptr, index, epoch, events_ptr, pid, LOG: tl.constexpr, BACKEN
     does not spin (a kernel waiting on a flag nobody sets reads whatever the workspace holds,
     and its acquire logs that value).
     """
-    log_event(events_ptr, pid, EVENT_WAIT, index, epoch, LOG)
+    log_event(events, EVENT_WAIT, index, epoch, LOG)
     seen = tl.atomic_add(flags_ptr + index, 0, sem="acquire", scope="gpu")
     if BACKEND != INTERPRETER:
         while seen != epoch:
             seen = tl.atomic_add(flags_ptr + index, 0, sem="acquire", scope="gpu")
     tl.debug_barrier()
-    log_event(events_ptr, pid, EVENT_ACQUIRE, index, seen, LOG)
+    log_event(events, EVENT_ACQUIRE, index, seen, LOG)
 
 
 @triton.jit
@@ -260,8 +345,7 @@ def trace_begin(step, TRACE: tl.constexpr, BACKEND: tl.constexpr):
 
 @triton.jit
 def trace_end(
-    trace_ptr,
-    pid,
+    trace,
     step,
     tile,
     pid_m,
@@ -273,16 +357,17 @@ def trace_end(
     ticket,
     counter,
     finalizes,
-    max_steps,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
 ):
-    """Write one record (fields in TRACE_FIELDS order) at row ``pid``, column ``step``.
+    """Write one record (fields in TRACE_FIELDS order) at row ``pid``, column ``step``, of the
+    trace sink ``trace``.
 
     ``pid_m``/``pid_n`` are where the kernel computed the tile, so a wrong swizzle shows. A
     step past ``max_steps`` would land in another program's row: it is counted in the cell
     after the trace's ``num_programs x max_steps`` records instead (``records.trace_overruns``).
     """
+    trace_ptr, pid, max_steps = trace
     if TRACE:
         t_end = read_clock(2 * step + 1, BACKEND)
         unit, xcd = read_unit(BACKEND)
@@ -309,22 +394,12 @@ def trace_end(
 
 @triton.jit
 def whole_tile(
-    a_ptr,
-    b_ptr,
-    c_ptr,
-    bias_ptr,
-    M,
-    N,
-    K,
-    stride_am,
-    stride_ak,
-    stride_bk,
-    stride_bn,
-    stride_cm,
-    stride_cn,
-    stride_bias,
-    trace_ptr,
-    pid,
+    a_view,
+    b_view,
+    c_view,
+    bias_view,
+    shape,
+    trace,
     step,
     tile,
     ticket,
@@ -337,68 +412,34 @@ def whole_tile(
     EVEN_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    max_steps,
     TRACE: tl.constexpr,
     BACKEND: tl.constexpr,
 ):
     """Compute and store one tile over its whole K range: the data-parallel work item."""
+    M, N, K = shape
     num_pid_m = contract.cdiv(M, BLOCK_M)
     num_pid_n = contract.cdiv(N, BLOCK_N)
     iters = contract.cdiv(K, BLOCK_K)
     pid_m, pid_n = contract.grouped_tile(tile, num_pid_m, num_pid_n, GROUP_M)
     t_start = trace_begin(step, TRACE, BACKEND)
-    acc = tile_accumulate(
-        a_ptr,
-        b_ptr,
-        M,
-        N,
-        K,
-        stride_am,
-        stride_ak,
-        stride_bk,
-        stride_bn,
-        pid_m,
-        pid_n,
-        0,
-        iters,
-        BLOCK_M,
-        BLOCK_N,
-        BLOCK_K,
-        EVEN_K,
-        INPUT_PRECISION,
-        BACKEND,
-    )
-    tile_epilogue(
-        acc,
-        c_ptr,
-        bias_ptr,
-        M,
-        N,
-        stride_cm,
-        stride_cn,
-        stride_bias,
-        pid_m,
-        pid_n,
-        BLOCK_M,
-        BLOCK_N,
-        HAS_BIAS,
-        BACKEND,
-    )
+    acc = accumulate(
+        a_view, b_view, shape, pid_m, pid_n, 0, iters, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K,
+        INPUT_PRECISION, BACKEND,
+    )  # fmt: skip
+    epilogue(acc, c_view, bias_view, shape, pid_m, pid_n, BLOCK_M, BLOCK_N, HAS_BIAS, BACKEND)
     trace_end(
-        trace_ptr,
-        pid,
-        step,
-        tile,
-        pid_m,
-        pid_n,
-        tile * 0,
-        iters,
-        role,
-        t_start,
-        ticket,
-        counter,
-        tile * 0 + 1,
-        max_steps,
-        TRACE,
-        BACKEND,
+        trace=trace,
+        step=step,
+        tile=tile,
+        pid_m=pid_m,
+        pid_n=pid_n,
+        k_begin=zero_like(tile),
+        k_end=iters,
+        role=role,
+        t_start=t_start,
+        ticket=ticket,
+        counter=counter,
+        finalizes=int_like(tile, 1),
+        TRACE=TRACE,
+        BACKEND=BACKEND,
     )

@@ -16,7 +16,7 @@ from refsim import tiling
 
 from . import contract
 from .launch_spec import Launch, LaunchSet, gemm_arguments
-from .tile import ROLE_WS, release_counter, whole_tile
+from .tile import ROLE_WS, release_counter, whole_tile, zero_like
 
 COUNTER_STRIDE = 32
 
@@ -70,40 +70,29 @@ def work_stealing_kernel(
     counter_ptr = counters_ptr + counter * COUNTER_STRIDE
     ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
     tile = contract.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
-    step = pid * 0
+    step = zero_like(pid)
     while tile < end:
         whole_tile(
-            a_ptr,
-            b_ptr,
-            c_ptr,
-            bias_ptr,
-            M,
-            N,
-            K,
-            stride_am,
-            stride_ak,
-            stride_bk,
-            stride_bn,
-            stride_cm,
-            stride_cn,
-            stride_bias,
-            trace_ptr,
-            pid,
-            step,
-            tile,
-            ticket,
-            counter,
-            ROLE_WS,
-            BLOCK_M,
-            BLOCK_N,
-            BLOCK_K,
-            GROUP_M,
-            EVEN_K,
-            INPUT_PRECISION,
-            HAS_BIAS,
-            max_steps,
-            TRACE,
-            BACKEND,
+            a_view=(a_ptr, stride_am, stride_ak),
+            b_view=(b_ptr, stride_bk, stride_bn),
+            c_view=(c_ptr, stride_cm, stride_cn),
+            bias_view=(bias_ptr, stride_bias),
+            shape=(M, N, K),
+            trace=(trace_ptr, pid, max_steps),
+            step=step,
+            tile=tile,
+            ticket=ticket,
+            counter=counter,
+            role=ROLE_WS,
+            BLOCK_M=BLOCK_M,
+            BLOCK_N=BLOCK_N,
+            BLOCK_K=BLOCK_K,
+            GROUP_M=GROUP_M,
+            EVEN_K=EVEN_K,
+            INPUT_PRECISION=INPUT_PRECISION,
+            HAS_BIAS=HAS_BIAS,
+            TRACE=TRACE,
+            BACKEND=BACKEND,
         )
         ticket = tl.atomic_add(counter_ptr, 1, sem="relaxed", scope="gpu")
         tile = contract.ws_ticket_tile(counter, ticket, total_tiles, num_counters)
