@@ -79,6 +79,13 @@ def _help(field: dataclasses.Field) -> str:
     return text
 
 
+def _add_sizes(parser: argparse.ArgumentParser) -> None:
+    """The positional M, N, K, with GemmConfig's words for each."""
+    for field in dataclasses.fields(GemmConfig):
+        if field.name in SIZES:
+            parser.add_argument(SIZES[field.name], type=int, help=field.metadata["help"])
+
+
 def _add_config_options(sim: argparse.ArgumentParser) -> None:
     """One option per GemmConfig field (``--block`` for the three block fields)."""
     default_blocks = "x".join(map(str, DEFAULT_BLOCKS.values()))
@@ -106,8 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"refsim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sim = commands.add_parser("simulate", help="simulate one GEMM launch and print a summary")
-    for dim in SIZES.values():
-        sim.add_argument(dim, type=int)
+    _add_sizes(sim)
     _add_config_options(sim)
     sim.add_argument(
         "--jitter", type=float, default=0.0, metavar="X", help="per-CU slowdown spread in [0, 1)"
@@ -154,8 +160,7 @@ def _add_compare_command(commands: Any) -> None:
     command = commands.add_parser(
         "compare", help="run a config's kernel on a local torch device beside refsim's prediction"
     )
-    for dim in SIZES.values():
-        command.add_argument(dim, type=int)
+    _add_sizes(command)
     _add_config_options(command)
     command.add_argument(
         "--on",
@@ -214,7 +219,12 @@ def _add_sweep_commands(commands: Any) -> None:
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     best = commands.add_parser("best", help="the best configuration per shape of sweep results")
     best.add_argument("results", metavar="RESULTS.parquet")
-    best.add_argument("--by", default="shape", help="group the rows by (default shape)")
+    best.add_argument(
+        "--by",
+        default="shape",
+        choices=("shape", "strategy"),
+        help="group the rows by (default shape)",
+    )
     best.add_argument("--json", action="store_true", help="print the rows as JSON")
     table = commands.add_parser("table", help="a per-device lookup table from sweep results")
     table.add_argument("results", metavar="RESULTS.parquet")
@@ -225,6 +235,7 @@ def _add_sweep_commands(commands: Any) -> None:
     heatmap.add_argument("--k", type=_positive, required=True, metavar="K", help="the K to plot")
     heatmap.add_argument("--out", required=True, metavar="OUT.png", help="where to write it")
     heatmap.add_argument("--device", help="the device to plot, when the results hold several")
+    heatmap.add_argument("--dtype", help="the dtype to plot, when the results hold several")
 
 
 def _calibration_dict(profile: str) -> dict | None:
@@ -346,12 +357,13 @@ def _compare(args: argparse.Namespace) -> int:
         _check_output("--gantt", path, ("png",))
     if gantt_paths and importlib.util.find_spec("matplotlib") is None:
         raise UsageError(f"--gantt needs matplotlib: {trace.MATPLOTLIB_INSTALL}")
+    if args.on == "cpu" and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        # asked before torch and the kernels load (seconds): the same test as kernels.backend's
+        raise UsageError("compare --on cpu runs Triton's interpreter: set TRITON_INTERPRET=1")
     torch = _kernels_torch("compare")
     options = {name: getattr(args, name) for name in FIELD_NAMES if hasattr(args, name)}
     if hasattr(args, "block"):
         options.update(zip(DEFAULT_BLOCKS, args.block))
-    if args.on == "cpu" and not importlib.import_module("kernels.backend").interpreting():
-        raise UsageError("compare --on cpu runs Triton's interpreter: set TRITON_INTERPRET=1")
     if args.on == "cuda" and not torch.cuda.is_available():
         raise UsageError("compare --on cuda: needs a CUDA GPU (torch.cuda.is_available() is False)")
     if args.on == "cuda" and "device" not in options:
@@ -374,7 +386,7 @@ def _compare(args: argparse.Namespace) -> int:
         else "the CPU (Triton's interpreter: its times count steps, not us)"
     )
     lines = [f"{problem}: predicted on {c.profile.name} ({c.cus} CUs), measured on {measured_on}"]
-    lines += compare.comparison_lines(measured, predicted)
+    lines += compare.comparison_lines(measured, predicted, measured_in_steps=args.on == "cpu")
     if prediction.deadlock is not None:
         lines.append(f"refsim predicts a {str(prediction.deadlock).splitlines()[0]}")
     _print_summary("\n".join(lines))
@@ -429,6 +441,7 @@ def _sweep_package() -> Any:
 def _sweep(args: argparse.Namespace) -> int:
     """Run the sweep; a Ctrl-C or SIGTERM keeps the finished parts and says how to resume."""
     run_sweep = _sweep_package().run_sweep
+    _check_folder(args.out)
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         done = run_sweep(
@@ -460,6 +473,8 @@ def _answer(args: argparse.Namespace) -> int:
     _sweep_package().results.check_dataset(args.results)
     from .sweep import answers
 
+    if args.command in ("table", "heatmap"):
+        _check_folder(args.out)
     if args.command == "best":
         rows = answers.best(args.results, by=args.by)
         _print_summary(json.dumps(rows, indent=1) if args.json else answers.format_best(rows))
@@ -469,7 +484,13 @@ def _answer(args: argparse.Namespace) -> int:
             json.dump(table, file, indent=1)
         print(f"table written to {args.out}")
     else:
-        answers.heatmap(args.results, args.k, args.out, device=args.device)
+        try:
+            answers.heatmap(args.results, args.k, args.out, device=args.device, dtype=args.dtype)
+        except answers.AmbiguousChoice as exc:
+            raise UsageError(
+                f"K={args.k} has rows of {exc.field}s {', '.join(exc.values)}: "
+                f"pick one with --{exc.field}"
+            ) from None
         print(f"heatmap written to {args.out}")
     return 0
 
@@ -501,10 +522,18 @@ def _check_output(flag: str, path: str | None, formats: tuple[str, ...]) -> None
         )
     if os.path.isdir(path):
         raise OSError(f"cannot write {path}: it is a folder")
+    _check_folder(path)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise OSError(f"cannot write {path}: permission denied")
+
+
+def _check_folder(path: str) -> None:
+    """Fail unless the folder that would hold ``path`` exists and is writable (creating
+    nothing): outputs never create missing folders."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OSError(f"cannot write {path}: no folder {folder}")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+    if not os.access(folder, os.W_OK):
         raise OSError(f"cannot write {path}: permission denied")
 
 

@@ -97,14 +97,19 @@ def _program_ends(records):
     return ends
 
 
-def comparison_lines(measured, predicted):
+def comparison_lines(measured, predicted, measured_in_steps=False):
     """A one-screen text comparison: each side's makespan, their ratio, and the programs whose
-    measured end differs most from the predicted one."""
+    measured end differs most from the predicted one. ``measured_in_steps``: the measured
+    times count the interpreter's steps, not microseconds, so they are shown as steps and no
+    ratio is taken."""
     measured_us, predicted_us = makespan_us(measured), makespan_us(predicted)
+    unit = "steps" if measured_in_steps else "us"
     ratio = f"{measured_us / predicted_us:.2f}" if predicted_us > 0 else "undefined"
+    if measured_in_steps:
+        ratio = "not taken (interpreter steps against microseconds)"
     lines = [
         "makespan, first start to last end:",
-        f"  measured {measured_us:.2f} us",
+        f"  measured {measured_us:.2f} {unit}",
         f"  predicted {predicted_us:.2f} us",
         f"  measured / predicted {ratio}",
     ]
@@ -117,7 +122,7 @@ def comparison_lines(measured, predicted):
         name = f"program {program}" if kernel == "gemm" else f"reduce program {program}"
         got, want = measured_ends[kernel, program], predicted_ends[kernel, program]
         lines.append(
-            f"  {name}: ends at {got:.2f} us measured, {want:.2f} us predicted "
-            f"({got - want:+.2f} us)"
+            f"  {name}: ends at {got:.2f} {unit} measured, {want:.2f} us predicted"
+            + ("" if measured_in_steps else f" ({got - want:+.2f} us)")
         )
     return lines

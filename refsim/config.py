@@ -319,6 +319,11 @@ class GemmConfig:
                 f"cus={cus}: {profile.name} has {profile.cus}; for a bigger device "
                 "build a HardwareProfile (dataclasses.replace on a preset)"
             )
+        if xcds > cus and self.xcds is None:
+            raise ValueError(
+                f"cus={cus}: fewer CUs than {profile.name}'s {xcds} XCDs (its default xcds); "
+                "give xcds too"
+            )
         if xcds > cus:
             raise ValueError(f"xcds={xcds}: more XCDs than cus={cus}")
         if cus % xcds:

@@ -221,7 +221,7 @@ BAD_INPUT = [
     (["simulate", "8", "8", "8", "--block", "axbxc"], "axbxc"),
     (["simulate", "8", "8", "8", "--block", "48x48x48"], "--block=48"),
     (["simulate", "8", "8", "8", "--cus", "300"], "cus=300"),
-    (["simulate", "8", "8", "8", "--cus", "4"], "xcds=8"),
+    (["simulate", "8", "8", "8", "--cus", "4"], "--cus=4: fewer CUs than mi300x's 8 XCDs"),
     (["simulate", "8", "8", "8", "--grid", "0"], "grid=0"),
     (["simulate", "8", "8", "8", "--split-k", "2"], "split_k"),
     (

@@ -60,7 +60,7 @@ INVALID = [
     (dict(dtype="int8"), ["dtype='int8'", "fp16", "bf16", "fp32"]),
     (dict(device="a100"), ["device='a100'", *PROFILES]),
     # machine shape
-    (dict(cus=4), ["xcds=8", "cus=4"]),
+    (dict(cus=4), ["cus=4", "8 XCDs"]),
     (dict(cus=8, xcds=16), ["xcds=16", "cus=8"]),
     (dict(cus=300), ["cus=300", "xcds=8"]),
     (dict(cus=30, xcds=4), ["cus=30", "xcds=4"]),

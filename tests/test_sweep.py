@@ -1,10 +1,13 @@
 """Tests of ``refsim sweep``: the spec, the rows, the Dask runs (embedded and by address), resume."""
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -36,6 +39,7 @@ RESULT_COLUMNS = [
     "used_block_m",
     "used_block_n",
     "used_block_k",
+    "used_strategy",
 ]
 # Small shapes on a small device: every simulation takes a few milliseconds.
 SMALL_SPEC = {
@@ -183,6 +187,7 @@ def test_a_row_holds_the_simulation_and_what_was_derived():
     assert (row["used_block_m"], row["used_block_k"]) == (256, 64)
     assert row["block_m"] is None and row["device"] is None and row["deadlock"] is False
     assert row["calibration"] == "datasheet" and row["refsim_version"] == refsim.__version__
+    assert row["used_strategy"] == "streamk"
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,3 +295,200 @@ def test_answers_refuse_what_is_not_a_results_dataset(tmp_path, capsys, command)
         assert main([command[0], str(path), *command[1:]]) == 2
         err = capsys.readouterr().err
         assert err.startswith("refsim: error: ") and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The calibration each row was simulated with.
+
+# A small problem on a few units of a profile: fast on any profile.
+SMALL = {"m": 256, "n": 256, "k": 256, "cus": 8, "xcds": 1, "block_m": 64, "block_n": 64}
+
+
+def test_a_row_names_the_shipped_calibration_it_was_simulated_with():
+    from refsim.calibration import for_profile
+    from refsim.sweep.runner import calibration_label
+
+    shipped = for_profile("h200")
+    row = simulate_row(dict(SMALL, device="h200"))
+    assert row["calibration"] == calibration_label(shipped) != "datasheet"
+    assert "h200" in row["calibration"] and shipped.environment["date"] in row["calibration"]
+    assert (
+        row["makespan_us"] == refsim.simulate(refsim.GemmConfig(**SMALL, device="h200")).makespan_us
+    )
+    # without a shipped calibration, or with it turned off, the datasheet
+    assert simulate_row(dict(SMALL, device="mi300x"))["calibration"] == "datasheet"
+    off = simulate_row(dict(SMALL, device="h200"), calibration=False)
+    assert off["calibration"] == "datasheet"
+    config = refsim.GemmConfig(**SMALL, device="h200")
+    assert off["makespan_us"] == refsim.simulate(config, calibration=False).makespan_us
+
+
+def test_the_spec_chooses_the_calibration_and_the_table_says_which(tmp_path, capsys):
+    from refsim.calibration import for_profile, load, save
+    from refsim.sweep.runner import calibration_label
+
+    spec = dict(SMALL, strategy=["data_parallel", "streamk"], device=["h200"])
+    shipped = for_profile("h200")
+    refit = dataclasses.replace(shipped, load_factor=2.0)
+    save(refit, tmp_path / "refit.json")
+    labels = {}
+    for name, value in (
+        ("shipped", None),
+        ("none", "none"),
+        ("off", False),
+        ("file", "refit.json"),
+    ):
+        given = spec if value is None else dict(spec, calibration=value)
+        path = write_spec(tmp_path / f"{name}.yaml", given)
+        out = str(tmp_path / f"{name}.parquet")
+        assert main(["sweep", path, "--out", out, "--workers", "1", "--no-progress"]) == 0
+        labels[name] = {row["calibration"] for row in read_results(out).to_pylist()}
+        table_path = tmp_path / f"{name}.json"
+        assert main(["table", out, "--device", "h200", "--out", str(table_path)]) == 0
+        assert json.loads(table_path.read_text())["source"]["calibration"] == labels[name].pop()
+        assert not labels[name]
+        labels[name] = json.loads(table_path.read_text())["source"]["calibration"]
+    assert labels["shipped"] == calibration_label(shipped)
+    assert labels["none"] == labels["off"] == "datasheet"
+    assert labels["file"] == calibration_label(load(tmp_path / "refit.json"))
+    assert labels["file"] != labels["shipped"]
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (3, "key 'calibration': 3 is int"),
+        ("missing.json", "key 'calibration': missing.json"),
+        ("notes.txt", "key 'calibration': notes.txt"),
+        ("mi300x.json", "key 'calibration': mi300x.json calibrates profile 'mi300x'"),
+    ],
+)
+def test_a_bad_calibration_is_a_spec_error(tmp_path, capsys, value, named):
+    from refsim.calibration import for_profile, save
+
+    (tmp_path / "notes.txt").write_text("not JSON")
+    save(dataclasses.replace(for_profile("h200"), profile="mi300x"), tmp_path / "mi300x.json")
+    spec = write_spec(tmp_path / "spec.yaml", dict(SMALL, device="h200", calibration=value))
+    out = tmp_path / "results.parquet"
+    assert main(["sweep", spec, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# A spec without a strategy.
+
+
+def test_a_spec_without_strategy_records_the_default_and_answers_work(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path / "spec.yaml",
+        {"cus": 8, "xcds": 1, "shapes": [[256, 256, 256], [512, 256, 256]], "block_m": [64, 128]},
+    )
+    out = str(tmp_path / "results.parquet")
+    assert main(["sweep", spec, "--out", out, "--workers", "1", "--no-progress"]) == 0
+    rows = read_results(out).to_pylist()
+    default = refsim.GemmConfig(8, 8, 8).strategy
+    assert {row["used_strategy"] for row in rows} == {default}
+    assert {row["strategy"] for row in rows} == {None}  # what the spec requested
+    capsys.readouterr()
+    assert main(["best", out]) == 0
+    assert default in capsys.readouterr().out
+    table_path = tmp_path / "table.json"
+    assert main(["table", out, "--device", "mi300x", "--out", str(table_path)]) == 0
+    buckets = json.loads(table_path.read_text())["buckets"]
+    assert buckets and all(bucket["strategy"] == default for bucket in buckets)
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "k256.png"
+    assert main(["heatmap", out, "--k", "256", "--out", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+# --------------------------------------------------------------------------------------------
+# Heatmap selectors, --out's folder.
+
+
+def test_heatmap_of_two_dtypes_asks_for_and_takes_dtype(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    spec = write_spec(
+        tmp_path / "spec.yaml",
+        {"cus": 8, "xcds": 1, "shapes": [[256, 256, 256]], "dtype": ["bf16", "fp32"]},
+    )
+    out = str(tmp_path / "results.parquet")
+    assert main(["sweep", spec, "--out", out, "--workers", "1", "--no-progress"]) == 0
+    png = tmp_path / "k.png"
+    capsys.readouterr()
+    assert main(["heatmap", out, "--k", "256", "--out", str(png)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--dtype" in err and "dtype=" not in err, err
+    assert main(["heatmap", out, "--k", "256", "--out", str(png), "--dtype", "fp32"]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_heatmap_of_two_devices_names_the_device_option(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    spec = write_spec(
+        tmp_path / "spec.yaml",
+        {"cus": 8, "xcds": 1, "shapes": [[256, 256, 256]], "device": ["mi300x", "h100"]},
+    )
+    out = str(tmp_path / "results.parquet")
+    assert main(["sweep", spec, "--out", out, "--workers", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["heatmap", out, "--k", "256", "--out", str(tmp_path / "k.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device" in err and "device=" not in err, err
+
+
+def test_sweep_out_in_a_missing_folder_is_refused_like_simulate(tmp_path, capsys):
+    spec = write_spec(tmp_path / "spec.yaml", SMALL_SPEC)
+    out = tmp_path / "missing" / "results.parquet"
+    assert main(["sweep", spec, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no folder" in err, err
+    assert not (tmp_path / "missing").exists()
+    trace = tmp_path / "missing" / "t.json"
+    assert main(["simulate", "64", "64", "64", "--trace", str(trace)]) == 2
+    assert "no folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# The graph handed to Dask stays small however many configurations there are.
+
+
+def test_a_large_sweep_sends_no_large_graph(tmp_path, monkeypatch):
+    import dask
+
+    from refsim.sweep import runner
+
+    monkeypatch.setattr(
+        runner, "simulate_row", lambda requested, calibration=None: {"key": config_key(requested)}
+    )
+    written = []
+    monkeypatch.setattr(runner.results, "write_part", lambda out, rows: written.extend(rows))
+    todo = [{"m": m, "n": 64, "k": 64, "strategy": "streamk"} for m in range(1, 20001)]
+    summary = dict(configurations=0, already_done=0, simulated=0, refused=0, parts=0)
+    with (
+        dask.config.set({"distributed.admin.large-graph-warning-threshold": "100kB"}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("error", UserWarning)
+        runner._run(client, todo, str(tmp_path), None, False, summary)
+    keys = [row["key"] for row in written]
+    assert len(keys) == len(set(keys)) == len(todo) == summary["simulated"]
+
+
+def test_resuming_with_another_calibration_is_refused(tmp_path, capsys):
+    spec = dict(SMALL, device="h200", strategy=["data_parallel", "streamk"])
+    first = write_spec(tmp_path / "first.yaml", spec)
+    out = str(tmp_path / "results.parquet")
+    assert main(["sweep", first, "--out", out, "--workers", "1", "--no-progress"]) == 0
+    other = write_spec(tmp_path / "other.yaml", dict(spec, calibration="none", block_m=32))
+    capsys.readouterr()
+    assert main(["sweep", other, "--out", out, "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'datasheet'" in err and "another --out" in err, err

@@ -13,6 +13,7 @@ import torch
 import kernels
 from kernels import auto
 from kernels.auto import config_for, use_table
+from refsim import GemmConfig
 from refsim.sweep.answers import best, bucket_bounds, bucket_of, format_best, heatmap, table
 from refsim.sweep.results import SCHEMA
 
@@ -296,3 +297,22 @@ def test_heatmap_refuses_a_k_without_rows_and_mixed_devices(results, tmp_path):
     one_line_error(e)
     heatmap(results, 256, tmp_path / "h100.png", device="h100")
     assert (tmp_path / "h100.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+# Rows of a spec without a strategy.
+def test_rows_without_a_requested_strategy_answer_with_the_one_used(tmp_path):
+    """New rows carry ``used_strategy``; older ones (null strategy, no used_strategy) mean
+    GemmConfig's default. Neither gives a null strategy anywhere."""
+    default = GemmConfig(8, 8, 8).strategy
+    sizes = [(m, n) for m in (64, 128) for n in (64, 128)]
+    new = [dict(row(m, n, 256, None, float(m)), used_strategy=default) for m, n in sizes]
+    old = [row(m, n, 256, None, float(m) + 1, block_m=64) for m, n in sizes]
+    results = write_results(tmp_path / "results", new, old)
+    answers = best(results)
+    assert answers and {answer["strategy"] for answer in answers} == {default}
+    assert "None" not in format_best(answers)
+    built = table(results, "h100")
+    assert built["buckets"] and {b["strategy"] for b in built["buckets"]} == {default}
+    out = tmp_path / "k256.png"
+    heatmap(results, 256, out)
+    assert out.read_bytes().startswith(PNG_SIGNATURE)

@@ -4,9 +4,11 @@
 A results dataset is a directory of Parquet parts, one row per configuration (see
 :mod:`refsim.sweep`). A row is *valid* when it has no ``error``, a makespan and a TFLOP/s figure
 (null when the run deadlocked or lost work), no ``deadlock`` and no ``coverage_errors``; only
-valid rows compete. A row's *configuration* is its strategy and its non-null requested options
-(every GemmConfig field but M, N, K, ``device`` and ``dtype``, which group the rows); a null
-``device`` or ``dtype`` is GemmConfig's default. Ties in makespan go to the smaller ``key``.
+valid rows compete. A row's *strategy* is the one its configuration ran (``used_strategy``; for
+rows written before that column, the requested one, else GemmConfig's default), never null. A
+row's *configuration* is its strategy and its non-null requested options (every GemmConfig field
+but M, N, K, ``device`` and ``dtype``, which group the rows); a null ``device`` or ``dtype`` is
+GemmConfig's default. Ties in makespan go to the smaller ``key``.
 
 **Buckets** (:func:`table`): M, N and K are each rounded to the nearest power of two on a log2
 scale (``2**e`` takes ``2**(e - 1/2) <= x < 2**(e + 1/2)``: 3..5 -> 4, 6..11 -> 8), and the
@@ -25,6 +27,7 @@ from typing import Any
 from ..config import DTYPE_ALIASES, FIELD_NAMES, STRATEGIES
 from ..hardware import DEFAULT_DEVICE, get_profile
 from .results import read_results
+from .spec import DEFAULT_STRATEGY
 
 SIZES = ("m", "n", "k")
 # The fields that group rows (with the sizes) rather than configure them.
@@ -43,6 +46,20 @@ def read_rows(results_path: str | os.PathLike[str]) -> list[Row]:
     """Every row of a results dataset as a dict (:func:`refsim.sweep.read_results`: a
     ValueError when ``results_path`` is not one)."""
     return read_results(os.fspath(results_path)).to_pylist()
+
+
+class AmbiguousChoice(ValueError):
+    """Rows of several values of ``field`` (device or dtype) where one must be picked."""
+
+    def __init__(self, message: str, field: str, values: list[str]) -> None:
+        super().__init__(message)
+        self.field = field
+        self.values = values
+
+
+def strategy_of(row: Row) -> str:
+    """The strategy a row's configuration ran (see the module docstring)."""
+    return row.get("used_strategy") or row.get("strategy") or DEFAULT_STRATEGY
 
 
 def is_valid(row: Row) -> bool:
@@ -72,7 +89,7 @@ def requested_options(row: Row, leave_out: Iterable[str] = ()) -> dict[str, Any]
 
 def configuration(row: Row) -> tuple[Any, ...]:
     """A row's configuration as a hashable, sortable identity: strategy, then options by name."""
-    return (row["strategy"], *sorted((k, repr(v)) for k, v in requested_options(row).items()))
+    return (strategy_of(row), *sorted((k, repr(v)) for k, v in requested_options(row).items()))
 
 
 def _ranked(rows: list[Row]) -> list[Row]:
@@ -97,9 +114,9 @@ def best(results_path: str | os.PathLike[str], by: str = "shape") -> list[dict[s
     data_parallel: dict[Shape, float] = {}
     for row in filter(is_valid, rows):
         shape = shape_of(row)
-        group = shape if by == "shape" else (*shape, row["strategy"])
+        group = shape if by == "shape" else (*shape, strategy_of(row))
         groups.setdefault(group, []).append(row)
-        if row["strategy"] == "data_parallel":
+        if strategy_of(row) == "data_parallel":
             fastest = data_parallel.get(shape, math.inf)
             data_parallel[shape] = min(fastest, row["makespan_us"])
     if not groups:
@@ -121,7 +138,7 @@ def best(results_path: str | os.PathLike[str], by: str = "shape") -> list[dict[s
                 "m": m,
                 "n": n,
                 "k": k,
-                "strategy": winner["strategy"],
+                "strategy": strategy_of(winner),
                 "options": options,
                 "makespan_us": makespan,
                 "tflops": winner["tflops"],
@@ -257,7 +274,7 @@ def table(results_path: str | os.PathLike[str], device: str) -> dict[str, Any]:
                 "dtype": dtype,
                 "cus": cus,
                 **{size: list(bucket_bounds(p)) for size, p in zip(SIZES, powers)},
-                "strategy": winner["strategy"],
+                "strategy": strategy_of(winner),
                 "options": requested_options(winner, leave_out=("cus",)),
                 "shapes": len(shapes),
                 **answer,
@@ -304,7 +321,9 @@ def heatmap(
     for field in GROUPING:
         values = sorted({row[field] for row in rows})
         if len(values) > 1:
-            raise ValueError(f"K={k} has rows of {field}s {', '.join(values)}: pass {field}=")
+            raise AmbiguousChoice(
+                f"K={k} has rows of {field}s {', '.join(values)}: pass {field}=", field, values
+            )
     try:
         import matplotlib
     except ImportError as exc:

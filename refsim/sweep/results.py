@@ -10,10 +10,13 @@ so that a reader (or a resumed sweep) never sees half a part. Columns (:data:`SC
 * ``makespan_us``, ``tflops`` (null when refused, deadlocked or work lost),
   ``xcd_utilisation``, ``longest_fixup_wait_us`` (0 without fixups), ``deadlock``,
   ``coverage_errors``: the simulation's outcome, all null for a refused configuration;
-* ``calibration``: where the profile's numbers come from; ``refsim_version``;
-* ``used_grid``, ``used_sk_tiles``, ``used_block_m``, ``used_block_n``, ``used_block_k``: what
-  the built configuration derived (``used_sk_tiles`` 0 without Stream-K tiles; null when
-  refused).
+* ``calibration``: the calibration the row was simulated with
+  (:func:`refsim.sweep.runner.calibration_label`: profile, GPU, date and a digest of its
+  contents), or ``datasheet`` when none was used; null when refused; ``refsim_version``;
+* ``used_grid``, ``used_sk_tiles``, ``used_block_m``, ``used_block_n``, ``used_block_k``,
+  ``used_strategy``: what the built configuration derived (``used_sk_tiles`` 0 without
+  Stream-K tiles; ``used_strategy`` GemmConfig's default when the spec gave none; null when
+  refused). Parts written before ``used_strategy`` existed read it as null.
 """
 
 import os
@@ -44,6 +47,7 @@ SCHEMA = pa.schema(
         pa.field(f"used_{name}", pa.int64())
         for name in ("grid", "sk_tiles", "block_m", "block_n", "block_k")
     ]
+    + [pa.field("used_strategy", pa.string())]
 )
 PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
@@ -105,6 +109,19 @@ def done_keys(path: str) -> set[str]:
         for part in part_files(path)
         for key in pq.read_table(part, columns=["key"]).column("key").to_pylist()
     }
+
+
+def calibrations(path: str) -> set[tuple[str | None, str]]:
+    """The (requested device, calibration) pairs of dataset ``path``'s simulated rows."""
+    if not os.path.isdir(path):
+        return set()
+    pairs = set()
+    for part in part_files(path):
+        table = pq.read_table(part, columns=["device", "calibration"])
+        for device, label in zip(*(column.to_pylist() for column in table.columns)):
+            if label is not None:
+                pairs.add((device, label))
+    return pairs
 
 
 def remove_stale_temporaries(path: str) -> None:

@@ -4,10 +4,16 @@ The client expands the spec, drops the configurations already in the output data
 rest into batches and submits one task per batch; each finished batch is written (by the
 client, so workers need no shared filesystem) as one atomic part file. An interrupted sweep
 loses only the batches in flight; running it again finishes the rest.
+
+The configurations to run and the calibration go to the workers once (``Client.scatter``); a
+task names only its slice of them, so the graph stays a few bytes per task however large the
+spec (Dask warns about graphs over 10 MiB).
 """
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
@@ -16,13 +22,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import __version__
+from ..calibration import Calibration, for_profile
 from ..config import GemmConfig
+from ..hardware import DEFAULT_DEVICE, get_profile
 from . import results
-from .spec import OPTION_FIELDS, config_key, load_spec
+from .spec import OPTION_FIELDS, CalibrationChoice, config_key, load_sweep
 
-# Where the profiles' numbers come from: every profile is built from datasheets; no calibration
-# fitted on a real GPU exists yet.
-CALIBRATION = "datasheet"
+# The ``calibration`` of a row simulated with none: the profile's datasheet numbers.
+DATASHEET = "datasheet"
 # Simulations take ~10 ms and a Dask task costs ~1 ms to schedule, so 16 configurations a batch
 # keep the overhead small; 8 batches per worker keep the workers evenly busy to the end; 256 a
 # batch bound what an interruption loses.
@@ -42,16 +49,40 @@ class SweepSummary:
     parts: int  # part files written by this run
 
 
-def simulate_row(requested: dict[str, Any]) -> dict[str, Any]:
-    """The results row of one requested configuration (see :mod:`refsim.sweep.results`)."""
-    from ..api import simulate
+def calibration_label(calibration: Calibration | None) -> str:
+    """How a row names the calibration it was simulated with: ``datasheet`` for none, else its
+    profile, GPU, date and the start of the SHA-256 of its contents (refits keep the date)."""
+    if calibration is None:
+        return DATASHEET
+    text = json.dumps(calibration.to_dict(), sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"{calibration.profile} {calibration.describe()} sha256:{digest}"
+
+
+def expected_label(device: str | None, choice: CalibrationChoice) -> str:
+    """The calibration label of a row of ``device`` (null: the default) swept with ``choice``."""
+    if choice is False:
+        return DATASHEET
+    if isinstance(choice, Calibration):
+        return calibration_label(choice)
+    return calibration_label(for_profile(get_profile(device or DEFAULT_DEVICE).name))
+
+
+def simulate_row(
+    requested: dict[str, Any], calibration: CalibrationChoice = None
+) -> dict[str, Any]:
+    """The results row of one requested configuration (see :mod:`refsim.sweep.results`),
+    simulated with ``calibration`` (as :func:`refsim.simulate` takes it: None for the profile's
+    shipped one)."""
+    from ..api import calibration_for, simulate
 
     row: dict[str, Any] = dict.fromkeys(results.SCHEMA.names)
     row.update((name, requested.get(name)) for name in OPTION_FIELDS)
-    row.update(key=config_key(requested), calibration=CALIBRATION, refsim_version=__version__)
+    row.update(key=config_key(requested), refsim_version=__version__)
     try:
         config = GemmConfig(**requested)
-        result = simulate(config)
+        used = calibration_for(config, calibration)
+        result = simulate(config, calibration=False if used is None else used)
     except ValueError as exc:
         row["error"] = str(exc)
         return row
@@ -65,6 +96,8 @@ def simulate_row(requested: dict[str, Any]) -> dict[str, Any]:
         coverage_errors=[str(error) for error in result.coverage_errors],
     )
     row.update(
+        calibration=calibration_label(used),
+        used_strategy=config.strategy,
         used_grid=config.grid,
         used_sk_tiles=config.sk_tiles or 0,
         used_block_m=config.block_m,
@@ -74,20 +107,25 @@ def simulate_row(requested: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def run_batch(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of a batch of requested configurations (one Dask task)."""
-    return [simulate_row(requested) for requested in batch]
+def run_batch(
+    batch: list[dict[str, Any]], calibration: CalibrationChoice = None
+) -> list[dict[str, Any]]:
+    """The rows of a batch of requested configurations."""
+    return [simulate_row(requested, calibration) for requested in batch]
+
+
+def run_slice(
+    shared: tuple[list[dict[str, Any]], CalibrationChoice], start: int, stop: int
+) -> list[dict[str, Any]]:
+    """The rows of ``todo[start:stop]`` of the scattered ``(todo, calibration)`` (one task)."""
+    todo, calibration = shared
+    return run_batch(todo[start:stop], calibration)
 
 
 def batch_size(configurations: int, workers: int) -> int:
     """Configurations per task: about BATCHES_PER_WORKER per worker, within the bounds above."""
     wanted = math.ceil(configurations / (max(1, workers) * BATCHES_PER_WORKER))
     return max(MIN_BATCH, min(MAX_BATCH, wanted))
-
-
-def batches(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def run_sweep(
@@ -113,11 +151,14 @@ def run_sweep(
         raise ValueError(f"batch size: {size} is not a positive number of configurations")
     if scheduler is not None and workers is not None:
         raise ValueError("give either a scheduler address or a number of workers, not both")
-    configurations = load_spec(spec_path)
+    sweep = load_sweep(spec_path)
+    configurations = sweep.configurations
     results.check_dataset(out, may_be_new=True)
-    os.makedirs(out, exist_ok=True)
+    if not os.path.isdir(out):
+        os.mkdir(out)  # not its parents: a missing folder is a mistyped path
     results.remove_stale_temporaries(out)
     done = results.done_keys(out)
+    _check_calibration(out, sweep.calibration)
     todo = [c for c in configurations if config_key(c) not in done]
     summary = dict(
         configurations=len(configurations),
@@ -128,8 +169,20 @@ def run_sweep(
     )
     if todo:
         with _client(scheduler, workers) as client:
-            _run(client, todo, out, size, progress, summary)
+            _run(client, todo, out, size, progress, summary, calibration=sweep.calibration)
     return SweepSummary(**summary)
+
+
+def _check_calibration(out: str, choice: CalibrationChoice) -> None:
+    """ValueError when dataset ``out`` holds rows simulated with another calibration than the
+    one this run would use for them: resuming would mix the two under one set of keys."""
+    for device, label in results.calibrations(out):
+        wanted = expected_label(device, choice)
+        if label != wanted:
+            raise ValueError(
+                f"{out} holds rows simulated with calibration {label!r}, and this spec would "
+                f"use {wanted!r}: sweep into another --out, or set the spec's calibration"
+            )
 
 
 @contextlib.contextmanager
@@ -161,14 +214,24 @@ def _run(
     size: int | None,
     progress: bool,
     summary: dict[str, int],
+    calibration: CalibrationChoice = None,
 ) -> None:
-    """Submit ``todo`` in batches and write each batch's rows as it finishes."""
+    """Scatter ``todo`` once, submit one small task per batch of it and write each batch's rows
+    as it finishes."""
     from distributed import as_completed
     from tqdm import tqdm
 
     workers = sum(client.nthreads().values())
+    step = size or batch_size(len(todo), workers)
+    # a list of one item: scatter sends each item of a list as its own piece of data
+    [shared] = client.scatter([(todo, calibration)], broadcast=True, hash=False)
+    starts = range(0, len(todo), step)
     tasks = client.map(
-        run_batch, list(batches(todo, size or batch_size(len(todo), workers))), pure=False
+        run_slice,
+        [shared] * len(starts),
+        list(starts),
+        [start + step for start in starts],
+        pure=False,
     )
     with tqdm(total=len(todo), unit="config", file=sys.stderr, disable=not progress) as bar:
         for task in as_completed(tasks):
@@ -179,3 +242,4 @@ def _run(
             summary["simulated"] += len(rows)
             summary["refused"] += sum(row.get("error") is not None for row in rows)
             bar.update(len(rows))
+    shared.release()

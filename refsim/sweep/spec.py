@@ -13,7 +13,12 @@ each one of:
   counts :data:`DEFAULT_TOKENS`) or as ``{set: llama3-8b, tokens: [1, 4096]}``.
 
 Instead of ``shapes`` a spec may give ``m``, ``n`` and ``k`` as values or lists (all three).
-The same configuration twice is run once. For example::
+The same configuration twice is run once. ``calibration`` (not a GemmConfig field) chooses the
+timings for the whole sweep: ``shipped`` (the default, also ``null``) uses the calibration refsim
+ships for each row's profile where there is one (:func:`refsim.calibration.for_profile`), else
+the datasheet; ``none`` (or ``false``) the datasheet numbers everywhere; any other string is the
+path of a calibration JSON (relative to the spec's folder), which must calibrate every device
+the spec runs. For example::
 
     device: [mi300x]
     shapes: [[4096, 4096, 4096], {m: [256, 8192, 2x], n: 4096, k: 4096}, llama3-8b]
@@ -27,16 +32,27 @@ sweep records them as rows with an ``error``.
 
 import dataclasses
 import itertools
+import os
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..calibration import Calibration, load
 from ..config import DTYPE_ALIASES, FIELD_NAMES, GemmConfig
-from ..hardware import get_profile
+from ..hardware import DEFAULT_DEVICE, get_profile
 
 SIZE_NAMES = ("m", "n", "k")
 OPTION_FIELDS = {f.name: f for f in dataclasses.fields(GemmConfig) if f.init}
 DEFAULT_TOKENS = (1, 16, 128, 1024, 4096, 16384)
+# The strategy GemmConfig runs when none is given.
+DEFAULT_STRATEGY = str(OPTION_FIELDS["strategy"].default)
+# Keys of a spec that are not GemmConfig fields.
+SPEC_KEYS = ("shapes", "calibration")
+# ``calibration`` values: the shipped calibration of each profile, or none (the datasheet).
+SHIPPED = "shipped"
+NO_CALIBRATION = "none"
+# What a sweep passes to refsim.simulate: None (the shipped one), False (none) or a Calibration.
+CalibrationChoice = Calibration | bool | None
 
 
 def _llama_projections(hidden: int, intermediate: int, kv: int) -> dict[str, tuple[int, int]]:
@@ -66,8 +82,16 @@ class SpecError(ValueError):
     """A sweep spec that cannot be expanded; the message names the key."""
 
 
-def load_spec(path: str) -> list[dict[str, Any]]:
-    """The requested configurations of the YAML spec at ``path`` (see the module docstring)."""
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A loaded spec: its requested configurations and the calibration they run with."""
+
+    configurations: list[dict[str, Any]]
+    calibration: CalibrationChoice = None
+
+
+def load_sweep(path: str) -> Sweep:
+    """The configurations and calibration of the YAML spec at ``path`` (module docstring)."""
     import yaml
 
     try:
@@ -75,17 +99,58 @@ def load_spec(path: str) -> list[dict[str, Any]]:
             spec = yaml.safe_load(file)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    return expand(spec)
+    except OSError as exc:
+        raise SpecError(f"{path}: {exc.strerror or exc}") from None
+    configurations = expand(spec)
+    folder = os.path.dirname(os.path.abspath(path))
+    return Sweep(configurations, spec_calibration(typing.cast(Mapping[str, Any], spec), folder))
+
+
+def load_spec(path: str) -> list[dict[str, Any]]:
+    """The requested configurations of the YAML spec at ``path`` (see the module docstring)."""
+    return load_sweep(path).configurations
+
+
+def spec_calibration(spec: Mapping[str, Any], folder: str = ".") -> CalibrationChoice:
+    """What ``spec``'s ``calibration`` key asks for: None (shipped), False (none) or the
+    Calibration read from its path (relative to ``folder``), checked against the spec's devices."""
+    given = spec.get("calibration")
+    if given is None or given == SHIPPED:
+        return None
+    if given is False or given == NO_CALIBRATION:
+        return False
+    if not isinstance(given, str) or not given:
+        raise SpecError(
+            f"key 'calibration': {given!r} is {_kind(given)}, expected {SHIPPED}, "
+            f"{NO_CALIBRATION} or the path of a calibration JSON"
+        )
+    path = os.path.join(folder, given)
+    try:
+        calibration = load(path)
+    except ValueError as exc:
+        message = str(exc)
+        message = given + message[len(path) :] if message.startswith(path) else message
+        raise SpecError(f"key 'calibration': {' '.join(message.split())}") from None
+    devices = spec.get("device")
+    for device in devices if isinstance(devices, list) else [devices]:
+        name = get_profile(device or DEFAULT_DEVICE).name
+        if name != calibration.profile:
+            raise SpecError(
+                f"key 'calibration': {given} calibrates profile {calibration.profile!r} "
+                f"({calibration.gpu}), but the spec runs device {name!r}"
+            )
+    return calibration
 
 
 def expand(spec: object) -> list[dict[str, Any]]:
     """One dict of requested GemmConfig fields (given ones only) per combination of ``spec``."""
     if not isinstance(spec, Mapping):
         raise SpecError(f"the spec must be a mapping of keys to values, not {_kind(spec)}")
-    unknown = [key for key in spec if key != "shapes" and key not in OPTION_FIELDS]
+    unknown = [key for key in spec if key not in SPEC_KEYS and key not in OPTION_FIELDS]
     if unknown:
         raise SpecError(
-            f"unknown key {unknown[0]!r}: accepted keys are shapes, {', '.join(FIELD_NAMES)}"
+            f"unknown key {unknown[0]!r}: accepted keys are {', '.join(SPEC_KEYS)}, "
+            f"{', '.join(FIELD_NAMES)}"
         )
     shapes = _shapes(spec)
     options = {
