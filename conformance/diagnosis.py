@@ -704,7 +704,7 @@ class Diagnoser:
             "expected": float(self.expected[element]),
             "plan": plan_segments(self.config, self.geometry.sim, first.tile),
             "detail": detail,
-            "cause": cause,
+            "cause": str(cause),  # a plain string: the dict is printed and shown in reports
         }
         return groups, info
 

@@ -207,6 +207,6 @@ def never_written(config, wrong, got, expected, sim):
         "expected": float(expected[first.element]),
         "plan": plan_segments(config, sim, first.tile),
         "detail": detail,
-        "cause": group.cause,
+        "cause": str(group.cause),
     }
     return [group], info

@@ -100,6 +100,7 @@ def test_rows_or_columns_holding_other_lines_values_are_named_and_nothing_else_i
     assert misplaced_lines(CONFIG, never, expected, 1, 1) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
 def test_every_mutant_is_caught_with_its_cause(mutant):
     if mutant not in mutants_for(DEVICE):
@@ -405,6 +406,7 @@ def test_cases_round_trip_through_json(tmp_path):
         load_cases(path)
 
 
+@pytest.mark.slow
 def test_quick_set_passes_and_every_mutant_is_caught(tmp_path, capsys):
     """The CI run of the suite: `python -m conformance --device cpu --set quick --report DIR`."""
     jobs = "8" if DEVICE == "cuda" else "1"  # on a GPU, compiling dominates: use the cores

@@ -183,6 +183,7 @@ def test_an_accumulator_rounded_as_the_backend_rounds_is_named(rounding):
 
 
 @pytest.mark.interpreter
+@pytest.mark.slow
 def test_one_bug_leads_with_one_cause_on_every_quick_case_that_exposes_it():
     """The accumulator kept in the input dtype, on the whole quick set: every case it fails
     leads with "accumulator precision" -- one-iteration K, split partials, banded reductions,

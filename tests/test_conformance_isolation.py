@@ -83,6 +83,7 @@ def test_a_hung_kernel_fails_its_case_with_what_it_waits_on(factory, name, detai
     assert faulty.findings[-1].reasons == [f"no progress for 3 s{detail}"]
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_report_its_hang_is_killed():
     """Native code holding the GIL stops the watchdog too: the parent kills the silent worker."""
     results, reported = _run(faulty_kernels.gil_holding, hang_timeout=2)

@@ -117,6 +117,7 @@ BUGS = [
 
 
 @KERNEL_TIER
+@pytest.mark.slow
 @pytest.mark.parametrize(("variant", "failing", "leads"), BUGS, ids=[bug[0] for bug in BUGS])
 def test_each_injected_bug_leads_with_its_own_cause_on_every_case_it_fails(variant, failing, leads):
     """One bug, one lead cause (two for the case that loses a tile *and* doubles the bias):

@@ -16,6 +16,7 @@ from kernels.offline import TARGETS, code_problems, variants
 pytestmark = pytest.mark.compile
 
 
+@pytest.mark.slow
 def test_every_variant_compiles_for_every_target():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run(

@@ -36,6 +36,7 @@ def _refuse_to_build(*args, **kwargs):
     raise AssertionError("the prepared call built its launches again")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_a_repeated_call_launches_the_compiled_kernels_and_gives_the_same_bits(
     name, plans, monkeypatch

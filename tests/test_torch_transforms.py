@@ -72,8 +72,9 @@ def test_gradcheck_and_gradgradcheck_on_the_opinfo_samples_in_float64():
         if not any(isinstance(t, torch.Tensor) and t.numel() for t in args):
             continue
         call = lambda *tensors: ours(*tensors, **sample.kwargs)  # noqa: B023
-        assert torch.autograd.gradcheck(call, args, check_forward_ad=True), name
-        assert torch.autograd.gradgradcheck(call, args), name
+        # fast mode: a random projection of the Jacobian, as torch's own OpInfo tests use it
+        assert torch.autograd.gradcheck(call, args, check_forward_ad=True, fast_mode=True), name
+        assert torch.autograd.gradgradcheck(call, args, fast_mode=True), name
 
 
 A = torch.randn(6, 5, device=DEVICE)
