@@ -19,7 +19,7 @@ import torch
 import refsim
 from kernels.dtypes import TORCH_DTYPES
 
-from .causes import Cause
+from .causes import CAUSE_RANK, Cause
 from .checks import Finding, grouped_finding
 from .diagnosis import CauseGroup, SubstitutionDiagnoser, wrong_tiles
 from .guards import GUARD, OutputLayout
@@ -272,8 +272,6 @@ def _in_product(group, i):
 
 def _merge(groups):
     """The products' groups as one group per cause, lead cause first (the first detail kept)."""
-    from .diagnosis import CAUSE_RANK
-
     merged = {}
     for group in groups:
         if group.cause in merged:

@@ -32,8 +32,8 @@ def model_candidates(m, n, k, dtype, units, batch=1):
 
     The model chooses the block, and for each block between the rule's choice and
     data-parallel: a calibration measures data-parallel K-iterations, not Stream-K's fixups or
-    split-K's reduction launch, and on the H200 letting it pick those freely chose Stream-K where it
-    ran 2-4x slower than predicted (docs/gpu/model-accuracy-h200.md)."""
+    split-K's reduction launch, so the model is not trusted to pick those freely (the evidence:
+    docs/gpu/model-accuracy-h200.md)."""
     rule_blocks = gpu_blocks(m, n, dtype, units, batch)
     strategy, options = choose(m, n, k, units, *rule_blocks)
     if batch > 1:

@@ -29,8 +29,8 @@ GPU_BLOCKS = {
     "bf16": ((128, 256, 64), (128, 128, 64)),
     "fp32": ((128, 128, 32),),
 }
-# Throughput per FLOP of a block's K-loop relative to 128x256x64, measured on the H200
-# (docs/gpu/hopper-variants-h200.md: 128x128x64 ran at 0.83-0.90 of 128x256x64).
+# Throughput per FLOP of a block's K-loop relative to 128x256x64, as measured on the H200
+# (docs/gpu/hopper-variants-h200.md).
 BLOCK_EFFICIENCY = {(128, 256, 64): 1.0, (128, 128, 64): 0.88, (128, 128, 32): 1.0}
 # M or N up to this is a decode-like product (its block: the first of GPU_BLOCKS, the skinny
 # side cut down).
